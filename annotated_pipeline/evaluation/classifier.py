@@ -1,0 +1,104 @@
+"""A small Fashion-MNIST classifier whose penultimate layer is the embedding of our Frechet distance.
+
+FID (Heusel et al. 2017) embeds images with Inception-v3 and compares the two clouds of embeddings as
+Gaussians. Inception was trained on 299x299 colour photographs; 28x28 grayscale clothing is far from
+what it has seen, and its weights cannot be downloaded here anyway. So we do what the FID recipe
+asks for, with a network that knows the data: a LeNet-sized CNN (LeCun et al. 1998) trained on the
+official Fashion-MNIST training split by `train_classifier.py`, whose last hidden layer phi(x) in
+R^128 is the embedding.
+
+    x in [-1, 1]^{1x28x28}
+      -> conv 5x5 (32) -> batch norm -> ReLU -> max pool 2   : 32 x 14 x 14
+      -> conv 5x5 (64) -> batch norm -> ReLU -> max pool 2   : 64 x 7 x 7
+      -> flatten -> linear (3136 -> 128) -> ReLU              : phi(x), the features
+      -> linear (128 -> 10)                                   : logits over the 10 classes
+
+Input range. The classifier reads images in [-1, 1], the range the diffusion model itself works in
+(Ho et al. 2020, section 3.3: pixel values {0..255} scaled linearly to [-1, 1]). The pipeline returns
+images in [0, 1] for output_type "pt"/"np"; map them back with `x = 2 * images - 1` (or call
+`to_classifier_range`). Raw uint8 images map with `x = images / 127.5 - 1`.
+
+The model is a diffusers `ModelMixin, ConfigMixin`: its shape lives in the config, and
+`save_pretrained` / `from_pretrained` write and read `config.json` + safetensors weights.
+`load_default_classifier()` loads the weights shipped in `weights/`.
+"""
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import nn
+
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+class FashionMNISTClassifier(ModelMixin, ConfigMixin):
+    """LeNet-sized CNN: `features(x)` is the 128-d embedding phi(x), `forward(x)` the class logits."""
+
+    @register_to_config
+    def __init__(
+        self,
+        in_channels: int = 1,
+        image_size: int = 28,
+        channels: tuple = (32, 64),
+        kernel_size: int = 5,
+        feature_dim: int = 128,
+        num_classes: int = 10,
+    ):
+        super().__init__()
+        channels = tuple(channels)
+        if len(channels) != 2 or min(channels) < 1:
+            raise ValueError(f"channels must be two positive ints (one per conv stage), got {channels}")
+        if image_size % 4 != 0 or image_size < 4:
+            raise ValueError(f"image_size must be a positive multiple of 4 (two 2x poolings), got {image_size}")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be a positive odd int (same-size padding), got {kernel_size}")
+        if in_channels < 1 or feature_dim < 1 or num_classes < 2:
+            raise ValueError(
+                f"need in_channels >= 1, feature_dim >= 1, num_classes >= 2; "
+                f"got {in_channels}, {feature_dim}, {num_classes}"
+            )
+        c1, c2 = channels
+        k, pad = kernel_size, kernel_size // 2
+        self.conv1 = nn.Conv2d(in_channels, c1, kernel_size=k, padding=pad, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.conv2 = nn.Conv2d(c1, c2, kernel_size=k, padding=pad, bias=False)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.fc_features = nn.Linear(c2 * (image_size // 4) ** 2, feature_dim)
+        self.fc_logits = nn.Linear(feature_dim, num_classes)
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        c, s = self.config.in_channels, self.config.image_size
+        if x.ndim != 4 or tuple(x.shape[1:]) != (c, s, s):
+            raise ValueError(f"expected images of shape (B, {c}, {s}, {s}) in [-1, 1], got {tuple(x.shape)}")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """phi(x): the penultimate (post-ReLU) activations, shape (B, feature_dim). x in [-1, 1]."""
+        self._check_input(x)
+        h = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        h = F.max_pool2d(F.relu(self.bn2(self.conv2(h))), 2)
+        return F.relu(self.fc_features(h.flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits, shape (B, num_classes). x in [-1, 1]."""
+        return self.fc_logits(self.features(x))
+
+
+def to_classifier_range(images: torch.Tensor) -> torch.Tensor:
+    """Map pipeline output in [0, 1] (B, C, H, W) or uint8 in {0..255} to the classifier's [-1, 1]."""
+    if images.dtype == torch.uint8:
+        return images.float() / 127.5 - 1.0
+    return images.float() * 2.0 - 1.0
+
+
+def load_default_classifier(device: str | torch.device = "cpu") -> FashionMNISTClassifier:
+    """The classifier shipped with the package (see weights/README.md for how it was trained)."""
+    if not (DEFAULT_WEIGHTS_DIR / "config.json").is_file():
+        raise FileNotFoundError(
+            f"no shipped classifier weights in {DEFAULT_WEIGHTS_DIR}; train them with "
+            "`python -m annotated_pipeline.evaluation.train_classifier --output_dir <that folder>`"
+        )
+    model = FashionMNISTClassifier.from_pretrained(DEFAULT_WEIGHTS_DIR, torch_dtype=torch.float32)
+    return model.to(device).eval()
