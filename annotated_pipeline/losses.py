@@ -1,0 +1,100 @@
+"""The training objective of a denoising diffusion model.
+
+Ho et al. 2020 train eps_theta by a reweighted variational bound; the simplified objective they
+use in practice is their eq. (14):
+
+    L_simple(theta) = E_{t, x_0, eps} [ || eps - eps_theta( sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t ) ||^2 ]
+
+with t ~ Uniform{1..T}, eps ~ N(0, I), and alpha_bar_t = prod_{s<=t} (1 - beta_s) the cumulative
+product of the schedule (`alphas_cumprod` in the code). The argument of eps_theta is a draw of x_t
+from q(x_t | x_0), Ho et al. eq. (4), written out by `q_sample`.
+
+Two things may change, and both are options here:
+
+* the distance: the squared error of eq. (14) ("l2"), the absolute error ("l1"), or the Huber /
+  smooth-L1 loss ("huber", quadratic below 1 and linear above; the annotated-diffusion blog's
+  default, and ours), which is less sensitive to the rare large errors at small t;
+* the target, following the scheduler's `prediction_type`: the noise eps ("epsilon", eq. 14), the
+  clean sample x_0 ("sample"), or the velocity v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0
+  ("v_prediction", Salimans & Ho 2022, sec. 4).
+"""
+
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+
+from .scheduler import AnnotatedDDPMScheduler
+
+LOSS_TYPES = {"l1": F.l1_loss, "l2": F.mse_loss, "huber": F.smooth_l1_loss}
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+
+
+@lru_cache(maxsize=1)
+def _default_scheduler():
+    # Built once: the schedule tensors are the same for every call.
+    return AnnotatedDDPMScheduler()
+
+
+def q_sample(x_start, t, noise=None, scheduler=None):
+    """Draw x_t ~ q(x_t | x_0), Ho et al. 2020, eq. (4):
+
+        x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * eps,   eps ~ N(0, I)
+
+    `t` holds one timestep per image (shape (B,)); `noise` defaults to a fresh standard normal
+    draw. The schedule comes from `scheduler` (default: `AnnotatedDDPMScheduler()`).
+    """
+    scheduler = scheduler if scheduler is not None else _default_scheduler()
+    if noise is None:
+        noise = torch.randn_like(x_start)
+    return scheduler.add_noise(x_start, noise, t)
+
+
+def _prediction(output):
+    """A diffusers model returns an output object with `.sample` (or a tuple); take the tensor."""
+    if hasattr(output, "sample"):
+        return output.sample
+    if isinstance(output, (tuple, list)):
+        return output[0]
+    return output
+
+
+def p_losses(model, x_start, t, noise=None, loss_type="huber", scheduler=None, class_labels=None):
+    """The denoising loss at timesteps `t`: eq. (14) of Ho et al. 2020 with a choice of distance
+    and target (see the module docstring).
+
+        x_t    = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps                    (eq. 4)
+        loss   = distance( target, model(x_t, t) ),
+        target = eps | x_0 | sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0     (by prediction_type)
+
+    Args:
+        model: the network; called as `model(x_t, t)` or `model(x_t, t, class_labels=...)`.
+        x_start: clean images x_0, shape (B, C, H, W), scaled to [-1, 1].
+        t: integer timesteps, shape (B,).
+        noise: eps; drawn from N(0, I) when None.
+        loss_type: "l1", "l2" or "huber".
+        scheduler: supplies alpha_bar_t and `prediction_type`; `AnnotatedDDPMScheduler()` when None.
+        class_labels: passed to the model for class-conditional training.
+    """
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"Unknown loss_type {loss_type!r}; allowed: {', '.join(LOSS_TYPES)}.")
+    scheduler = scheduler if scheduler is not None else _default_scheduler()
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"Unknown prediction_type {prediction_type!r}; allowed: {', '.join(PREDICTION_TYPES)}.")
+    if noise is None:
+        noise = torch.randn_like(x_start)
+
+    x_noisy = q_sample(x_start, t, noise=noise, scheduler=scheduler)
+    if class_labels is None:
+        predicted = _prediction(model(x_noisy, t))
+    else:
+        predicted = _prediction(model(x_noisy, t, class_labels=class_labels))
+
+    if prediction_type == "epsilon":
+        target = noise
+    elif prediction_type == "sample":
+        target = x_start
+    else:
+        target = scheduler.get_velocity(x_start, noise, t)
+    return LOSS_TYPES[loss_type](predicted.float(), target.float())

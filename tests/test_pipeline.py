@@ -1,0 +1,259 @@
+"""AnnotatedDDPMPipeline: sampling behaviour, scheduler swaps, and saved folders that load by every route."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DiffusionPipeline,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    PNDMScheduler,
+)
+from PIL import Image
+
+from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
+
+STEPS = 4
+
+
+def tiny_pipeline(channels=1, num_class_embeds=None, seed=0):
+    torch.manual_seed(seed)
+    unet = AnnotatedUNet2DModel(
+        sample_size=8, in_channels=channels, dim=8, dim_mults=(1, 2), resnet_block_groups=2,
+        attention_heads=2, attention_head_dim=8, num_class_embeds=num_class_embeds,
+    )
+    scheduler = AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="squaredcos_cap_v2")
+    pipe = AnnotatedDDPMPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def sample(pipe, seed=0, batch_size=2, **kwargs):
+    kwargs.setdefault("num_inference_steps", STEPS)
+    return pipe(batch_size=batch_size, generator=torch.Generator().manual_seed(seed), output_type="np", **kwargs).images
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline()
+
+
+# --------------------------------------------------------------------------------------------
+# Sampling
+# --------------------------------------------------------------------------------------------
+
+
+def test_output_types(pipe):
+    pil = pipe(batch_size=2, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0)).images
+    assert len(pil) == 2 and all(isinstance(im, Image.Image) and im.mode == "L" and im.size == (8, 8) for im in pil)
+    arr = sample(pipe)
+    assert arr.shape == (2, 8, 8, 1) and arr.dtype == np.float32 and 0 <= arr.min() and arr.max() <= 1
+    pt = pipe(batch_size=2, num_inference_steps=STEPS, generator=torch.Generator().manual_seed(0), output_type="pt").images
+    assert pt.shape == (2, 1, 8, 8)
+    np.testing.assert_allclose(pt.permute(0, 2, 3, 1).numpy(), arr, atol=1e-6)
+    # The PIL image is the same picture, quantised to 8 bits.
+    np.testing.assert_allclose(np.asarray(pil[0], dtype=np.float32) / 255, arr[0, ..., 0], atol=1 / 255 + 1e-6)
+    (tup,) = pipe(batch_size=1, num_inference_steps=STEPS, output_type="np", return_dict=False)
+    assert tup.shape == (1, 8, 8, 1)
+
+
+def test_rgb_model_gives_rgb_images():
+    images = tiny_pipeline(channels=3)(batch_size=3, num_inference_steps=2).images
+    assert len(images) == 3 and all(im.mode == "RGB" for im in images)
+
+
+def test_deterministic_for_a_generator_and_a_list_of_generators(pipe):
+    np.testing.assert_array_equal(sample(pipe, seed=3), sample(pipe, seed=3))
+    assert not np.allclose(sample(pipe, seed=3), sample(pipe, seed=4))
+    gens = [torch.Generator().manual_seed(10), torch.Generator().manual_seed(11)]
+    batch = pipe(batch_size=2, generator=gens, num_inference_steps=STEPS, output_type="np").images
+    for i, seed in enumerate((10, 11)):
+        single = sample(pipe, seed=seed, batch_size=1)
+        np.testing.assert_allclose(batch[i], single[0], atol=1e-5)
+
+
+def test_callback_on_step_end_sees_every_step_and_can_replace_latents(pipe):
+    seen = []
+
+    def callback(p, i, t, kwargs):
+        seen.append((i, int(t), tuple(kwargs["latents"].shape)))
+        return {"latents": torch.zeros_like(kwargs["latents"])} if i == STEPS - 1 else kwargs
+
+    images = sample(pipe, callback_on_step_end=callback)
+    assert [s[0] for s in seen] == list(range(STEPS))
+    assert [s[1] for s in seen] == pipe.scheduler.timesteps.tolist()
+    assert all(s[2] == (2, 1, 8, 8) for s in seen)
+    np.testing.assert_allclose(images, 0.5)  # zeros in [-1, 1] are 0.5 in [0, 1]
+
+
+def test_progress_bar_can_be_disabled(capsys):
+    p = tiny_pipeline()
+    p.set_progress_bar_config(disable=False)
+    sample(p)
+    assert f"{STEPS}/{STEPS}" in capsys.readouterr().err
+    p.set_progress_bar_config(disable=True)
+    sample(p)
+    assert capsys.readouterr().err == ""
+
+
+def test_class_conditional_sampling():
+    p = tiny_pipeline(num_class_embeds=3)
+    a = sample(p, class_labels=[0, 2])
+    b = sample(p, class_labels=[1, 1])
+    assert a.shape == b.shape == (2, 8, 8, 1) and not np.allclose(a, b)
+    np.testing.assert_array_equal(sample(p, class_labels=1), b)
+    with pytest.raises(ValueError, match="class_labels"):
+        sample(p)
+    with pytest.raises(ValueError, match="0..2"):
+        sample(p, class_labels=[0, 3])
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(num_inference_steps=51), "num_train_timesteps=50"),
+        (dict(batch_size=0), "batch_size"),
+        (dict(class_labels=[0, 1]), "unconditional"),
+        (dict(output_type="jpeg"), "output_type"),
+        (dict(guidance_scale=3.0), "guidance"),
+    ],
+)
+def test_bad_input_raises_value_error(pipe, kwargs, message):
+    kwargs = {"batch_size": 2, "num_inference_steps": STEPS, **kwargs}
+    with pytest.raises(ValueError, match=message):
+        pipe(**kwargs)
+
+
+# --------------------------------------------------------------------------------------------
+# Scheduler swaps
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("swap", [DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, PNDMScheduler, DDPMScheduler])
+def test_diffusers_schedulers_swap_in_and_back(swap):
+    p = tiny_pipeline()
+    original = dict(p.scheduler.config)
+    p.scheduler = swap.from_config(p.scheduler.config)
+    assert p.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+    images = sample(p, num_inference_steps=5)
+    assert images.shape == (2, 8, 8, 1) and np.isfinite(images).all()
+    if swap is not PNDMScheduler:  # PNDM's step is deterministic and takes no generator
+        np.testing.assert_array_equal(images, sample(p, num_inference_steps=5))
+    back = AnnotatedDDPMScheduler.from_config(p.scheduler.config)
+    for key, value in original.items():
+        if not key.startswith("_"):
+            assert back.config[key] == value, key
+
+
+def test_trained_betas_carry_unknown_schedules_to_other_schedulers():
+    ours = AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="sigmoid")
+    ddim = DDIMScheduler.from_config(ours.config, trained_betas=ours.betas.tolist())
+    torch.testing.assert_close(ddim.alphas_cumprod, ours.alphas_cumprod)
+
+
+# --------------------------------------------------------------------------------------------
+# Saved folders
+# --------------------------------------------------------------------------------------------
+
+ROUTE2 = textwrap.dedent(
+    """
+    import sys
+    sys.modules["annotated_pipeline"] = None  # the package must not be importable here
+    import json, numpy as np, torch
+    from diffusers import DiffusionPipeline
+    folder, out, resave = sys.argv[1], sys.argv[2], sys.argv[3] if len(sys.argv) > 3 else None
+    pipe = DiffusionPipeline.from_pretrained(folder, trust_remote_code=True)
+    pipe.set_progress_bar_config(disable=True)
+    assert type(pipe).__name__ == "AnnotatedDDPMPipeline", type(pipe)
+    assert type(pipe.unet).__module__.startswith("diffusers_modules"), type(pipe.unet).__module__
+    images = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=%d, output_type="np").images
+    np.save(out, images)
+    if resave:
+        pipe.save_pretrained(resave)
+    print("route2 ok", type(pipe.unet).__module__)
+    """
+    % STEPS
+)
+
+
+def run_route2(folder, out, tmp_path, resave=None):
+    """Load `folder` with plain diffusers in a fresh interpreter where annotated_pipeline cannot be imported."""
+    script = tmp_path / "route2.py"
+    script.write_text(ROUTE2)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HOME=str(tmp_path / "hf_home"), HF_MODULES_CACHE=str(tmp_path / "hf_home" / "modules"), HF_HUB_OFFLINE="1")
+    args = [sys.executable, str(script), str(folder), str(out)] + ([str(resave)] if resave else [])
+    result = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return np.load(out)
+
+
+def test_saved_folder_layout(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "saved")
+    saved = tmp_path / "saved"
+    index = json.loads((saved / "model_index.json").read_text())
+    assert index["_class_name"] == ["pipeline", "AnnotatedDDPMPipeline"]
+    assert index["unet"] == ["unet_2d", "AnnotatedUNet2DModel"]
+    assert index["scheduler"][1] == "AnnotatedDDPMScheduler"
+    assert (saved / "pipeline.py").is_file() and (saved / "unet" / "unet_2d.py").is_file()
+    assert (saved / "scheduler" / f"{index['scheduler'][0]}.py").is_file()
+    assert (saved / "unet" / "diffusion_pytorch_model.safetensors").is_file()
+    assert not list(saved.rglob("*.bin")) and not list(saved.rglob("__init__.py"))
+    for code in saved.rglob("*.py"):
+        assert "annotated_pipeline" not in code.read_text().replace("annotated_pipeline`", ""), code
+    with pytest.raises(ValueError, match="safetensors"):
+        pipe.save_pretrained(tmp_path / "pickled", safe_serialization=False)
+
+
+def test_routes_1_2_3_give_identical_images(pipe, tmp_path):
+    saved, resaved = tmp_path / "saved", tmp_path / "resaved"
+    pipe.save_pretrained(saved)
+    reference = sample(pipe)
+
+    # Route 1: the installed package, no flags; no code from the folder runs.
+    route1 = AnnotatedDDPMPipeline.from_pretrained(saved)
+    route1.set_progress_bar_config(disable=True)
+    assert type(route1.unet) is AnnotatedUNet2DModel and type(route1.scheduler) is AnnotatedDDPMScheduler
+    np.testing.assert_array_equal(sample(route1), reference)
+
+    # Route 2: plain diffusers with trust_remote_code, annotated_pipeline not importable; it re-saves (route 3).
+    np.testing.assert_array_equal(run_route2(saved, tmp_path / "route2.npy", tmp_path, resave=resaved), reference)
+
+    # Route 3: the folder re-saved by a remote-code pipeline loads again, by both routes.
+    assert json.loads((resaved / "model_index.json").read_text())["_class_name"] == ["pipeline", "AnnotatedDDPMPipeline"]
+    np.testing.assert_array_equal(run_route2(resaved, tmp_path / "route3.npy", tmp_path), reference)
+    np.testing.assert_array_equal(sample(AnnotatedDDPMPipeline.from_pretrained(resaved)), reference)
+
+
+def test_route_2_without_trust_remote_code_is_refused(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "saved")
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        DiffusionPipeline.from_pretrained(tmp_path / "saved")
+
+
+def test_saved_swapped_scheduler_loads_as_that_scheduler(tmp_path):
+    p = tiny_pipeline()
+    p.scheduler = DDIMScheduler.from_config(p.scheduler.config)
+    p.save_pretrained(tmp_path / "ddim")
+    index = json.loads((tmp_path / "ddim" / "model_index.json").read_text())
+    assert index["scheduler"] == ["diffusers", "DDIMScheduler"]
+    loaded = AnnotatedDDPMPipeline.from_pretrained(tmp_path / "ddim")
+    assert type(loaded.scheduler) is DDIMScheduler
+    np.testing.assert_array_equal(sample(loaded), sample(p))
+
+
+def test_corrupted_weights_fail_clearly(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "saved")
+    weights = tmp_path / "saved" / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(Exception) as info:
+        AnnotatedDDPMPipeline.from_pretrained(tmp_path / "saved")
+    assert "safetensors" in str(info.value).lower() or "header" in str(info.value).lower() or "unable" in str(info.value).lower()
