@@ -1,0 +1,233 @@
+"""Command-line arguments of `train_accelerate.py`.
+
+The names follow diffusers' `examples/unconditional_image_generation/train_unconditional.py` wherever
+that script has one, so anyone who has trained a diffusers model already knows them. Ours are added
+for what that script does not have: the loss (`--loss_type`), the shape of our U-Net (`--dim`,
+`--dim_mults`, `--block_type`, `--num_channels`) and class-conditional training (`--label_column`).
+
+Two kinds of checks keep a bad run from starting:
+
+    validate_args(args)   what can be judged from the arguments alone (here, in-process, instantly);
+    loop.setup(...)       what needs the data or the model/scheduler constructors (a resolution the
+                          U-Net cannot downsample, an unknown beta schedule, an empty data set, ...).
+
+Both raise `TrainingConfigError`; `train_accelerate.py` turns it into one line on stderr and exit
+status 2, the way argparse reports a bad flag, instead of a traceback.
+"""
+
+import argparse
+import importlib.util
+
+LOGGERS = ("tensorboard", "wandb", "none")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+LR_SCHEDULERS = (
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+)
+LOSS_TYPES = ("huber", "l1", "l2")
+BLOCK_TYPES = ("resnet", "convnext")
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+
+
+class TrainingConfigError(ValueError):
+    """A training configuration that cannot work, found before the first training step."""
+
+
+def parse_dim_mults(text):
+    """Parse `--dim_mults` like "1,2,4" into a tuple of positive ints, one per U-Net resolution level."""
+    try:
+        mults = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--dim_mults must be comma-separated positive integers such as 1,2,4; got {text!r}"
+        ) from None
+    if not mults or any(m < 1 for m in mults):
+        raise argparse.ArgumentTypeError(
+            f"--dim_mults must be comma-separated positive integers such as 1,2,4; got {text!r}"
+        )
+    return mults
+
+
+def build_parser():
+    """The argument parser; `--help` lists every option with its default."""
+    parser = argparse.ArgumentParser(
+        prog="train_accelerate.py",
+        description=(
+            "Train an annotated DDPM (Ho et al. 2020) with Hugging Face Accelerate. Run it as "
+            "`accelerate launch train_accelerate.py ...` (one or many processes, CPU or GPU) or as "
+            "`python train_accelerate.py ...`. With neither --dataset_name nor --train_data_dir it "
+            "trains on the 2,000-image Fashion-MNIST sample shipped with the project."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset_name", type=str, default=None,
+                      help="A data set on the Hugging Face Hub, or a local folder/file that `datasets` can load.")
+    data.add_argument("--dataset_config_name", type=str, default=None,
+                      help="The configuration of --dataset_name, if it has several.")
+    data.add_argument("--train_data_dir", type=str, default=None,
+                      help="A local folder of training images (an `imagefolder`, parquet files, or the "
+                           "Fashion-MNIST IDX files). Ignored when --dataset_name is given.")
+    data.add_argument("--image_column", type=str, default="image",
+                      help="The column that holds the images.")
+    data.add_argument("--label_column", type=str, default=None,
+                      help="A column of integer class labels. When given, the model is class-conditional "
+                           "and the number of classes is read from the data.")
+    data.add_argument("--cache_dir", type=str, default=None,
+                      help="Where `datasets` caches downloaded data.")
+    data.add_argument("--resolution", type=int, default=28,
+                      help="Images are resized to resolution x resolution.")
+    data.add_argument("--center_crop", action="store_true",
+                      help="Center-crop to the resolution after resizing (default: resize only).")
+    data.add_argument("--random_flip", action="store_true",
+                      help="Flip training images horizontally at random.")
+    data.add_argument("--num_channels", type=int, default=None, choices=(1, 3),
+                      help="Image channels for the model (1 grey, 3 RGB). Default: detected from the data.")
+    data.add_argument("--dataloader_num_workers", type=int, default=0,
+                      help="Data-loading subprocesses per training process (0: load in the main process).")
+
+    model = parser.add_argument_group("model and diffusion")
+    model.add_argument("--dim", type=int, default=28,
+                       help="Base channel width of the U-Net.")
+    model.add_argument("--dim_mults", type=parse_dim_mults, default=(1, 2, 4),
+                       help="Channel multipliers per U-Net level, comma-separated; the resolution must be "
+                            "divisible by 2**(levels-1).")
+    model.add_argument("--block_type", type=str, default="resnet", choices=BLOCK_TYPES,
+                       help="The U-Net's residual block: ResNet (Ho et al. 2020) or ConvNeXt.")
+    model.add_argument("--ddpm_num_steps", type=int, default=1000,
+                       help="T, the number of forward-process steps.")
+    model.add_argument("--ddpm_num_inference_steps", type=int, default=1000,
+                       help="Reverse-process steps used to draw the sample grids.")
+    model.add_argument("--ddpm_beta_schedule", type=str, default="squaredcos_cap_v2",
+                       help="The beta schedule: squaredcos_cap_v2 (alias cosine; Nichol & Dhariwal 2021), "
+                            "linear (Ho et al. 2020), scaled_linear, sigmoid or quadratic.")
+    model.add_argument("--prediction_type", type=str, default="epsilon", choices=PREDICTION_TYPES,
+                       help="What the network predicts: the noise (epsilon, Ho et al. 2020), the clean "
+                            "image (sample) or v (v_prediction, Salimans & Ho 2022).")
+    model.add_argument("--loss_type", type=str, default="huber", choices=LOSS_TYPES,
+                       help="Distance between the network's prediction and its target.")
+
+    opt = parser.add_argument_group("optimisation")
+    opt.add_argument("--train_batch_size", type=int, default=16,
+                     help="Batch size per process.")
+    opt.add_argument("--eval_batch_size", type=int, default=16,
+                     help="How many images each sample grid shows.")
+    opt.add_argument("--num_epochs", type=int, default=100,
+                     help="Passes over the data (ignored when --max_train_steps is given).")
+    opt.add_argument("--max_train_steps", type=int, default=None,
+                     help="Total optimizer steps; overrides --num_epochs.")
+    opt.add_argument("--gradient_accumulation_steps", type=int, default=1,
+                     help="Batches whose gradients are summed before each optimizer step.")
+    opt.add_argument("--learning_rate", type=float, default=1e-4,
+                     help="Peak learning rate (after warmup).")
+    opt.add_argument("--lr_scheduler", type=str, default="cosine", choices=LR_SCHEDULERS,
+                     help="Learning-rate schedule (diffusers.optimization.get_scheduler).")
+    opt.add_argument("--lr_warmup_steps", type=int, default=500,
+                     help="Optimizer steps of linear learning-rate warmup.")
+    opt.add_argument("--adam_beta1", type=float, default=0.95, help="AdamW beta1.")
+    opt.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2.")
+    opt.add_argument("--adam_weight_decay", type=float, default=1e-6, help="AdamW weight decay.")
+    opt.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon.")
+    opt.add_argument("--max_grad_norm", type=float, default=1.0,
+                     help="Gradients are clipped to this global norm before each optimizer step.")
+    opt.add_argument("--mixed_precision", type=str, default=None, choices=MIXED_PRECISION,
+                     help="Mixed precision (bf16 works on CPU; fp16 needs a GPU). Default: whatever "
+                          "`accelerate launch`/`accelerate config` chose, else no.")
+    opt.add_argument("--seed", type=int, default=0,
+                     help="Seed for weights, noise, timesteps and data order (runs are reproducible).")
+
+    ema = parser.add_argument_group("exponential moving average of the weights")
+    ema.add_argument("--use_ema", action="store_true",
+                     help="Keep an EMA of the weights; samples and the saved pipeline use it.")
+    ema.add_argument("--ema_max_decay", type=float, default=0.9999,
+                     help="The EMA decay never exceeds this.")
+    ema.add_argument("--ema_inv_gamma", type=float, default=1.0,
+                     help="EMA warmup: decay = 1 - (1 + step / inv_gamma) ** -power.")
+    ema.add_argument("--ema_power", type=float, default=3 / 4,
+                     help="EMA warmup power (see --ema_inv_gamma).")
+
+    out = parser.add_argument_group("outputs, logging and checkpoints")
+    out.add_argument("--output_dir", type=str, default="ddpm-fashion-mnist",
+                     help="Where the pipeline, samples.png, README.md, checkpoints and logs go.")
+    out.add_argument("--logging_dir", type=str, default="logs",
+                     help="Tracker directory, relative to --output_dir.")
+    out.add_argument("--logger", type=str, default="tensorboard", choices=LOGGERS,
+                     help="Where scalars and sample grids are logged (wandb needs `pip install wandb`).")
+    out.add_argument("--save_images_epochs", type=int, default=10,
+                     help="Draw a sample grid every this many epochs (and at the end).")
+    out.add_argument("--save_model_epochs", type=int, default=10,
+                     help="Save the pipeline to --output_dir every this many epochs (and at the end).")
+    out.add_argument("--checkpointing_steps", type=int, default=500,
+                     help="Save the full training state (checkpoint-STEP) every this many optimizer steps.")
+    out.add_argument("--checkpoints_total_limit", type=int, default=None,
+                     help="Keep only the newest this many checkpoints.")
+    out.add_argument("--resume_from_checkpoint", type=str, default=None,
+                     help='Resume from a checkpoint folder, or "latest" for the newest in --output_dir.')
+
+    hub = parser.add_argument_group("Hugging Face Hub")
+    hub.add_argument("--push_to_hub", action="store_true",
+                     help="Push --output_dir (pipeline, samples, model card) to the Hub after training.")
+    hub.add_argument("--hub_model_id", type=str, default=None,
+                     help='The Hub repository, "user/name"; required with --push_to_hub.')
+    hub.add_argument("--hub_token", type=str, default=None,
+                     help="Hub token (default: the one `hf auth login` stored). Never written anywhere.")
+    hub.add_argument("--hub_private_repo", action="store_true",
+                     help="Create the Hub repository as private.")
+    return parser
+
+
+def _positive(args, names):
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise TrainingConfigError(f"--{name} must be a positive integer; got {value}")
+
+
+def validate_args(args):
+    """Check what the arguments alone can tell; raise TrainingConfigError naming the problem."""
+    _positive(args, ["resolution", "train_batch_size", "eval_batch_size", "num_epochs", "max_train_steps",
+                     "gradient_accumulation_steps", "dim", "ddpm_num_steps", "ddpm_num_inference_steps",
+                     "save_images_epochs", "save_model_epochs", "checkpointing_steps",
+                     "checkpoints_total_limit"])
+    if args.dataloader_num_workers < 0:
+        raise TrainingConfigError(f"--dataloader_num_workers must be >= 0; got {args.dataloader_num_workers}")
+    if args.lr_warmup_steps < 0:
+        raise TrainingConfigError(f"--lr_warmup_steps must be >= 0; got {args.lr_warmup_steps}")
+    if args.learning_rate <= 0:
+        raise TrainingConfigError(f"--learning_rate must be > 0; got {args.learning_rate}")
+    if not 0.0 <= args.ema_max_decay <= 1.0:
+        raise TrainingConfigError(f"--ema_max_decay must lie in [0, 1]; got {args.ema_max_decay}")
+    if args.ddpm_num_inference_steps > args.ddpm_num_steps:
+        raise TrainingConfigError(
+            f"--ddpm_num_inference_steps ({args.ddpm_num_inference_steps}) cannot exceed "
+            f"--ddpm_num_steps ({args.ddpm_num_steps})"
+        )
+    if args.push_to_hub and not args.hub_model_id:
+        raise TrainingConfigError('--push_to_hub needs --hub_model_id (the Hub repository, "user/name")')
+    if args.logger == "wandb" and importlib.util.find_spec("wandb") is None:
+        raise TrainingConfigError("--logger wandb needs the wandb package: `pip install wandb` (or use --logger tensorboard)")
+    if args.logger == "tensorboard" and importlib.util.find_spec("tensorboard") is None:
+        raise TrainingConfigError(
+            "--logger tensorboard needs the tensorboard package: `pip install tensorboard` (or use --logger none)"
+        )
+    return args
+
+
+def parse_args(argv=None):
+    """Parse and validate; argparse exits with status 2 on a malformed flag, TrainingConfigError otherwise."""
+    return validate_args(build_parser().parse_args(argv))
+
+
+def args_for_model_card(args):
+    """The training configuration as plain JSON-able values, without the Hub token."""
+    config = {}
+    for key, value in sorted(vars(args).items()):
+        if key == "hub_token":
+            continue
+        config[key] = list(value) if isinstance(value, tuple) else value
+    return config

@@ -1,0 +1,502 @@
+"""The training loop behind `train_accelerate.py`: Ho et al. 2020, Algorithm 1, run by Accelerate.
+
+Algorithm 1 (Training):
+
+    repeat
+        x_0 ~ q(x_0)                       a batch of training images, scaled to [-1, 1]
+        t ~ Uniform({1, ..., T})           one timestep per image (0..T-1 in code)
+        eps ~ N(0, I)
+        gradient step on  grad_theta || eps - eps_theta( sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t ) ||^2
+    until converged
+
+The loss is `p_losses` (eq. 14, with a choice of distance and target); everything around it is
+Hugging Face Accelerate, so one script runs on a CPU, a GPU, or many processes (DDP) unchanged:
+
+    Accelerator(...)                      devices, processes, mixed precision, trackers, project dir
+    accelerator.prepare(...)              wraps model/optimizer/data loader/LR schedule for the setup
+    accelerator.accumulate(model)         gradient accumulation: an optimizer step every N batches
+    accelerator.backward, clip_grad_norm_ scaled (mixed precision) backward pass and clipping
+    accelerator.reduce(loss, "mean")      the loss averaged over processes, for logging
+    accelerator.save_state / load_state   checkpoints, including the EMA and RNG states
+    accelerator.skip_first_batches        resuming in the middle of an epoch
+
+One optimizer step is one "global step"; checkpoints, logs and --max_train_steps count those.
+"""
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.logging import get_logger
+from accelerate.utils import ProjectConfiguration, set_seed
+from tqdm.auto import tqdm
+
+from .args import TrainingConfigError
+from .checkpointing import checkpoint_step, resolve_checkpoint, save_checkpoint
+from .sampling import draw_samples, ema_weights, log_samples, make_pipeline, save_output_folder
+
+logger = get_logger(__name__)
+
+EMBEDDED_SAMPLE = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "data", "fashion-mnist-sample",
+)
+
+
+# ------------------------------------------------------------------------------------------------
+# Setup: everything that can reject a configuration runs before the first step
+# ------------------------------------------------------------------------------------------------
+
+
+def make_accelerator(args):
+    """The Accelerator: processes and devices, gradient accumulation, mixed precision, trackers.
+
+    The data order is drawn from a seedable sampler (seed `--seed`, reseeded every epoch), so a
+    resumed run sees exactly the batches an uninterrupted run would, on every process.
+    """
+    project_config = ProjectConfiguration(
+        project_dir=args.output_dir,
+        logging_dir=os.path.join(args.output_dir, args.logging_dir),
+    )
+    return Accelerator(
+        gradient_accumulation_steps=args.gradient_accumulation_steps,
+        mixed_precision=args.mixed_precision,
+        log_with=None if args.logger == "none" else args.logger,
+        project_config=project_config,
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+    )
+
+
+def build_noise_scheduler(args):
+    """The forward process q(x_t | x_0) and the reverse step: `AnnotatedDDPMScheduler` from the arguments."""
+    from ..scheduler import AnnotatedDDPMScheduler
+
+    try:
+        return AnnotatedDDPMScheduler(
+            num_train_timesteps=args.ddpm_num_steps,
+            beta_schedule=args.ddpm_beta_schedule,
+            prediction_type=args.prediction_type,
+        )
+    except ValueError as error:
+        raise TrainingConfigError(f"invalid diffusion configuration (--ddpm_*, --prediction_type): {error}") from None
+
+
+def build_unet(args, channels, num_classes):
+    """eps_theta: an `AnnotatedUNet2DModel` for `channels`-channel images at --resolution."""
+    from ..unet import AnnotatedUNet2DModel
+
+    try:
+        return AnnotatedUNet2DModel(
+            sample_size=args.resolution,
+            in_channels=channels,
+            dim=args.dim,
+            dim_mults=tuple(args.dim_mults),
+            block_type=args.block_type,
+            num_class_embeds=num_classes,
+        )
+    except ValueError as error:
+        raise TrainingConfigError(
+            f"invalid model configuration (--resolution {args.resolution}, --dim {args.dim}, "
+            f"--dim_mults {','.join(map(str, args.dim_mults))}, --block_type {args.block_type}): {error}"
+        ) from None
+
+
+def count_classes(dataset, label_column):
+    """K for class-conditional training: from a `ClassLabel` feature, else max(label) + 1."""
+    feature = dataset.features[label_column]
+    num_classes = getattr(feature, "num_classes", None)
+    if num_classes is None:
+        labels = dataset[label_column]
+        if not all(isinstance(label, int) and label >= 0 for label in labels):
+            raise TrainingConfigError(f"--label_column {label_column!r} must hold non-negative integer labels")
+        num_classes = max(labels) + 1
+    return int(num_classes)
+
+
+def describe_data(args):
+    """A short description of the training data for the log and the model card."""
+    if args.dataset_name:
+        return args.dataset_name
+    if args.train_data_dir:
+        return args.train_data_dir
+    return "Fashion-MNIST (2,000-image sample shipped with annotated-pipeline)"
+
+
+def load_data(args, accelerator):
+    """Load and check the training set; returns (dataset with transform set, channels, num_classes).
+
+    With neither --dataset_name nor --train_data_dir the embedded Fashion-MNIST sample is used.
+    """
+    from . import data
+
+    train_data_dir = args.train_data_dir
+    if args.dataset_name is None and train_data_dir is None:
+        train_data_dir = EMBEDDED_SAMPLE
+        logger.info(f"No --dataset_name or --train_data_dir: training on the embedded sample {EMBEDDED_SAMPLE}")
+    try:
+        with accelerator.main_process_first():
+            dataset = data.load_training_dataset(
+                dataset_name=args.dataset_name,
+                dataset_config_name=args.dataset_config_name,
+                train_data_dir=train_data_dir,
+                cache_dir=args.cache_dir,
+            )
+        if len(dataset) == 0:
+            raise TrainingConfigError(f"the training data set ({describe_data(args)}) is empty")
+        data.check_columns(dataset, args.image_column, args.label_column)
+        channels = args.num_channels or data.detect_channels(dataset, args.image_column)
+        num_classes = count_classes(dataset, args.label_column) if args.label_column else None
+    except TrainingConfigError:
+        raise
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        raise TrainingConfigError(f"cannot use the training data ({describe_data(args)}): {error}") from None
+    dataset.set_transform(data.make_transform(
+        args.resolution, channels, args.center_crop, args.random_flip, args.image_column, args.label_column,
+    ))
+    return dataset, channels, num_classes
+
+
+@dataclass
+class TrainingPlan:
+    """How long the run is, in optimizer steps, and how those map onto batches and epochs."""
+
+    batches_per_epoch: int          # per process
+    update_steps_per_epoch: int     # optimizer steps per epoch
+    max_train_steps: int
+    num_epochs: int
+    total_batch_size: int           # images per optimizer step, over all processes
+
+    @classmethod
+    def from_args(cls, args, batches_per_epoch, num_processes):
+        update_steps_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps)
+        if args.max_train_steps is None:
+            max_train_steps = args.num_epochs * update_steps_per_epoch
+        else:
+            max_train_steps = args.max_train_steps
+        return cls(
+            batches_per_epoch=batches_per_epoch,
+            update_steps_per_epoch=update_steps_per_epoch,
+            max_train_steps=max_train_steps,
+            num_epochs=math.ceil(max_train_steps / update_steps_per_epoch),
+            total_batch_size=args.train_batch_size * num_processes * args.gradient_accumulation_steps,
+        )
+
+
+def build_optimizer(args, model):
+    """AdamW with the diffusers example's hyperparameter names."""
+    return torch.optim.AdamW(
+        model.parameters(),
+        lr=args.learning_rate,
+        betas=(args.adam_beta1, args.adam_beta2),
+        weight_decay=args.adam_weight_decay,
+        eps=args.adam_epsilon,
+    )
+
+
+def build_lr_scheduler(args, optimizer, plan, num_processes):
+    """Warmup then decay over the whole run. A prepared schedule advances once per process on each
+    optimizer step, so its lengths are counted in process-steps."""
+    from diffusers.optimization import get_scheduler
+
+    return get_scheduler(
+        args.lr_scheduler,
+        optimizer=optimizer,
+        num_warmup_steps=args.lr_warmup_steps * num_processes,
+        num_training_steps=plan.max_train_steps * num_processes,
+    )
+
+
+def build_ema(args, model):
+    """diffusers' `EMAModel` with warmup (decay grows with the step, capped at --ema_max_decay)."""
+    from diffusers.training_utils import EMAModel
+
+    return EMAModel(
+        model.parameters(),
+        decay=args.ema_max_decay,
+        use_ema_warmup=True,
+        inv_gamma=args.ema_inv_gamma,
+        power=args.ema_power,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# The training step: Algorithm 1
+# ------------------------------------------------------------------------------------------------
+
+
+class NoiseGenerator:
+    """The source of t and eps in Algorithm 1: a `torch.Generator` of its own, saved in checkpoints.
+
+    It is kept apart from torch's global RNG, which the data pipeline also draws from (random crops
+    and flips, one batch ahead of training because Accelerate's loader looks ahead), so that a
+    resumed run draws exactly the t and eps the uninterrupted run drew. Each process has its own
+    stream (seed + process index). `state_dict`/`load_state_dict` make it checkpointable by
+    `accelerator.register_for_checkpointing`.
+    """
+
+    def __init__(self, device, seed):
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def state_dict(self):
+        return {"rng_state": self.generator.get_state()}
+
+    def load_state_dict(self, state):
+        self.generator.set_state(state["rng_state"])
+
+
+def training_step(model, batch, noise_scheduler, loss_type, generator, conditional=False):
+    """One draw of Ho et al. 2020, Algorithm 1, lines 2-5, on a batch; returns the scalar loss.
+
+        x_0 = batch["input"],  t ~ Uniform{0..T-1},  eps ~ N(0, I)
+        loss = distance( target, model( sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t ) )   (eq. 14)
+
+    A class-conditional model also gets the batch's labels y: eps_theta(x_t, t, y).
+    """
+    from ..losses import p_losses
+
+    x_start = batch["input"]
+    class_labels = batch["label"] if conditional else None
+    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (x_start.shape[0],),
+                      device=x_start.device, generator=generator)
+    noise = torch.randn(x_start.shape, device=x_start.device, dtype=x_start.dtype, generator=generator)
+    return p_losses(
+        model, x_start, t, noise=noise, loss_type=loss_type, scheduler=noise_scheduler,
+        class_labels=class_labels,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# The run
+# ------------------------------------------------------------------------------------------------
+
+
+def resume_global_step(args, accelerator):
+    """Load the checkpoint named by --resume_from_checkpoint; return its global step (0 if none)."""
+    if args.resume_from_checkpoint is None:
+        return 0
+    try:
+        path = resolve_checkpoint(args.output_dir, args.resume_from_checkpoint)
+    except ValueError as error:
+        raise TrainingConfigError(str(error)) from None
+    if path is None:
+        logger.info(f"--resume_from_checkpoint latest: no checkpoint in {args.output_dir} yet, starting fresh")
+        return 0
+    try:
+        accelerator.load_state(path)
+    except FileNotFoundError as error:
+        raise TrainingConfigError(
+            f"cannot resume from {path}: {error} (was it saved with the same --use_ema setting?)"
+        ) from None
+    global_step = checkpoint_step(path)
+    logger.info(f"Resumed from {os.path.basename(path)} at global step {global_step}")
+    return global_step
+
+
+def tracker_config(args):
+    """The hyperparameters shown by the tracker: plain scalars only, never the Hub token."""
+    config = {}
+    for key, value in vars(args).items():
+        if key == "hub_token" or value is None:
+            continue
+        config[key] = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+    return config
+
+
+def log_run_header(args, dataset, plan, accelerator, global_step):
+    logger.info("***** Running training *****")
+    logger.info(f"  Data = {describe_data(args)}, {len(dataset)} images")
+    logger.info(f"  Processes = {accelerator.num_processes}, device = {accelerator.device}, "
+                f"mixed precision = {accelerator.mixed_precision}")
+    logger.info(f"  Batch size per process = {args.train_batch_size}, gradient accumulation steps = "
+                f"{args.gradient_accumulation_steps}, total batch size = {plan.total_batch_size}")
+    logger.info(f"  Epochs = {plan.num_epochs}, optimizer steps per epoch = {plan.update_steps_per_epoch}, "
+                f"total optimizer steps = {plan.max_train_steps}, starting at step {global_step}")
+
+
+def end_of_epoch(args, accelerator, state, epoch, global_step, last):
+    """Every --save_images_epochs: draw a sample grid (EMA weights) and log it; every
+    --save_model_epochs and at the end: save pipeline, samples.png and model card to --output_dir."""
+    save_images = (epoch + 1) % args.save_images_epochs == 0 or last
+    save_model = (epoch + 1) % args.save_model_epochs == 0 or last
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and (save_images or save_model):
+        unet = accelerator.unwrap_model(state.model)
+        unet.eval()
+        with ema_weights(unet, state.ema):
+            pipeline = make_pipeline(unet, state.noise_scheduler)
+            images = draw_samples(pipeline, args.eval_batch_size, args.ddpm_num_inference_steps, args.seed,
+                                  state.num_classes)
+            if args.logger != "none":
+                log_samples(accelerator, args.logger, images, global_step)
+            if save_model:
+                save_output_folder(pipeline, images, args, global_step, describe_data(args))
+                logger.info(f"Saved the pipeline, samples.png and README.md to {args.output_dir} (step {global_step})")
+        unet.train()
+    accelerator.wait_for_everyone()
+
+
+@dataclass
+class TrainingState:
+    """The objects the loop works on (after `accelerator.prepare`)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    dataloader: object
+    noise_scheduler: object
+    ema: object
+    noise_generator: NoiseGenerator
+    num_classes: int | None
+
+
+def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
+    """Train until the epoch's data is used up or --max_train_steps is reached; returns the global step.
+
+    Batches are grouped by `accelerator.accumulate`: gradients add up over
+    --gradient_accumulation_steps batches, and `sync_gradients` is True on the batch that ends the
+    group, which is when the optimizer stepped, the EMA is updated and the global step advances.
+    """
+    state.dataloader.set_epoch(epoch)
+    dataloader = state.dataloader
+    done_in_epoch = global_step - epoch * plan.update_steps_per_epoch
+    if done_in_epoch > 0:  # resuming mid-epoch: skip the batches already trained on
+        dataloader = accelerator.skip_first_batches(dataloader, done_in_epoch * args.gradient_accumulation_steps)
+
+    accumulated_loss = 0.0
+    for batch in dataloader:
+        with accelerator.accumulate(state.model):
+            loss = training_step(state.model, batch, state.noise_scheduler, args.loss_type,
+                                 state.noise_generator.generator, conditional=state.num_classes is not None)
+            accumulated_loss += accelerator.reduce(loss.detach(), reduction="mean").item()
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                accelerator.clip_grad_norm_(state.model.parameters(), args.max_grad_norm)
+            state.optimizer.step()
+            state.lr_scheduler.step()
+            state.optimizer.zero_grad(set_to_none=True)
+
+        if not accelerator.sync_gradients:
+            continue
+        # An optimizer step happened.
+        global_step += 1
+        if state.ema is not None:
+            state.ema.step(state.model.parameters())
+        logs = {
+            "loss": accumulated_loss / args.gradient_accumulation_steps,
+            "lr": state.lr_scheduler.get_last_lr()[0],
+            "step": global_step,
+        }
+        if state.ema is not None:
+            logs["ema_decay"] = state.ema.cur_decay_value
+        accumulated_loss = 0.0
+        progress_bar.update(1)
+        progress_bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", step=global_step)
+        accelerator.log(logs, step=global_step)
+
+        if global_step % args.checkpointing_steps == 0:
+            path, removed = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
+            for folder in removed:
+                logger.info(f"Removed old checkpoint {folder}")
+            logger.info(f"Saved checkpoint {path}")
+        if global_step >= plan.max_train_steps:
+            break
+    return global_step
+
+
+def setup(args, accelerator):
+    """Build and check everything (data, schedule, model) before training; TrainingConfigError if impossible."""
+    noise_scheduler = build_noise_scheduler(args)
+    dataset, channels, num_classes = load_data(args, accelerator)
+    model = build_unet(args, channels, num_classes)
+    return dataset, noise_scheduler, model, num_classes
+
+
+def main(args):
+    """Train a DDPM as configured by `args` (see `args.py`); returns the final global step."""
+    accelerator = make_accelerator(args)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    logging.getLogger("accelerate").setLevel(logging.WARNING)  # our own lines say what was saved where
+    set_seed(args.seed, device_specific=True)  # different noise on each process, same everywhere on rerun
+
+    dataset, noise_scheduler, model, num_classes = setup(args, accelerator)
+    from . import data
+
+    dataloader = data.make_dataloader(dataset, args.train_batch_size, True, args.dataloader_num_workers)
+    plan = TrainingPlan.from_args(args, math.ceil(len(dataloader) / accelerator.num_processes),
+                                  accelerator.num_processes)
+    optimizer = build_optimizer(args, model)
+    lr_scheduler = build_lr_scheduler(args, optimizer, plan, accelerator.num_processes)
+    model, optimizer, dataloader, lr_scheduler = accelerator.prepare(model, optimizer, dataloader, lr_scheduler)
+
+    # Checkpointed besides model, optimizer and LR schedule (in this order: custom_checkpoint_0, _1).
+    noise_generator = NoiseGenerator(accelerator.device, args.seed + accelerator.process_index)
+    accelerator.register_for_checkpointing(noise_generator)
+    ema = None
+    if args.use_ema:
+        ema = build_ema(args, accelerator.unwrap_model(model))
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    state = TrainingState(model, optimizer, lr_scheduler, dataloader, noise_scheduler, ema, noise_generator,
+                          num_classes)
+
+    if accelerator.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        if args.logger != "none":
+            accelerator.init_trackers("train_accelerate", config=tracker_config(args))
+
+    global_step = resume_global_step(args, accelerator)
+    if ema is not None:
+        ema.to(accelerator.device)  # load_state puts the EMA weights on the CPU
+    log_run_header(args, dataset, plan, accelerator, global_step)
+
+    progress_bar = tqdm(total=plan.max_train_steps, initial=global_step, desc="Steps",
+                        disable=not accelerator.is_local_main_process)
+    model.train()
+    first_epoch = global_step // plan.update_steps_per_epoch
+    if global_step >= plan.max_train_steps:  # resumed from the last checkpoint of a finished run
+        end_of_epoch(args, accelerator, state, first_epoch, global_step, last=True)
+    for epoch in range(first_epoch, plan.num_epochs):
+        global_step = run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar)
+        last = global_step >= plan.max_train_steps
+        end_of_epoch(args, accelerator, state, epoch, global_step, last)
+        if last:
+            break
+    progress_bar.close()
+    logger.info(f"Finished training: {global_step} optimizer steps")
+    accelerator.end_training()
+
+    if args.push_to_hub and accelerator.is_main_process:
+        push_output_dir(args)
+    return global_step
+
+
+class HubPushError(RuntimeError):
+    """Pushing the finished output folder to the Hub failed (the local folder is intact)."""
+
+
+def push_output_dir(args):
+    """Upload --output_dir (pipeline, samples.png, README.md) to --hub_model_id, after the local save.
+
+    A failure becomes a HubPushError whose message never contains the token.
+    """
+    from ..hub import push_folder_to_hub
+
+    try:
+        url = push_folder_to_hub(
+            args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo,
+            commit_message="Upload DDPM trained with train_accelerate.py",
+        )
+    except Exception as error:  # any failure: network, auth, repo; report it without a traceback
+        message = f"{type(error).__name__}: {error}"
+        if args.hub_token:
+            message = message.replace(args.hub_token, "***")
+        raise HubPushError(
+            f"pushing {args.output_dir} to the Hub as {args.hub_model_id} failed ({message}); "
+            f"the trained pipeline is still in {args.output_dir}"
+        ) from None
+    logger.info(f"Pushed {args.output_dir} to {url}")
+    return url
