@@ -1,0 +1,95 @@
+"""Attention over the pixels of a feature map: softmax attention and linear attention.
+
+A feature map x of shape (B, C, H, W) is a set of N = H * W tokens of width C. Each head projects every
+token to a query, key and value of width d (a 1x1 convolution, i.e. one Linear applied at every pixel).
+
+Softmax attention (Vaswani et al. 2017, eq. (1)), memory O(N^2) per head:
+
+    Attention(Q, K, V) = softmax(Q K^T / sqrt(d)) V              Q, K, V: (N, d)
+
+Linear ("efficient") attention (Shen et al. 2018, "Efficient Attention: Attention with Linear
+Complexities", eq. (4)), memory O(N d + d^2) per head:
+
+    E(Q, K, V) = rho_q(Q) (rho_k(K)^T V)
+
+with rho_q a softmax over each query's d features and rho_k a softmax over the N positions of each key
+feature. rho_k(K)^T V is a (d, d) "global context" summary, so the cost grows linearly with N, which is
+what lets the U-Net attend at full resolution on every level. As in the seed (Rogge & Rasul 2022) the
+queries are scaled by 1/sqrt(d) and the output projection is followed by a GroupNorm(1, C) (a LayerNorm
+over C, H, W).
+
+The U-Net uses both behind a pre-norm residual, x + Attn(GroupNorm(1, C)(x)) (`PreNormResidual`):
+linear attention on every level and softmax attention only in the bottleneck, where N is smallest.
+
+Layout note: keeping tokens as (B, heads, d, N) lets q/k/v be views of the 1x1 projection (the channel
+axis splits and H, W merge without a copy in both the contiguous and the channels_last memory format).
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _split_heads(qkv, heads, head_dim):
+    """(B, 3 * heads * d, H, W) -> three (B, heads, d, N) views: the queries, keys and values of each head."""
+    b, _, h, w = qkv.shape
+    qkv = qkv.view(b, 3, heads, head_dim, h * w)
+    return qkv.unbind(dim=1)
+
+
+class LinearAttention(nn.Module):
+    """Shen et al. 2018, eq. (4): out = rho_q(Q) (rho_k(K)^T V), O(N) in the number of pixels N."""
+
+    def __init__(self, dim, heads=4, head_dim=32):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = head_dim
+        self.scale = head_dim**-0.5
+        hidden = heads * head_dim
+        self.to_qkv = nn.Conv2d(dim, 3 * hidden, kernel_size=1, bias=False)
+        self.to_out = nn.Conv2d(hidden, dim, kernel_size=1)
+        self.norm_out = nn.GroupNorm(1, dim)
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        q, k, v = _split_heads(self.to_qkv(x), self.heads, self.head_dim)  # each (B, heads, d, N)
+        q = q.softmax(dim=-2)  # rho_q: over each query's d features
+        k = k.softmax(dim=-1)  # rho_k: over the N positions
+        # context[d, e] = sum_n rho_k(K)[d, n] V[e, n], a (d, d) summary per head; the 1/sqrt(d) on the
+        # queries is applied to this small matrix instead (the same product, N/d times fewer multiplies).
+        context = torch.matmul(k, v.transpose(-1, -2)) * self.scale  # (B, heads, d, d)
+        out = torch.matmul(context.transpose(-1, -2), q)  # out[e, n] = sum_d context[d, e] q[d, n]
+        out = out.reshape(b, self.heads * self.head_dim, h, w)
+        return self.norm_out(self.to_out(out))
+
+
+class Attention(nn.Module):
+    """Vaswani et al. 2017, eq. (1): softmax(Q K^T / sqrt(d)) V over all N pixels, through fused SDPA."""
+
+    def __init__(self, dim, heads=4, head_dim=32):
+        super().__init__()
+        self.heads = heads
+        self.head_dim = head_dim
+        hidden = heads * head_dim
+        self.to_qkv = nn.Conv2d(dim, 3 * hidden, kernel_size=1, bias=False)
+        self.to_out = nn.Conv2d(hidden, dim, kernel_size=1)
+
+    def forward(self, x):
+        b, _, h, w = x.shape
+        q, k, v = _split_heads(self.to_qkv(x), self.heads, self.head_dim)
+        # scaled_dot_product_attention wants (B, heads, N, d) and scales by 1/sqrt(d) itself.
+        out = F.scaled_dot_product_attention(q.transpose(-1, -2), k.transpose(-1, -2), v.transpose(-1, -2))
+        out = out.transpose(-1, -2).reshape(b, self.heads * self.head_dim, h, w)
+        return self.to_out(out)
+
+
+class PreNormResidual(nn.Module):
+    """x + fn(GroupNorm(1, C)(x)): normalise the input of `fn` and keep the identity path clean."""
+
+    def __init__(self, dim, fn):
+        super().__init__()
+        self.norm = nn.GroupNorm(1, dim)
+        self.fn = fn
+
+    def forward(self, x):
+        return x + self.fn(self.norm(x))

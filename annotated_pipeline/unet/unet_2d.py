@@ -1,0 +1,354 @@
+"""The noise-prediction network eps_theta(x_t, t) of DDPM: a time-conditioned U-Net.
+
+Ho et al. 2020 train eps_theta to recover the noise eps that made x_t = sqrt(alpha_bar_t) x_0 +
+sqrt(1 - alpha_bar_t) eps (eq. (4); alpha_bar_t is `alphas_cumprod`), so the network maps an image
+and a step to a tensor of the same shape:
+
+    eps_theta: (B, C, H, W) x (B,) -> (B, C_out, H, W)          (C_out = C when it predicts eps)
+
+The architecture is the seed's (Rogge & Rasul 2022, "The Annotated Diffusion Model"), itself a small
+version of Ho et al.'s PixelCNN++-style U-Net (Ronneberger et al. 2015). With L = len(dim_mults) levels,
+widths w_i = dim * dim_mults[i], S the input size and emb the time embedding (embeddings.py):
+
+    init conv 7x7           C -> init_dim                     at S           (kept as r, the last skip)
+    down level i = 0..L-1   block   w_{i-1} -> w_i            at S / 2^i     push  (w_{-1} = init_dim)
+                            block   w_i -> w_i, linear attn                  push
+                            downsample w_i -> w_i to S / 2^(i+1)   (last level: a 3x3 conv, no halving)
+    bottleneck              block, softmax attention, block   at S / 2^(L-1), width w_{L-1}
+    up level i = L-1..0     block   [x, pop] 2 w_i -> w_i
+                            block   [x, pop] 2 w_i -> w_i, linear attn
+                            upsample w_i -> w_{i-1} to S / 2^(i-1)  (level 0: a 3x3 conv w_0 -> w_0)
+    final                   block [x, r] w_0 + init_dim -> dim, then 1x1 conv dim -> C_out
+
+Every block sees emb; "[x, pop]" concatenates the skip pushed by the mirror block on the way down (the
+seed concatenates after each block, so two skips per level). Blocks are ResNet or ConvNeXt (blocks.py);
+attention is linear on every level and softmax only in the bottleneck (attention.py). The input size
+must survive L - 1 halvings: H and W multiples of 2^(L-1) (28 -> 14 -> 7 for dim_mults (1, 2, 4)).
+
+Class conditioning (optional, `num_class_embeds`): a learned vector per class is added to emb, so
+every block sees (t, y); it is what classifier-free guidance (Ho & Salimans 2022) builds on.
+
+Everything that shapes the network is a `register_to_config` argument, so `save_pretrained` /
+`from_pretrained` rebuild it from config.json alone, and the model is a drop-in `unet` for diffusers'
+pipelines: forward(sample, timestep).sample.
+
+This file imports its siblings directly (embeddings, blocks, attention) and nothing from the package,
+so that diffusers' remote-code loader can copy it with those files into a saved pipeline.
+"""
+
+from dataclasses import dataclass
+from math import gcd
+
+import torch
+from torch import nn
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.models.unets.unet_2d import UNet2DOutput
+
+from .attention import Attention, LinearAttention, PreNormResidual
+from .blocks import ConvNextBlock, Downsample, ResnetBlock, Upsample
+from .embeddings import TimeEmbedding
+
+BLOCK_TYPES = ("resnet", "convnext")
+
+
+@dataclass
+class AnnotatedUNet2DOutput(UNet2DOutput):
+    """diffusers' `UNet2DOutput` (`.sample`, `[0]`, `.to_tuple()`) that torch functions also accept as a tensor.
+
+    Any torch function given this object sees its `.sample` (the `__torch_function__` protocol), so the
+    seed's loss `F.smooth_l1_loss(noise, model(x_noisy, t))` and `betas_t * model(x, t)` work unchanged,
+    while diffusers' pipelines keep reading `model(x, t).sample`.
+    """
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):
+        def unwrap(a):
+            if isinstance(a, cls):
+                return a.sample
+            if isinstance(a, (list, tuple)):
+                return type(a)(unwrap(x) for x in a)
+            return a
+
+        return func(*unwrap(tuple(args)), **{k: unwrap(v) for k, v in (kwargs or {}).items()})
+
+
+def _check_int(name, value, minimum=1, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        allowed = f"an integer >= {minimum}" + (" or None" if allow_none else "")
+        raise ValueError(f"{name} must be {allowed}, got {value!r}")
+
+
+def _halvings(size, n):
+    """'30 -> 15 -> 7.5' : what n halvings do to a side of `size` pixels."""
+    sizes = [size / 2**k for k in range(n + 1)]
+    return " -> ".join(f"{s:g}" for s in sizes)
+
+
+def _check_spatial(what, height, width, num_levels):
+    factor = 2 ** (num_levels - 1)
+    for side in (height, width):
+        if side % factor != 0:
+            raise ValueError(
+                f"{what} {side} cannot be halved {num_levels - 1} times by the {num_levels}-level U-Net "
+                f"({_halvings(side, num_levels - 1)}); sizes that work are multiples of 2**{num_levels - 1} = "
+                f"{factor} (e.g. {max(factor, side // factor * factor)} or {(side // factor + 1) * factor}), "
+                f"or use fewer dim_mults"
+            )
+
+
+class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
+    """eps_theta(x_t, t[, y]): the seed's U-Net as a diffusers model.
+
+    Args:
+        sample_size: image side (int) or (height, width); None accepts any size that fits (pipelines need it).
+        in_channels: channels of x_t (1 for Fashion-MNIST).
+        out_channels: channels of the prediction; None means in_channels (predicting eps).
+        dim: base width; the time embedding is sinusoidal of width dim, projected to 4 * dim.
+        init_dim: width of the 7x7 input convolution; None means dim // 3 * 2, as in the seed.
+        dim_mults: width multiplier of each level, w_i = dim * dim_mults[i]; one level per entry.
+        block_type: "resnet" (Wide-ResNet, GroupNorm + SiLU, time as scale-shift) or "convnext".
+        resnet_block_groups: GroupNorm groups of the ResNet blocks; must divide every block width.
+        convnext_mult: expansion factor inside the ConvNeXt blocks.
+        attention_heads, attention_head_dim: heads and width per head of every attention layer.
+        num_class_embeds: number of classes for class conditioning; None for an unconditional model.
+
+    Defaults are the seed's Fashion-MNIST setting: 28x28x1 images, dim 28, dim_mults (1, 2, 4), ResNet
+    blocks with 4 groups, attention 4 heads x 32.
+    """
+
+    @register_to_config
+    def __init__(
+        self,
+        sample_size=28,
+        in_channels=1,
+        out_channels=None,
+        dim=28,
+        init_dim=None,
+        dim_mults=(1, 2, 4),
+        block_type="resnet",
+        resnet_block_groups=4,
+        convnext_mult=2,
+        attention_heads=4,
+        attention_head_dim=32,
+        num_class_embeds=None,
+    ):
+        super().__init__()
+        # ---- fail early: every impossible configuration is refused here, with what would work ----
+        _check_int("in_channels", in_channels)
+        _check_int("out_channels", out_channels, allow_none=True)
+        _check_int("dim", dim, minimum=2)
+        if dim % 2 != 0:
+            raise ValueError(f"dim must be even (the sinusoidal time embedding pairs a sine and a cosine), got {dim}")
+        if init_dim is None:
+            init_dim = dim // 3 * 2
+        _check_int("init_dim", init_dim)
+        if isinstance(dim_mults, (str, bytes)) or not hasattr(dim_mults, "__len__") or len(dim_mults) == 0:
+            raise ValueError(f"dim_mults must be a non-empty sequence of positive integers, got {dim_mults!r}")
+        for m in dim_mults:
+            _check_int("every entry of dim_mults", m)
+        dim_mults = tuple(dim_mults)
+        if block_type not in BLOCK_TYPES:
+            raise ValueError(f"block_type must be one of {BLOCK_TYPES}, got {block_type!r}")
+        _check_int("resnet_block_groups", resnet_block_groups)
+        _check_int("convnext_mult", convnext_mult)
+        _check_int("attention_heads", attention_heads)
+        _check_int("attention_head_dim", attention_head_dim)
+        _check_int("num_class_embeds", num_class_embeds, allow_none=True)
+
+        num_levels = len(dim_mults)
+        widths = [dim * m for m in dim_mults]
+        if block_type == "resnet":
+            normed = sorted(set(widths) | {dim})  # every ResNet block ends at one of these widths
+            if any(w % resnet_block_groups for w in normed):
+                common = 0
+                for w in normed:
+                    common = gcd(common, w)
+                valid = [g for g in range(1, common + 1) if common % g == 0]
+                raise ValueError(
+                    f"resnet_block_groups={resnet_block_groups} does not divide every ResNet block width "
+                    f"{normed} (dim={dim} x dim_mults={dim_mults}); GroupNorm needs it to. Valid values: {valid}"
+                )
+        if sample_size is not None:
+            if isinstance(sample_size, int) and not isinstance(sample_size, bool):
+                height = width = sample_size
+            elif isinstance(sample_size, (list, tuple)) and len(sample_size) == 2:
+                height, width = sample_size
+                sample_size = (height, width)
+            else:
+                raise ValueError(f"sample_size must be an int, a (height, width) pair or None, got {sample_size!r}")
+            _check_int("sample_size", height)
+            _check_int("sample_size", width)
+            _check_spatial(f"sample_size={sample_size}: side", height, width, num_levels)
+        # Lists and tuples both come back as lists from config.json: store one canonical form.
+        self.register_to_config(dim_mults=dim_mults, sample_size=sample_size)
+
+        # ---- the network ----
+        time_dim = 4 * dim
+        if block_type == "resnet":
+            def block(c_in, c_out):
+                return ResnetBlock(c_in, c_out, time_dim, groups=resnet_block_groups)
+        else:
+            def block(c_in, c_out):
+                return ConvNextBlock(c_in, c_out, time_dim, mult=convnext_mult)
+
+        def linear_attention(c):
+            return PreNormResidual(c, LinearAttention(c, attention_heads, attention_head_dim))
+
+        self.time_embedding = TimeEmbedding(dim, time_dim)
+        self.class_embedding = nn.Embedding(num_class_embeds, time_dim) if num_class_embeds is not None else None
+        self.init_conv = nn.Conv2d(in_channels, init_dim, kernel_size=7, padding=3)
+
+        self.down_levels = nn.ModuleList()
+        c_prev = init_dim
+        for i, w in enumerate(widths):
+            last = i == num_levels - 1
+            self.down_levels.append(
+                nn.ModuleDict(
+                    {
+                        "block1": block(c_prev, w),
+                        "block2": block(w, w),
+                        "attention": linear_attention(w),
+                        "downsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if last else Downsample(w, w),
+                    }
+                )
+            )
+            c_prev = w
+
+        mid = widths[-1]
+        self.mid_block1 = block(mid, mid)
+        self.mid_attention = PreNormResidual(mid, Attention(mid, attention_heads, attention_head_dim))
+        self.mid_block2 = block(mid, mid)
+
+        self.up_levels = nn.ModuleList()
+        for i in reversed(range(num_levels)):
+            w = widths[i]
+            first = i == 0
+            self.up_levels.append(
+                nn.ModuleDict(
+                    {
+                        "block1": block(2 * w, w),
+                        "block2": block(2 * w, w),
+                        "attention": linear_attention(w),
+                        "upsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if first else Upsample(w, widths[i - 1]),
+                    }
+                )
+            )
+
+        self.final_block = block(widths[0] + init_dim, dim)
+        self.final_conv = nn.Conv2d(dim, out_channels if out_channels is not None else in_channels, kernel_size=1)
+
+    def _per_example(self, name, value, batch, device):
+        """An int/float, a 0-d tensor or a (B,) / (1,) tensor -> a (B,) tensor on `device` (no host sync)."""
+        if not torch.is_tensor(value):
+            value = torch.tensor([value], device=device)
+        elif value.ndim == 0:
+            value = value[None]
+        if value.ndim != 1 or value.shape[0] not in (1, batch):
+            raise ValueError(
+                f"{name} must be a number, a 0-d tensor or a tensor of shape ({batch},) for a batch of {batch}, "
+                f"got shape {tuple(value.shape)}"
+            )
+        return value.to(device).expand(batch)
+
+    def forward(self, sample, timestep, class_labels=None, return_dict=True):
+        """eps_theta(x_t, t[, y]).
+
+        Args:
+            sample: x_t, (B, in_channels, H, W) with H and W multiples of 2**(len(dim_mults) - 1).
+            timestep: t, an int/float, a 0-d tensor or a (B,) tensor (broadcast to the batch).
+            class_labels: y, (B,) class indices (or one int / 0-d tensor for the whole batch); required
+                exactly when the model was built with num_class_embeds.
+            return_dict: return an `AnnotatedUNet2DOutput` (`.sample`) if True, else the tuple (sample,).
+        """
+        config = self.config
+        if sample.ndim != 4 or sample.shape[1] != config.in_channels:
+            raise ValueError(
+                f"sample must have shape (batch, {config.in_channels}, height, width) for in_channels="
+                f"{config.in_channels}, got {tuple(sample.shape)}"
+            )
+        num_levels = len(config.dim_mults)
+        _check_spatial("input side", sample.shape[2], sample.shape[3], num_levels)
+        batch = sample.shape[0]
+
+        emb = self.time_embedding(self._per_example("timestep", timestep, batch, sample.device))
+        if self.class_embedding is None:
+            if class_labels is not None:
+                raise ValueError("class_labels were given to an unconditional model (built with num_class_embeds=None)")
+        else:
+            if class_labels is None:
+                raise ValueError(
+                    f"this model is class-conditional (num_class_embeds={config.num_class_embeds}): pass class_labels"
+                )
+            emb = emb + self.class_embedding(self._per_example("class_labels", class_labels, batch, sample.device))
+
+        x = self.init_conv(sample)
+        r = x
+        skips = []
+        for level in self.down_levels:
+            x = level["block1"](x, emb)
+            skips.append(x)
+            x = level["attention"](level["block2"](x, emb))
+            skips.append(x)
+            x = level["downsample"](x)
+
+        x = self.mid_block1(x, emb)
+        x = self.mid_attention(x)
+        x = self.mid_block2(x, emb)
+
+        for level in self.up_levels:
+            x = level["block1"](torch.cat([x, skips.pop()], dim=1), emb)
+            x = level["block2"](torch.cat([x, skips.pop()], dim=1), emb)
+            x = level["upsample"](level["attention"](x))
+
+        x = self.final_block(torch.cat([x, r], dim=1), emb)
+        out = self.final_conv(x)
+        if not return_dict:
+            return (out,)
+        return AnnotatedUNet2DOutput(sample=out)
+
+
+_UNET_EXTRA_KWARGS = ("attention_heads", "attention_head_dim", "num_class_embeds")
+
+
+def Unet(
+    dim,
+    init_dim=None,
+    out_dim=None,
+    dim_mults=(1, 2, 4, 8),
+    channels=3,
+    resnet_block_groups=4,
+    use_convnext=False,
+    convnext_mult=2,
+    sample_size=None,
+    **kwargs,
+):
+    """The seed's constructor, `Unet(dim=28, channels=1, dim_mults=(1, 2, 4))`, building an AnnotatedUNet2DModel.
+
+    Argument names are the seed's (channels, out_dim, use_convnext); they map to the model's config
+    (in_channels, out_channels, block_type). sample_size=None leaves the size open (any multiple of
+    2**(len(dim_mults) - 1)); pass it to use the model in a diffusers pipeline. Extra keyword arguments:
+    attention_heads, attention_head_dim, num_class_embeds; the seed's self_condition=False and
+    with_time_emb=True are accepted (their only supported values).
+    """
+    if kwargs.pop("self_condition", False):
+        raise ValueError("self_condition=True is not supported (the model sees x_t, t and optionally a class only)")
+    if not kwargs.pop("with_time_emb", True):
+        raise ValueError("with_time_emb=False is not supported: a DDPM network must be told the step t")
+    unknown = sorted(set(kwargs) - set(_UNET_EXTRA_KWARGS))
+    if unknown:
+        raise ValueError(f"Unet() got unknown arguments {unknown}; besides the seed's it accepts {list(_UNET_EXTRA_KWARGS)}")
+    return AnnotatedUNet2DModel(
+        sample_size=sample_size,
+        in_channels=channels,
+        out_channels=out_dim,
+        dim=dim,
+        init_dim=init_dim,
+        dim_mults=dim_mults,
+        block_type="convnext" if use_convnext else "resnet",
+        resnet_block_groups=resnet_block_groups,
+        convnext_mult=convnext_mult,
+        **kwargs,
+    )
