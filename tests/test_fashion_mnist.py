@@ -70,8 +70,9 @@ def test_read_idx_wrong_checksum(tmp_path, compress):
     path = tmp_path / "x-ubyte"
     sha = write_idx(path, np.zeros((2, 2), np.uint8), compress)
     wrong = "0" * 64
-    with pytest.raises(ValueError) as err:
+    with pytest.raises(fm.ChecksumError) as err:  # a ValueError subclass
         fm.read_idx(path, expected_sha256=wrong)
+    assert isinstance(err.value, ValueError)
     message = str(err.value)
     assert str(path) in message and wrong in message and sha in message
 
@@ -126,7 +127,7 @@ def test_load_arrays_with_supplied_checksums(tmp_path, compress):
 
 def test_load_arrays_rejects_files_that_are_not_the_official_ones(tmp_path):
     write_split(tmp_path, "train", 10)
-    with pytest.raises(ValueError, match=fm.FASHION_MNIST_SHA256["train-images-idx3-ubyte"]):
+    with pytest.raises(fm.ChecksumError, match=fm.FASHION_MNIST_SHA256["train-images-idx3-ubyte"] + ".*verify=False"):
         fm.load_fashion_mnist_arrays(tmp_path, "train")  # verify=True against the pinned SHA-256
     images, _ = fm.load_fashion_mnist_arrays(tmp_path, "train", verify=False)
     assert images.shape == (10, 28, 28)

@@ -94,6 +94,10 @@ _INSTALL_HINT = (
 )
 
 
+class ChecksumError(ValueError):
+    """The SHA-256 of a file's decompressed bytes is not the expected one."""
+
+
 def read_idx(path: str | os.PathLike, expected_sha256: str | None = None) -> np.ndarray:
     """Read one IDX file (gzip compressed or raw) into a numpy array of its native shape.
 
@@ -114,7 +118,7 @@ def read_idx(path: str | os.PathLike, expected_sha256: str | None = None) -> np.
     if expected_sha256 is not None:
         found = hashlib.sha256(raw).hexdigest()
         if found != expected_sha256.lower():
-            raise ValueError(
+            raise ChecksumError(
                 f"{path}: SHA-256 of the decompressed file is {found}, expected {expected_sha256}; "
                 "the file is corrupt or not the file you think it is"
             )
@@ -183,7 +187,13 @@ def load_fashion_mnist_arrays(
             if name not in checksums:
                 raise ValueError(f"no checksum for {name}; checksums has {sorted(checksums)}")
             expected = checksums[name]
-        arrays.append(read_idx(_find_file(root, name), expected_sha256=expected))
+        try:
+            arrays.append(read_idx(_find_file(root, name), expected_sha256=expected))
+        except ChecksumError as err:
+            raise ChecksumError(
+                f"{err}. To read IDX files other than the official Fashion-MNIST ones (e.g. MNIST), "
+                "pass verify=False (load_training_dataset: verify_checksums=False)"
+            ) from None
     images, labels = arrays
 
     if images.ndim != 3 or images.dtype != np.uint8:
