@@ -1,0 +1,281 @@
+"""The model card, and pushing a saved pipeline folder to the Hugging Face Hub.
+
+A trained pipeline leaves a folder behind (`save_pretrained` + `samples.png`); this module adds
+its card and uploads it:
+
+    model_card(repo_id_or_path, ...)      -> huggingface_hub.ModelCard, rendered from model_card/template.md
+    write_model_card(folder, ...)         -> folder/README.md
+    push_folder_to_hub(folder, repo_id)   -> rewrite folder/README.md for `repo_id`, then
+                                             create_repo(exist_ok=True) + upload_folder: one commit
+
+The card is data first: its YAML metadata (`library_name: diffusers`, `pipeline_tag`, `tags`,
+`license`, `datasets`) is what the Hub indexes, and the inputs the card was rendered from are kept
+in that metadata too (key `annotated_pipeline`), so that a push can re-render the card for the repo
+it goes to without losing the training configuration. Secrets never reach the card: any key that
+contains "token" (or "password", "secret", "api_key") is dropped, at any depth.
+
+The push uploads exactly the saved pipeline: checkpoints (`checkpoint-*/`), logs (`logs/`, `runs/`,
+`wandb/`), pickles (`*.pt`, `*.pth`, `*.bin`, `*.ckpt`, `*.pkl`) and caches stay local. The token is
+the `token` argument, else huggingface_hub's own lookup (HF_TOKEN, the login cache); it is passed
+through and never logged or written. If the Hub cannot be reached the push raises
+`HubUnavailableError` (a `ConnectionError`, hence an `OSError`); everything in the folder is
+still there. A malformed repo id raises huggingface_hub's own `HFValidationError` before anything is
+written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+from huggingface_hub import ModelCard, ModelCardData
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_card" / "template.md"
+CARD_FILE = "README.md"
+CARD_INPUTS_KEY = "annotated_pipeline"  # YAML metadata key holding the inputs the card was rendered from
+TAGS = ["pytorch", "diffusers", "unconditional-image-generation", "ddpm", "annotated-pipeline"]
+PIPELINE_TAG = "unconditional-image-generation"
+SECRET_KEY_PARTS = ("token", "password", "secret", "api_key", "apikey")
+
+# What a training run leaves in its output folder that is not part of the pipeline.
+IGNORE_PATTERNS = [
+    "checkpoint-*", "*/checkpoint-*",
+    "logs/*", "runs/*", "wandb/*",
+    "*.pt", "*.pth", "*.bin", "*.ckpt", "*.pkl", "*.pickle",
+    "__pycache__/*", "*/__pycache__/*", "*.pyc",
+    ".cache/*", ".ipynb_checkpoints/*",
+]
+
+
+class HubUnavailableError(ConnectionError):
+    """The Hub endpoint could not be reached (or failed with a server error) during a push."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The card
+# ------------------------------------------------------------------------------------------------
+
+
+def _is_secret(key) -> bool:
+    return any(part in str(key).lower() for part in SECRET_KEY_PARTS)
+
+
+def _plain(value):
+    """A YAML/JSON-safe copy of `value` with secret keys dropped (tuples -> lists, paths -> str)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items() if not _is_secret(k)}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    return str(value)
+
+
+def _cell(value) -> str:
+    """One table cell: lists as JSON, the rest as text; no pipes, backticks or newlines to break the table."""
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text.replace("|", "\\|").replace("`", "'").replace("\n", " ")
+
+
+def _hub_dataset_id(dataset_name, training_args) -> str | None:
+    """`dataset_name` if it reads as a Hub dataset id (not a description, not a local folder)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if not dataset_name or os.path.exists(dataset_name):
+        return None
+    if training_args and dataset_name == training_args.get("train_data_dir"):
+        return None
+    try:
+        validate_repo_id(dataset_name)
+    except HFValidationError:
+        return None
+    return dataset_name
+
+
+def model_card(
+    repo_id_or_path,
+    training_args: dict | None = None,
+    dataset_name: str | None = None,
+    license: str = "mit",
+    samples_file: str | None = "samples.png",
+    metrics: dict | None = None,
+    extra: str | None = None,
+) -> ModelCard:
+    """Render the model card of a trained pipeline from `model_card/template.md`.
+
+    Args:
+        repo_id_or_path: what the card's loading examples pass to `from_pretrained`: the Hub repo id
+            ("user/name") or the local folder.
+        training_args: the training configuration (e.g. `vars(args)`); shown as a table. Keys that
+            contain "token" (and other secret-looking keys) are left out.
+        dataset_name: the training data. A Hub dataset id also goes into the `datasets` metadata.
+        license: the license identifier for the metadata (default "mit").
+        samples_file: image shown under "Samples", relative to the card; None for no image.
+        metrics: {name: value} shown as an evaluation table.
+        extra: Markdown appended before the citations.
+    """
+    if not TEMPLATE_PATH.is_file():
+        raise FileNotFoundError(
+            f"The model card template is missing: expected {TEMPLATE_PATH}. It ships in the repository's "
+            "model_card/ folder, next to the annotated_pipeline package; reinstall from a full checkout "
+            "(pip install -e .) to get it."
+        )
+    if not isinstance(license, str) or not license.strip():
+        raise ValueError(f"license must be a non-empty license identifier such as 'mit', got {license!r}.")
+    for name, value in (("training_args", training_args), ("metrics", metrics)):
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{name} must be a dict or None, got {type(value).__name__}.")
+
+    training_args = _plain(training_args or {})
+    metrics = _plain(metrics or {})
+    dataset_id = _hub_dataset_id(dataset_name, training_args)
+    inputs = {"training_args": training_args, "dataset_name": dataset_name, "samples_file": samples_file,
+              "metrics": metrics, "extra": extra}
+    card_data = ModelCardData(
+        library_name="diffusers",
+        license=license,
+        tags=list(TAGS),
+        datasets=[dataset_id] if dataset_id else None,
+        pipeline_tag=PIPELINE_TAG,
+        **{CARD_INPUTS_KEY: {k: v for k, v in inputs.items() if v not in (None, {}, "")} or None},
+    )
+    steps = training_args.get("ddpm_num_inference_steps") or training_args.get("ddpm_num_steps") or 1000
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE_PATH),
+        model_name=Path(str(repo_id_or_path)).name or str(repo_id_or_path),
+        repo_id_or_path=str(repo_id_or_path),
+        dataset_name=dataset_name,
+        samples_file=samples_file,
+        metric_rows=[(_cell(k), _cell(v)) for k, v in metrics.items()],
+        config_rows=[(_cell(k), _cell(v)) for k, v in training_args.items()],
+        num_inference_steps=int(steps),
+        class_conditional=bool(training_args.get("label_column")),
+        beta_schedule=training_args.get("ddpm_beta_schedule"),
+        extra=extra,
+    )
+    return card
+
+
+def write_model_card(folder, repo_id_or_path=None, **kwargs) -> Path:
+    """Write the card of the pipeline saved in `folder` to `folder/README.md`; returns that path.
+
+    `repo_id_or_path` defaults to the folder itself; the other keyword arguments are `model_card`'s.
+    The samples image is only referenced if it exists in the folder.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Cannot write a model card into {folder}: it is not a directory.")
+    samples_file = kwargs.get("samples_file", "samples.png")
+    if samples_file and not (folder / samples_file).is_file():
+        kwargs["samples_file"] = None
+    card = model_card(str(folder) if repo_id_or_path is None else repo_id_or_path, **kwargs)
+    path = folder / CARD_FILE
+    card.save(path)
+    return path
+
+
+def _card_inputs(folder: Path) -> dict:
+    """The `model_card` inputs stored in the metadata of folder/README.md ({} if there are none)."""
+    path = folder / CARD_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = ModelCard.load(path).data.to_dict()
+    except Exception:  # a hand-written README without (valid) metadata: start from scratch
+        return {}
+    inputs = data.get(CARD_INPUTS_KEY)
+    if not isinstance(inputs, dict):
+        return {}
+    if data.get("license"):
+        inputs = {**inputs, "license": data["license"]}
+    return inputs
+
+
+# ------------------------------------------------------------------------------------------------
+# The push
+# ------------------------------------------------------------------------------------------------
+
+
+def _unavailable_error_types() -> tuple[type, ...]:
+    """Transport-level failures (no HTTP answer) of whichever HTTP library huggingface_hub uses."""
+    types: list[type] = [ConnectionError, TimeoutError]
+    for module, name in (("httpx2", "TransportError"), ("httpx", "TransportError"),
+                         ("requests", "ConnectionError"), ("requests", "Timeout")):
+        try:
+            types.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(types)
+
+
+def push_folder_to_hub(
+    folder,
+    repo_id: str,
+    token: str | None = None,
+    private: bool = False,
+    commit_message: str = "Upload DDPM pipeline with annotated-pipeline",
+    card_kwargs: dict | None = None,
+):
+    """Upload the saved pipeline in `folder` to the Hub repo `repo_id`, in one commit.
+
+    1. The card (folder/README.md) is re-rendered from the template for `repo_id`, from the inputs
+       stored in its metadata updated with `card_kwargs` (the arguments of `model_card`).
+    2. `create_repo(repo_id, exist_ok=True, private=private)`, then `upload_folder` of `folder`
+       without checkpoints, logs, pickles and caches (IGNORE_PATTERNS). Unchanged files are not
+       re-sent; pushing changed files again makes a new commit.
+
+    Returns huggingface_hub's `CommitInfo` (a str: the commit URL; `.oid` is the commit sha).
+    Raises `HubUnavailableError` if the endpoint cannot be reached, after step 1, with every file
+    in `folder` intact; huggingface_hub's own errors otherwise (`HFValidationError` for a malformed
+    repo id, `HfHubHTTPError` for a refused token, ...).
+    """
+    from huggingface_hub import create_repo, upload_folder
+    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.utils import validate_repo_id
+
+    validate_repo_id(repo_id)  # a malformed id fails here, with the client's own message
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"Cannot push {folder}: it is not a directory (save the pipeline there first).")
+    if not (folder / "model_index.json").is_file():
+        raise ValueError(f"{folder} has no model_index.json: it is not a saved pipeline (call save_pretrained).")
+    card_kwargs = dict(card_kwargs or {})
+    if "repo_id_or_path" in card_kwargs:
+        raise ValueError("card_kwargs cannot set repo_id_or_path: the card of a pushed folder names its repo_id.")
+
+    inputs = {**_card_inputs(folder), **card_kwargs}
+    card_path = write_model_card(folder, repo_id_or_path=repo_id, **inputs)
+    if token and token in card_path.read_text(encoding="utf-8"):  # belt and braces: never publish a token
+        card_path.write_text(card_path.read_text(encoding="utf-8").replace(token, "***"), encoding="utf-8")
+
+    try:
+        create_repo(repo_id, exist_ok=True, private=private, token=token)
+        return upload_folder(
+            repo_id=repo_id,
+            folder_path=str(folder),
+            commit_message=commit_message,
+            ignore_patterns=list(IGNORE_PATTERNS),
+            token=token,
+        )
+    except HfHubHTTPError as error:
+        status = getattr(getattr(error, "response", None), "status_code", None)
+        if status is None or status < 500:
+            raise
+        raise HubUnavailableError(_unavailable_message(folder, repo_id, f"HTTP {status}")) from error
+    except _unavailable_error_types() as error:
+        raise HubUnavailableError(_unavailable_message(folder, repo_id, type(error).__name__)) from error
+
+
+def _unavailable_message(folder: Path, repo_id: str, cause: str) -> str:
+    from huggingface_hub import constants
+
+    return (
+        f"Could not push {folder} to the Hub repo '{repo_id}': the endpoint {constants.ENDPOINT} is "
+        f"unreachable or failing ({cause}). The local folder {folder} is intact; push it again later "
+        f"with push_folder_to_hub({str(folder)!r}, {repo_id!r})."
+    )

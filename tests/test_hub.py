@@ -1,0 +1,232 @@
+"""annotated_pipeline/hub.py: the model card (parsed back with huggingface_hub's own loader) and
+`push_folder_to_hub` against a LocalHub, with the real client in a subprocess."""
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+from huggingface_hub.errors import HFValidationError
+from hub_server import LocalHub, hub_env, local_hub, run_python  # noqa: F401 (fixture)
+
+from annotated_pipeline import hub
+
+SECRET = "hf_do_not_publish_this_0123456789"
+TRAINING_ARGS = {
+    "dataset_name": "fashion_mnist",
+    "resolution": 28,
+    "dim_mults": (1, 2, 4),
+    "learning_rate": 1e-4,
+    "ddpm_beta_schedule": "squaredcos_cap_v2",
+    "ddpm_num_steps": 1000,
+    "label_column": None,
+    "hub_token": SECRET,
+    "tracker": {"wandb_api_key": SECRET, "project": "ddpm"},
+}
+
+
+def make_output_dir(root: Path) -> dict[str, bytes]:
+    """What a training run leaves behind: the saved pipeline + samples, and things that must stay local."""
+    pipeline = {
+        "model_index.json": b'{"_class_name": ["pipeline", "AnnotatedDDPMPipeline"]}\n',
+        "pipeline.py": b"# pipeline code\n",
+        "unet/config.json": b'{"sample_size": 28}\n',
+        "unet/unet_2d.py": b"# unet code\n",
+        "unet/diffusion_pytorch_model.safetensors": bytes(range(256)) * 16,
+        "scheduler/scheduler_config.json": b'{"num_train_timesteps": 1000}\n',
+        "samples.png": b"\x89PNG fake image bytes",
+    }
+    local_only = {
+        "checkpoint-10/model.safetensors": b"checkpoint weights",
+        "checkpoint-10/optimizer.bin": b"optimizer state",
+        "logs/train_accelerate/events.out.tfevents.1": b"tensorboard",
+        "runs/x.log": b"log",
+        "optimizer.pt": b"pickle",
+        "unet/__pycache__/unet_2d.cpython-311.pyc": b"bytecode",
+    }
+    for rel, data in {**pipeline, **local_only}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return pipeline
+
+
+def read_tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def client(code: str, env: dict, timeout: float = 120) -> dict:
+    proc = run_python(textwrap.dedent(code), env, timeout=timeout)
+    assert proc.returncode == 0, f"client failed:\nSTDOUT:\n{proc.stdout}\nSTDERR:\n{proc.stderr}"
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------------------
+# The card
+# ------------------------------------------------------------------------------------------------
+
+
+def test_card_metadata_parses_and_holds_no_secret(tmp_path):
+    (tmp_path / "samples.png").write_bytes(b"png")
+    path = hub.write_model_card(tmp_path, training_args=TRAINING_ARGS, dataset_name="fashion_mnist",
+                                metrics={"fid": 12.5})
+    assert path == tmp_path / "README.md"
+
+    card = ModelCard.load(path)
+    assert card.data.library_name == "diffusers"
+    assert card.data.license == "mit"
+    assert card.data.pipeline_tag == "unconditional-image-generation"
+    assert {"diffusers", "unconditional-image-generation", "pytorch", "ddpm", "annotated-pipeline"} <= set(card.data.tags)
+    assert card.data.datasets == ["fashion_mnist"]
+
+    text = path.read_text()
+    assert SECRET not in text and "hub_token" not in text and "wandb_api_key" not in text
+    assert "| `learning_rate` | `0.0001` |" in text and "| `dim_mults` | `[1, 2, 4]` |" in text
+    assert "| fid | 12.5 |" in text
+    assert "![samples](samples.png)" in text
+    # Both loading routes, pointing at the folder (no repo id yet).
+    assert f'DiffusionPipeline.from_pretrained("{tmp_path}", trust_remote_code=True)' in text
+    assert f'AnnotatedDDPMPipeline.from_pretrained("{tmp_path}")' in text
+    assert "cosine noise schedule of Nichol & Dhariwal (2021)" in text
+    assert "@inproceedings{ho2020denoising" in text and "@inproceedings{nichol2021improved" in text
+    assert "https://huggingface.co/blog/annotated-diffusion" in text
+
+
+def test_card_only_claims_what_it_knows(tmp_path):
+    """No samples image unless the file exists; descriptions and local folders are not Hub datasets."""
+    local_data = tmp_path / "my_images"
+    local_data.mkdir()
+    for dataset_name, training_args in [
+        ("Fashion-MNIST (2,000-image sample shipped with annotated-pipeline)", None),
+        (str(local_data), {"train_data_dir": str(local_data)}),
+        ("data/train", {"train_data_dir": "data/train"}),
+    ]:
+        card = ModelCard.load(hub.write_model_card(tmp_path, training_args=training_args, dataset_name=dataset_name))
+        assert card.data.datasets is None, dataset_name
+        assert f"It was trained on **{dataset_name}**." in card.content
+        assert "![samples]" not in card.content
+        assert ("## Training configuration" in card.content) == (training_args is not None)
+    card = hub.model_card("alice/ddpm", license="apache-2.0", samples_file=None,
+                          training_args={"ddpm_beta_schedule": "linear", "label_column": "label"})
+    assert card.data.license == "apache-2.0"
+    assert "the `linear` noise schedule" in card.content and "Nichol" not in card.content.split("## How")[0]
+    assert "class_labels=list(range(16))" in card.content
+
+
+def test_card_refuses_bad_inputs_and_a_missing_template(tmp_path, monkeypatch):
+    with pytest.raises(ValueError, match="license"):
+        hub.model_card("alice/ddpm", license="")
+    with pytest.raises(ValueError, match="training_args must be a dict"):
+        hub.model_card("alice/ddpm", training_args=["--lr", "1"])
+    with pytest.raises(FileNotFoundError, match="not a directory"):
+        hub.write_model_card(tmp_path / "nowhere")
+    monkeypatch.setattr(hub, "TEMPLATE_PATH", tmp_path / "model_card" / "template.md")
+    with pytest.raises(FileNotFoundError, match="template is missing.*model_card/template.md"):
+        hub.model_card("alice/ddpm")
+
+
+def test_template_lives_where_the_package_expects_it():
+    root = Path(__file__).resolve().parents[1]
+    assert hub.TEMPLATE_PATH == root / "model_card" / "template.md" and hub.TEMPLATE_PATH.is_file()
+
+
+# ------------------------------------------------------------------------------------------------
+# The push
+# ------------------------------------------------------------------------------------------------
+
+
+def test_push_uploads_the_pipeline_only_and_pushing_again_is_a_new_commit(local_hub, tmp_path):
+    out_dir = tmp_path / "ddpm-out"
+    pipeline = make_output_dir(out_dir)
+    hub.write_model_card(out_dir, training_args=TRAINING_ARGS, dataset_name="fashion_mnist")
+
+    # No HF_TOKEN in the environment: the first push must use the token argument; the second sets
+    # HF_TOKEN and passes token=None, so huggingface_hub's own lookup has to find it.
+    out = client(f"""
+        import json, os
+        from pathlib import Path
+        from annotated_pipeline.hub import push_folder_to_hub
+        folder = Path({str(out_dir)!r})
+        first = push_folder_to_hub(folder, "alice/ddpm", token={SECRET!r}, private=True)
+        (folder / "samples.png").write_bytes(b"new samples")
+        os.environ["HF_TOKEN"] = "hf_from_the_environment"
+        second = push_folder_to_hub(folder, "alice/ddpm", commit_message="Second round")
+        third = push_folder_to_hub(folder, "alice/ddpm")  # nothing changed: no new commit
+        print(json.dumps({{"oids": [first.oid, second.oid, third.oid], "url": str(first)}}))
+    """, hub_env(local_hub.endpoint, tmp_path / "home", token=None))
+
+    first, second, third = out["oids"]
+    assert out["url"] == f"{local_hub.endpoint}/alice/ddpm/commit/{first}"
+    commits = local_hub.commits("alice/ddpm")
+    assert [c["oid"] for c in commits] == [second, first, commits[-1]["oid"]] and third == second
+    assert [c["title"] for c in commits] == ["Second round", "Upload DDPM pipeline with annotated-pipeline",
+                                             "initial commit"]
+    assert local_hub.store.meta("model", "alice/ddpm")["private"] is True
+
+    # Exactly the pipeline + card went up: no checkpoint, logs, pickles or caches.
+    repo = local_hub.files("alice/ddpm")
+    assert sorted(repo) == sorted([*pipeline, "README.md", ".gitattributes"])
+    assert repo["samples.png"] == b"new samples"
+    assert local_hub.files("alice/ddpm", revision=first)["samples.png"] == pipeline["samples.png"]
+    assert {k: v for k, v in repo.items() if k not in ("README.md", "samples.png", ".gitattributes")} == \
+        {k: v for k, v in pipeline.items() if k != "samples.png"}
+
+    # The card was re-rendered for the repo, kept the training configuration, and holds no token.
+    readme = repo["README.md"].decode()
+    (tmp_path / "pushed.md").write_text(readme)
+    card = ModelCard.load(tmp_path / "pushed.md")
+    assert card.data.library_name == "diffusers" and card.data.datasets == ["fashion_mnist"]
+    assert 'DiffusionPipeline.from_pretrained("alice/ddpm", trust_remote_code=True)' in readme
+    assert "| `resolution` | `28` |" in readme
+    assert all(SECRET.encode() not in data for data in repo.values())
+    assert readme == (out_dir / "README.md").read_text()
+
+    # The token argument, then the environment's token, reached the server as bearer tokens.
+    auths = [r.authorization for r in local_hub.requests if r.method == "POST"]
+    assert auths[0] == f"Bearer {SECRET}"
+    assert auths[-1] == "Bearer hf_from_the_environment"
+    assert set(auths) == {f"Bearer {SECRET}", "Bearer hf_from_the_environment"}
+
+
+def test_push_to_a_down_endpoint_raises_a_clear_error_and_keeps_the_folder(tmp_path):
+    out_dir = tmp_path / "ddpm-out"
+    make_output_dir(out_dir)
+    hub.write_model_card(out_dir, training_args=TRAINING_ARGS)
+    before = read_tree(out_dir)
+
+    down = LocalHub(tmp_path / "hub").start()
+    down.stop()
+    out = client(f"""
+        import json
+        from annotated_pipeline.hub import push_folder_to_hub, HubUnavailableError
+        try:
+            push_folder_to_hub({str(out_dir)!r}, "alice/ddpm", token={SECRET!r})
+            print(json.dumps({{"raised": None}}))
+        except HubUnavailableError as e:
+            print(json.dumps({{"raised": type(e).__name__, "message": str(e),
+                              "os_error": isinstance(e, OSError), "conn": isinstance(e, ConnectionError)}}))
+    """, hub_env(down.endpoint, tmp_path / "home", token=None), timeout=60)
+
+    assert out["raised"] == "HubUnavailableError" and out["os_error"] and out["conn"]
+    message = out["message"]
+    assert down.endpoint in message and "'alice/ddpm'" in message and "intact" in message
+    assert str(out_dir) in message and SECRET not in message
+    after = read_tree(out_dir)
+    # Every file is still there, byte for byte; only the card was re-rendered, now for the repo.
+    assert sorted(after) == sorted(before)
+    assert {k: v for k, v in after.items() if k != "README.md"} == {k: v for k, v in before.items() if k != "README.md"}
+    assert 'from_pretrained("alice/ddpm"' in after["README.md"].decode()
+
+
+def test_malformed_repo_id_is_huggingface_hubs_own_error_and_writes_nothing(tmp_path):
+    out_dir = tmp_path / "ddpm-out"
+    make_output_dir(out_dir)
+    before = read_tree(out_dir)
+    for bad in ("not a valid id", "a/b/c", "alice/--ddpm"):
+        with pytest.raises(HFValidationError):
+            hub.push_folder_to_hub(out_dir, bad)
+    assert read_tree(out_dir) == before
+    with pytest.raises(ValueError, match="model_index.json"):
+        hub.push_folder_to_hub(tmp_path, "alice/ddpm")
+    with pytest.raises(ValueError, match="repo_id_or_path"):
+        hub.push_folder_to_hub(out_dir, "alice/ddpm", card_kwargs={"repo_id_or_path": "elsewhere"})
