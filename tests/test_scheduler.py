@@ -243,6 +243,26 @@ def test_step_without_generator_and_return_tuple():
     assert ours.step(torch.zeros_like(x), 500, x).prev_sample.shape == x.shape
 
 
+def test_step_reuses_precomputed_tables():
+    """The schedule is computed in __init__ / set_timesteps and only looked up by step and add_noise."""
+    sched = AnnotatedDDPMScheduler()
+    sched.set_timesteps(20, device="cpu")
+    tables = {name: getattr(sched, name) for name in sched._TABLES}
+    x = torch.randn(1, 1, 2, 2)
+    for t in sched.timesteps:
+        x = sched.step(torch.tanh(x), t, x).prev_sample
+    sched.add_noise(x, x, torch.tensor([3]))
+    assert all(getattr(sched, name) is table for name, table in tables.items())
+
+
+def test_half_precision_keeps_dtype():
+    sched = AnnotatedDDPMScheduler(thresholding=True)
+    x = torch.randn(2, 1, 2, 2).half()
+    assert sched.add_noise(x, x, torch.tensor([10, 900])).dtype == torch.float16
+    out = sched.step(x, 500, x)
+    assert out.prev_sample.dtype == torch.float16 and out.pred_original_sample.dtype == torch.float16
+
+
 # ------------------------------------------------------------------------------------------------
 # Closed form
 

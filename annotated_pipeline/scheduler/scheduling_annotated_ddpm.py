@@ -30,7 +30,6 @@ can be swapped with any diffusers scheduler through `from_config`. This file mus
 saved pipeline: it imports only torch, numpy, diffusers, the standard library and `from .schedules`.
 """
 
-import math
 import warnings
 from dataclasses import dataclass
 
@@ -41,7 +40,7 @@ from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, Sch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .schedules import ALLOWED_SCHEDULES, USES_BETA_RANGE, canonical_schedule_name, make_betas, rescale_zero_terminal_snr
+from .schedules import USES_BETA_RANGE, canonical_schedule_name, make_betas, rescale_zero_terminal_snr
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log")
@@ -183,11 +182,10 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         prev = np.append(timesteps[1:], -1)
         self._prev_timestep = {int(t): int(p) for t, p in zip(timesteps, prev)}
 
-        t_idx = torch.from_numpy(timesteps.copy())
+        self._move_tables(torch.device("cpu"))  # build on the CPU; moved to the samples' device once, below or in step
+        t_idx, prev_idx = torch.from_numpy(timesteps.copy()), torch.from_numpy(prev)
         alpha_bar_t = self.alphas_cumprod[t_idx]
-        alpha_bar_prev = torch.where(
-            torch.from_numpy(prev) >= 0, self.alphas_cumprod[torch.from_numpy(prev).clamp(min=0)], self.one
-        )
+        alpha_bar_prev = torch.where(prev_idx >= 0, self.alphas_cumprod[prev_idx.clamp(min=0)], self.one)
         beta_t = 1 - alpha_bar_t / alpha_bar_prev
         coef_x0 = alpha_bar_prev**0.5 * beta_t / (1 - alpha_bar_t)
         coef_xt = (1 - beta_t) ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar_t)
@@ -216,18 +214,21 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         self.posterior_mean_coef_xt = table(coef_xt)
         self.posterior_variance = table(beta_tilde)
         self.posterior_sigma = table(sigma)
-        self._tables_device = torch.device("cpu")
+        if device is not None:
+            self._move_tables(torch.device(device))
+
+    _TABLES = (
+        "betas", "alphas", "alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+        "posterior_beta", "posterior_mean_coef_x0", "posterior_mean_coef_xt", "posterior_variance", "posterior_sigma",
+    )  # fmt: skip
 
     def _move_tables(self, device: torch.device) -> None:
         """Move the schedule tensors to `device` once (not on every step)."""
-        if device == self._tables_device:
+        if device == getattr(self, "_tables_device", torch.device("cpu")):
             return
-        for name in (
-            "betas", "alphas", "alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
-            "posterior_beta", "posterior_mean_coef_x0", "posterior_mean_coef_xt", "posterior_variance",
-            "posterior_sigma",
-        ):  # fmt: skip
-            setattr(self, name, getattr(self, name).to(device))
+        for name in self._TABLES:
+            if name in self.__dict__:
+                setattr(self, name, getattr(self, name).to(device))
         self._tables_device = device
 
     def set_timesteps(
