@@ -689,18 +689,25 @@ class LocalHub:
 
 
 def hub_env(endpoint: str, hf_home: str | os.PathLike, token: str | None = "hf_local_hub_fake_token",
-            base: dict | None = None) -> dict[str, str]:
+            hide_modules: tuple[str, ...] = (), base: dict | None = None) -> dict[str, str]:
     """Environment for a subprocess whose huggingface_hub/diffusers talk to `endpoint`.
 
     HF_ENDPOINT must be set before huggingface_hub is imported, hence a subprocess. Offline switches
-    and cache/token overrides are removed, HF_HOME is `hf_home` (make it empty for a cold cache), and
-    HF_TOKEN is `token` (None: no token at all, e.g. to check that writes are refused).
+    and cache/token overrides are removed, HF_HOME is `hf_home` (make it empty for a cold cache; the
+    diffusers remote-code module cache lives in it too), and HF_TOKEN is `token` (None: no token at
+    all, e.g. to check that writes are refused).
+
+    `hide_modules=("annotated_pipeline",)` makes `import annotated_pipeline` fail in the subprocess
+    even though the package is installed (editable installs resolve it through a finder placed after
+    the PYTHONPATH entries, so a shadow module on PYTHONPATH that raises ModuleNotFoundError wins,
+    and PYTHONSAFEPATH keeps the working directory off sys.path): for "loads without the package" tests.
     """
     env = dict(os.environ if base is None else base)
     for key in list(env):
         if key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "DIFFUSERS_OFFLINE",
                    "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_TOKEN_PATH", "HF_STORED_TOKENS_PATH",
-                   "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN", "HF_ASSETS_CACHE", "HF_XET_CACHE"):
+                   "HUGGING_FACE_HUB_TOKEN", "HF_TOKEN", "HF_ASSETS_CACHE", "HF_XET_CACHE",
+                   "HF_MODULES_CACHE"):
             del env[key]
     Path(hf_home).mkdir(parents=True, exist_ok=True)
     env.update({
@@ -715,15 +722,25 @@ def hub_env(endpoint: str, hf_home: str | os.PathLike, token: str | None = "hf_l
     })
     if token is not None:
         env["HF_TOKEN"] = token
+    if hide_modules:
+        shadow = Path(hf_home) / "_hidden_modules"
+        shadow.mkdir(exist_ok=True)
+        for name in hide_modules:
+            (shadow / f"{name}.py").write_text(
+                f"raise ModuleNotFoundError({name + ' is hidden in this subprocess (hub_env(hide_modules=...))'!r}, "
+                f"name={name!r})\n")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(shadow), env.get("PYTHONPATH", "")]))
+        env["PYTHONSAFEPATH"] = "1"  # no cwd/script dir in front of sys.path (Python >= 3.11)
     return env
 
 
 def run_python(code: str, env: dict[str, str], timeout: float = 120, cwd: str | None = None
                ) -> subprocess.CompletedProcess:
     """Run `code` with this interpreter in a subprocess with `env`; returns the CompletedProcess
-    (text stdout/stderr, no check: the caller asserts on returncode and output)."""
-    return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout)
+    (text stdout/stderr, no check: the caller asserts on returncode and output). The working
+    directory defaults to env["HF_HOME"], so nothing is imported from the caller's checkout by accident."""
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd or env.get("HF_HOME"),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 try:

@@ -223,3 +223,18 @@ def test_diffusers_pipeline_round_trip(local_hub, tmp_path):
     for rel in ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
                 "scheduler/scheduler_config.json"):
         assert repo[rel] == (folder / rel).read_bytes()
+
+
+def test_hub_env_can_hide_the_installed_package(tmp_path):
+    code = """
+        import json
+        import huggingface_hub
+        try:
+            import annotated_pipeline
+            print(json.dumps({"hidden": False}))
+        except ModuleNotFoundError as e:
+            print(json.dumps({"hidden": True, "name": e.name}))
+    """
+    hidden = client(code, hub_env("http://127.0.0.1:9", tmp_path / "a", hide_modules=("annotated_pipeline",)))
+    visible = client(code, hub_env("http://127.0.0.1:9", tmp_path / "b"))
+    assert hidden == {"hidden": True, "name": "annotated_pipeline"} and visible == {"hidden": False}
