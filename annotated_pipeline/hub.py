@@ -234,7 +234,7 @@ def push_folder_to_hub(
     in `folder` intact; huggingface_hub's own errors otherwise (`HFValidationError` for a malformed
     repo id, `HfHubHTTPError` for a refused token, ...).
     """
-    from huggingface_hub import create_repo, upload_folder
+    from huggingface_hub import create_repo, get_token, upload_folder
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import validate_repo_id
 
@@ -250,8 +250,9 @@ def push_folder_to_hub(
 
     inputs = {**_card_inputs(folder), **card_kwargs}
     card_path = write_model_card(folder, repo_id_or_path=repo_id, **inputs)
-    if token and token in card_path.read_text(encoding="utf-8"):  # belt and braces: never publish a token
-        card_path.write_text(card_path.read_text(encoding="utf-8").replace(token, "***"), encoding="utf-8")
+    secret = token or get_token()  # belt and braces: the token in use never reaches the card
+    if secret and secret in card_path.read_text(encoding="utf-8"):
+        card_path.write_text(card_path.read_text(encoding="utf-8").replace(secret, "***"), encoding="utf-8")
 
     try:
         create_repo(repo_id, exist_ok=True, private=private, token=token)

@@ -200,7 +200,8 @@ def test_push_to_a_down_endpoint_raises_a_clear_error_and_keeps_the_folder(tmp_p
         import json
         from annotated_pipeline.hub import push_folder_to_hub, HubUnavailableError
         try:
-            push_folder_to_hub({str(out_dir)!r}, "alice/ddpm", token={SECRET!r})
+            push_folder_to_hub({str(out_dir)!r}, "alice/ddpm", token={SECRET!r},
+                               card_kwargs={{"extra": "Notes: {SECRET}"}})
             print(json.dumps({{"raised": None}}))
         except HubUnavailableError as e:
             print(json.dumps({{"raised": type(e).__name__, "message": str(e),
@@ -216,6 +217,8 @@ def test_push_to_a_down_endpoint_raises_a_clear_error_and_keeps_the_folder(tmp_p
     assert sorted(after) == sorted(before)
     assert {k: v for k, v in after.items() if k != "README.md"} == {k: v for k, v in before.items() if k != "README.md"}
     assert 'from_pretrained("alice/ddpm"' in after["README.md"].decode()
+    # Even a token pasted into the card's free text does not get written.
+    assert "Notes: ***" in after["README.md"].decode() and SECRET.encode() not in after["README.md"]
 
 
 def test_malformed_repo_id_is_huggingface_hubs_own_error_and_writes_nothing(tmp_path):
