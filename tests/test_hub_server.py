@@ -10,7 +10,6 @@ import subprocess
 import textwrap
 from pathlib import Path
 
-import pytest
 from hub_server import LocalHub, git_blob_oid, hub_env, local_hub, run_python  # noqa: F401 (fixture)
 
 README = """---
