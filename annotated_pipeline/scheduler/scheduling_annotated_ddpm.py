@@ -149,8 +149,9 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
             warnings.warn(
                 f"This schedule leaves sqrt(alpha_bar_T) = {self.terminal_signal_level:.3f} of the signal at the "
                 f"last step (T = {T}, beta_schedule = {schedule!r}), but sampling starts from pure noise. Use "
-                "beta_schedule='squaredcos_cap_v2' (cosine), scale the betas by 1000/T (beta_end = "
-                f"{0.02 * 1000 / T:.3g} for T = {T}), or set rescale_betas_zero_snr=True.",
+                "beta_schedule='squaredcos_cap_v2' (cosine), scale the betas by 1000/T (Ho et al.'s linear schedule "
+                f"becomes beta_start={1e-4 * 1000 / T:.3g}, beta_end={0.02 * 1000 / T:.3g}), or set "
+                "rescale_betas_zero_snr=True.",
                 UserWarning,
                 stacklevel=3,
             )
