@@ -1,0 +1,291 @@
+"""Evaluate a Fashion-MNIST diffusion pipeline offline: a Frechet distance, its floor, class coverage.
+
+    python -m annotated_pipeline.evaluation.evaluate PATH_OR_REPO --num_samples 1000 \\
+        --scheduler ddim --num_inference_steps 50 [--json out.json]
+
+What is measured. Draw N samples x_1..x_N from the pipeline and N images y_1..y_N from the official
+test split (a seeded choice). Embed both with phi, the 128-d penultimate layer of our Fashion-MNIST
+classifier (classifier.py), fit Gaussians and report their Frechet distance (frechet.py):
+
+    FD = ||mu_x - mu_y||^2 + Tr(S_x + S_y - 2 (S_x S_y)^(1/2))
+
+The estimate is biased upwards for finite N: two independent sets of N *real* images do not score 0.
+So we also report the floor, the same distance between N test images and N training images. A perfect
+generator scores about the floor; only FD minus the floor is the model's fault, and only distances
+computed with the same N, classifier and reference split can be compared.
+
+Class coverage: the classifier labels every sample; the share of samples per predicted class shows
+mode dropping (Fashion-MNIST is balanced, so each share should be near 1/10), and the smallest share
+summarises it.
+
+This is NOT an FID: the embedding is our classifier, not Inception-v3, so the numbers are on a
+different scale and are NOT comparable to published (Inception) FIDs on Fashion-MNIST or elsewhere.
+
+Everything is seeded: the sampling generator (`seed`) and the choice of reference images
+(`seed`) make two runs with the same arguments print the same numbers.
+
+Reference data: `data_root` is a folder with the four official IDX files (verified by their
+SHA-256, see annotated_pipeline.training.fashion_mnist), or a folder holding `test.parquet` and
+`train.parquet` as written by `python -m annotated_pipeline.training.fashion_mnist --to-parquet`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from annotated_pipeline.evaluation.classifier import FashionMNISTClassifier, load_default_classifier
+from annotated_pipeline.evaluation.frechet import frechet_distance_between
+
+DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
+SCHEDULERS = ("default", "ddim", "dpmsolver", "ddpm")
+NOT_FID_NOTE = (
+    "Frechet distance in the feature space of our Fashion-MNIST classifier (128-d penultimate layer); "
+    "NOT an Inception FID and NOT comparable to published FIDs."
+)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the pieces: pipeline, samples, reference images, features
+
+
+def load_pipeline(pipeline_or_path):
+    """A pipeline object is returned as is; a local folder or Hub repo id is loaded as AnnotatedDDPMPipeline."""
+    if not isinstance(pipeline_or_path, (str, os.PathLike)):
+        if not callable(pipeline_or_path) or not hasattr(pipeline_or_path, "scheduler"):
+            raise ValueError(f"expected a diffusers pipeline, a local path or a repo id, got {type(pipeline_or_path)}")
+        return pipeline_or_path
+    from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
+
+    return AnnotatedDDPMPipeline.from_pretrained(os.fspath(pipeline_or_path))
+
+
+def set_scheduler(pipeline, name: str):
+    """Swap the pipeline's sampler for one built from the same config (same betas, same timesteps).
+
+    "default" keeps the pipeline's own scheduler; "ddim" (Song et al. 2021, eta = 0), "dpmsolver"
+    (Lu et al. 2022, DPM-Solver++ multistep) and "ddpm" (Ho et al. 2020, ancestral) are diffusers'.
+    """
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    classes = {"ddim": DDIMScheduler, "dpmsolver": DPMSolverMultistepScheduler, "ddpm": DDPMScheduler}
+    if name not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {name!r}; choose one of {SCHEDULERS}")
+    if name != "default":
+        pipeline.scheduler = classes[name].from_config(pipeline.scheduler.config)
+    return pipeline
+
+
+@torch.no_grad()
+def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch_size: int, seed: int) -> torch.Tensor:
+    """N samples as a float tensor (N, C, H, W) in [0, 1]; one generator seeded once drives every batch."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    if hasattr(pipeline, "set_progress_bar_config"):
+        pipeline.set_progress_bar_config(disable=True)
+    batches = []
+    for start in range(0, num_samples, batch_size):
+        n = min(batch_size, num_samples - start)
+        images = pipeline(
+            batch_size=n, generator=generator, num_inference_steps=num_inference_steps, output_type="pt"
+        ).images
+        if isinstance(images, np.ndarray):  # output_type "np" layout (N, H, W, C)
+            images = torch.from_numpy(images).permute(0, 3, 1, 2)
+        batches.append(images.detach().float().cpu())
+    return torch.cat(batches)
+
+
+def load_reference_images(data_root: str | os.PathLike, split: str) -> np.ndarray:
+    """uint8 (N, 28, 28) images of one split, from `{data_root}/{split}.parquet` if present, else the IDX files."""
+    parquet = Path(data_root) / f"{split}.parquet"
+    if parquet.is_file():
+        import io
+
+        import pyarrow.parquet as pq
+        from PIL import Image
+
+        column = pq.read_table(parquet, columns=["image"]).column("image").to_pylist()
+        return np.stack([np.asarray(Image.open(io.BytesIO(cell["bytes"])).convert("L")) for cell in column])
+    from annotated_pipeline.training.fashion_mnist import load_fashion_mnist_arrays
+
+    return load_fashion_mnist_arrays(data_root, split=split)[0]
+
+
+def choose(images: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded choice of n distinct images (numpy PCG64), in sorted index order."""
+    if n > len(images):
+        raise ValueError(f"asked for {n} reference images but the split has only {len(images)}")
+    return images[np.sort(np.random.default_rng(seed).choice(len(images), size=n, replace=False))]
+
+
+@torch.no_grad()
+def embed(classifier: FashionMNISTClassifier, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features phi(x) (N, D), predicted class (N,)) for images in [-1, 1] of shape (N, 1, 28, 28)."""
+    classifier.eval()
+    device = next(classifier.parameters()).device
+    features, predictions = [], []
+    for start in range(0, len(images), batch_size):
+        phi = classifier.features(images[start : start + batch_size].to(device))
+        features.append(phi.cpu())
+        predictions.append(classifier.fc_logits(phi).argmax(dim=1).cpu())
+    return torch.cat(features), torch.cat(predictions)
+
+
+def uint8_to_classifier_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).float() / 127.5 - 1.0
+
+
+# ----------------------------------------------------------------------------------------------------
+# the numbers
+
+
+def distance_floor(test_features: torch.Tensor, train_features: torch.Tensor) -> float:
+    """Frechet distance between N test-split and N training-split features: what real data scores.
+
+    Both sets must have the same N as the samples being judged, since the bias of the estimate
+    depends on N.
+    """
+    if test_features.shape != train_features.shape:
+        raise ValueError(
+            f"the floor compares two feature sets of the same shape (N, D); got "
+            f"{tuple(test_features.shape)} and {tuple(train_features.shape)}"
+        )
+    return frechet_distance_between(test_features, train_features)
+
+
+def class_coverage(predictions: torch.Tensor, num_classes: int = 10) -> dict:
+    """Share of samples per predicted class: shares[k] = #{i : prediction_i = k} / N, and the smallest."""
+    predictions = torch.as_tensor(predictions)
+    if predictions.ndim != 1 or len(predictions) == 0:
+        raise ValueError(f"predictions must be a non-empty 1-D tensor of class indices, got shape {tuple(predictions.shape)}")
+    if predictions.min() < 0 or predictions.max() >= num_classes:
+        raise ValueError(f"class indices must lie in [0, {num_classes}), got [{predictions.min()}, {predictions.max()}]")
+    counts = torch.bincount(predictions.long(), minlength=num_classes)
+    shares = counts.double() / len(predictions)
+    return {
+        "counts": counts.tolist(),
+        "shares": [round(s, 6) for s in shares.tolist()],
+        "min_share": round(shares.min().item(), 6),
+        "min_class": int(shares.argmin()),
+        "classes_covered": int((counts > 0).sum()),
+    }
+
+
+def evaluate(
+    pipeline_or_path,
+    num_samples: int = 1000,
+    scheduler: str = "ddim",
+    num_inference_steps: int = 50,
+    batch_size: int = 250,
+    seed: int = 0,
+    data_root: str | os.PathLike = DEFAULT_ROOT,
+    classifier: FashionMNISTClassifier | None = None,
+) -> dict:
+    """Sample `num_samples` images and return the report (see the module docstring) as a dict."""
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
+    if num_samples < 2:
+        raise ValueError(f"num_samples must be >= 2 to estimate a covariance, got {num_samples}")
+    if num_inference_steps < 1 or batch_size < 1:
+        raise ValueError(f"num_inference_steps and batch_size must be >= 1, got {num_inference_steps}, {batch_size}")
+    t_start = time.perf_counter()
+    classifier = load_default_classifier() if classifier is None else classifier
+    size = classifier.config.image_size
+    # Fail before sampling, not after: the reference split must have enough images.
+    test_images = choose(load_reference_images(data_root, "test"), num_samples, seed)
+    train_images = choose(load_reference_images(data_root, "train"), num_samples, seed + 1)
+
+    pipeline = set_scheduler(load_pipeline(pipeline_or_path), scheduler)
+    t_sampling = time.perf_counter()
+    samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed)
+    sampling_seconds = time.perf_counter() - t_sampling
+    if tuple(samples.shape[1:]) != (classifier.config.in_channels, size, size):
+        raise ValueError(
+            f"the classifier reads ({classifier.config.in_channels}, {size}, {size}) images; "
+            f"the pipeline produced {tuple(samples.shape[1:])}"
+        )
+
+    sample_features, sample_predictions = embed(classifier, samples * 2.0 - 1.0)  # [0, 1] -> [-1, 1]
+    test_features, _ = embed(classifier, uint8_to_classifier_input(test_images))
+    train_features, _ = embed(classifier, uint8_to_classifier_input(train_images))
+
+    return {
+        "frechet_distance": frechet_distance_between(sample_features, test_features),
+        "frechet_distance_floor": distance_floor(test_features, train_features),
+        "class_coverage": class_coverage(sample_predictions, classifier.config.num_classes),
+        "num_samples": num_samples,
+        "scheduler": scheduler if scheduler != "default" else f"default ({type(pipeline.scheduler).__name__})",
+        "num_inference_steps": num_inference_steps,
+        "seed": seed,
+        "sampling_seconds": round(sampling_seconds, 2),
+        "seconds_per_sample": round(sampling_seconds / num_samples, 4),
+        "total_seconds": round(time.perf_counter() - t_start, 2),
+        "reference": os.fspath(data_root),
+        "note": NOT_FID_NOTE,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------
+# command line
+
+
+def format_report(report: dict, class_names=None) -> str:
+    """The report as a plain-text table."""
+    if class_names is None:
+        from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES as class_names
+    coverage = report["class_coverage"]
+    lines = [
+        f"samples              {report['num_samples']} ({report['scheduler']}, {report['num_inference_steps']} steps, seed {report['seed']})",
+        f"Frechet distance     {report['frechet_distance']:.4f}",
+        f"floor                {report['frechet_distance_floor']:.4f}   (test vs train split, same N: what real data scores)",
+        f"sampling time        {report['sampling_seconds']:.2f} s ({report['seconds_per_sample']:.4f} s/sample)",
+        f"total time           {report['total_seconds']:.2f} s",
+        "class coverage       (share of samples per predicted class; balanced data gives 0.100 each)",
+    ]
+    for k, (name, share) in enumerate(zip(class_names, coverage["shares"])):
+        lines.append(f"  {k} {name:<13} {share:6.3f}  {'#' * round(share * 100)}")
+    lines.append(
+        f"min share            {coverage['min_share']:.3f} ({class_names[coverage['min_class']]}); "
+        f"{coverage['classes_covered']}/{len(coverage['shares'])} classes present"
+    )
+    lines.append(f"note: {report['note']}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m annotated_pipeline.evaluation.evaluate",
+        description="Offline sample quality for a Fashion-MNIST diffusion pipeline (NOT an Inception FID).",
+    )
+    parser.add_argument("pipeline", help="saved AnnotatedDDPMPipeline folder or Hub repo id")
+    parser.add_argument("--num_samples", type=int, default=1000)
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
+    parser.add_argument("--num_inference_steps", type=int, default=50)
+    parser.add_argument("--batch_size", type=int, default=250)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data_root", default=DEFAULT_ROOT, help="official IDX folder, or a folder with test/train.parquet")
+    parser.add_argument("--json", default=None, help="also write the report to this JSON file")
+    args = parser.parse_args(argv)
+
+    report = evaluate(
+        args.pipeline,
+        num_samples=args.num_samples,
+        scheduler=args.scheduler,
+        num_inference_steps=args.num_inference_steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        data_root=args.data_root,
+    )
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Tests for annotated_pipeline.evaluation: Frechet math, the shipped classifier, the evaluate command.
+
+Reference data is the embedded sample (data/fashion-mnist-sample/train.parquet, 2000 training
+images), never the official files, so these tests run anywhere.
+"""
+
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from annotated_pipeline.evaluation.classifier import FashionMNISTClassifier, load_default_classifier
+from annotated_pipeline.evaluation.evaluate import (
+    class_coverage,
+    distance_floor,
+    embed,
+    evaluate,
+    load_reference_images,
+    uint8_to_classifier_input,
+)
+from annotated_pipeline.evaluation.frechet import feature_statistics, frechet_distance, frechet_distance_between
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "fashion-mnist-sample" / "train.parquet"
+
+
+def random_spd(d, seed, scale=1.0):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, d, generator=g, dtype=torch.float64)
+    return scale * (a @ a.T / d + 0.1 * torch.eye(d, dtype=torch.float64))
+
+
+# ----------------------------------------------------------------------------------------------------
+# Frechet distance against closed forms
+
+
+def test_identical_gaussians_have_zero_distance():
+    mu, sigma = torch.randn(16, dtype=torch.float64), random_spd(16, 0)
+    assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_one_dimensional_closed_form():
+    # N(m1, s1^2) vs N(m2, s2^2): d^2 = (m1 - m2)^2 + (s1 - s2)^2
+    for m1, s1, m2, s2 in [(1.0, 2.0, 3.0, 3.0), (-0.5, 0.1, 0.5, 4.0), (0.0, 1.0, 0.0, 1.0)]:
+        t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+        d2 = frechet_distance(t([m1]), t([[s1**2]]), t([m2]), t([[s2**2]]))
+        assert d2 == pytest.approx((m1 - m2) ** 2 + (s1 - s2) ** 2, rel=1e-10, abs=1e-12)
+
+
+def test_diagonal_closed_form():
+    # Diagonal covariances: d^2 = sum_i (m1_i - m2_i)^2 + (sqrt(v1_i) - sqrt(v2_i))^2
+    g = torch.Generator().manual_seed(1)
+    mu1, mu2 = torch.randn(8, generator=g, dtype=torch.float64), torch.randn(8, generator=g, dtype=torch.float64)
+    v1, v2 = torch.rand(8, generator=g, dtype=torch.float64) + 0.1, torch.rand(8, generator=g, dtype=torch.float64) * 3
+    expected = ((mu1 - mu2) ** 2 + (v1.sqrt() - v2.sqrt()) ** 2).sum().item()
+    assert frechet_distance(mu1, torch.diag(v1), mu2, torch.diag(v2)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_full_covariances_match_eigenvalues_of_the_product():
+    # An independent route: Tr((S1 S2)^(1/2)) = sum sqrt(eigenvalues of the non-symmetric S1 S2).
+    s1, s2 = random_spd(12, 2), random_spd(12, 3, scale=2.0)
+    mu1, mu2 = torch.zeros(12, dtype=torch.float64), torch.full((12,), 0.3, dtype=torch.float64)
+    eig = torch.linalg.eigvals(s1 @ s2)
+    assert eig.imag.abs().max() < 1e-8
+    expected = (mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * eig.real.clamp_min(0).sqrt().sum()
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected.item(), rel=1e-9)
+
+
+def test_symmetric():
+    mu1, mu2 = torch.randn(10, dtype=torch.float64), torch.randn(10, dtype=torch.float64)
+    s1, s2 = random_spd(10, 4), random_spd(10, 5)
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(frechet_distance(mu2, s2, mu1, s1), rel=1e-10)
+
+
+@pytest.mark.parametrize("n, d", [(2000, 32), (50, 128)])  # the second is rank deficient (N < D)
+def test_feature_set_to_itself_is_zero(n, d):
+    features = torch.randn(n, d, generator=torch.Generator().manual_seed(6)) * 3 + 1
+    _, sigma = feature_statistics(features)
+    assert frechet_distance_between(features, features) < 1e-6 * sigma.trace().item()
+
+
+def test_feature_statistics_match_numpy():
+    features = torch.randn(100, 7, generator=torch.Generator().manual_seed(7))
+    mu, sigma = feature_statistics(features)
+    np.testing.assert_allclose(mu.numpy(), features.double().numpy().mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(sigma.numpy(), np.cov(features.double().numpy(), rowvar=False), rtol=1e-10)
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError, match="same length"):
+        frechet_distance(torch.zeros(3), torch.eye(3), torch.zeros(4), torch.eye(4))
+    with pytest.raises(ValueError, match=r"\(3, 3\)"):
+        frechet_distance(torch.zeros(3), torch.eye(2), torch.zeros(3), torch.eye(3))
+    with pytest.raises(ValueError, match="at least 2"):
+        feature_statistics(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="same D"):
+        frechet_distance_between(torch.zeros(5, 3), torch.zeros(5, 4))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the shipped classifier on real images
+
+
+@pytest.fixture(scope="module")
+def sample():
+    """The embedded 2000-image sample: uint8 images (N, 28, 28) and int64 labels, decoded here independently."""
+    table = pq.read_table(SAMPLE)
+    images = np.stack([np.asarray(Image.open(io.BytesIO(c["bytes"]))) for c in table.column("image").to_pylist()])
+    return images, np.asarray(table.column("label").to_pylist(), dtype=np.int64)
+
+
+@pytest.fixture(scope="module")
+def classifier():
+    return load_default_classifier()
+
+
+def test_reference_loader_reads_the_parquet_sample(sample, tmp_path):
+    shutil.copy(SAMPLE, tmp_path / "train.parquet")
+    images = load_reference_images(tmp_path, "train")
+    assert images.dtype == np.uint8 and images.shape == sample[0].shape
+    np.testing.assert_array_equal(images, sample[0])
+
+
+def test_shipped_classifier_is_accurate_on_the_sample(sample, classifier):
+    images, labels = sample
+    with torch.no_grad():
+        predictions = classifier(uint8_to_classifier_input(images)).argmax(dim=1).numpy()
+    assert (predictions == labels).mean() >= 0.85
+    info = json.loads((Path(classifier.config._name_or_path) / "training_info.json").read_text())
+    assert info["test_accuracy"] >= 0.85  # the test-split number reported by train_classifier.py
+
+
+def test_classifier_rejects_wrong_shapes(classifier):
+    with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
+        classifier(torch.zeros(2, 3, 28, 28))
+    with pytest.raises(ValueError, match="kernel_size"):
+        FashionMNISTClassifier(kernel_size=4)
+
+
+def gaussian_blur(x, sigma):
+    radius = 3
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1))
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1))
+
+
+def test_distance_grows_with_noise_and_blur(sample, classifier):
+    x = uint8_to_classifier_input(sample[0])
+    reference, judged = x[:1000], x[1000:]
+    reference_features, _ = embed(classifier, reference)
+
+    def fd(images):
+        return frechet_distance_between(embed(classifier, images)[0], reference_features)
+
+    g = torch.Generator().manual_seed(0)
+    noise = torch.randn(judged.shape, generator=g)
+    noisy = [fd(judged)] + [fd((judged + s * noise).clamp(-1, 1)) for s in (0.1, 0.2, 0.4, 0.8)]
+    blurred = [fd(judged)] + [fd(gaussian_blur(judged, s)) for s in (0.5, 1.0, 1.5, 2.5)]
+    assert all(a < b for a, b in zip(noisy, noisy[1:])), noisy
+    assert all(a < b for a, b in zip(blurred, blurred[1:])), blurred
+    assert noisy[-1] > 10 * noisy[0] and blurred[-1] > 10 * blurred[0]
+
+
+# ----------------------------------------------------------------------------------------------------
+# floor and coverage
+
+
+def test_distance_floor_is_the_distance_between_the_two_sets():
+    g = torch.Generator().manual_seed(8)
+    a, b = torch.randn(300, 16, generator=g), torch.randn(300, 16, generator=g) + 0.5
+    assert distance_floor(a, b) == frechet_distance_between(a, b)
+    assert distance_floor(a, b) == pytest.approx(16 * 0.25, rel=0.3)  # ||0.5 * 1||^2 plus sampling noise
+    with pytest.raises(ValueError, match="same shape"):
+        distance_floor(a, b[:200])
+
+
+def test_class_coverage_counts():
+    coverage = class_coverage(torch.tensor([0, 0, 1, 3, 3, 3, 9, 9]), num_classes=10)
+    assert coverage["counts"] == [2, 1, 0, 3, 0, 0, 0, 0, 0, 2]
+    assert math.fsum(coverage["shares"]) == pytest.approx(1.0)
+    assert coverage["shares"][3] == pytest.approx(3 / 8)
+    assert coverage["min_share"] == 0.0 and coverage["min_class"] == 2
+    assert coverage["classes_covered"] == 4
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        class_coverage(torch.tensor([0, 10]))
+
+
+# ----------------------------------------------------------------------------------------------------
+# the evaluate command end to end, on a tiny untrained pipeline
+
+
+def tiny_pipeline():
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(
+        sample_size=28,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=4,
+    )
+    return DDPMPipeline(unet=unet, scheduler=DDPMScheduler(num_train_timesteps=100, beta_schedule="squaredcos_cap_v2"))
+
+
+@pytest.fixture(scope="module")
+def reference_root(sample, tmp_path_factory):
+    """test.parquet = 16 sample images, train.parquet = 16 others, each split exactly N = 16 large."""
+    root = tmp_path_factory.mktemp("reference")
+    table = pq.read_table(SAMPLE)
+    pq.write_table(table.slice(0, 16), root / "test.parquet")
+    pq.write_table(table.slice(100, 16), root / "train.parquet")
+    return root
+
+
+def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, reference_root):
+    kwargs = dict(num_samples=16, scheduler="ddim", num_inference_steps=2, batch_size=8, seed=3, data_root=reference_root)
+    first = evaluate(tiny_pipeline(), classifier=classifier, **kwargs)
+    second = evaluate(tiny_pipeline(), classifier=classifier, **kwargs)
+    for key in ("frechet_distance", "frechet_distance_floor", "class_coverage"):
+        assert first[key] == second[key], key
+    # With N equal to each split's size, the floor is the distance between the two whole splits.
+    x = uint8_to_classifier_input(sample[0])
+    expected_floor = frechet_distance_between(embed(classifier, x[0:16])[0], embed(classifier, x[100:116])[0])
+    assert first["frechet_distance_floor"] == pytest.approx(expected_floor, rel=1e-9)
+    assert first["frechet_distance"] > 0 and first["class_coverage"]["counts"] and sum(first["class_coverage"]["counts"]) == 16
+    assert "NOT comparable" in first["note"]
+    with pytest.raises(ValueError, match="only 16"):
+        evaluate(tiny_pipeline(), classifier=classifier, **{**kwargs, "num_samples": 17})
+    with pytest.raises(ValueError, match="unknown scheduler"):
+        evaluate(tiny_pipeline(), classifier=classifier, **{**kwargs, "scheduler": "euler"})
+
+
+def test_evaluate_command_runs_end_to_end(tmp_path, reference_root):
+    pipeline_dir = tmp_path / "pipeline"
+    tiny_pipeline().save_pretrained(pipeline_dir)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    reports = []
+    for run in range(2):
+        out = tmp_path / f"report{run}.json"
+        result = subprocess.run(
+            [sys.executable, "-m", "annotated_pipeline.evaluation.evaluate", str(pipeline_dir),
+             "--num_samples", "16", "--scheduler", "dpmsolver", "--num_inference_steps", "2", "--batch_size", "16",
+             "--data_root", str(reference_root), "--json", str(out)],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert "Frechet distance" in result.stdout and "NOT an Inception FID" in result.stdout
+        assert "T-shirt/top" in result.stdout
+        reports.append(json.loads(out.read_text()))
+    assert reports[0]["frechet_distance"] == reports[1]["frechet_distance"]
+    assert reports[0]["class_coverage"] == reports[1]["class_coverage"]
+    assert reports[0]["num_samples"] == 16 and reports[0]["scheduler"] == "dpmsolver"
