@@ -27,6 +27,7 @@ from annotated_pipeline.evaluation.evaluate import (
     embed,
     evaluate,
     load_reference_images,
+    main,
     uint8_to_classifier_input,
 )
 from annotated_pipeline.evaluation.frechet import feature_statistics, frechet_distance, frechet_distance_between
@@ -245,25 +246,39 @@ def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, ref
         evaluate(tiny_pipeline(), classifier=classifier, **{**kwargs, "num_samples": 17})
     with pytest.raises(ValueError, match="unknown scheduler"):
         evaluate(tiny_pipeline(), classifier=classifier, **{**kwargs, "scheduler": "euler"})
+    wrong_size = tiny_pipeline()
+    wrong_size.unet.register_to_config(sample_size=32)
+    with pytest.raises(ValueError, match="sample_size"):
+        evaluate(wrong_size, classifier=classifier, **kwargs)
 
 
-def test_evaluate_command_runs_end_to_end(tmp_path, reference_root):
+def annotated_tiny_pipeline():
+    from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
+
+    torch.manual_seed(0)
+    unet = AnnotatedUNet2DModel(
+        sample_size=28, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2, attention_head_dim=4
+    )
+    return AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=100, beta_schedule="cosine"))
+
+
+def test_evaluate_command_runs_end_to_end(tmp_path, reference_root, capsys):
+    """The command on a saved AnnotatedDDPMPipeline: once as a subprocess, once through main(); same numbers."""
     pipeline_dir = tmp_path / "pipeline"
-    tiny_pipeline().save_pretrained(pipeline_dir)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    reports = []
-    for run in range(2):
-        out = tmp_path / f"report{run}.json"
-        result = subprocess.run(
-            [sys.executable, "-m", "annotated_pipeline.evaluation.evaluate", str(pipeline_dir),
-             "--num_samples", "16", "--scheduler", "dpmsolver", "--num_inference_steps", "2", "--batch_size", "16",
-             "--data_root", str(reference_root), "--json", str(out)],
-            capture_output=True, text=True, env=env, timeout=300,
-        )  # fmt: skip
-        assert result.returncode == 0, result.stderr
-        assert "Frechet distance" in result.stdout and "NOT an Inception FID" in result.stdout
-        assert "T-shirt/top" in result.stdout
-        reports.append(json.loads(out.read_text()))
-    assert reports[0]["frechet_distance"] == reports[1]["frechet_distance"]
+    annotated_tiny_pipeline().save_pretrained(pipeline_dir)
+    args = [str(pipeline_dir), "--num_samples", "16", "--scheduler", "dpmsolver", "--num_inference_steps", "2",
+            "--batch_size", "8", "--data_root", str(reference_root)]  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "annotated_pipeline.evaluation.evaluate", *args, "--json", str(tmp_path / "a.json")],
+        capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    main([*args, "--json", str(tmp_path / "b.json")])
+    printed = capsys.readouterr().out
+    for stdout in (result.stdout, printed):
+        assert "Frechet distance" in stdout and "NOT an Inception FID" in stdout and "T-shirt/top" in stdout
+    reports = [json.loads((tmp_path / name).read_text()) for name in ("a.json", "b.json")]
+    assert reports[0]["frechet_distance"] == reports[1]["frechet_distance"] > 0
+    assert reports[0]["frechet_distance_floor"] == reports[1]["frechet_distance_floor"]
     assert reports[0]["class_coverage"] == reports[1]["class_coverage"]
     assert reports[0]["num_samples"] == 16 and reports[0]["scheduler"] == "dpmsolver"

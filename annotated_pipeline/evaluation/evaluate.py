@@ -202,14 +202,21 @@ def evaluate(
     train_images = choose(load_reference_images(data_root, "train"), num_samples, seed + 1)
 
     pipeline = set_scheduler(load_pipeline(pipeline_or_path), scheduler)
+    expected = (classifier.config.in_channels, size, size)
+    unet_config = getattr(getattr(pipeline, "unet", None), "config", None)
+    if unet_config is not None and "sample_size" in unet_config and "in_channels" in unet_config:
+        unet_size = unet_config.sample_size
+        unet_hw = (unet_size, unet_size) if isinstance(unet_size, int) else tuple(unet_size)
+        if (unet_config.in_channels, *unet_hw) != expected:
+            raise ValueError(
+                f"the classifier reads {expected} images (Fashion-MNIST); the pipeline's unet makes "
+                f"{(unet_config.in_channels, *unet_hw)} (in_channels, sample_size)"
+            )
     t_sampling = time.perf_counter()
     samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed)
     sampling_seconds = time.perf_counter() - t_sampling
-    if tuple(samples.shape[1:]) != (classifier.config.in_channels, size, size):
-        raise ValueError(
-            f"the classifier reads ({classifier.config.in_channels}, {size}, {size}) images; "
-            f"the pipeline produced {tuple(samples.shape[1:])}"
-        )
+    if tuple(samples.shape[1:]) != expected:
+        raise ValueError(f"the classifier reads {expected} images; the pipeline produced {tuple(samples.shape[1:])}")
 
     sample_features, sample_predictions = embed(classifier, samples * 2.0 - 1.0)  # [0, 1] -> [-1, 1]
     test_features, _ = embed(classifier, uint8_to_classifier_input(test_images))
@@ -249,7 +256,7 @@ def format_report(report: dict, class_names=None) -> str:
         "class coverage       (share of samples per predicted class; balanced data gives 0.100 each)",
     ]
     for k, (name, share) in enumerate(zip(class_names, coverage["shares"])):
-        lines.append(f"  {k} {name:<13} {share:6.3f}  {'#' * round(share * 100)}")
+        lines.append(f"  {k} {name:<13} {share:6.3f}  {'#' * round(share * 50)}")
     lines.append(
         f"min share            {coverage['min_share']:.3f} ({class_names[coverage['min_class']]}); "
         f"{coverage['classes_covered']}/{len(coverage['shares'])} classes present"
