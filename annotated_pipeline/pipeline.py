@@ -13,8 +13,8 @@ scheduler can be swapped in (DDIM, DPM-Solver, Euler, PNDM) and walk a shorter c
 
 This file is also the code that a saved pipeline carries. `save_pretrained` copies it to the root
 of the saved folder as `pipeline.py`, and the code files of the U-Net and the scheduler (each
-component's module and the modules it imports relatively) into their subfolders, and names them
-in `model_index.json`. So the folder loads
+component's module bundled with the modules it imports relatively) into their subfolders, and
+names them in `model_index.json`. So the folder loads
 
 1. with this package installed: `AnnotatedDDPMPipeline.from_pretrained(path)`, which builds the
    components from the installed package and never executes code from the folder;
@@ -25,6 +25,7 @@ and a pipeline loaded by route 2 saves again into a folder that loads by both ro
 this module imports nothing from `annotated_pipeline`: only torch, diffusers, huggingface_hub.
 """
 
+import ast
 import importlib
 import inspect
 import json
@@ -38,7 +39,6 @@ from diffusers.image_processor import VaeImageProcessor
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-from diffusers.utils.dynamic_modules_utils import get_relative_import_files
 from diffusers.utils.torch_utils import randn_tensor
 
 OUTPUT_TYPES = ("pil", "np", "pt")
@@ -264,24 +264,67 @@ def _installed_component_classes():
     classes = {}
     for subpackage in ("unet", "scheduler"):
         module = importlib.import_module(f"{package}.{subpackage}")
-        classes.update({name: getattr(module, name) for name in module.__all__ if isinstance(getattr(module, name), type)})
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) and issubclass(obj, (ModelMixin, SchedulerMixin)):
+                classes[name] = obj
     return classes
 
 
-def _copy_module_with_relative_imports(module_file, target_dir):
-    """Copy a module file and, recursively, the sibling modules it imports as `from .x import y`
-    (diffusers' remote-code loader resolves exactly those). Returns the module's name."""
-    target_dir = Path(target_dir)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    for source in [module_file, *get_relative_import_files(module_file)]:
-        shutil.copyfile(source, target_dir / Path(source).name)
-    return Path(module_file).stem
+def _relative_imports(tree):
+    """The sibling modules a module imports as `from .x import y`, in order."""
+    return [node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module]
+
+
+def bundle_module(module_file):
+    """One self-contained source file: `module_file` and, before it, every sibling module it
+    imports relatively (depth first, each once), with the relative import lines dropped.
+
+    Why one file: for a folder that holds weights, `DiffusionPipeline.download` fetches only the
+    code file named in `model_index.json`, not the files it imports, so a component's code must
+    travel as a single module. The package keeps one concept per file; the bundle is generated
+    from those files at save time and never checked in.
+    """
+    module_file = Path(module_file)
+    order, seen = [], set()
+
+    def visit(path):
+        if path in seen:
+            return
+        seen.add(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for name in _relative_imports(tree):
+            visit(path.parent / f"{name}.py")
+        order.append((path, tree))
+
+    visit(module_file)
+    if len(order) == 1:
+        return module_file.read_text(encoding="utf-8")
+
+    defined = {}
+    parts = [f"# Generated at save time from {', '.join(path.name for path, _ in order)} (annotated-pipeline);"
+             " edit those modules, not this file.\n"]
+    for path, tree in order:
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if node.name in defined:
+                    raise ValueError(f"Cannot bundle {module_file.name}: {node.name!r} is defined in both {defined[node.name]} and {path.name}.")
+                defined[node.name] = path.name
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.level >= 1:
+                for i in range(node.lineno - 1, node.end_lineno):
+                    lines[i] = None
+        parts.append(f"\n# ---- {path.name} " + "-" * max(0, 80 - len(path.name) - 8) + "\n")
+        parts.append("\n".join(line for line in lines if line is not None) + "\n")
+    return "".join(parts)
 
 
 def write_code_files(pipeline, save_directory):
-    """Make a saved folder self-contained: copy the code of the pipeline (to `pipeline.py` at the
-    root) and of every component whose class is not from diffusers/transformers (to its subfolder),
-    and point `model_index.json` at those files: `"unet": ["unet_2d", "AnnotatedUNet2DModel"]`.
+    """Make a saved folder self-contained: write the code of the pipeline (to `pipeline.py` at the
+    root) and of every component whose class is not from diffusers/transformers (to its subfolder,
+    one bundled file each), and point `model_index.json` at those files:
+    `"unet": ["unet_2d", "AnnotatedUNet2DModel"]`.
 
     The code is copied from wherever the classes were imported: the installed package, or the
     module cache of a pipeline that was itself loaded as remote code.
@@ -290,12 +333,16 @@ def write_code_files(pipeline, save_directory):
     index_path = save_directory / "model_index.json"
     model_index = json.loads(index_path.read_text())
 
-    pipeline_module = _copy_module_with_relative_imports(inspect.getfile(type(pipeline)), save_directory)
-    model_index["_class_name"] = [pipeline_module, type(pipeline).__name__]
+    def write_bundle(cls, folder):
+        source = Path(inspect.getfile(cls))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / source.name).write_text(bundle_module(source), encoding="utf-8")
+        return [source.stem, cls.__name__]
+
+    model_index["_class_name"] = write_bundle(type(pipeline), save_directory)
     for name in pipeline.components:
         component = getattr(pipeline, name)
         if component is None or type(component).__module__.split(".")[0] in LOADABLE_CLASSES:
             continue
-        module = _copy_module_with_relative_imports(inspect.getfile(type(component)), save_directory / name)
-        model_index[name] = [module, type(component).__name__]
+        model_index[name] = write_bundle(type(component), save_directory / name)
     index_path.write_text(json.dumps(model_index, indent=2, sort_keys=True) + "\n")
