@@ -175,7 +175,9 @@ def build_parser():
     hub.add_argument("--hub_model_id", type=str, default=None,
                      help='The Hub repository, "user/name"; required with --push_to_hub.')
     hub.add_argument("--hub_token", type=str, default=None,
-                     help="Hub token (default: the one `hf auth login` stored). Never written anywhere.")
+                     help="Hub token (default: HF_TOKEN or the one `hf auth login` stored, which is safer: "
+                          "a token on the command line shows in process lists, and `accelerate launch` "
+                          "prints its command line when a run fails). Never written to a file or log.")
     hub.add_argument("--hub_private_repo", action="store_true",
                      help="Create the Hub repository as private.")
     return parser

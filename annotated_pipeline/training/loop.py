@@ -61,13 +61,22 @@ def make_accelerator(args):
         project_dir=args.output_dir,
         logging_dir=os.path.join(args.output_dir, args.logging_dir),
     )
-    return Accelerator(
+    accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
         log_with=None if args.logger == "none" else args.logger,
         project_config=project_config,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
     )
+    launched = int(os.environ.get("WORLD_SIZE", "1"))
+    if launched > accelerator.num_processes:
+        # torchrun started several processes, but without GPUs each one would train alone.
+        raise TrainingConfigError(
+            f"{launched} processes were launched but Accelerate sees {accelerator.num_processes} per run "
+            "(no GPU to share?). To train on several CPU processes, launch with ACCELERATE_USE_CPU=1 in the "
+            "environment: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ..."
+        )
+    return accelerator
 
 
 def build_noise_scheduler(args):
@@ -495,8 +504,8 @@ def push_output_dir(args):
         if args.hub_token:
             message = message.replace(args.hub_token, "***")
         raise HubPushError(
-            f"pushing {args.output_dir} to the Hub as {args.hub_model_id} failed ({message}); "
-            f"the trained pipeline is still in {args.output_dir}"
+            f"push to the Hub repo {args.hub_model_id} failed: {message} "
+            f"(the trained pipeline stays in {args.output_dir})"
         ) from None
     logger.info(f"Pushed {args.output_dir} to {url}")
     return url

@@ -1,0 +1,334 @@
+"""End-to-end runs of `accelerate launch train_accelerate.py`, as real subprocesses.
+
+Three training runs (tiny U-Net, 16x16 images, T=20) are shared by the tests below:
+
+    single    1 process, EMA, 4 steps, checkpoints every 2, TensorBoard, push to a local Hub server
+    resumed   checkpoint-2 of `single` in a fresh folder, --resume_from_checkpoint latest,
+              --checkpoints_total_limit 1, and a push to a Hub that is down
+    multi     2 CPU processes (gloo), bf16, gradient accumulation 2, class-conditional, no EMA
+
+What each test checks is read from what the run left on disk (the checkpoint's optimizer step
+counts, its files, the TensorBoard event file, the Hub server's files) or from its log.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from hub_server import LocalHub, hub_env
+from safetensors.torch import load_file
+
+from annotated_pipeline.training.checkpointing import list_checkpoints, prune_checkpoints, resolve_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = str(REPO / "train_accelerate.py")
+EMBEDDED = REPO / "data" / "fashion-mnist-sample" / "train.parquet"
+SECRET = "hf_test_secret_do_not_write_0123456789"
+TINY = ["--resolution", "16", "--dim", "8", "--dim_mults", "1,2", "--ddpm_num_steps", "20",
+        "--ddpm_num_inference_steps", "5", "--eval_batch_size", "4", "--lr_warmup_steps", "2",
+        "--learning_rate", "1e-3"]
+
+
+def launch(launcher_args, script_args, env=None, timeout=300):
+    """`python -m accelerate.commands.launch LAUNCHER_ARGS train_accelerate.py SCRIPT_ARGS`; no saved config used."""
+    env = dict(os.environ, HF_HUB_OFFLINE="1") if env is None else dict(env)
+    env["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, also on a machine with GPUs
+    env["ACCELERATE_CONFIG_FILE"] = os.devnull  # never read a user's default accelerate config
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher_args, SCRIPT, *script_args]
+    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+ONE_PROCESS = ["--num_processes", "1", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
+               "--dynamo_backend", "no"]
+
+
+def optimizer_steps(checkpoint):
+    """AdamW's per-parameter step count in a checkpoint: the number of optimizer steps taken."""
+    state = torch.load(Path(checkpoint) / "optimizer.bin", weights_only=False)["state"]
+    return {int(v["step"].item()) for v in state.values()}
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """12 Fashion-MNIST images (with labels 0..2) from the embedded sample, as one parquet file."""
+    folder = tmp_path_factory.mktemp("data")
+    ds = datasets.load_dataset("parquet", data_files=str(EMBEDDED), split="train")
+    keep = [i for i, label in enumerate(ds["label"]) if label < 3][:12]
+    ds.select(keep).to_parquet(str(folder / "train.parquet"))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, data_dir):
+    """One process, EMA, 4 optimizer steps, pushed to a local Hub server at the end."""
+    root = tmp_path_factory.mktemp("single")
+    with LocalHub(root / "hub") as hub:
+        env = hub_env(hub.endpoint, root / "hf_home", token=None)
+        result = launch(ONE_PROCESS, [
+            "--train_data_dir", str(data_dir), "--output_dir", str(root / "out"), *TINY,
+            "--train_batch_size", "4", "--max_train_steps", "4", "--checkpointing_steps", "2",
+            "--use_ema", "--logger", "tensorboard",
+            "--push_to_hub", "--hub_model_id", "test-user/tiny-ddpm", "--hub_token", SECRET,
+        ], env=env)
+        hub_files = hub.files("test-user/tiny-ddpm") if hub.repo_exists("test-user/tiny-ddpm") else {}
+    return root / "out", result, hub_files
+
+
+@pytest.fixture(scope="module")
+def resumed(tmp_path_factory, single, data_dir):
+    """checkpoint-2 of `single` alone in a new folder, resumed to 4 steps; the Hub is down at the end."""
+    out_single, _, _ = single
+    root = tmp_path_factory.mktemp("resumed")
+    out = root / "out"
+    out.mkdir()
+    shutil.copytree(out_single / "checkpoint-2", out / "checkpoint-2")
+    down = LocalHub(root / "hub").start()
+    endpoint = down.endpoint
+    down.stop()  # connections to `endpoint` are now refused
+    env = hub_env(endpoint, root / "hf_home", token=None)
+    # --quiet: on failure accelerate's launcher would otherwise print its command line, token included.
+    result = launch(["--quiet", *ONE_PROCESS], [
+        "--train_data_dir", str(data_dir), "--output_dir", str(out), *TINY,
+        "--train_batch_size", "4", "--max_train_steps", "4", "--checkpointing_steps", "2",
+        "--use_ema", "--logger", "tensorboard", "--resume_from_checkpoint", "latest",
+        "--checkpoints_total_limit", "1",
+        "--push_to_hub", "--hub_model_id", "test-user/tiny-ddpm", "--hub_token", SECRET,
+    ], env=env)
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def multi(tmp_path_factory, data_dir):
+    """Two CPU processes (DDP over gloo), bf16 autocast, gradient accumulation, class labels, no EMA."""
+    out = tmp_path_factory.mktemp("multi") / "out"
+    env = dict(os.environ, ACCELERATE_USE_CPU="1")  # torchrun's processes join one CPU (gloo) group
+    result = launch(
+        ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--main_process_port", "29533"],
+        ["--train_data_dir", str(data_dir), "--output_dir", str(out), *TINY,
+         "--train_batch_size", "2", "--num_epochs", "1", "--gradient_accumulation_steps", "2",
+         "--checkpointing_steps", "2", "--mixed_precision", "bf16", "--label_column", "label",
+         "--logger", "none"],
+        env=env,
+    )
+    return out, result
+
+
+# ------------------------------------------------------------------------------------------------
+# One process
+# ------------------------------------------------------------------------------------------------
+
+
+def test_single_process_run_trains_checkpoints_and_saves(single):
+    out, result, _ = single
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Processes = 1" in result.stderr
+    assert "Finished training: 4 optimizer steps" in result.stderr
+    assert [p.name for p in map(Path, list_checkpoints(out))] == ["checkpoint-2", "checkpoint-4"]
+    assert optimizer_steps(out / "checkpoint-2") == {2}
+    assert optimizer_steps(out / "checkpoint-4") == {4}
+    ema = torch.load(out / "checkpoint-4" / "custom_checkpoint_1.pkl", weights_only=False)
+    assert ema["optimization_step"] == 4
+    for name in ("model_index.json", "pipeline.py", "samples.png", "README.md", "unet", "scheduler"):
+        assert (out / name).exists(), name
+
+
+def test_saved_pipeline_holds_the_ema_weights(single):
+    from annotated_pipeline import AnnotatedUNet2DModel
+
+    out, _, _ = single
+    saved = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    training = load_file(out / "checkpoint-4" / "model.safetensors")
+    ema = torch.load(out / "checkpoint-4" / "custom_checkpoint_1.pkl", weights_only=False)["shadow_params"]
+    # EMAModel keeps one shadow tensor per model.parameters(), in that order.
+    unet = AnnotatedUNet2DModel.from_config(AnnotatedUNet2DModel.load_config(out / "unet"))
+    names = [name for name, _ in unet.named_parameters()]
+    assert len(names) == len(ema)
+    for name, shadow in zip(names, ema):
+        torch.testing.assert_close(saved[name], shadow, rtol=0, atol=0)
+    assert any(not torch.equal(saved[n], training[n]) for n in names), "EMA and training weights should differ"
+
+
+def test_saved_output_loads_by_both_routes_and_samples(single):
+    from diffusers import DiffusionPipeline
+
+    from annotated_pipeline import AnnotatedDDPMPipeline
+
+    out, _, _ = single
+    for pipe in (AnnotatedDDPMPipeline.from_pretrained(out),
+                 DiffusionPipeline.from_pretrained(out, trust_remote_code=True)):
+        assert type(pipe.unet).__name__ == "AnnotatedUNet2DModel"
+        assert pipe.scheduler.config.num_train_timesteps == 20
+        assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+        pipe.set_progress_bar_config(disable=True)
+        images = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=3,
+                      output_type="np").images
+        assert images.shape == (2, 16, 16, 1) and np.isfinite(images).all()
+
+
+def test_model_card_metadata_parses_and_has_no_token(single):
+    out, result, _ = single
+    card = ModelCard.load(out / "README.md")
+    assert card.data.library_name == "diffusers"
+    args = card.data.to_dict()["annotated_pipeline"]["training_args"]
+    assert args["max_train_steps"] == 4 and args["use_ema"] is True and args["global_step"] == 4
+    assert "hub_token" not in args
+    for path in out.rglob("*"):
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), f"token written to {path}"
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_tensorboard_has_scalars_and_sample_grid(single):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out, _, _ = single
+    event_files = list((out / "logs").rglob("events.out.tfevents.*"))
+    tags = {"scalars": set(), "images": set()}
+    steps = set()
+    for path in event_files:
+        acc = EventAccumulator(str(path))
+        acc.Reload()
+        tags["scalars"] |= set(acc.Tags()["scalars"])
+        tags["images"] |= set(acc.Tags()["images"])
+        if "loss" in acc.Tags()["scalars"]:
+            steps |= {event.step for event in acc.Scalars("loss")}
+    assert {"loss", "lr", "step", "ema_decay"} <= tags["scalars"]
+    assert any(tag.startswith("samples") for tag in tags["images"]), tags["images"]
+    assert steps == {1, 2, 3, 4}
+
+
+def test_push_to_hub_uploads_the_pipeline_without_checkpoints(single):
+    _, result, hub_files = single
+    assert "Pushed" in result.stderr
+    assert {"model_index.json", "pipeline.py", "samples.png", "README.md",
+            "unet/diffusion_pytorch_model.safetensors"} <= set(hub_files)
+    assert not any(name.startswith(("checkpoint-", "logs/")) for name in hub_files)
+    assert all(SECRET.encode() not in content for content in hub_files.values())
+
+
+# ------------------------------------------------------------------------------------------------
+# Resuming
+# ------------------------------------------------------------------------------------------------
+
+
+def test_resume_latest_continues_at_the_checkpoint_step(resumed):
+    _, result = resumed
+    assert "Resumed from checkpoint-2 at global step 2" in result.stderr
+    assert "starting at step 2" in result.stderr
+    assert "Finished training: 4 optimizer steps" in result.stderr
+
+
+def test_resumed_run_matches_the_uninterrupted_one_exactly(single, resumed):
+    """Same optimizer step count, and bit-identical weights, optimizer state and EMA at step 4:
+    data order (seedable sampler), t/eps (checkpointed generator) and all states are restored."""
+    out_single, _, _ = single
+    out, _ = resumed
+    a, b = out_single / "checkpoint-4", out / "checkpoint-4"
+    assert optimizer_steps(a) == optimizer_steps(b) == {4}
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        torch.testing.assert_close(wa[name], wb[name], rtol=0, atol=0)
+    ema_a = torch.load(a / "custom_checkpoint_1.pkl", weights_only=False)
+    ema_b = torch.load(b / "custom_checkpoint_1.pkl", weights_only=False)
+    assert ema_a["optimization_step"] == ema_b["optimization_step"] == 4
+    for x, y in zip(ema_a["shadow_params"], ema_b["shadow_params"], strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    sa = torch.load(a / "scheduler.bin", weights_only=False)
+    sb = torch.load(b / "scheduler.bin", weights_only=False)
+    assert sa["last_epoch"] == sb["last_epoch"] == 4
+
+
+def test_checkpoints_total_limit_prunes_the_oldest(resumed):
+    out, result = resumed
+    assert [Path(p).name for p in list_checkpoints(out)] == ["checkpoint-4"]
+    assert "Removed old checkpoint" in result.stderr
+
+
+def test_failed_push_is_a_clear_error_and_leaves_the_output(resumed):
+    out, result = resumed
+    assert result.returncode != 0
+    assert "train_accelerate.py: error: push to the Hub repo test-user/tiny-ddpm failed" in result.stderr
+    assert f"the trained pipeline stays in {out}" in result.stderr
+    assert SECRET not in result.stderr + result.stdout
+    for name in ("model_index.json", "samples.png", "README.md", "unet", "scheduler", "checkpoint-4"):
+        assert (out / name).exists(), name
+
+
+# ------------------------------------------------------------------------------------------------
+# Two processes, bf16, gradient accumulation, class labels
+# ------------------------------------------------------------------------------------------------
+
+
+def test_two_processes_bf16_gradient_accumulation(multi):
+    """12 images, batch 2 per process, 2 processes: 3 batches per process; accumulating 2 gives
+    2 optimizer steps (the epoch's last, short group also steps); without accumulation it would be 3."""
+    out, result = multi
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Processes = 2" in result.stderr
+    assert "mixed precision = bf16" in result.stderr
+    assert "Finished training: 2 optimizer steps" in result.stderr
+    checkpoint = out / "checkpoint-2"
+    assert optimizer_steps(checkpoint) == {2}
+    # The prepared LR schedule advances once per process per optimizer step.
+    assert torch.load(checkpoint / "scheduler.bin", weights_only=False)["last_epoch"] == 4
+    files = {p.name for p in checkpoint.iterdir()}
+    assert {"random_states_0.pkl", "random_states_1.pkl", "custom_checkpoint_0.pkl"} <= files
+    assert "custom_checkpoint_1.pkl" not in files  # no EMA without --use_ema
+    assert not (out / "logs").exists()  # --logger none
+
+
+def test_class_conditional_output_samples_each_class(multi, data_dir):
+    from annotated_pipeline import AnnotatedDDPMPipeline
+
+    out, _ = multi
+    pipe = AnnotatedDDPMPipeline.from_pretrained(out)
+    # The label column is a ClassLabel with Fashion-MNIST's 10 names: K comes from it, not from the
+    # 3 labels that happen to occur in these 12 images.
+    label_feature = datasets.load_dataset("parquet", data_dir=str(data_dir), split="train").features["label"]
+    assert label_feature.num_classes == 10
+    assert pipe.unet.config.num_class_embeds == 10
+    pipe.set_progress_bar_config(disable=True)
+    images = pipe(batch_size=3, class_labels=[0, 1, 2], generator=torch.Generator().manual_seed(0),
+                  num_inference_steps=3, output_type="np").images
+    assert images.shape == (3, 16, 16, 1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad arguments through the real launcher; checkpoint helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def test_bad_schedule_stops_before_training_without_traceback(tmp_path, data_dir):
+    out = tmp_path / "out"
+    result = launch(["--quiet", *ONE_PROCESS], [
+        "--train_data_dir", str(data_dir), "--output_dir", str(out), *TINY,
+        "--ddpm_beta_schedule", "cosine_typo",
+    ], timeout=120)
+    assert result.returncode != 0
+    assert "train_accelerate.py: error:" in result.stderr and "cosine_typo" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not list_checkpoints(out) and not (out / "logs").exists()
+
+
+def test_prune_keeps_the_newest_and_resolve_finds_latest(tmp_path):
+    for step in (10, 2, 300, 40):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-notanumber").mkdir()
+    assert resolve_checkpoint(str(tmp_path), "latest").endswith("checkpoint-300")
+    removed = prune_checkpoints(str(tmp_path), total_limit=2)  # room for one more: keep the newest 1
+    assert sorted(Path(p).name for p in removed) == ["checkpoint-10", "checkpoint-2", "checkpoint-40"]
+    assert [Path(p).name for p in list_checkpoints(str(tmp_path))] == ["checkpoint-300"]
+    assert resolve_checkpoint(str(tmp_path / "empty"), "latest") is None
+    with pytest.raises(ValueError, match="no such folder"):
+        resolve_checkpoint(str(tmp_path), "checkpoint-7")
+    with pytest.raises(ValueError, match="not a checkpoint folder"):
+        resolve_checkpoint(str(tmp_path), str(tmp_path / "checkpoint-notanumber"))

@@ -1,0 +1,157 @@
+"""Arguments of train_accelerate.py: names, defaults, validation, and configurations refused before training.
+
+These run in-process (no subprocess, no training step), so they are fast; the end-to-end runs are
+in test_train_accelerate.py.
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import datasets
+import pytest
+
+from annotated_pipeline.training.args import (
+    TrainingConfigError,
+    args_for_model_card,
+    build_parser,
+    parse_args,
+    parse_dim_mults,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from train_accelerate import cli  # noqa: E402
+
+# The flags of diffusers' examples/unconditional_image_generation/train_unconditional.py that we keep.
+DIFFUSERS_FLAGS = """
+dataset_name dataset_config_name train_data_dir image_column cache_dir resolution center_crop random_flip
+train_batch_size eval_batch_size dataloader_num_workers num_epochs max_train_steps gradient_accumulation_steps
+learning_rate lr_scheduler lr_warmup_steps adam_beta1 adam_beta2 adam_weight_decay adam_epsilon use_ema
+ema_max_decay ema_inv_gamma ema_power mixed_precision checkpointing_steps checkpoints_total_limit
+resume_from_checkpoint output_dir logging_dir logger save_images_epochs save_model_epochs push_to_hub
+hub_model_id hub_token hub_private_repo seed ddpm_num_steps ddpm_num_inference_steps ddpm_beta_schedule
+prediction_type
+""".split()
+OUR_FLAGS = "loss_type dim dim_mults block_type label_column num_channels".split()
+
+
+def test_every_flag_exists_and_has_help():
+    parser = build_parser()
+    actions = {action.dest: action for action in parser._actions}
+    for flag in DIFFUSERS_FLAGS + OUR_FLAGS:
+        assert flag in actions, flag
+        assert actions[flag].help, flag
+    text = parser.format_help()
+    assert "--ddpm_beta_schedule" in text and "Fashion-MNIST sample" in text
+
+
+def test_project_defaults():
+    args = parse_args(["--logger", "none"])
+    assert args.ddpm_beta_schedule == "squaredcos_cap_v2"
+    assert args.loss_type == "huber"
+    assert args.resolution == 28
+    assert args.dim_mults == (1, 2, 4)
+    assert args.prediction_type == "epsilon"
+    assert args.dataset_name is None and args.train_data_dir is None  # -> the embedded sample
+    assert args.mixed_precision is None  # -> whatever accelerate launch chose
+    assert args.use_ema is False and args.seed == 0
+
+
+def test_dim_mults_parsing():
+    assert parse_dim_mults("1,2,4,8") == (1, 2, 4, 8)
+    for bad in ("1,x", "", "1,0", "2,-1"):
+        with pytest.raises(Exception, match="comma-separated positive integers"):
+            parse_dim_mults(bad)
+
+
+def test_malformed_flag_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--dim_mults", "1,two"])
+    assert exit_info.value.code == 2
+    assert "--dim_mults" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--push_to_hub"], "--push_to_hub needs --hub_model_id"),
+    (["--ddpm_num_steps", "50", "--ddpm_num_inference_steps", "100"], "cannot exceed --ddpm_num_steps"),
+    (["--train_batch_size", "0"], "--train_batch_size must be a positive integer"),
+    (["--gradient_accumulation_steps", "0"], "--gradient_accumulation_steps must be a positive integer"),
+    (["--checkpoints_total_limit", "0"], "--checkpoints_total_limit must be a positive integer"),
+    (["--learning_rate", "-1"], "--learning_rate must be > 0"),
+    (["--ema_max_decay", "1.5"], "--ema_max_decay must lie in"),
+])
+def test_validation_names_the_problem(argv, message):
+    with pytest.raises(TrainingConfigError, match=message):
+        parse_args(["--logger", "none", *argv])
+
+
+def test_wandb_logger_needs_wandb():
+    if importlib.util.find_spec("wandb") is None:
+        with pytest.raises(TrainingConfigError, match="pip install wandb"):
+            parse_args(["--logger", "wandb"])
+    else:
+        assert parse_args(["--logger", "wandb"]).logger == "wandb"
+
+
+def test_model_card_args_drop_the_token():
+    args = parse_args(["--logger", "none", "--hub_token", "hf_secret", "--dim_mults", "1,2"])
+    card_args = args_for_model_card(args)
+    assert "hub_token" not in card_args and "hf_secret" not in str(card_args)
+    assert card_args["dim_mults"] == [1, 2]
+
+
+# ------------------------------------------------------------------------------------------------
+# Configurations that only the data or the model/scheduler constructors can refuse: `cli` stops
+# before the first step with exit status 2 and one line naming the problem.
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory):
+    """A folder with 4 Fashion-MNIST images from the embedded sample, and one with an empty parquet file."""
+    ds = datasets.load_dataset("parquet", data_files=str(REPO / "data/fashion-mnist-sample/train.parquet"),
+                               split="train").select(range(4))
+    full, empty = tmp_path_factory.mktemp("full"), tmp_path_factory.mktemp("empty")
+    ds.to_parquet(str(full / "train.parquet"))
+    ds.select([]).to_parquet(str(empty / "train.parquet"))
+    return full, empty
+
+
+def run_cli(capsys, tmp_path, *argv):
+    out = tmp_path / "out"
+    code = cli(["--output_dir", str(out), "--logger", "none", "--dim", "8", "--dim_mults", "1,2",
+                "--resolution", "16", "--max_train_steps", "1", *argv])
+    err = capsys.readouterr().err
+    assert not (out / "checkpoint-1").exists() and not (out / "model_index.json").exists()
+    return code, err
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--ddpm_beta_schedule", "cosinus"], "cosinus"),
+    (["--resolution", "18", "--dim_mults", "1,2,4"], "invalid model configuration (--resolution 18"),
+    (["--dim", "7"], "invalid model configuration"),
+    (["--image_column", "picture"], "'picture' is not a column"),
+    (["--label_column", "class"], "'class' is not a column"),
+])
+def test_impossible_configuration_stops_before_training(capsys, tmp_path, tiny_data, extra, message):
+    full, _ = tiny_data
+    code, err = run_cli(capsys, tmp_path, "--train_data_dir", str(full), *extra)
+    assert code == 2
+    last_line = err.strip().splitlines()[-1]
+    assert last_line.startswith("train_accelerate.py: error: ")
+    assert message in last_line
+    assert "Traceback" not in err
+
+
+def test_empty_data_set_stops_before_training(capsys, tmp_path, tiny_data):
+    _, empty = tiny_data
+    code, err = run_cli(capsys, tmp_path, "--train_data_dir", str(empty))
+    assert code == 2
+    assert "empty" in err
+
+
+def test_missing_data_folder_stops_before_training(capsys, tmp_path):
+    code, err = run_cli(capsys, tmp_path, "--train_data_dir", str(tmp_path / "nowhere"))
+    assert code == 2
+    assert "nowhere" in err and "is not a folder" in err
