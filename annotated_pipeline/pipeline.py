@@ -30,7 +30,7 @@ import importlib
 import inspect
 import json
 import os
-import shutil
+import tempfile
 from pathlib import Path
 
 import torch
@@ -204,6 +204,27 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         super().save_pretrained(save_directory, safe_serialization=True, variant=variant, **kwargs)
         write_code_files(self, save_directory)
 
+    def push_to_hub(self, repo_id, commit_message=None, private=None, token=None, create_pr=False, **kwargs):
+        """Save the pipeline (code files, configs, safetensors weights) and upload it as one commit.
+
+        With the package installed, the upload goes through `annotated_pipeline.hub`: the model
+        card `README.md` is rendered from `model_card/template.md` (pass `card_kwargs=dict(...)`,
+        e.g. `training_args`, `dataset_name`, `samples_file`), the repo is created if needed, and
+        an unreachable Hub raises `HubUnavailableError`. As remote code, diffusers' own push is used.
+        """
+        hub = _installed("hub")
+        if hub is None or create_pr:
+            return super().push_to_hub(repo_id, commit_message=commit_message, private=private, token=token, create_pr=create_pr, **kwargs)
+        card_kwargs = kwargs.pop("card_kwargs", None)
+        if kwargs:
+            raise ValueError(f"Unexpected keyword arguments for push_to_hub: {sorted(kwargs)}.")
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            return hub.push_folder_to_hub(
+                folder, repo_id, token=token, private=bool(private),
+                commit_message=commit_message or "Upload AnnotatedDDPMPipeline", card_kwargs=card_kwargs,
+            )
+
     # ----------------------------------------------------------------------------------------
     # Loading with the package installed (route 1)
     # ----------------------------------------------------------------------------------------
@@ -255,15 +276,22 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         return pipeline
 
 
-def _installed_component_classes():
-    """{class name: class} for the components of the installed package; {} when this file runs
-    as remote code from a saved folder (it then lives in diffusers' module cache)."""
+def _installed(submodule):
+    """A module of the installed package, or None when this file runs as remote code from a saved
+    folder (it then lives in diffusers' module cache, beside no package)."""
     package = __package__ or ""
     if not package or package.split(".")[0] == "diffusers_modules":
+        return None
+    return importlib.import_module(f"{package}.{submodule}")
+
+
+def _installed_component_classes():
+    """{class name: class} for the components of the installed package; {} when running as remote code."""
+    if _installed("unet") is None:
         return {}
     classes = {}
     for subpackage in ("unet", "scheduler"):
-        module = importlib.import_module(f"{package}.{subpackage}")
+        module = _installed(subpackage)
         for name in module.__all__:
             obj = getattr(module, name)
             if isinstance(obj, type) and issubclass(obj, (ModelMixin, SchedulerMixin)):
