@@ -21,12 +21,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from annotated_pipeline.evaluation.classifier import FashionMNISTClassifier, load_default_classifier
+from annotated_pipeline.evaluation import train_classifier
 from annotated_pipeline.evaluation.evaluate import (
     class_coverage,
     distance_floor,
     embed,
     evaluate,
     load_reference_images,
+    load_split,
     main,
     uint8_to_classifier_input,
 )
@@ -131,6 +133,7 @@ def test_reference_loader_reads_the_parquet_sample(sample, tmp_path):
     images = load_reference_images(tmp_path, "train")
     assert images.dtype == np.uint8 and images.shape == sample[0].shape
     np.testing.assert_array_equal(images, sample[0])
+    np.testing.assert_array_equal(load_split(tmp_path, "train")[1], sample[1])
 
 
 def test_shipped_classifier_is_accurate_on_the_sample(sample, classifier):
@@ -140,6 +143,28 @@ def test_shipped_classifier_is_accurate_on_the_sample(sample, classifier):
     assert (predictions == labels).mean() >= 0.85
     info = json.loads((Path(classifier.config._name_or_path) / "training_info.json").read_text())
     assert info["test_accuracy"] >= 0.85  # the test-split number reported by train_classifier.py
+
+
+def test_training_script_is_seeded_and_reports_what_it_saved(sample, tmp_path):
+    """A 1-epoch run on 512 sample images, twice: identical weights; the saved model scores the reported accuracy."""
+    root = tmp_path / "data"
+    root.mkdir()
+    table = pq.read_table(SAMPLE)
+    pq.write_table(table.slice(0, 512), root / "train.parquet")
+    pq.write_table(table.slice(1000, 300), root / "test.parquet")
+    for run in ("a", "b"):
+        train_classifier.main(["--output_dir", str(tmp_path / run), "--data_root", str(root), "--epochs", "1", "--batch_size", "64"])
+    a = FashionMNISTClassifier.from_pretrained(tmp_path / "a").eval()
+    b = FashionMNISTClassifier.from_pretrained(tmp_path / "b").eval()
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    info = json.loads((tmp_path / "a" / "training_info.json").read_text())
+    with torch.no_grad():
+        predictions = a(uint8_to_classifier_input(sample[0][1000:1300])).argmax(dim=1).numpy()
+    assert info["test_accuracy"] == pytest.approx((predictions == sample[1][1000:1300]).mean(), abs=1e-4)
+    assert info["test_accuracy"] > 0.3 and info["num_train_images"] == 512  # chance is 0.1
+    assert "--epochs 1" in info["command"]
+    assert f"{info['test_accuracy']:.2%}" in (tmp_path / "a" / "README.md").read_text()
 
 
 def test_classifier_rejects_wrong_shapes(classifier):
@@ -160,7 +185,7 @@ def gaussian_blur(x, sigma):
 
 def test_distance_grows_with_noise_and_blur(sample, classifier):
     x = uint8_to_classifier_input(sample[0])
-    reference, judged = x[:1000], x[1000:]
+    reference, judged = x[:400], x[1000:1400]
     reference_features, _ = embed(classifier, reference)
 
     def fd(images):

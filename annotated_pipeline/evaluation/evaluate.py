@@ -100,8 +100,13 @@ def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch
     return torch.cat(batches)
 
 
-def load_reference_images(data_root: str | os.PathLike, split: str) -> np.ndarray:
-    """uint8 (N, 28, 28) images of one split, from `{data_root}/{split}.parquet` if present, else the IDX files."""
+def load_split(data_root: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 images (N, 28, 28) and int64 labels (N,) of one split.
+
+    From `{data_root}/{split}.parquet` if present (the format `python -m
+    annotated_pipeline.training.fashion_mnist --to-parquet` writes), else from the official IDX files
+    in `data_root`, checked against their SHA-256.
+    """
     parquet = Path(data_root) / f"{split}.parquet"
     if parquet.is_file():
         import io
@@ -109,11 +114,17 @@ def load_reference_images(data_root: str | os.PathLike, split: str) -> np.ndarra
         import pyarrow.parquet as pq
         from PIL import Image
 
-        column = pq.read_table(parquet, columns=["image"]).column("image").to_pylist()
-        return np.stack([np.asarray(Image.open(io.BytesIO(cell["bytes"])).convert("L")) for cell in column])
+        table = pq.read_table(parquet, columns=["image", "label"])
+        images = [np.asarray(Image.open(io.BytesIO(cell["bytes"])).convert("L")) for cell in table.column("image").to_pylist()]
+        return np.stack(images), np.asarray(table.column("label").to_pylist(), dtype=np.int64)
     from annotated_pipeline.training.fashion_mnist import load_fashion_mnist_arrays
 
-    return load_fashion_mnist_arrays(data_root, split=split)[0]
+    return load_fashion_mnist_arrays(data_root, split=split)
+
+
+def load_reference_images(data_root: str | os.PathLike, split: str) -> np.ndarray:
+    """uint8 (N, 28, 28) images of one split (see `load_split`)."""
+    return load_split(data_root, split)[0]
 
 
 def choose(images: np.ndarray, n: int, seed: int) -> np.ndarray:

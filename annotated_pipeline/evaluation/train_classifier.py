@@ -12,7 +12,8 @@ report top-1 accuracy on the official 10,000-image test split. Images are scaled
 only augmentation (a mirrored shirt is still a shirt). Everything is seeded: the same command on the
 same torch build gives the same weights.
 
-The weights (safetensors), the config, and `training_info.json` / `README.md` with the command, the
+--data_root is the folder with the official IDX files (SHA-256 checked) or one with train.parquet and
+test.parquet. The weights (safetensors), the config, and `training_info.json` / `README.md` with the command, the
 test accuracy and the date are written to --output_dir.
 """
 
@@ -36,7 +37,9 @@ DEFAULT_DATA_ROOT = "/usr/share/datasets/fashion-mnist"
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", required=True, help="where to save config.json + weights")
-    parser.add_argument("--data_root", default=DEFAULT_DATA_ROOT, help="folder with the four official *-ubyte.gz files")
+    parser.add_argument(
+        "--data_root", default=DEFAULT_DATA_ROOT, help="folder with the four official *-ubyte.gz files, or with train/test.parquet"
+    )
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
@@ -65,14 +68,16 @@ def accuracy(model: FashionMNISTClassifier, x: torch.Tensor, y: torch.Tensor, ba
     return correct / len(x)
 
 
-def train(args: argparse.Namespace) -> dict:
-    from annotated_pipeline.training.fashion_mnist import load_fashion_mnist_arrays
+def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
+    """Train, evaluate, save; returns the info written to training_info.json (`argv` is recorded as the command)."""
+    argv = sys.argv[1:] if argv is None else argv
+    from annotated_pipeline.evaluation.evaluate import load_split
 
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
 
-    train_images, train_labels = load_fashion_mnist_arrays(args.data_root, split="train")
-    test_images, test_labels = load_fashion_mnist_arrays(args.data_root, split="test")
+    train_images, train_labels = load_split(args.data_root, "train")
+    test_images, test_labels = load_split(args.data_root, "test")
     x_train, y_train = to_model_input(torch.as_tensor(train_images)), torch.as_tensor(train_labels)
     x_test, y_test = to_model_input(torch.as_tensor(test_images)), torch.as_tensor(test_labels)
     if args.max_train_samples is not None:
@@ -108,7 +113,7 @@ def train(args: argparse.Namespace) -> dict:
         )
 
     info = {
-        "command": "python -m annotated_pipeline.evaluation.train_classifier " + " ".join(map(shlex.quote, sys.argv[1:])),
+        "command": "python -m annotated_pipeline.evaluation.train_classifier " + " ".join(map(shlex.quote, argv)),
         "test_accuracy": round(accuracy(model, x_test, y_test), 4),
         "train_accuracy": round(accuracy(model, x_train, y_train), 4),
         "num_train_images": len(x_train),
@@ -141,7 +146,7 @@ def train(args: argparse.Namespace) -> dict:
 
 
 def main(argv=None) -> None:
-    train(parse_args(argv))
+    train(parse_args(argv), argv)
 
 
 if __name__ == "__main__":
