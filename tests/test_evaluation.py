@@ -257,7 +257,9 @@ def reference_root(sample, tmp_path_factory):
 
 def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, reference_root):
     kwargs = dict(num_samples=16, scheduler="ddim", num_inference_steps=2, batch_size=8, seed=3, data_root=reference_root)
-    first = evaluate(tiny_pipeline(), classifier=classifier, **kwargs)
+    pipe = tiny_pipeline()
+    first = evaluate(pipe, classifier=classifier, **kwargs)
+    assert type(pipe.scheduler).__name__ == "DDPMScheduler"  # the caller's pipeline keeps its scheduler
     second = evaluate(tiny_pipeline(), classifier=classifier, **kwargs)
     for key in ("frechet_distance", "frechet_distance_floor", "class_coverage"):
         assert first[key] == second[key], key

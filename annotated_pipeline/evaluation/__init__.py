@@ -24,6 +24,7 @@ _EXPORTS = {
     "class_coverage": ".evaluate",
     "distance_floor": ".evaluate",
     "evaluate": ".evaluate",
+    "load_split": ".evaluate",
 }
 
 __all__ = sorted(_EXPORTS)

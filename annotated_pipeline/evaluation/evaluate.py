@@ -207,12 +207,37 @@ def evaluate(
         raise ValueError(f"num_inference_steps and batch_size must be >= 1, got {num_inference_steps}, {batch_size}")
     t_start = time.perf_counter()
     classifier = load_default_classifier() if classifier is None else classifier
-    size = classifier.config.image_size
     # Fail before sampling, not after: the reference split must have enough images.
     test_images = choose(load_reference_images(data_root, "test"), num_samples, seed)
     train_images = choose(load_reference_images(data_root, "train"), num_samples, seed + 1)
 
-    pipeline = set_scheduler(load_pipeline(pipeline_or_path), scheduler)
+    pipeline = load_pipeline(pipeline_or_path)
+    original_scheduler = pipeline.scheduler
+    try:
+        set_scheduler(pipeline, scheduler)
+        report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size, seed)
+        scheduler_used = type(pipeline.scheduler).__name__
+    finally:
+        pipeline.scheduler = original_scheduler  # a pipeline passed in leaves with the scheduler it came with
+    return {
+        "frechet_distance": report["frechet_distance"],
+        "frechet_distance_floor": report["frechet_distance_floor"],
+        "class_coverage": report["class_coverage"],
+        "num_samples": num_samples,
+        "scheduler": scheduler if scheduler != "default" else f"default ({scheduler_used})",
+        "num_inference_steps": num_inference_steps,
+        "seed": seed,
+        "sampling_seconds": round(report["sampling_seconds"], 2),
+        "seconds_per_sample": round(report["sampling_seconds"] / num_samples, 4),
+        "total_seconds": round(time.perf_counter() - t_start, 2),
+        "reference": os.fspath(data_root),
+        "note": NOT_FID_NOTE,
+    }
+
+
+def _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size, seed) -> dict:
+    """Check the image shape, sample, embed: the distance, its floor, class coverage and the sampling time."""
+    size = classifier.config.image_size
     expected = (classifier.config.in_channels, size, size)
     unet_config = getattr(getattr(pipeline, "unet", None), "config", None)
     if unet_config is not None and "sample_size" in unet_config and "in_channels" in unet_config:
@@ -237,15 +262,7 @@ def evaluate(
         "frechet_distance": frechet_distance_between(sample_features, test_features),
         "frechet_distance_floor": distance_floor(test_features, train_features),
         "class_coverage": class_coverage(sample_predictions, classifier.config.num_classes),
-        "num_samples": num_samples,
-        "scheduler": scheduler if scheduler != "default" else f"default ({type(pipeline.scheduler).__name__})",
-        "num_inference_steps": num_inference_steps,
-        "seed": seed,
-        "sampling_seconds": round(sampling_seconds, 2),
-        "seconds_per_sample": round(sampling_seconds / num_samples, 4),
-        "total_seconds": round(time.perf_counter() - t_start, 2),
-        "reference": os.fspath(data_root),
-        "note": NOT_FID_NOTE,
+        "sampling_seconds": sampling_seconds,
     }
 
 
