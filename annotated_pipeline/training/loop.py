@@ -180,6 +180,7 @@ class TrainingPlan:
 
     @classmethod
     def from_args(cls, args, batches_per_epoch, num_processes):
+        """--max_train_steps if given, else --num_epochs epochs; an epoch's last group may be short."""
         update_steps_per_epoch = math.ceil(batches_per_epoch / args.gradient_accumulation_steps)
         if args.max_train_steps is None:
             max_train_steps = args.num_epochs * update_steps_per_epoch
@@ -283,6 +284,20 @@ def training_step(model, batch, noise_scheduler, loss_type, generator, condition
 # ------------------------------------------------------------------------------------------------
 
 
+@dataclass
+class TrainingState:
+    """The objects the loop works on (after `accelerator.prepare`)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    lr_scheduler: object
+    dataloader: object
+    noise_scheduler: object
+    ema: object
+    noise_generator: NoiseGenerator
+    num_classes: int | None
+
+
 def resume_global_step(args, accelerator):
     """Load the checkpoint named by --resume_from_checkpoint; return its global step (0 if none)."""
     if args.resume_from_checkpoint is None:
@@ -296,9 +311,11 @@ def resume_global_step(args, accelerator):
         return 0
     try:
         accelerator.load_state(path)
-    except FileNotFoundError as error:
+    except (FileNotFoundError, RuntimeError, KeyError, ValueError) as error:
+        first_lines = " ".join(str(error).splitlines()[:2])
         raise TrainingConfigError(
-            f"cannot resume from {path}: {error} (was it saved with the same --use_ema setting?)"
+            f"cannot resume from {path}: {type(error).__name__}: {first_lines} ... (was it saved with the "
+            "same model arguments and --use_ema setting?)"
         ) from None
     global_step = checkpoint_step(path)
     logger.info(f"Resumed from {os.path.basename(path)} at global step {global_step}")
@@ -316,6 +333,7 @@ def tracker_config(args):
 
 
 def log_run_header(args, dataset, plan, accelerator, global_step):
+    """Say what is about to run: data, processes, batch sizes, length in optimizer steps."""
     logger.info("***** Running training *****")
     logger.info(f"  Data = {describe_data(args)}, {len(dataset)} images")
     logger.info(f"  Processes = {accelerator.num_processes}, device = {accelerator.device}, "
@@ -348,20 +366,6 @@ def end_of_epoch(args, accelerator, state, epoch, global_step, last):
     accelerator.wait_for_everyone()
 
 
-@dataclass
-class TrainingState:
-    """The objects the loop works on (after `accelerator.prepare`)."""
-
-    model: torch.nn.Module
-    optimizer: torch.optim.Optimizer
-    lr_scheduler: object
-    dataloader: object
-    noise_scheduler: object
-    ema: object
-    noise_generator: NoiseGenerator
-    num_classes: int | None
-
-
 def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
     """Train until the epoch's data is used up or --max_train_steps is reached; returns the global step.
 
@@ -375,12 +379,13 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
     if done_in_epoch > 0:  # resuming mid-epoch: skip the batches already trained on
         dataloader = accelerator.skip_first_batches(dataloader, done_in_epoch * args.gradient_accumulation_steps)
 
-    accumulated_loss = 0.0
+    loss_sum, num_batches = 0.0, 0  # over the batches of the current accumulation group
     for batch in dataloader:
         with accelerator.accumulate(state.model):
             loss = training_step(state.model, batch, state.noise_scheduler, args.loss_type,
                                  state.noise_generator.generator, conditional=state.num_classes is not None)
-            accumulated_loss += accelerator.reduce(loss.detach(), reduction="mean").item()
+            loss_sum += accelerator.reduce(loss.detach(), reduction="mean").item()  # mean over processes
+            num_batches += 1
             accelerator.backward(loss)
             if accelerator.sync_gradients:
                 accelerator.clip_grad_norm_(state.model.parameters(), args.max_grad_norm)
@@ -395,13 +400,13 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
         if state.ema is not None:
             state.ema.step(state.model.parameters())
         logs = {
-            "loss": accumulated_loss / args.gradient_accumulation_steps,
+            "loss": loss_sum / num_batches,
             "lr": state.lr_scheduler.get_last_lr()[0],
             "step": global_step,
         }
         if state.ema is not None:
             logs["ema_decay"] = state.ema.cur_decay_value
-        accumulated_loss = 0.0
+        loss_sum, num_batches = 0.0, 0
         progress_bar.update(1)
         progress_bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", step=global_step)
         accelerator.log(logs, step=global_step)
@@ -440,6 +445,8 @@ def main(args):
     optimizer = build_optimizer(args, model)
     lr_scheduler = build_lr_scheduler(args, optimizer, plan, accelerator.num_processes)
     model, optimizer, dataloader, lr_scheduler = accelerator.prepare(model, optimizer, dataloader, lr_scheduler)
+    if len(dataloader) != plan.batches_per_epoch:  # the plan (and the LR schedule) assumed another sharding
+        raise RuntimeError(f"expected {plan.batches_per_epoch} batches per process and epoch, got {len(dataloader)}")
 
     # Checkpointed besides model, optimizer and LR schedule (in this order: custom_checkpoint_0, _1).
     noise_generator = NoiseGenerator(accelerator.device, args.seed + accelerator.process_index)
@@ -468,12 +475,13 @@ def main(args):
     first_epoch = global_step // plan.update_steps_per_epoch
     if global_step >= plan.max_train_steps:  # resumed from the last checkpoint of a finished run
         end_of_epoch(args, accelerator, state, first_epoch, global_step, last=True)
-    for epoch in range(first_epoch, plan.num_epochs):
-        global_step = run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar)
-        last = global_step >= plan.max_train_steps
-        end_of_epoch(args, accelerator, state, epoch, global_step, last)
-        if last:
-            break
+    else:
+        for epoch in range(first_epoch, plan.num_epochs):
+            global_step = run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar)
+            last = global_step >= plan.max_train_steps
+            end_of_epoch(args, accelerator, state, epoch, global_step, last)
+            if last:
+                break
     progress_bar.close()
     logger.info(f"Finished training: {global_step} optimizer steps")
     accelerator.end_training()
