@@ -64,14 +64,15 @@ def test_linear_attention_is_shen_et_al_eq_4():
     torch.manual_seed(0)
     attn = LinearAttention(dim=6, heads=2, head_dim=3)
     x = torch.randn(2, 6, 4, 5)
-    qkv = F.conv2d(x, attn.to_qkv.weight).flatten(2).transpose(1, 2)  # (B, N, 3 * heads * d) tokens
+    tokens = x.flatten(2).transpose(1, 2)  # (B, N, C)
+    qkv = tokens @ attn.to_qkv.weight.T  # (B, N, 3 * heads * d), the pointwise projection
     heads = []
     for h in range(2):
         q, k, v = (qkv[..., (j * 2 + h) * 3 : (j * 2 + h + 1) * 3] for j in range(3))  # (B, N, d)
         # E(Q, K, V) = rho_q(Q) (rho_k(K)^T V): softmax over features for Q, over positions for K.
         heads.append((q.softmax(-1) * 3**-0.5) @ (k.softmax(1).transpose(1, 2) @ v))
-    out = torch.cat(heads, dim=-1).transpose(1, 2).reshape(2, 6, 4, 5)
-    reference = attn.norm_out(attn.to_out(out))
+    out = torch.cat(heads, dim=-1) @ attn.to_out.weight.T + attn.to_out.bias  # (B, N, C)
+    reference = attn.norm_out(out.transpose(1, 2).reshape(2, 6, 4, 5))
     torch.testing.assert_close(attn(x), reference, rtol=1e-5, atol=1e-5)
 
 

@@ -38,7 +38,16 @@ def _split_heads(qkv, heads, head_dim):
 
 
 class LinearAttention(nn.Module):
-    """Shen et al. 2018, eq. (4): out = rho_q(Q) (rho_k(K)^T V), O(N) in the number of pixels N."""
+    """Shen et al. 2018, eq. (4): out = rho_q(Q) (rho_k(K)^T V), O(N) in the number of pixels N.
+
+    The pointwise projections (1x1 convolutions in the seed) are matrix products over the channel axis
+    of the (B, C, N) pixels; the output projection W_out is folded into the small per-head matrix by the
+    same associativity that makes the attention linear:
+
+        out = W_out concat_h(context_h^T rho_q(Q_h)) + b = (W_out concat_h context_h^T) rho_q(Q) + b
+
+    so the (hidden, N) attention output is never materialised (one fewer full-resolution product).
+    """
 
     def __init__(self, dim, heads=4, head_dim=32):
         super().__init__()
@@ -46,21 +55,27 @@ class LinearAttention(nn.Module):
         self.head_dim = head_dim
         self.scale = head_dim**-0.5
         hidden = heads * head_dim
-        self.to_qkv = nn.Conv2d(dim, 3 * hidden, kernel_size=1, bias=False)
-        self.to_out = nn.Conv2d(hidden, dim, kernel_size=1)
+        self.to_qkv = nn.Linear(dim, 3 * hidden, bias=False)
+        self.to_out = nn.Linear(hidden, dim)
         self.norm_out = nn.GroupNorm(1, dim)
 
     def forward(self, x):
-        b, _, h, w = x.shape
-        q, k, v = _split_heads(self.to_qkv(x), self.heads, self.head_dim)  # each (B, heads, d, N)
-        q = q.softmax(dim=-2)  # rho_q: over each query's d features
-        k = k.softmax(dim=-1)  # rho_k: over the N positions
+        b, c, h, w = x.shape
+        n = h * w
+        tokens = x.reshape(b, c, n)  # (B, C, N): a view for contiguous x
+        # The 1x1 projections, one batched product each, so that q, k, v come out contiguous.
+        q, k, v = (torch.bmm(w_.expand(b, -1, -1), tokens) for w_ in self.to_qkv.weight.chunk(3, dim=0))
+        q = q.view(b * self.heads, self.head_dim, n).softmax(dim=-2)  # rho_q: over each query's d features
+        k = k.view(b * self.heads, self.head_dim, n).softmax(dim=-1)  # rho_k: over the N positions
+        v = v.view(b * self.heads, self.head_dim, n)
         # context[d, e] = sum_n rho_k(K)[d, n] V[e, n], a (d, d) summary per head; the 1/sqrt(d) on the
         # queries is applied to this small matrix instead (the same product, N/d times fewer multiplies).
-        context = torch.matmul(k, v.transpose(-1, -2)) * self.scale  # (B, heads, d, d)
-        out = torch.matmul(context.transpose(-1, -2), q)  # out[e, n] = sum_d context[d, e] q[d, n]
-        out = out.reshape(b, self.heads * self.head_dim, h, w)
-        return self.norm_out(self.to_out(out))
+        context = torch.bmm(k, v.transpose(1, 2)).view(b, self.heads, self.head_dim, self.head_dim) * self.scale
+        # mix[o, (head, d)] = sum_e W_out[o, (head, e)] context[head, d, e]: W_out folded into the context.
+        w_out = self.to_out.weight.view(c, self.heads, self.head_dim)
+        mix = torch.einsum("ohe,bhde->bohd", w_out.to(context.dtype), context).reshape(b, c, -1)
+        out = torch.baddbmm(self.to_out.bias[:, None].to(mix.dtype), mix, q.view(b, -1, n))  # (B, C, N)
+        return self.norm_out(out.view(b, c, h, w))
 
 
 class Attention(nn.Module):
