@@ -80,13 +80,13 @@ def test_softmax_attention_is_vaswani_eq_1():
     torch.manual_seed(0)
     attn = Attention(dim=6, heads=2, head_dim=3)
     x = torch.randn(2, 6, 3, 3)
-    qkv = F.conv2d(x, attn.to_qkv.weight).flatten(2).transpose(1, 2)
+    qkv = x.flatten(2).transpose(1, 2) @ attn.to_qkv.weight.T  # (B, N, 3 * heads * d)
     heads = []
     for h in range(2):
         q, k, v = (qkv[..., (j * 2 + h) * 3 : (j * 2 + h + 1) * 3] for j in range(3))
         heads.append(torch.softmax(q @ k.transpose(1, 2) / 3**0.5, dim=-1) @ v)
-    out = torch.cat(heads, dim=-1).transpose(1, 2).reshape(2, 6, 3, 3)
-    torch.testing.assert_close(attn(x), attn.to_out(out), rtol=1e-5, atol=1e-5)
+    out = torch.cat(heads, dim=-1) @ attn.to_out.weight.T + attn.to_out.bias  # (B, N, C)
+    torch.testing.assert_close(attn(x), out.transpose(1, 2).reshape(2, 6, 3, 3), rtol=1e-5, atol=1e-5)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_bf16_autocast_and_channels_last_match_fp32():
         (dict(sample_size=30, dim_mults=(1, 2, 4)), r"30 -> 15 -> 7\.5.*multiples of 2\*\*2 = 4"),
         (dict(sample_size=(16, 18), dim_mults=(1, 2, 4)), r"18 cannot be halved 2 times"),
         (dict(sample_size="28"), r"sample_size must be an int"),
-        (dict(resnet_block_groups=3), r"resnet_block_groups=3 does not divide .*\[8, 16\].*Valid values: \[1, 2, 4, 8\]"),
+        (dict(resnet_block_groups=3), r"groups=3 does not divide .*\[8, 16\].*Valid values: \[1, 2, 4, 8\]"),
         (dict(block_type="transformer"), r"block_type must be one of \('resnet', 'convnext'\), got 'transformer'"),
         (dict(attention_heads=0), r"attention_heads must be an integer >= 1, got 0"),
         (dict(attention_head_dim=2.5), r"attention_head_dim must be an integer >= 1, got 2\.5"),
@@ -249,8 +249,10 @@ def test_seed_constructor_builds_the_model_and_its_config_reproduces_it():
         torch.testing.assert_close(rebuilt(x, 3).sample, model(x, 3).sample, rtol=0, atol=0)
     assert public_config(rebuilt) == public_config(model)
 
-    convnext = Unet(dim=8, channels=3, out_dim=6, dim_mults=(1, 2), use_convnext=True, sample_size=8, num_class_embeds=2)
-    assert (convnext.config.block_type, convnext.config.out_channels, convnext.config.num_class_embeds) == ("convnext", 6, 2)
+    convnext = Unet(dim=8, channels=3, out_dim=6, dim_mults=(1, 2), use_convnext=True, sample_size=8,
+                    num_class_embeds=2)
+    config = convnext.config
+    assert (config.block_type, config.out_channels, config.num_class_embeds) == ("convnext", 6, 2)
     with pytest.raises(ValueError, match=r"unknown arguments \['dropout'\]"):
         Unet(dim=8, dropout=0.1)
     with pytest.raises(ValueError, match=r"self_condition=True is not supported"):
@@ -314,7 +316,8 @@ def test_the_folder_loads_as_remote_code_without_the_package(tmp_path):
         cls = get_class_from_dynamic_module(
             {str(code)!r}, module_file="unet_2d.py", class_name="AnnotatedUNet2DModel", trust_remote_code=True
         )
-        assert cls.__module__.endswith("unet_2d") and not cls.__module__.startswith("annotated_pipeline"), cls.__module__
+        assert cls.__module__.endswith("unet_2d"), cls.__module__
+        assert not cls.__module__.startswith("annotated_pipeline"), cls.__module__
         model = cls.from_pretrained({str(tmp_path / "weights")!r}).eval()
         io = torch.load({str(tmp_path / "io.pt")!r})
         with torch.no_grad():

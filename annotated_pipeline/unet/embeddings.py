@@ -27,7 +27,7 @@ def sinusoidal_embedding(timesteps, dim, max_period=10000.0):
     timesteps: (B,) tensor of (possibly fractional) steps. Returns a float32 (B, dim) tensor.
     """
     if dim % 2 != 0:
-        raise ValueError(f"the sinusoidal embedding needs an even dim (one sine and one cosine per frequency), got {dim}")
+        raise ValueError(f"the sinusoidal embedding needs an even dim (a sine and a cosine per frequency), got {dim}")
     half = dim // 2
     exponent = torch.arange(half, device=timesteps.device, dtype=torch.float32) * (-math.log(max_period) / half)
     omega = torch.exp(exponent)  # (half,)

@@ -339,7 +339,9 @@ def Unet(
         raise ValueError("with_time_emb=False is not supported: a DDPM network must be told the step t")
     unknown = sorted(set(kwargs) - set(_UNET_EXTRA_KWARGS))
     if unknown:
-        raise ValueError(f"Unet() got unknown arguments {unknown}; besides the seed's it accepts {list(_UNET_EXTRA_KWARGS)}")
+        raise ValueError(
+            f"Unet() got unknown arguments {unknown}; besides the seed's it accepts {list(_UNET_EXTRA_KWARGS)}"
+        )
     return AnnotatedUNet2DModel(
         sample_size=sample_size,
         in_channels=channels,
