@@ -163,6 +163,11 @@ def test_bf16_autocast_and_channels_last_match_fp32():
             channels_last = model(x.contiguous(memory_format=torch.channels_last), t).sample
         assert ((bf16 - reference).norm() / reference.norm()).item() < 0.03
         torch.testing.assert_close(channels_last, reference, rtol=1e-5, atol=1e-5)
+        # Weights cast to bfloat16 too (no autocast): the float32 time code follows the model's dtype.
+        with torch.no_grad():
+            pure = model.to(memory_format=torch.contiguous_format, dtype=torch.bfloat16)(x.bfloat16(), t).sample
+        assert pure.dtype == torch.bfloat16
+        assert ((pure.float() - reference).norm() / reference.norm()).item() < 0.03
 
 
 # ---------------------------------------------------------------------------------------------
@@ -272,6 +277,12 @@ def test_the_seeds_training_step_runs_unchanged():
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss) and model.final_conv.weight.grad is not None
+    # The seed's sampling step: model_mean = sqrt_recip_alphas_t * (x - betas_t * model(x, t) / sqrt(1 - alpha_bar_t)).
+    betas_t, sqrt_one_minus = torch.full((4, 1, 1, 1), 0.02), torch.full((4, 1, 1, 1), 0.5)
+    with torch.no_grad():
+        mean = 1.01 * (x_noisy - betas_t * model(x_noisy, t) / sqrt_one_minus)
+        expected = 1.01 * (x_noisy - betas_t * model(x_noisy, t).sample / sqrt_one_minus)
+    torch.testing.assert_close(mean, expected, rtol=0, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------

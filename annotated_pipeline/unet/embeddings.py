@@ -57,4 +57,5 @@ class TimeEmbedding(nn.Module):
         self.linear_2 = nn.Linear(time_dim, time_dim)
 
     def forward(self, timesteps):
-        return self.linear_2(self.act(self.linear_1(self.sinusoidal(timesteps))))
+        pe = self.sinusoidal(timesteps).to(self.linear_1.weight.dtype)  # computed in float32, then the model's dtype
+        return self.linear_2(self.act(self.linear_1(pe)))
