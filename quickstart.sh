@@ -10,13 +10,13 @@
 #    (`DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`), and a new grid of samples.
 #
 # Environment knobs: PYTHON (default python3), TORCH_INDEX_URL (where the CPU torch wheel comes
-# from; empty to use only pip's default index), QUICKSTART_STEPS (default 400).
+# from; empty for pip's configured index), QUICKSTART_STEPS (default 300).
 set -euo pipefail
 cd "$(dirname "$0")"
 
 PYTHON="${PYTHON:-python3}"
 TORCH_INDEX_URL="${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}"
-STEPS="${QUICKSTART_STEPS:-400}"
+STEPS="${QUICKSTART_STEPS:-300}"
 OUT="quickstart-output"
 START=$SECONDS
 
@@ -25,8 +25,14 @@ START=$SECONDS
 echo "== 1/3  Installing into .venv"
 [ -d .venv ] || "$PYTHON" -m venv .venv
 . .venv/bin/activate
-# torch first, as a CPU build: a plain `pip install torch` on Linux pulls the large CUDA build.
-pip install --quiet torch==2.13.0 ${TORCH_INDEX_URL:+--extra-index-url "$TORCH_INDEX_URL"}
+# torch first, as a CPU build: a plain `pip install torch` on Linux pulls the large CUDA build. The
+# CPU index is used when it answers; otherwise (offline mirrors, a local wheel) pip's own configuration.
+if [ -n "$TORCH_INDEX_URL" ] && python -c 'import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)' \
+        "$TORCH_INDEX_URL/torch/" 2>/dev/null; then
+    pip install --quiet torch==2.13.0 --index-url "$TORCH_INDEX_URL"
+else
+    pip install --quiet torch==2.13.0
+fi
 pip install --quiet -e .
 pip install --quiet tensorboard  # for the training curves in $OUT/logs
 echo "   installed in $((SECONDS - START)) s"
@@ -40,9 +46,9 @@ accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dyna
     --train_batch_size 32 --max_train_steps "$STEPS" \
     --learning_rate 2e-3 --lr_warmup_steps 50 \
     --use_ema \
-    --ddpm_num_steps 1000 --ddpm_num_inference_steps 250 \
+    --ddpm_num_steps 1000 --ddpm_num_inference_steps 100 \
     --save_images_epochs 1000 --save_model_epochs 1000 \
-    --checkpointing_steps 200 --checkpoints_total_limit 1
+    --checkpointing_steps "$STEPS"
 echo "   trained in $((SECONDS - TRAIN_START)) s"
 
 echo "== 3/3  Loading $OUT with plain diffusers and sampling"
@@ -58,7 +64,7 @@ pipe = DiffusionPipeline.from_pretrained(out, trust_remote_code=True)
 print(f"   loaded {type(pipe).__name__} (U-Net: {type(pipe.unet).__name__}, "
       f"{sum(p.numel() for p in pipe.unet.parameters()) / 1e6:.2f}M parameters; "
       f"scheduler: {type(pipe.scheduler).__name__}, {pipe.scheduler.config.beta_schedule})")
-images = pipe(batch_size=16, generator=torch.Generator().manual_seed(1), num_inference_steps=250).images
+images = pipe(batch_size=16, generator=torch.Generator().manual_seed(1), num_inference_steps=100).images
 make_image_grid(images, rows=4, cols=4).resize((4 * 28 * 4, 4 * 28 * 4), resample=0).save(f"{out}/quickstart-samples.png")
 PY
 
@@ -69,7 +75,7 @@ Done in $((SECONDS - START)) s. Everything is in $OUT/:
   samples.png                                        samples drawn at the end of training (EMA weights)
   quickstart-samples.png                             16 new samples from the reloaded pipeline (seed 1)
   README.md                                          the model card, with the training configuration
-  checkpoint-$STEPS/                                  the full training state (--resume_from_checkpoint latest)
+  checkpoint-$STEPS/                                 the full training state (--resume_from_checkpoint latest)
   logs/                                              TensorBoard: .venv/bin/tensorboard --logdir $OUT/logs
 Next: bash .ci/run   (the test suite)
 EOF
