@@ -502,6 +502,7 @@ def test_modules_are_copyable_into_a_saved_pipeline(tmp_path):
         (dict(trained_betas=[0.1] * 10), "trained_betas has 10 values; it needs num_train_timesteps = 1000"),
         (dict(num_train_timesteps=3, trained_betas=[0.1, 0.0, 0.2]), r"trained_betas must all lie in \(0, 1\]"),
         (dict(num_train_timesteps=3, trained_betas=[0.1, 1.2, 0.2]), r"trained_betas must all lie in \(0, 1\]"),
+        (dict(num_train_timesteps=4, trained_betas=[0.1, 1.0, 0.2, 0.3]), "equal 1 only at the last step"),
         (dict(steps_offset=-1), "steps_offset must be >= 0"),
         (dict(clip_sample_range=0.0), "clip_sample_range must be > 0"),
         (dict(dynamic_thresholding_ratio=1.5), r"dynamic_thresholding_ratio must be in \(0, 1\]"),

@@ -70,7 +70,7 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         beta_start, beta_end: the range of the "linear", "scaled_linear" and "sigmoid" schedules.
         beta_schedule: one of schedules.ALLOWED_SCHEDULES ("cosine" and "quadratic" are stored under
             diffusers' names "squaredcos_cap_v2" and "scaled_linear").
-        trained_betas: explicit betas (length T, each in (0, 1]); overrides beta_schedule.
+        trained_betas: explicit betas (length T, each in (0, 1), the last may be 1); overrides beta_schedule.
         variance_type: sigma_t^2 of the reverse step, one of VARIANCE_TYPES.
         clip_sample, clip_sample_range: clamp x_0_hat to [-range, range].
         prediction_type: what the model outputs, one of PREDICTION_TYPES.
@@ -125,6 +125,9 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
                 raise ValueError(f"trained_betas has {betas.numel()} values; it needs num_train_timesteps = {T}.")
             if not bool(((betas > 0) & (betas <= 1)).all()):
                 raise ValueError("trained_betas must all lie in (0, 1].")
+            if bool((betas[:-1] >= 1).any()):
+                # beta_t = 1 destroys all signal: alpha_bar is 0 from t on, and eq. (7) divides by it.
+                raise ValueError("trained_betas may equal 1 only at the last step (zero terminal SNR); earlier betas must be < 1.")
         else:
             if schedule in USES_BETA_RANGE and not 0 < beta_start <= beta_end < 1:
                 raise ValueError(
