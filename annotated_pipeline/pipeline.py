@@ -78,7 +78,10 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"Unknown output_type {output_type!r}; allowed: {', '.join(OUTPUT_TYPES)}.")
         if self.unet.config.get("sample_size") is None:
-            raise ValueError("unet.config.sample_size is None: the pipeline needs it to know the image size.")
+            raise ValueError(
+                "unet.config.sample_size is None, so the pipeline does not know what size of image to draw: "
+                "build the U-Net with a sample_size, e.g. Unet(dim=28, channels=1, dim_mults=(1, 2, 4), sample_size=28)."
+            )
         num_class_embeds = self.unet.config.get("num_class_embeds")
         if class_labels is not None and num_class_embeds is None:
             raise ValueError(
