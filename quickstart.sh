@@ -75,7 +75,7 @@ Done in $((SECONDS - START)) s. Everything is in $OUT/:
   samples.png                                        samples drawn at the end of training (EMA weights)
   quickstart-samples.png                             16 new samples from the reloaded pipeline (seed 1)
   README.md                                          the model card, with the training configuration
-  checkpoint-$STEPS/                                 the full training state (--resume_from_checkpoint latest)
+$(printf '  %-50s' "checkpoint-$STEPS/") the full training state (--resume_from_checkpoint latest)
   logs/                                              TensorBoard: .venv/bin/tensorboard --logdir $OUT/logs
 Next: bash .ci/run   (the test suite)
 EOF
