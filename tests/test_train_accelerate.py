@@ -36,11 +36,15 @@ TINY = ["--resolution", "16", "--dim", "8", "--dim_mults", "1,2", "--ddpm_num_st
         "--learning_rate", "1e-3"]
 
 
-def launch(launcher_args, script_args, env=None, timeout=300):
-    """`python -m accelerate.commands.launch LAUNCHER_ARGS train_accelerate.py SCRIPT_ARGS`; no saved config used."""
+def launch(launcher_args, script_args, hf_home, env=None, timeout=300):
+    """`python -m accelerate.commands.launch LAUNCHER_ARGS train_accelerate.py SCRIPT_ARGS`.
+
+    HF_HOME is a fresh folder, so no saved `accelerate config` (HF_HOME/accelerate/) is read: the
+    launcher arguments alone decide the setup.
+    """
     env = dict(os.environ, HF_HUB_OFFLINE="1") if env is None else dict(env)
+    env["HF_HOME"] = str(hf_home)
     env["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, also on a machine with GPUs
-    env["ACCELERATE_CONFIG_FILE"] = os.devnull  # never read a user's default accelerate config
     cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher_args, SCRIPT, *script_args]
     return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
@@ -76,7 +80,7 @@ def single(tmp_path_factory, data_dir):
             "--train_batch_size", "4", "--max_train_steps", "4", "--checkpointing_steps", "2",
             "--use_ema", "--logger", "tensorboard",
             "--push_to_hub", "--hub_model_id", "test-user/tiny-ddpm", "--hub_token", SECRET,
-        ], env=env)
+        ], root / "hf_home", env=env)
         hub_files = hub.files("test-user/tiny-ddpm") if hub.repo_exists("test-user/tiny-ddpm") else {}
     return root / "out", result, hub_files
 
@@ -100,14 +104,15 @@ def resumed(tmp_path_factory, single, data_dir):
         "--use_ema", "--logger", "tensorboard", "--resume_from_checkpoint", "latest",
         "--checkpoints_total_limit", "1",
         "--push_to_hub", "--hub_model_id", "test-user/tiny-ddpm", "--hub_token", SECRET,
-    ], env=env)
+    ], root / "hf_home", env=env)
     return out, result
 
 
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory, data_dir):
     """Two CPU processes (DDP over gloo), bf16 autocast, gradient accumulation, class labels, no EMA."""
-    out = tmp_path_factory.mktemp("multi") / "out"
+    root = tmp_path_factory.mktemp("multi")
+    out = root / "out"
     env = dict(os.environ, ACCELERATE_USE_CPU="1")  # torchrun's processes join one CPU (gloo) group
     result = launch(
         ["--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
@@ -116,7 +121,7 @@ def multi(tmp_path_factory, data_dir):
          "--train_batch_size", "2", "--num_epochs", "1", "--gradient_accumulation_steps", "2",
          "--checkpointing_steps", "2", "--mixed_precision", "bf16", "--label_column", "label",
          "--logger", "none"],
-        env=env,
+        root / "hf_home", env=env,
     )
     return out, result
 
@@ -312,7 +317,7 @@ def test_bad_schedule_stops_before_training_without_traceback(tmp_path, data_dir
     result = launch(["--quiet", *ONE_PROCESS], [
         "--train_data_dir", str(data_dir), "--output_dir", str(out), *TINY,
         "--ddpm_beta_schedule", "cosine_typo",
-    ], timeout=120)
+    ], tmp_path / "hf_home", timeout=120)
     assert result.returncode != 0
     assert "train_accelerate.py: error:" in result.stderr and "cosine_typo" in result.stderr
     assert "Traceback" not in result.stderr
