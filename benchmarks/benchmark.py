@@ -1,0 +1,440 @@
+"""Our U-Net and pipeline against diffusers' own, measured in one process, A/B alternated.
+
+    python benchmarks/benchmark.py                 # the issue's settings (a few minutes on 2 CPU cores)
+    python benchmarks/benchmark.py --quick         # tiny models, batch 2, one repetition (a smoke test)
+
+What is compared (issue 6):
+
+    ours       AnnotatedUNet2DModel() (the default configuration) in AnnotatedDDPMPipeline with
+               AnnotatedDDPMScheduler
+    diffusers  UNet2DModel(sample_size=28, in_channels=1, out_channels=1, layers_per_block=2,
+               block_out_channels=(32, 64, 128), DownBlock2D/AttnDownBlock2D x2, AttnUpBlock2D x2/UpBlock2D,
+               norm_num_groups=8, attention_head_dim=32) in DDPMPipeline with DDPMScheduler
+
+What is measured, each a median over `--repeats` repetitions in which the two models alternate (A B, then
+B A, ...), so that machine noise hits both:
+
+    training images/s      one step = forward, loss (MSE on eps, Ho et al. 2020 eq. (14)), backward,
+                           AdamW step, at batch `--train_batch`; "bf16" runs the forward under
+                           torch.autocast(bfloat16), which is what `accelerate --mixed_precision bf16` does
+    sampling s/step        wall time of `pipeline(batch_size=--sample_batch, num_inference_steps=n)` / n;
+                           "bf16" holds the U-Net's weights in bfloat16 (pipeline.unet.to(torch.bfloat16))
+    FLOPs per image        torch.utils.flop_counter.FlopCounterMode over one forward (and one training step)
+    achieved GFLOP/s       training FLOPs per image x images/s
+    peak memory            CUDA: torch.cuda.max_memory_allocated; CPU: the highest sum of live allocations
+                           that torch.profiler(profile_memory=True) sees during one training step, on top
+                           of what existed before it (parameters, gradients, optimizer state are listed apart)
+
+Ratios are ours / diffusers for throughput (images/s: higher is better) and diffusers / ours for time
+per step (so > 1 means ours is faster in both). Fast sampling (DDIM, DPM-Solver++ via the scheduler swap)
+is timed on our pipeline at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+# ----------------------------------------------------------------------------------------------------
+# the two contestants
+
+
+def diffusers_unet(quick=False):
+    """The issue's reference: diffusers' UNet2DModel at the annotated-diffusion size (4.0M parameters)."""
+    from diffusers import UNet2DModel
+
+    if quick:
+        return UNet2DModel(
+            sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
+            down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
+            norm_num_groups=4, attention_head_dim=8,
+        )
+    return UNet2DModel(
+        sample_size=28, in_channels=1, out_channels=1, layers_per_block=2, block_out_channels=(32, 64, 128),
+        down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8, attention_head_dim=32,
+    )
+
+
+def our_unet(quick=False):
+    """Our default configuration, AnnotatedUNet2DModel() (= Unet(dim=28, channels=1, dim_mults=(1, 2, 4)))."""
+    from annotated_pipeline.unet import AnnotatedUNet2DModel
+
+    if quick:
+        return AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), attention_heads=1, attention_head_dim=8)
+    return AnnotatedUNet2DModel()
+
+
+def schedulers():
+    """The same cosine schedule (Nichol & Dhariwal 2021) for both pipelines."""
+    from diffusers import DDPMScheduler
+
+    from annotated_pipeline.scheduler import AnnotatedDDPMScheduler
+
+    config = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2")
+    return AnnotatedDDPMScheduler(**config), DDPMScheduler(**config)
+
+
+def pipelines(ours, theirs):
+    from diffusers import DDPMPipeline
+
+    from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
+
+    ours_scheduler, their_scheduler = schedulers()
+    a = AnnotatedDDPMPipeline(unet=ours, scheduler=ours_scheduler)
+    b = DDPMPipeline(unet=theirs, scheduler=their_scheduler)
+    for pipe in (a, b):
+        pipe.set_progress_bar_config(disable=True)
+    return a, b
+
+
+# ----------------------------------------------------------------------------------------------------
+# one training step, one sampling run
+
+
+def autocast(device, precision):
+    """bf16: torch.autocast(bfloat16) around the forward, as accelerate's --mixed_precision bf16 does."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def make_trainer(model, batch, device, precision, seed=0):
+    """A closure running one training step on a fixed random batch: returns the loss (a tensor)."""
+    config = model.config
+    size = config.sample_size if isinstance(config.sample_size, int) else config.sample_size[0]
+    generator = torch.Generator().manual_seed(seed)
+    x0 = (torch.rand(batch, config.in_channels, size, size, generator=generator) * 2 - 1).to(device)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
+    t = torch.randint(0, 1000, (batch,), generator=generator).to(device)
+    alpha_bar = torch.cos((t.float() / 1000 + 0.008) / 1.008 * torch.pi / 2) ** 2  # any fixed weights will do
+    x_t = alpha_bar.sqrt()[:, None, None, None] * x0 + (1 - alpha_bar).sqrt()[:, None, None, None] * noise
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+
+    def step():
+        with autocast(device, precision):
+            predicted = model(x_t, t).sample
+        loss = F.mse_loss(predicted.float(), noise)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    return step, optimizer
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_calls(fn, n, device):
+    sync(device)
+    start = time.perf_counter()
+    for _ in range(n):
+        fn()
+    sync(device)
+    return (time.perf_counter() - start) / n
+
+
+def sample_once(pipe, batch, steps, seed=0):
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return pipe(batch_size=batch, num_inference_steps=steps, generator=generator, output_type="pt").images
+
+
+# ----------------------------------------------------------------------------------------------------
+# FLOPs and memory
+
+
+def count_flops(fn):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def peak_memory(fn, device):
+    """Peak bytes allocated by `fn` above what was live when it started."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - base
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    # Every allocation and free the profiler saw, with its signed size; their running sum in time order is
+    # the memory held by tensors created inside `fn`, and its maximum the peak.
+    allocations, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        event = stack.pop()
+        if event.typed[0] == _EventType.Allocation:
+            allocations.append((event.start_time_ns, event.typed[1].alloc_size))
+        stack.extend(event.children)
+    live = peak = 0
+    for _, size in sorted(allocations):
+        live += size
+        peak = max(peak, live)
+    return peak
+
+
+class _quiet_stderr:
+    """Silence file descriptor 2 (the profiler's C++ start/stop lines) for the duration of a block."""
+
+    def __enter__(self):
+        sys.stderr.flush()
+        self.saved = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+
+    def __exit__(self, *exc):
+        os.dup2(self.saved, 2)
+        os.close(self.saved)
+
+
+def state_bytes(model, optimizer):
+    params = sum(p.numel() * p.element_size() for p in model.parameters())
+    moments = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t))
+    return params, moments
+
+
+# ----------------------------------------------------------------------------------------------------
+# the run
+
+
+def describe_machine(device):
+    lines = [f"python {platform.python_version()}, torch {torch.__version__}"]
+    try:
+        import diffusers
+
+        lines[0] += f", diffusers {diffusers.__version__}"
+    except ImportError:
+        pass
+    if device.type == "cuda":
+        lines.append(f"device: {torch.cuda.get_device_name(device)}")
+    else:
+        cpu = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as f:
+                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+            if names:
+                cpu = names[0]
+        except OSError:
+            pass
+        lines.append(f"device: CPU, {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}")
+        isa = torch.backends.cpu.get_cpu_capability()
+        lines.append(f"torch CPU capability: {isa}")
+    try:
+        lines.append("load average (1, 5, 15 min) at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    except OSError:
+        pass
+    return lines
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def run(args):
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    from diffusers.utils import logging as diffusers_logging
+
+    diffusers_logging.set_verbosity_error()  # the "modules that should be kept in float32: []" note on .to(bf16)
+    precisions = args.precisions
+    models = {"ours": our_unet(args.quick).to(device), "diffusers": diffusers_unet(args.quick).to(device)}
+    names = list(models)
+    out = {"machine": describe_machine(device), "settings": vars(args).copy(), "rows": {}}
+    for line in out["machine"]:
+        print(line, flush=True)
+
+    # ---- static: parameters, FLOPs ----
+    size = models["ours"].config.sample_size
+    static = {}
+    for name, model in models.items():
+        params = sum(p.numel() for p in model.parameters())
+        x = torch.randn(1, 1, size, size, device=device)
+        t = torch.tensor([500], device=device)
+        model.eval()
+        with torch.no_grad():
+            fwd = count_flops(lambda: model(x, t))
+        static[name] = {"params": params, "fwd_flops": fwd}
+
+    # ---- training ----
+    train = {(n, p): [] for n in names for p in precisions}
+    train_flops, memory = {}, {}
+    trainers = {}
+    for p in precisions:
+        for name in names:
+            # Each precision trains its own copy so that the timings do not depend on the order of runs.
+            model = our_unet(args.quick) if name == "ours" else diffusers_unet(args.quick)
+            model.load_state_dict(models[name].state_dict())
+            model.to(device)
+            step, optimizer = make_trainer(model, args.train_batch, device, p)
+            for _ in range(args.warmup):
+                step()
+            train_flops[name, p] = count_flops(step) / args.train_batch
+            memory[name, p] = peak_memory(step, device)
+            params_b, moments_b = state_bytes(model, optimizer)
+            memory[name, p, "state"] = params_b * 2 + moments_b  # parameters, gradients, AdamW moments
+            trainers[name, p] = step
+    for r in range(args.repeats):
+        order = names if r % 2 == 0 else names[::-1]
+        for p in precisions:
+            for name in order:
+                seconds = time_calls(trainers[name, p], args.train_iters, device)
+                train[name, p].append(args.train_batch / seconds)
+        print(f"training repetition {r + 1}/{args.repeats} done", flush=True)
+    del trainers
+
+    # ---- sampling through the pipelines ----
+    sample = {(n, p): [] for n in names for p in precisions}
+    pipes = {}
+    for p in precisions:
+        copies = {}
+        for name in names:
+            model = our_unet(args.quick) if name == "ours" else diffusers_unet(args.quick)
+            model.load_state_dict(models[name].state_dict())
+            model.to(device).eval()
+            if p == "bf16":
+                model.to(torch.bfloat16)
+            copies[name] = model
+        pipes["ours", p], pipes["diffusers", p] = pipelines(copies["ours"], copies["diffusers"])
+        for name in names:
+            sample_once(pipes[name, p], args.sample_batch, max(2, args.sample_steps // 4))
+    for r in range(args.repeats):
+        order = names if r % 2 == 0 else names[::-1]
+        for p in precisions:
+            for name in order:
+                pipe = pipes[name, p]
+                seconds = time_calls(lambda: sample_once(pipe, args.sample_batch, args.sample_steps), 1, device)
+                sample[name, p].append(seconds / args.sample_steps)
+        print(f"sampling repetition {r + 1}/{args.repeats} done", flush=True)
+
+    # ---- fast sampling: the scheduler swap on our pipeline ----
+    fast = []
+    if args.fast_sampling:
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
+        best = "bf16" if "bf16" in precisions else precisions[0]
+        pipe = pipes["ours", best]
+        default_scheduler = pipe.scheduler
+        for cls, steps in ((DDIMScheduler, 50), (DPMSolverMultistepScheduler, 25)):
+            steps = min(steps, args.sample_steps * 5)
+            pipe.scheduler = cls.from_config(default_scheduler.config)
+            seconds = time_calls(lambda: sample_once(pipe, args.sample_batch, steps), 1, device)
+            fast.append((cls.__name__, steps, best, seconds))
+        pipe.scheduler = default_scheduler
+
+    # ---- report ----
+    rows = []
+
+    def row(label, a, b, ratio, fmt):
+        rows.append((label, fmt(a), fmt(b), f"{ratio:.2f}x"))
+        out["rows"][label] = {"ours": a, "diffusers": b, "ratio": ratio}
+
+    def ratio(a, b):
+        return a / b if b else float("nan")
+
+    row("parameters (M)", static["ours"]["params"] / 1e6, static["diffusers"]["params"] / 1e6,
+        ratio(static["diffusers"]["params"], static["ours"]["params"]), lambda v: f"{v:.2f}")
+    row("forward GFLOP / image", static["ours"]["fwd_flops"] / 1e9, static["diffusers"]["fwd_flops"] / 1e9,
+        ratio(static["diffusers"]["fwd_flops"], static["ours"]["fwd_flops"]), lambda v: f"{v:.3f}")
+    for p in precisions:
+        a, b = median(train["ours", p]), median(train["diffusers", p])
+        row(f"training images/s, {p} (batch {args.train_batch})", a, b, ratio(a, b), lambda v: f"{v:.1f}")
+    for p in precisions:
+        a, b = train_flops["ours", p] / 1e9, train_flops["diffusers", p] / 1e9
+        row(f"training GFLOP / image, {p}", a, b, ratio(b, a), lambda v: f"{v:.3f}")
+        a = a * median(train["ours", p])
+        b = b * median(train["diffusers", p])
+        row(f"training achieved GFLOP/s, {p}", a, b, ratio(a, b), lambda v: f"{v:.1f}")
+    for p in precisions:
+        a, b = memory["ours", p] / 2**20, memory["diffusers", p] / 2**20
+        row(f"training peak activation memory (MiB), {p}", a, b, ratio(b, a), lambda v: f"{v:.0f}")
+    a, b = memory["ours", precisions[0], "state"] / 2**20, memory["diffusers", precisions[0], "state"] / 2**20
+    row("params + grads + AdamW state (MiB)", a, b, ratio(b, a), lambda v: f"{v:.1f}")
+    for p in precisions:
+        a, b = median(sample["ours", p]), median(sample["diffusers", p])
+        row(f"sampling s/step, {p} (batch {args.sample_batch})", a, b, ratio(b, a), lambda v: f"{v:.4f}")
+
+    widths = [max(len(r[i]) for r in rows + [("", "ours", "diffusers", "ratio")]) for i in range(4)]
+    header = ("", "ours", "diffusers", "ours vs diffusers")
+    widths[3] = max(widths[3], len(header[3]))
+    lines = [
+        "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+    ]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
+    print()
+    print("\n".join(lines))
+    print(f"\nmedians of {args.repeats} alternated repetitions; training: {args.train_iters} steps per repetition; "
+          f"sampling: {args.sample_steps} denoising steps per repetition. Ratios > 1 favour ours.")
+    if fast:
+        print("\nfast sampling on our pipeline (scheduler swap, batch "
+              f"{args.sample_batch}, {fast[0][2]} weights):")
+        for name, steps, p, seconds in fast:
+            print(f"  {name:28s} {steps:4d} steps  {seconds:7.2f} s per batch  ({seconds / steps:.4f} s/step)")
+        out["fast_sampling"] = [dict(scheduler=n, steps=s, precision=p, seconds=sec) for n, s, p, sec in fast]
+    try:
+        print("load average (1, 5, 15 min) at end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
+    except OSError:
+        pass
+    out["table"] = lines
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2, default=str)
+    return out
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke test: tiny models (8x8 images), batch 2, 1 repetition, 2 steps")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--precisions", type=lambda s: s.split(","), default=["fp32", "bf16"],
+                        help="comma-separated subset of fp32,bf16")
+    parser.add_argument("--repeats", type=int, default=5, help="alternated repetitions (medians are reported)")
+    parser.add_argument("--train_batch", type=int, default=64)
+    parser.add_argument("--train_iters", type=int, default=3, help="training steps timed per repetition")
+    parser.add_argument("--sample_batch", type=int, default=16)
+    parser.add_argument("--sample_steps", type=int, default=10, help="denoising steps timed per repetition")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed training steps before measuring")
+    parser.add_argument("--no_fast_sampling", dest="fast_sampling", action="store_false",
+                        help="skip the DDIM / DPM-Solver++ timing")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    args = parser.parse_args(argv)
+    for p in args.precisions:
+        if p not in ("fp32", "bf16"):
+            raise SystemExit(f"--precisions: unknown precision {p!r}; allowed: fp32, bf16")
+    if args.quick:
+        args.repeats, args.train_batch, args.sample_batch = 1, 2, 2
+        args.train_iters, args.sample_steps, args.warmup = 1, 2, 1
+    return args
+
+
+def main(argv=None):
+    return run(parse_args(argv))
+
+
+if __name__ == "__main__":
+    main()
