@@ -165,19 +165,25 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         labels = None if class_labels is None else self._class_labels_tensor(class_labels, batch_size, device)
 
         # x_T ~ N(0, I), scaled by the scheduler's initial sigma (1 for DDPM/DDIM, larger for Euler).
+        # The chain x_T -> x_0 is kept in float32 whatever the U-Net's dtype: a bfloat16 U-Net (8 bits of
+        # mantissa) sees its input cast down and returns eps in bfloat16, but the scheduler's update
+        # x_{t-1} = coef_x0 x_0_hat + coef_xt x_t + sigma_t z adds up 1000 small steps, which bfloat16
+        # latents would round away.
+        unet_dtype = self.unet.dtype
+        latents_dtype = torch.float64 if unet_dtype == torch.float64 else torch.float32
         if latents is None:
-            latents = randn_tensor(shape, generator=generator, device=device, dtype=self.unet.dtype)
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=latents_dtype)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}.")
-        latents = latents.to(device=device, dtype=self.unet.dtype) * self.scheduler.init_noise_sigma
+        latents = latents.to(device=device, dtype=latents_dtype) * self.scheduler.init_noise_sigma
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         step_kwargs = self._step_kwargs(generator, eta)
         unet_kwargs = {} if labels is None else {"class_labels": labels}
 
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            model_input = self.scheduler.scale_model_input(latents, t)
-            model_output = self.unet(model_input, t, **unet_kwargs).sample
+            model_input = self.scheduler.scale_model_input(latents, t).to(unet_dtype)
+            model_output = self.unet(model_input, t, **unet_kwargs).sample.to(latents_dtype)
             latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
                 callback_kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}
