@@ -1,5 +1,6 @@
 """AnnotatedDDPMPipeline: sampling behaviour, scheduler swaps, and saved folders that load by every route."""
 
+import ast
 import json
 import os
 import subprocess
@@ -207,8 +208,12 @@ def test_saved_folder_layout(pipe, tmp_path):
     assert (saved / "scheduler" / f"{index['scheduler'][0]}.py").is_file()
     assert (saved / "unet" / "diffusion_pytorch_model.safetensors").is_file()
     assert not list(saved.rglob("*.bin")) and not list(saved.rglob("__init__.py"))
-    for code in saved.rglob("*.py"):
-        assert "annotated_pipeline" not in code.read_text().replace("annotated_pipeline`", ""), code
+    for code in saved.rglob("*.py"):  # self-contained: no import of the package, no relative import left
+        for node in ast.walk(ast.parse(code.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0 and not node.module.startswith("annotated_pipeline"), (code, node.module)
+            elif isinstance(node, ast.Import):
+                assert not any(alias.name.startswith("annotated_pipeline") for alias in node.names), code
     with pytest.raises(ValueError, match="safetensors"):
         pipe.save_pretrained(tmp_path / "pickled", safe_serialization=False)
 
