@@ -26,6 +26,7 @@ from hub_server import LocalHub, hub_env
 from safetensors.torch import load_file
 
 from annotated_pipeline.training.checkpointing import list_checkpoints, prune_checkpoints, resolve_checkpoint
+from annotated_pipeline import AnnotatedDDPMPipeline
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = str(REPO / "train_accelerate.py")
@@ -163,8 +164,6 @@ def test_saved_pipeline_holds_the_ema_weights(single):
 
 def test_saved_output_loads_by_both_routes_and_samples(single):
     from diffusers import DiffusionPipeline
-
-    from annotated_pipeline import AnnotatedDDPMPipeline
 
     out, _, _ = single
     for pipe in (AnnotatedDDPMPipeline.from_pretrained(out),
@@ -337,3 +336,25 @@ def test_prune_keeps_the_newest_and_resolve_finds_latest(tmp_path):
         resolve_checkpoint(str(tmp_path), "checkpoint-7")
     with pytest.raises(ValueError, match="not a checkpoint folder"):
         resolve_checkpoint(str(tmp_path), str(tmp_path / "checkpoint-notanumber"))
+
+
+def test_pushed_run_loads_by_repo_id_without_the_package(single):
+    """The training script's push, downloaded by someone with only diffusers: the same images as the local output."""
+    out, _, _ = single
+    local = AnnotatedDDPMPipeline.from_pretrained(out)
+    local.set_progress_bar_config(disable=True)
+    expected = local(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=2, output_type="np").images
+    code = (
+        "import numpy as np, torch\n"
+        "from diffusers import DiffusionPipeline\n"
+        "pipe = DiffusionPipeline.from_pretrained('test-user/tiny-ddpm', trust_remote_code=True)\n"
+        "pipe.set_progress_bar_config(disable=True)\n"
+        "images = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=2, output_type='np').images\n"
+        f"np.save({str(out.parent / 'from_hub.npy')!r}, images)\n"
+    )
+    with LocalHub(out.parent / "hub") as hub:  # the same repos, served again
+        env = hub_env(hub.endpoint, out.parent / "fresh_home", token=None, hide_modules=("annotated_pipeline",))
+        result = subprocess.run([sys.executable, "-c", code], env=env, cwd=out.parent / "fresh_home",
+                                capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_array_equal(np.load(out.parent / "from_hub.npy"), expected)
