@@ -344,3 +344,43 @@ def test_the_folder_loads_as_remote_code_without_the_package(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "REMOTE_OK" in result.stdout and "(2, 1, 16, 16)" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------
+# linear_attention_levels: where the linear attentions are (speed option; default every level)
+# ---------------------------------------------------------------------------------------------
+
+
+def test_linear_attention_levels_default_is_every_level_and_the_option_drops_the_others(tmp_path):
+    def levels_with_attention(model):
+        """(down levels, up levels) whose attention is a linear attention; up_levels run from the last level."""
+        def attends(level):
+            return isinstance(getattr(level["attention"], "fn", None), LinearAttention)
+
+        down = [i for i, level in enumerate(model.down_levels) if attends(level)]
+        up = [len(model.up_levels) - 1 - j for j, level in enumerate(model.up_levels) if attends(level)]
+        return down, sorted(up)
+
+    default = tiny()
+    assert default.config.linear_attention_levels is None
+    assert levels_with_attention(default) == ([0, 1], [0, 1])
+    model = tiny(linear_attention_levels=[1])
+    assert model.config.linear_attention_levels == (1,)
+    assert levels_with_attention(model) == ([1], [1])
+    assert isinstance(model.mid_attention.fn, Attention)  # the bottleneck keeps its softmax attention
+    removed = sum(p.numel() for p in default.parameters()) - sum(p.numel() for p in model.parameters())
+    per_attention = sum(p.numel() for p in default.down_levels[0]["attention"].parameters())
+    assert removed == 2 * per_attention
+    # The config rebuilds the same network, and the weights load back.
+    model.save_pretrained(tmp_path)
+    loaded = AnnotatedUNet2DModel.from_pretrained(tmp_path).eval()
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([5, 500])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, t).sample, model(x, t).sample)
+    assert Unet(dim=8, channels=1, dim_mults=(1, 2), linear_attention_levels=(1,)).config.linear_attention_levels == (1,)
+
+
+@pytest.mark.parametrize("levels", [(2,), (-1,), (0, 0), "0", 1, (True,)])
+def test_bad_linear_attention_levels_raise(levels):
+    with pytest.raises(ValueError, match="linear_attention_levels must"):
+        tiny(linear_attention_levels=levels)

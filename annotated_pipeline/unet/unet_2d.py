@@ -22,7 +22,8 @@ widths w_i = dim * dim_mults[i], S the input size and emb the time embedding (em
 
 Every block sees emb; "[x, pop]" concatenates the skip pushed by the mirror block on the way down (the
 seed concatenates after each block, so two skips per level). Blocks are ResNet or ConvNeXt (blocks.py);
-attention is linear on every level and softmax only in the bottleneck (attention.py). The input size
+attention is linear on every level (or on the levels in `linear_attention_levels`) and softmax only in
+the bottleneck (attention.py). The input size
 must survive L - 1 halvings: H and W multiples of 2^(L-1) (28 -> 14 -> 7 for dim_mults (1, 2, 4)).
 
 Class conditioning (optional, `num_class_embeds`): a learned vector per class is added to emb, so
@@ -113,6 +114,11 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         resnet_block_groups: GroupNorm groups of the ResNet blocks; must divide every block width.
         convnext_mult: expansion factor inside the ConvNeXt blocks.
         attention_heads, attention_head_dim: heads and width per head of every attention layer.
+        linear_attention_levels: the levels (0 = full resolution) whose two blocks (down and up) carry a
+            linear attention; None means every level, the seed's architecture. The bottleneck's softmax
+            attention is always there. (1, 2) for dim_mults (1, 2, 4) drops the two full-resolution
+            attentions, where N = H * W is largest (~30% of the time on CPU; benchmarks/RESULTS.md); Ho et
+            al. 2020 and diffusers' DDPM U-Nets have no attention at full resolution either.
         num_class_embeds: number of classes for class conditioning; None for an unconditional model.
 
     Defaults are the seed's Fashion-MNIST setting: 28x28x1 images, dim 28, dim_mults (1, 2, 4), ResNet
@@ -134,6 +140,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         attention_heads=4,
         attention_head_dim=32,
         num_class_embeds=None,
+        linear_attention_levels=None,
     ):
         super().__init__()
         # ---- fail early: every impossible configuration is refused here, with what would work ----
@@ -159,6 +166,24 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         _check_int("num_class_embeds", num_class_embeds, allow_none=True)
 
         num_levels = len(dim_mults)
+        if linear_attention_levels is None:
+            attended = set(range(num_levels))
+        else:
+            if isinstance(linear_attention_levels, (str, bytes)) or not hasattr(linear_attention_levels, "__iter__"):
+                raise ValueError(
+                    f"linear_attention_levels must be None (every level) or a sequence of level indices in "
+                    f"0..{num_levels - 1}, got {linear_attention_levels!r}"
+                )
+            linear_attention_levels = tuple(linear_attention_levels)
+            bad = [i for i in linear_attention_levels
+                   if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_levels]
+            if bad or len(set(linear_attention_levels)) != len(linear_attention_levels):
+                raise ValueError(
+                    f"linear_attention_levels must hold distinct level indices in 0..{num_levels - 1} (one per entry "
+                    f"of dim_mults={dim_mults}), got {linear_attention_levels!r}"
+                )
+            attended = set(linear_attention_levels)
+            linear_attention_levels = tuple(sorted(attended))
         widths = [dim * m for m in dim_mults]
         if block_type == "resnet":
             normed = sorted(set(widths) | {dim})  # every ResNet block ends at one of these widths
@@ -183,7 +208,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
             _check_int("sample_size", width)
             _check_spatial(f"sample_size={sample_size}: side", height, width, num_levels)
         # Lists and tuples both come back as lists from config.json: store one canonical form.
-        self.register_to_config(dim_mults=dim_mults, sample_size=sample_size)
+        self.register_to_config(dim_mults=dim_mults, sample_size=sample_size, linear_attention_levels=linear_attention_levels)
 
         # ---- the network ----
         time_dim = 4 * dim
@@ -194,7 +219,9 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
             def block(c_in, c_out):
                 return ConvNextBlock(c_in, c_out, time_dim, mult=convnext_mult)
 
-        def linear_attention(c):
+        def linear_attention(c, level):
+            if level not in attended:
+                return nn.Identity()
             return PreNormResidual(c, LinearAttention(c, attention_heads, attention_head_dim))
 
         self.time_embedding = TimeEmbedding(dim, time_dim)
@@ -210,7 +237,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
                     {
                         "block1": block(c_prev, w),
                         "block2": block(w, w),
-                        "attention": linear_attention(w),
+                        "attention": linear_attention(w, i),
                         "downsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if last else Downsample(w, w),
                     }
                 )
@@ -231,7 +258,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
                     {
                         "block1": block(2 * w, w),
                         "block2": block(2 * w, w),
-                        "attention": linear_attention(w),
+                        "attention": linear_attention(w, i),
                         "upsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if first else Upsample(w, widths[i - 1]),
                     }
                 )
@@ -310,7 +337,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         return AnnotatedUNet2DOutput(sample=out)
 
 
-_UNET_EXTRA_KWARGS = ("attention_heads", "attention_head_dim", "num_class_embeds")
+_UNET_EXTRA_KWARGS = ("attention_heads", "attention_head_dim", "num_class_embeds", "linear_attention_levels")
 
 
 def Unet(
@@ -330,7 +357,7 @@ def Unet(
     Argument names are the seed's (channels, out_dim, use_convnext); they map to the model's config
     (in_channels, out_channels, block_type). sample_size=None leaves the size open (any multiple of
     2**(len(dim_mults) - 1)); pass it to use the model in a diffusers pipeline. Extra keyword arguments:
-    attention_heads, attention_head_dim, num_class_embeds; the seed's self_condition=False and
+    attention_heads, attention_head_dim, num_class_embeds, linear_attention_levels; the seed's self_condition=False and
     with_time_emb=True are accepted (their only supported values).
     """
     if kwargs.pop("self_condition", False):
