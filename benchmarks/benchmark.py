@@ -66,13 +66,17 @@ def diffusers_unet(quick=False):
     )
 
 
+OUR_CONFIG = {}  # --ours_config: overrides of our configuration, e.g. {"linear_attention_levels": [1, 2]}
+
+
 def our_unet(quick=False):
     """Our default configuration, AnnotatedUNet2DModel() (= Unet(dim=28, channels=1, dim_mults=(1, 2, 4)))."""
     from annotated_pipeline.unet import AnnotatedUNet2DModel
 
     if quick:
-        return AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), attention_heads=1, attention_head_dim=8)
-    return AnnotatedUNet2DModel()
+        return AnnotatedUNet2DModel(**{**dict(sample_size=8, dim=8, dim_mults=(1, 2), attention_heads=1,
+                                              attention_head_dim=8), **OUR_CONFIG})
+    return AnnotatedUNet2DModel(**OUR_CONFIG)
 
 
 def schedulers():
@@ -265,6 +269,7 @@ def run(args):
     out = {"machine": describe_machine(device), "settings": vars(args).copy(), "rows": {}}
     for line in out["machine"]:
         print(line, flush=True)
+    print(f"ours: AnnotatedUNet2DModel({', '.join(f'{k}={v!r}' for k, v in OUR_CONFIG.items())})", flush=True)
 
     # ---- static: parameters, FLOPs ----
     size = models["ours"].config.sample_size
@@ -421,8 +426,12 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=2, help="untimed training steps before measuring")
     parser.add_argument("--no_fast_sampling", dest="fast_sampling", action="store_false",
                         help="skip the DDIM / DPM-Solver++ timing")
+    parser.add_argument("--ours_config", type=json.loads, default={},
+                        help='JSON overrides of our U-Net config, e.g. \'{"linear_attention_levels": [1, 2]}\'')
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
+    OUR_CONFIG.clear()
+    OUR_CONFIG.update(args.ours_config)
     for p in args.precisions:
         if p not in ("fp32", "bf16"):
             raise SystemExit(f"--precisions: unknown precision {p!r}; allowed: fp32, bf16")

@@ -86,3 +86,14 @@ def test_peak_memory_sees_a_known_allocation():
 def test_unknown_precision_is_refused():
     with pytest.raises(SystemExit, match="unknown precision 'fp16'"):
         benchmark.parse_args(["--precisions", "fp32,fp16"])
+
+
+def test_ours_config_overrides_our_model_only():
+    try:
+        benchmark.parse_args(["--quick", "--ours_config", '{"linear_attention_levels": [1]}'])
+        model = benchmark.our_unet(quick=True)
+        assert model.config.linear_attention_levels == (1,)
+        assert not hasattr(model.down_levels[0]["attention"], "fn")  # level 0 without its linear attention
+    finally:
+        benchmark.parse_args(["--quick"])  # back to the default for the other tests
+    assert benchmark.our_unet(quick=True).config.linear_attention_levels is None
