@@ -39,7 +39,8 @@ echo "   installed in $((SECONDS - START)) s"
 
 echo "== 2/3  Training on the embedded Fashion-MNIST sample ($STEPS steps)"
 TRAIN_START=$SECONDS
-accelerate launch --num_processes 1 --num_machines 1 --mixed_precision no --dynamo_backend no \
+accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_process "$(nproc)" \
+    --mixed_precision no --dynamo_backend no \
     train_accelerate.py \
     --output_dir "$OUT" \
     --resolution 28 --dim 16 --dim_mults 1,2,4 \

@@ -358,3 +358,14 @@ def test_pushed_run_loads_by_repo_id_without_the_package(single):
                                 capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     np.testing.assert_array_equal(np.load(out.parent / "from_hub.npy"), expected)
+
+
+def test_header_reports_threads_and_warns_about_a_single_cpu_thread(tmp_path, data_dir):
+    """Without --cpu, `accelerate launch` gives each process one CPU thread; on a CPU run the script says so."""
+    no_cpu_flag = ["--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    result = launch(no_cpu_flag, ["--train_data_dir", str(data_dir), "--output_dir", str(tmp_path / "out"), *TINY,
+                                  "--max_train_steps", "1", "--logger", "none"], tmp_path / "hf_home")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "CPU threads per process = 1" in result.stderr
+    if (os.cpu_count() or 1) > 1:
+        assert f"--num_cpu_threads_per_process {os.cpu_count()}" in result.stderr

@@ -337,7 +337,12 @@ def log_run_header(args, dataset, plan, accelerator, global_step):
     logger.info("***** Running training *****")
     logger.info(f"  Data = {describe_data(args)}, {len(dataset)} images")
     logger.info(f"  Processes = {accelerator.num_processes}, device = {accelerator.device}, "
-                f"mixed precision = {accelerator.mixed_precision}")
+                f"mixed precision = {accelerator.mixed_precision}, CPU threads per process = {torch.get_num_threads()}")
+    idle_cores = (os.cpu_count() or 1) // accelerator.num_processes
+    if accelerator.device.type == "cpu" and torch.get_num_threads() == 1 and idle_cores > 1:
+        # `accelerate launch` sets OMP_NUM_THREADS=1 per process unless told otherwise.
+        logger.warning(f"  Training on the CPU with one thread while {idle_cores} cores per process are free: "
+                       f"pass `accelerate launch --num_cpu_threads_per_process {idle_cores} ...` to use them.")
     logger.info(f"  Batch size per process = {args.train_batch_size}, gradient accumulation steps = "
                 f"{args.gradient_accumulation_steps}, total batch size = {plan.total_batch_size}")
     logger.info(f"  Epochs = {plan.num_epochs}, optimizer steps per epoch = {plan.update_steps_per_epoch}, "
