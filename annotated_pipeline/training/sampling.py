@@ -81,7 +81,8 @@ def to_grid(images):
         blank = pil_images[0].copy()
         blank.paste(0, (0, 0, *blank.size))
         pil_images = pil_images + [blank] * (rows * cols - len(pil_images))
-    return make_image_grid(pil_images, rows=rows, cols=cols)
+    # make_image_grid pastes onto an RGB canvas; grayscale samples stay one channel.
+    return make_image_grid(pil_images, rows=rows, cols=cols).convert(pil_images[0].mode)
 
 
 def log_samples(accelerator, logger_name, images, step):

@@ -1,0 +1,30 @@
+"""The `python -m annotated_pipeline.sample` command: a deterministic grid from a saved pipeline."""
+
+import subprocess
+import sys
+
+import numpy as np
+import torch
+from PIL import Image
+
+from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
+from annotated_pipeline.sample import main, sample_grid
+
+
+def test_sample_command_writes_a_deterministic_grid(tmp_path, capsys):
+    torch.manual_seed(0)
+    unet = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), resnet_block_groups=2,
+                                attention_heads=2, attention_head_dim=8)
+    AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="cosine")
+                          ).save_pretrained(tmp_path / "pipe")
+    args = [str(tmp_path / "pipe"), "--num_images", "6", "--num_inference_steps", "3", "--scale", "2"]
+    main(args + ["--output", str(tmp_path / "a.png")])
+    assert "6 samples (ddim, 3 steps, seed 0)" in capsys.readouterr().out
+    grid = Image.open(tmp_path / "a.png")
+    assert grid.mode == "L" and grid.size == (3 * 8 * 2, 2 * 8 * 2)  # 6 images: 2 rows of 3, enlarged 2x
+    result = subprocess.run([sys.executable, "-m", "annotated_pipeline.sample", *args, "--output", str(tmp_path / "b.png")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    np.testing.assert_array_equal(np.asarray(grid), np.asarray(Image.open(tmp_path / "b.png")))
+    other = sample_grid(str(tmp_path / "pipe"), num_images=6, num_inference_steps=3, seed=1)
+    assert not np.array_equal(np.asarray(other), np.asarray(Image.open(tmp_path / "b.png").resize(other.size)))
