@@ -3,15 +3,16 @@
 #
 # The project's default model and schedule (U-Net dim 28, dim_mults 1,2,4, ResNet blocks, cosine
 # schedule, T = 1000, epsilon prediction, Huber loss), trained with train_accelerate.py on the full
-# official training split, in stages of STAGE steps that each resume from the last checkpoint
-# (`--resume_from_checkpoint latest`), so an interrupted run loses at most one checkpoint interval:
-# run the script again and it carries on. (`accelerate launch` gives each process one CPU thread
-# unless told otherwise, hence --num_cpu_threads_per_process.) After each stage the saved pipeline (EMA weights) is
-# copied to $RUN/stage-<step> and evaluated in the background (Frechet distance in the features of
-# our Fashion-MNIST classifier, N = EVAL_N, DDIM 50 steps), which gives the curve of distance
-# against training steps.
+# official training split, in stages that each resume from the last checkpoint
+# (`--resume_from_checkpoint latest`; the stage ends are multiples of --checkpointing_steps, so each
+# stage starts exactly where the last one stopped). An interrupted run loses at most one checkpoint
+# interval: run the script again and it carries on. After each stage the saved pipeline (EMA
+# weights) is copied to $RUN/stage-<step> and evaluated in the background (Frechet distance in the
+# features of our Fashion-MNIST classifier, N = EVAL_N, DDIM 50 steps): the curve of distance
+# against training steps. `accelerate launch` gives a process one CPU thread unless told otherwise,
+# hence --num_cpu_threads_per_process.
 #
-#   bash pretrained/train_reference.sh            # RUN=runs/reference STAGES="800 1600 2400"
+#   bash pretrained/train_reference.sh            # RUN=runs/reference STAGES="800 1600"
 #
 # Needs the official files: apt-get install dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 set -euo pipefail
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 
 RUN="${RUN:-runs/reference}"
 DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
-STAGES="${STAGES:-800 1600 2400}"
+STAGES="${STAGES:-800 1600}"
 EVAL_N="${EVAL_N:-500}"
 mkdir -p "$RUN"
 
@@ -31,7 +32,7 @@ for STEPS in $STAGES; do
       --mixed_precision bf16 --train_batch_size 128 \
       --learning_rate 5e-4 --lr_scheduler constant_with_warmup --lr_warmup_steps 200 \
       --use_ema --max_train_steps "$STEPS" \
-      --checkpointing_steps 500 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
+      --checkpointing_steps 400 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
       --save_images_epochs 1000 --save_model_epochs 1000 \
       --ddpm_num_inference_steps 100 --logger tensorboard
     mkdir -p "$RUN/stage-$STEPS"

@@ -1,0 +1,385 @@
+"""Sampling from a trained DDPM, as a diffusers pipeline.
+
+Ho et al. 2020, Algorithm 2 (Sampling):
+
+    x_T ~ N(0, I)
+    for t = T, ..., 1:
+        z ~ N(0, I) if t > 1, else z = 0
+        x_{t-1} = 1/sqrt(alpha_t) * ( x_t - (1 - alpha_t)/sqrt(1 - alpha_bar_t) * eps_theta(x_t, t) ) + sigma_t z
+    return x_0
+
+The pipeline owns the loop; the scheduler owns one step of it (`scheduler.step`), so any diffusers
+scheduler can be swapped in (DDIM, DPM-Solver, Euler, PNDM) and walk a shorter chain of timesteps.
+
+This file is also the code that a saved pipeline carries. `save_pretrained` copies it to the root
+of the saved folder as `pipeline.py`, and the code files of the U-Net and the scheduler (each
+component's module bundled with the modules it imports relatively) into their subfolders, and
+names them in `model_index.json`. So the folder loads
+
+1. with this package installed: `AnnotatedDDPMPipeline.from_pretrained(path)`, which builds the
+   components from the installed package and never executes code from the folder;
+2. without it: `DiffusionPipeline.from_pretrained(path, trust_remote_code=True)`, which runs the
+   folder's own code files (diffusers' remote-code loader);
+
+and a pipeline loaded by route 2 saves again into a folder that loads by both routes. Therefore
+this module imports nothing from `annotated_pipeline`: only torch, diffusers, huggingface_hub.
+"""
+
+import ast
+import importlib
+import inspect
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+class AnnotatedDDPMPipeline(DiffusionPipeline):
+    """Unconditional (or class-conditional) image generation with a DDPM.
+
+    Components:
+        unet: the noise-prediction network eps_theta(x_t, t) (`AnnotatedUNet2DModel`, or any
+            diffusers model with the same call signature, such as `UNet2DModel`).
+        scheduler: `AnnotatedDDPMScheduler`, or any diffusers scheduler built from its config,
+            e.g. `DDIMScheduler.from_config(pipe.scheduler.config)`.
+    """
+
+    model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(self, unet: ModelMixin, scheduler: SchedulerMixin):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
+
+    # ----------------------------------------------------------------------------------------
+    # Sampling
+    # ----------------------------------------------------------------------------------------
+
+    def _check_inputs(self, batch_size, num_inference_steps, output_type, class_labels, guidance_scale):
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        num_train_timesteps = self.scheduler.config.num_train_timesteps
+        if num_inference_steps < 1 or num_inference_steps > num_train_timesteps:
+            raise ValueError(
+                f"num_inference_steps={num_inference_steps} is outside 1..{num_train_timesteps}: the scheduler "
+                f"was trained with num_train_timesteps={num_train_timesteps}, and a chain cannot be longer."
+            )
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"Unknown output_type {output_type!r}; allowed: {', '.join(OUTPUT_TYPES)}.")
+        if self.unet.config.get("sample_size") is None:
+            raise ValueError(
+                "unet.config.sample_size is None, so the pipeline does not know what size of image to draw: "
+                "build the U-Net with a sample_size, e.g. Unet(dim=28, channels=1, dim_mults=(1, 2, 4), sample_size=28)."
+            )
+        num_class_embeds = self.unet.config.get("num_class_embeds")
+        if class_labels is not None and num_class_embeds is None:
+            raise ValueError(
+                "class_labels were given, but the U-Net is unconditional (num_class_embeds=None). "
+                "Sample without class_labels, or train a class-conditional model (--label_column)."
+            )
+        if class_labels is None and num_class_embeds is not None:
+            raise ValueError(
+                f"The U-Net is class-conditional ({num_class_embeds} classes): pass class_labels "
+                f"(an int, or one int per image in 0..{num_class_embeds - 1})."
+            )
+        if guidance_scale != 1.0:
+            raise ValueError(
+                f"guidance_scale={guidance_scale}: classifier-free guidance needs a model trained with label "
+                "dropout, which this U-Net does not have yet; use guidance_scale=1.0."
+            )
+
+    def _class_labels_tensor(self, class_labels, batch_size, device):
+        labels = torch.as_tensor(class_labels, device=device, dtype=torch.long).reshape(-1)
+        if labels.numel() == 1:
+            labels = labels.expand(batch_size)
+        num_classes = self.unet.config.num_class_embeds
+        if labels.numel() != batch_size:
+            raise ValueError(f"Got {labels.numel()} class_labels for batch_size={batch_size}; give one or {batch_size}.")
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(f"class_labels must lie in 0..{num_classes - 1}, got {labels.tolist()}.")
+        return labels
+
+    def _step_kwargs(self, generator, eta):
+        """Only some schedulers' `step` take `generator` (DDPM, DDIM, Euler) or `eta` (DDIM); PNDM takes neither."""
+        accepted = inspect.signature(self.scheduler.step).parameters
+        kwargs = {}
+        if "generator" in accepted:
+            kwargs["generator"] = generator
+        if "eta" in accepted:
+            kwargs["eta"] = eta
+        return kwargs
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator=None,
+        num_inference_steps: int = 1000,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        class_labels=None,
+        guidance_scale: float = 1.0,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs=("latents",),
+        eta: float = 0.0,
+        latents: torch.Tensor | None = None,
+    ):
+        """Generate images: Ho et al. 2020, Algorithm 2, one `scheduler.step` per timestep.
+
+        Args:
+            batch_size: number of images.
+            generator: a `torch.Generator`, or a list of one per image, for reproducible samples.
+            num_inference_steps: length of the chain (1000 walks every training timestep with DDPM;
+                25-100 is enough with DDIM or DPM-Solver swapped in).
+            output_type: "pil" (grayscale "L" images for one-channel models), "np" (B, H, W, C)
+                floats in [0, 1], or "pt" (B, C, H, W) floats in [0, 1].
+            return_dict: return an `ImagePipelineOutput` rather than a tuple.
+            class_labels: for class-conditional U-Nets: an int or one int per image.
+            guidance_scale: 1.0 (classifier-free guidance is not available for these models yet).
+            callback_on_step_end: `fn(pipe, step_index, timestep, callback_kwargs) -> dict`, called
+                after every step with the tensors named in `callback_on_step_end_tensor_inputs`
+                ("latents" is the current x_t); a returned "latents" replaces x_t.
+            eta: DDIM's eta (only passed to schedulers whose `step` takes it).
+            latents: start from this x_T instead of a fresh N(0, I) draw.
+        """
+        self._check_inputs(batch_size, num_inference_steps, output_type, class_labels, guidance_scale)
+        unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs {sorted(unknown)} not in {self._callback_tensor_inputs}.")
+
+        device = self._execution_device
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        shape = (batch_size, self.unet.config.in_channels, height, width)
+        labels = None if class_labels is None else self._class_labels_tensor(class_labels, batch_size, device)
+
+        # x_T ~ N(0, I), scaled by the scheduler's initial sigma (1 for DDPM/DDIM, larger for Euler).
+        # The chain x_T -> x_0 is kept in float32 whatever the U-Net's dtype: a bfloat16 U-Net (8 bits of
+        # mantissa) sees its input cast down and returns eps in bfloat16, but the scheduler's update
+        # x_{t-1} = coef_x0 x_0_hat + coef_xt x_t + sigma_t z adds up 1000 small steps, which bfloat16
+        # latents would round away.
+        unet_dtype = self.unet.dtype
+        latents_dtype = torch.float64 if unet_dtype == torch.float64 else torch.float32
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=latents_dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}.")
+        latents = latents.to(device=device, dtype=latents_dtype) * self.scheduler.init_noise_sigma
+
+        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        step_kwargs = self._step_kwargs(generator, eta)
+        unet_kwargs = {} if labels is None else {"class_labels": labels}
+
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            model_input = self.scheduler.scale_model_input(latents, t).to(unet_dtype)
+            model_output = self.unet(model_input, t, **unet_kwargs).sample.to(latents_dtype)
+            latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
+            if callback_on_step_end is not None:
+                callback_kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}
+                callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                latents = callback_outputs.get("latents", latents)
+
+        # [-1, 1] -> [0, 1], then to the requested type (one-channel images become "L" PIL images).
+        images = self.image_processor.postprocess(latents.float(), output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
+
+    # ----------------------------------------------------------------------------------------
+    # Saving: a folder that carries its own code
+    # ----------------------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory, safe_serialization: bool = True, variant=None, push_to_hub: bool = False, **kwargs):
+        """Save weights (safetensors), configs (JSON) and the code files the folder needs to load
+        without this package (see the module docstring). Pushing goes through `push_to_hub`."""
+        if not safe_serialization:
+            raise ValueError("Weights are saved as safetensors only; safe_serialization=False is not supported.")
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", Path(save_directory).name)
+            self.save_pretrained(save_directory, variant=variant)
+            return self.push_to_hub(repo_id, **kwargs)
+        super().save_pretrained(save_directory, safe_serialization=True, variant=variant, **kwargs)
+        write_code_files(self, save_directory)
+
+    def push_to_hub(self, repo_id, commit_message=None, private=None, token=None, create_pr=False, **kwargs):
+        """Save the pipeline (code files, configs, safetensors weights) and upload it as one commit.
+
+        With the package installed, the upload goes through `annotated_pipeline.hub`: the model
+        card `README.md` is rendered from `model_card/template.md` (pass `card_kwargs=dict(...)`,
+        e.g. `training_args`, `dataset_name`, `samples_file`), the repo is created if needed, and
+        an unreachable Hub raises `HubUnavailableError`. As remote code, diffusers' own push is used.
+        """
+        hub = _installed("hub")
+        if hub is None or create_pr:
+            return super().push_to_hub(repo_id, commit_message=commit_message, private=private, token=token, create_pr=create_pr, **kwargs)
+        card_kwargs = kwargs.pop("card_kwargs", None)
+        if kwargs:
+            raise ValueError(f"Unexpected keyword arguments for push_to_hub: {sorted(kwargs)}.")
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            return hub.push_folder_to_hub(
+                folder, repo_id, token=token, private=bool(private),
+                commit_message=commit_message or "Upload AnnotatedDDPMPipeline", card_kwargs=card_kwargs,
+            )
+
+    # ----------------------------------------------------------------------------------------
+    # Loading with the package installed (route 1)
+    # ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a saved pipeline (a local folder or a Hub repo id).
+
+        With this package installed, the U-Net and scheduler are built from the installed classes
+        and no code from the folder runs, so `trust_remote_code` is not needed. Components saved
+        as diffusers classes (e.g. a swapped-in `DDIMScheduler`) are built from diffusers. Passing
+        `trust_remote_code=True` (or running this file as remote code) uses diffusers' loader.
+        """
+        installed = _installed_component_classes()
+        if not installed or kwargs.get("trust_remote_code") or kwargs.get("custom_pipeline"):
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+        hub_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only", "force_download") if k in kwargs}
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        folder = str(pretrained_model_name_or_path)
+        if not os.path.isdir(folder):
+            from huggingface_hub import snapshot_download
+
+            folder = snapshot_download(folder, ignore_patterns=["*.py", "*.bin", "*.pt", "*.ckpt", "checkpoint-*/*"], **hub_kwargs)
+        config = cls.load_config(folder)
+
+        components = {}
+        for name in ("unet", "scheduler"):
+            if name in kwargs:
+                components[name] = kwargs.pop(name)
+                continue
+            library, class_name = config[name]
+            component_cls = installed.get(class_name)
+            if component_cls is None and library in LOADABLE_CLASSES:
+                component_cls = getattr(importlib.import_module(library), class_name, None)
+            if component_cls is None:
+                raise ValueError(
+                    f"{name} is saved as [{library!r}, {class_name!r}], which is neither a class of this package "
+                    f"({', '.join(sorted(installed))}) nor of {', '.join(LOADABLE_CLASSES)}."
+                )
+            load_kwargs = {"subfolder": name}
+            if issubclass(component_cls, ModelMixin):
+                load_kwargs.update(use_safetensors=True, torch_dtype=torch_dtype)
+            components[name] = component_cls.from_pretrained(folder, **load_kwargs)
+        if kwargs:
+            raise ValueError(f"Unexpected keyword arguments for from_pretrained: {sorted(kwargs)}.")
+        pipeline = cls(**components)
+        pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
+        return pipeline
+
+
+def _installed(submodule):
+    """A module of the installed package, or None when this file runs as remote code from a saved
+    folder (it then lives in diffusers' module cache, beside no package)."""
+    package = __package__ or ""
+    if not package or package.split(".")[0] == "diffusers_modules":
+        return None
+    return importlib.import_module(f"{package}.{submodule}")
+
+
+def _installed_component_classes():
+    """{class name: class} for the components of the installed package; {} when running as remote code."""
+    if _installed("unet") is None:
+        return {}
+    classes = {}
+    for subpackage in ("unet", "scheduler"):
+        module = _installed(subpackage)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) and issubclass(obj, (ModelMixin, SchedulerMixin)):
+                classes[name] = obj
+    return classes
+
+
+def _relative_imports(tree):
+    """The sibling modules a module imports as `from .x import y`, in order."""
+    return [node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module]
+
+
+def bundle_module(module_file):
+    """One self-contained source file: `module_file` and, before it, every sibling module it
+    imports relatively (depth first, each once), with the relative import lines dropped.
+
+    Why one file: for a folder that holds weights, `DiffusionPipeline.download` fetches only the
+    code file named in `model_index.json`, not the files it imports, so a component's code must
+    travel as a single module. The package keeps one concept per file; the bundle is generated
+    from those files at save time and never checked in.
+    """
+    module_file = Path(module_file)
+    order, seen = [], set()
+
+    def visit(path):
+        if path in seen:
+            return
+        seen.add(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for name in _relative_imports(tree):
+            visit(path.parent / f"{name}.py")
+        order.append((path, tree))
+
+    visit(module_file)
+    if len(order) == 1:
+        return module_file.read_text(encoding="utf-8")
+
+    defined = {}
+    parts = [f"# Generated at save time from {', '.join(path.name for path, _ in order)} (annotated-pipeline);"
+             " edit those modules, not this file.\n"]
+    for path, tree in order:
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if node.name in defined:
+                    raise ValueError(f"Cannot bundle {module_file.name}: {node.name!r} is defined in both {defined[node.name]} and {path.name}.")
+                defined[node.name] = path.name
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.level >= 1:
+                for i in range(node.lineno - 1, node.end_lineno):
+                    lines[i] = None
+        parts.append(f"\n# ---- {path.name} " + "-" * max(0, 80 - len(path.name) - 8) + "\n")
+        parts.append("\n".join(line for line in lines if line is not None) + "\n")
+    return "".join(parts)
+
+
+def write_code_files(pipeline, save_directory):
+    """Make a saved folder self-contained: write the code of the pipeline (to `pipeline.py` at the
+    root) and of every component whose class is not from diffusers/transformers (to its subfolder,
+    one bundled file each), and point `model_index.json` at those files:
+    `"unet": ["unet_2d", "AnnotatedUNet2DModel"]`.
+
+    The code is copied from wherever the classes were imported: the installed package, or the
+    module cache of a pipeline that was itself loaded as remote code.
+    """
+    save_directory = Path(save_directory)
+    index_path = save_directory / "model_index.json"
+    model_index = json.loads(index_path.read_text())
+
+    def write_bundle(cls, folder):
+        source = Path(inspect.getfile(cls))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / source.name).write_text(bundle_module(source), encoding="utf-8")
+        return [source.stem, cls.__name__]
+
+    model_index["_class_name"] = write_bundle(type(pipeline), save_directory)
+    for name in pipeline.components:
+        component = getattr(pipeline, name)
+        if component is None or type(component).__module__.split(".")[0] in LOADABLE_CLASSES:
+            continue
+        model_index[name] = write_bundle(type(component), save_directory / name)
+    index_path.write_text(json.dumps(model_index, indent=2, sort_keys=True) + "\n")
