@@ -23,6 +23,7 @@ from huggingface_hub import ModelCard
 from annotated_pipeline.evaluation.evaluate import evaluate, format_report
 from annotated_pipeline.hub import write_model_card
 from annotated_pipeline.sample import sample_grid
+from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES
 
 PIPELINE_FILES = ["model_index.json", "pipeline.py", "unet", "scheduler"]
 
@@ -50,7 +51,7 @@ def stage_curve(run):
 def row(label, report):
     coverage = report["class_coverage"]
     return (f"| {label} | {report['num_samples']} | {report['frechet_distance']:.2f} | "
-            f"{report['frechet_distance_floor']:.2f} | {coverage['min_share']:.3f} ({coverage['min_class']}) | "
+            f"{report['frechet_distance_floor']:.2f} | {coverage['min_share']:.3f} ({FASHION_MNIST_CLASSES[coverage['min_class']]}) | "
             f"{report['seconds_per_sample']:.3f} |")
 
 
