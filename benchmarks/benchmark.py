@@ -66,11 +66,12 @@ def diffusers_unet(quick=False):
     )
 
 
-OUR_CONFIG = {}  # --ours_config: overrides of our configuration, e.g. {"linear_attention_levels": [1, 2]}
+OUR_CONFIG = {}  # --ours_config: overrides of our configuration, e.g. {"linear_attention_levels": "all"}
 
 
 def our_unet(quick=False):
-    """Our default configuration, AnnotatedUNet2DModel() (= Unet(dim=28, channels=1, dim_mults=(1, 2, 4)))."""
+    """Our default configuration, AnnotatedUNet2DModel(): the seed's Unet(dim=28, channels=1, dim_mults=(1, 2, 4))
+    without its full-resolution linear attentions (--ours_config '{"linear_attention_levels": "all"}' puts them back)."""
     from annotated_pipeline.unet import AnnotatedUNet2DModel
 
     if quick:
@@ -427,7 +428,7 @@ def parse_args(argv=None):
     parser.add_argument("--no_fast_sampling", dest="fast_sampling", action="store_false",
                         help="skip the DDIM / DPM-Solver++ timing")
     parser.add_argument("--ours_config", type=json.loads, default={},
-                        help='JSON overrides of our U-Net config, e.g. \'{"linear_attention_levels": [1, 2]}\'')
+                        help='JSON overrides of our U-Net config, e.g. \'{"linear_attention_levels": "all"}\' (the seed\'s attention on every level)')
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     OUR_CONFIG.clear()

@@ -1,48 +1,56 @@
 #!/usr/bin/env bash
 # Train the reference Fashion-MNIST pipeline shipped in pretrained/ddpm-fashion-mnist/.
 #
-# The project's default model and schedule (U-Net dim 28, dim_mults 1,2,4, ResNet blocks, cosine
-# schedule, T = 1000, epsilon prediction, Huber loss), trained with train_accelerate.py on the full
-# official training split, in stages that each resume from the last checkpoint
-# (`--resume_from_checkpoint latest`; the stage ends are multiples of --checkpointing_steps, so each
-# stage starts exactly where the last one stopped). An interrupted run loses at most one checkpoint
-# interval: run the script again and it carries on. After each stage the saved pipeline (EMA
-# weights) is copied to $RUN/stage-<step> and evaluated in the background (Frechet distance in the
-# features of our Fashion-MNIST classifier, N = EVAL_N, DDIM 50 steps): the curve of distance
-# against training steps. `accelerate launch` gives a process one CPU thread unless told otherwise,
-# hence --num_cpu_threads_per_process.
+# The project's default model and schedule (U-Net dim 28, dim_mults 1,2,4, ResNet blocks, linear
+# attention below full resolution, cosine schedule, T = 1000, epsilon prediction, Huber loss), trained
+# with train_accelerate.py on the full official training split, in stages that each resume from the
+# last checkpoint (`--resume_from_checkpoint latest`; the stage ends are multiples of
+# --checkpointing_steps, so each stage starts exactly where the last one stopped). An interrupted run
+# loses at most one checkpoint interval: run the script again and it carries on. After each stage
+# the saved pipeline (EMA weights) is copied to $RUN/stage-<step>, and the wall-clock seconds of the
+# stage go to $RUN/timing.tsv. When every stage is trained, each stage is evaluated in turn (Frechet
+# distance in the features of our Fashion-MNIST classifier, N = EVAL_N, DDIM 50 steps): the curve of
+# distance against training steps. Evaluations run after training, never beside it: two torch
+# processes on 2 cores slow each other 3-6x. `accelerate launch` gives a process one CPU thread
+# unless told otherwise, hence --num_cpu_threads_per_process.
 #
-#   bash pretrained/train_reference.sh            # RUN=runs/reference STAGES="800 1600"
+#   bash pretrained/train_reference.sh     # RUN=runs/reference-v2 STAGES="800 1600 2400 3000"
 #
+# Extra arguments go to train_accelerate.py (e.g. --linear_attention_levels all for the seed's U-Net).
 # Needs the official files: apt-get install dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUN="${RUN:-runs/reference}"
+RUN="${RUN:-runs/reference-v2}"
 DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
-STAGES="${STAGES:-800 1600}"
+STAGES="${STAGES:-800 1600 2400 3000}"
 EVAL_N="${EVAL_N:-500}"
 mkdir -p "$RUN"
 
 for STEPS in $STAGES; do
   if [ ! -f "$RUN/stage-$STEPS/model_index.json" ]; then
+    START=$(date +%s)
     accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_process "$(nproc)" --mixed_precision bf16 --dynamo_backend no \
       train_accelerate.py \
       --train_data_dir "$DATA" --output_dir "$RUN" \
       --mixed_precision bf16 --train_batch_size 128 \
       --learning_rate 5e-4 --lr_scheduler constant_with_warmup --lr_warmup_steps 200 \
       --use_ema --max_train_steps "$STEPS" \
-      --checkpointing_steps 400 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
+      --checkpointing_steps 200 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
       --save_images_epochs 1000 --save_model_epochs 1000 \
-      --ddpm_num_inference_steps 100 --logger tensorboard
+      --ddpm_num_inference_steps 100 --logger tensorboard "$@"
     mkdir -p "$RUN/stage-$STEPS"
     cp -r "$RUN"/model_index.json "$RUN"/pipeline.py "$RUN"/unet "$RUN"/scheduler "$RUN"/samples.png "$RUN"/README.md "$RUN/stage-$STEPS/"
+    printf '%s\t%s\t%s\n' "$STEPS" "$(( $(date +%s) - START ))" "$(date -u +%FT%TZ)" >> "$RUN/timing.tsv"
   fi
+done
+echo "reference training done: $RUN (stage, seconds, finished at: $RUN/timing.tsv)"
+
+for STEPS in $STAGES; do
   if [ ! -f "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.json" ]; then
     python -m annotated_pipeline.evaluation.evaluate "$RUN/stage-$STEPS" --num_samples "$EVAL_N" \
       --scheduler ddim --num_inference_steps 50 --json "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.json" \
-      > "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.txt" 2>&1 &
+      > "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.txt" 2>&1
   fi
 done
-wait
-echo "reference training done: $RUN"
+echo "stage evaluations done: $RUN/stage-*/eval-ddim50-n$EVAL_N.json"

@@ -90,10 +90,12 @@ def test_unknown_precision_is_refused():
 
 def test_ours_config_overrides_our_model_only():
     try:
-        benchmark.parse_args(["--quick", "--ours_config", '{"linear_attention_levels": [1]}'])
+        benchmark.parse_args(["--quick", "--ours_config", '{"linear_attention_levels": "all"}'])
         model = benchmark.our_unet(quick=True)
-        assert model.config.linear_attention_levels == (1,)
-        assert not hasattr(model.down_levels[0]["attention"], "fn")  # level 0 without its linear attention
+        assert model.config.linear_attention_levels is None  # the seed's: every level
+        assert hasattr(model.down_levels[0]["attention"], "fn")  # level 0 with its linear attention
     finally:
         benchmark.parse_args(["--quick"])  # back to the default for the other tests
-    assert benchmark.our_unet(quick=True).config.linear_attention_levels is None
+    default = benchmark.our_unet(quick=True)
+    assert default.config.linear_attention_levels == (1,)
+    assert not hasattr(default.down_levels[0]["attention"], "fn")

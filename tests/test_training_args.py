@@ -17,6 +17,7 @@ from annotated_pipeline.training.args import (
     build_parser,
     parse_args,
     parse_dim_mults,
+    parse_linear_attention_levels,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,7 +34,7 @@ resume_from_checkpoint output_dir logging_dir logger save_images_epochs save_mod
 hub_model_id hub_token hub_private_repo seed ddpm_num_steps ddpm_num_inference_steps ddpm_beta_schedule
 prediction_type
 """.split()
-OUR_FLAGS = "loss_type dim dim_mults block_type label_column num_channels".split()
+OUR_FLAGS = "loss_type dim dim_mults block_type linear_attention_levels label_column num_channels".split()
 
 
 def test_every_flag_exists_and_has_help():
@@ -52,6 +53,7 @@ def test_project_defaults():
     assert args.loss_type == "huber"
     assert args.resolution == 28
     assert args.dim_mults == (1, 2, 4)
+    assert args.linear_attention_levels == "below_full_resolution"
     assert args.prediction_type == "epsilon"
     assert args.dataset_name is None and args.train_data_dir is None  # -> the embedded sample
     assert args.mixed_precision is None  # -> whatever accelerate launch chose
@@ -63,6 +65,15 @@ def test_dim_mults_parsing():
     for bad in ("1,x", "", "1,0", "2,-1"):
         with pytest.raises(Exception, match="comma-separated positive integers"):
             parse_dim_mults(bad)
+
+
+def test_linear_attention_levels_parsing():
+    assert parse_linear_attention_levels("all") == "all"
+    assert parse_linear_attention_levels("below_full_resolution") == "below_full_resolution"
+    assert parse_linear_attention_levels("1,2") == (1, 2)
+    for bad in ("every", "1,x", ""):
+        with pytest.raises(Exception, match="below_full_resolution, all, or comma-separated level indices"):
+            parse_linear_attention_levels(bad)
 
 
 def test_malformed_flag_is_an_argparse_error(capsys):
@@ -131,6 +142,7 @@ def run_cli(capsys, tmp_path, *argv):
     (["--ddpm_beta_schedule", "cosinus"], "cosinus"),
     (["--resolution", "18", "--dim_mults", "1,2,4"], "invalid model configuration (--resolution 18"),
     (["--dim", "7"], "invalid model configuration"),
+    (["--linear_attention_levels", "0,5"], "--linear_attention_levels 0,5): linear_attention_levels must hold"),
     (["--image_column", "picture"], "'picture' is not a column"),
     (["--label_column", "class"], "'class' is not a column"),
 ])

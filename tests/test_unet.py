@@ -347,40 +347,48 @@ def test_the_folder_loads_as_remote_code_without_the_package(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# linear_attention_levels: where the linear attentions are (speed option; default every level)
+# linear_attention_levels: where the linear attentions are (default: every level but full resolution)
 # ---------------------------------------------------------------------------------------------
 
 
-def test_linear_attention_levels_default_is_every_level_and_the_option_drops_the_others(tmp_path):
-    def levels_with_attention(model):
-        """(down levels, up levels) whose attention is a linear attention; up_levels run from the last level."""
-        def attends(level):
-            return isinstance(getattr(level["attention"], "fn", None), LinearAttention)
+def levels_with_attention(model):
+    """(down levels, up levels) whose attention is a linear attention; up_levels run from the last level."""
+    def attends(level):
+        return isinstance(getattr(level["attention"], "fn", None), LinearAttention)
 
-        down = [i for i, level in enumerate(model.down_levels) if attends(level)]
-        up = [len(model.up_levels) - 1 - j for j, level in enumerate(model.up_levels) if attends(level)]
-        return down, sorted(up)
+    down = [i for i, level in enumerate(model.down_levels) if attends(level)]
+    up = [len(model.up_levels) - 1 - j for j, level in enumerate(model.up_levels) if attends(level)]
+    return down, sorted(up)
 
+
+def test_linear_attention_levels_default_skips_full_resolution_and_all_is_the_seed(tmp_path):
     default = tiny()
-    assert default.config.linear_attention_levels is None
-    assert levels_with_attention(default) == ([0, 1], [0, 1])
-    model = tiny(linear_attention_levels=[1])
-    assert model.config.linear_attention_levels == (1,)
-    assert levels_with_attention(model) == ([1], [1])
-    assert isinstance(model.mid_attention.fn, Attention)  # the bottleneck keeps its softmax attention
-    removed = sum(p.numel() for p in default.parameters()) - sum(p.numel() for p in model.parameters())
-    per_attention = sum(p.numel() for p in default.down_levels[0]["attention"].parameters())
-    assert removed == 2 * per_attention
-    # The config rebuilds the same network, and the weights load back.
-    model.save_pretrained(tmp_path)
-    loaded = AnnotatedUNet2DModel.from_pretrained(tmp_path).eval()
-    x, t = torch.randn(2, 1, 16, 16), torch.tensor([5, 500])
-    with torch.no_grad():
-        torch.testing.assert_close(loaded(x, t).sample, model(x, t).sample)
+    assert default.config.linear_attention_levels == (1,)  # resolved: saved configs hold the indices
+    assert levels_with_attention(default) == ([1], [1])
+    assert isinstance(default.mid_attention.fn, Attention)  # the bottleneck keeps its softmax attention
+    three = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2, 4), attention_heads=1, attention_head_dim=8)
+    assert levels_with_attention(three) == ([1, 2], [1, 2]) and three.config.linear_attention_levels == (1, 2)
+    seed = tiny(linear_attention_levels="all")
+    assert seed.config.linear_attention_levels is None  # "all" is stored as None, as configs saved before
+    assert levels_with_attention(seed) == ([0, 1], [0, 1])
+    assert levels_with_attention(tiny(linear_attention_levels=None)) == ([0, 1], [0, 1])
+    # Unet(), the seed's constructor, keeps the seed's linear attention on every level.
+    assert levels_with_attention(Unet(dim=8, channels=1, dim_mults=(1, 2))) == ([0, 1], [0, 1])
     assert Unet(dim=8, channels=1, dim_mults=(1, 2), linear_attention_levels=(1,)).config.linear_attention_levels == (1,)
+    removed = sum(p.numel() for p in seed.parameters()) - sum(p.numel() for p in default.parameters())
+    per_attention = sum(p.numel() for p in seed.down_levels[0]["attention"].parameters())
+    assert removed == 2 * per_attention
+    # Each config rebuilds the same network, and the weights load back.
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([5, 500])
+    for name, model in (("default", default), ("seed", seed), ("explicit", tiny(linear_attention_levels=[0]))):
+        model.eval().save_pretrained(tmp_path / name)
+        loaded = AnnotatedUNet2DModel.from_pretrained(tmp_path / name).eval()
+        assert levels_with_attention(loaded) == levels_with_attention(model)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x, t).sample, model(x, t).sample)
 
 
-@pytest.mark.parametrize("levels", [(2,), (-1,), (0, 0), "0", 1, (True,)])
+@pytest.mark.parametrize("levels", [(2,), (-1,), (0, 0), "0", "every", 1, (True,)])
 def test_bad_linear_attention_levels_raise(levels):
     with pytest.raises(ValueError, match="linear_attention_levels must"):
         tiny(linear_attention_levels=levels)

@@ -105,11 +105,15 @@ def build_unet(args, channels, num_classes):
             dim_mults=tuple(args.dim_mults),
             block_type=args.block_type,
             num_class_embeds=num_classes,
+            linear_attention_levels=args.linear_attention_levels,
         )
     except ValueError as error:
+        levels = args.linear_attention_levels
+        levels = levels if isinstance(levels, str) else ",".join(map(str, levels))
         raise TrainingConfigError(
             f"invalid model configuration (--resolution {args.resolution}, --dim {args.dim}, "
-            f"--dim_mults {','.join(map(str, args.dim_mults))}, --block_type {args.block_type}): {error}"
+            f"--dim_mults {','.join(map(str, args.dim_mults))}, --block_type {args.block_type}, "
+            f"--linear_attention_levels {levels}): {error}"
         ) from None
 
 
