@@ -1,10 +1,10 @@
 """Evaluate the reference run and package it as pretrained/ddpm-fashion-mnist/.
 
-    python pretrained/package_reference.py --run runs/reference --final_stage 2400
+    python pretrained/package_reference.py --run runs/reference-v2 --final_stage 3000
 
 1. evaluates the final stage's pipeline (EMA weights) with our offline Frechet distance: 1,000
    samples from DDIM (50 steps) and from DPM-Solver++ (20 steps), and a smaller sample from the full
-   1000-step DDPM chain; the intermediate stages' evaluations (written by train_reference.sh) give
+   1000-step DDPM chain (with DDIM at that N beside it, since the distance depends on N); the intermediate stages' evaluations (written by train_reference.sh) give
    the curve of distance against training steps;
 2. copies the saved pipeline (code files, configs, safetensors weights) to the target folder, draws
    a 64-image grid (DDIM, 50 steps, seed 0) as samples.png, and writes the model card with the
@@ -48,6 +48,19 @@ def stage_curve(run):
     return sorted(curve, key=lambda item: item[0])
 
 
+def timed_minutes(run, final_stage):
+    """Training minutes up to `final_stage`, summed over the stages recorded in RUN/timing.tsv."""
+    path = Path(run) / "timing.tsv"
+    if not path.is_file():
+        raise SystemExit(f"{path} is missing: pass --training_minutes")
+    seconds = 0.0
+    for line in path.read_text().splitlines():
+        step, stage_seconds = line.split("\t")[:2]
+        if int(step) <= final_stage:
+            seconds += float(stage_seconds)
+    return seconds / 60
+
+
 def row(label, report):
     coverage = report["class_coverage"]
     return (f"| {label} | {report['num_samples']} | {report['frechet_distance']:.2f} | "
@@ -57,18 +70,23 @@ def row(label, report):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", default="runs/reference")
-    parser.add_argument("--final_stage", type=int, default=2400)
+    parser.add_argument("--run", default="runs/reference-v2")
+    parser.add_argument("--final_stage", type=int, default=3000)
     parser.add_argument("--target", default="pretrained/ddpm-fashion-mnist")
-    parser.add_argument("--ddpm_samples", type=int, default=100)
-    parser.add_argument("--training_minutes", type=float, required=True, help="wall-clock training time of the run")
+    parser.add_argument("--ddpm_samples", type=int, default=200)
+    parser.add_argument("--training_minutes", type=float, default=None,
+                        help="wall-clock training time of the run (default: the stages' sum in RUN/timing.tsv)")
     args = parser.parse_args()
+    if args.training_minutes is None:
+        args.training_minutes = timed_minutes(args.run, args.final_stage)
 
     final = Path(args.run) / f"stage-{args.final_stage}"
     ddim = evaluation(final, "ddim50-n1000", num_samples=1000, scheduler="ddim", num_inference_steps=50)
     dpm = evaluation(final, "dpmsolver20-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=20)
     ddpm = evaluation(final, f"ddpm1000-n{args.ddpm_samples}", num_samples=args.ddpm_samples, scheduler="default",
                       num_inference_steps=1000, batch_size=args.ddpm_samples)
+    ddim_small = evaluation(final, f"ddim50-n{args.ddpm_samples}", num_samples=args.ddpm_samples, scheduler="ddim",
+                            num_inference_steps=50, batch_size=args.ddpm_samples)
 
     target = Path(args.target)
     if target.exists():
@@ -95,7 +113,7 @@ def main():
         "",
         f"Hardware: {platform.processor() or platform.machine()}, 2 CPU cores, no GPU; torch {torch.__version__}. "
         f"Training: {args.final_stage} optimizer steps at batch 128 (bf16 autocast, EMA), "
-        f"{args.training_minutes:.0f} minutes of wall-clock time including the stage evaluations.",
+        f"{args.training_minutes:.0f} minutes of wall-clock time (the evaluations ran afterwards).",
         "",
         "## Sample quality",
         "",
@@ -108,6 +126,7 @@ def main():
         row("DDIM, 50 steps", ddim),
         row("DPM-Solver++, 20 steps", dpm),
         row("DDPM, 1000 steps", ddpm),
+        row("DDIM, 50 steps (same N as DDPM)", ddim_small),
         "",
         "Distance against training steps (EMA weights, DDIM 50 steps):",
         "",
@@ -121,12 +140,14 @@ def main():
         "min_class_share_ddim50": round(ddim["class_coverage"]["min_share"], 4),
         "frechet_distance_dpmsolver20_n1000": round(dpm["frechet_distance"], 3),
         f"frechet_distance_ddpm1000_n{args.ddpm_samples}": round(ddpm["frechet_distance"], 3),
+        f"frechet_distance_ddim50_n{args.ddpm_samples}": round(ddim_small["frechet_distance"], 3),
         f"frechet_floor_n{args.ddpm_samples}": round(ddpm["frechet_distance_floor"], 3),
     }
     write_model_card(target, repo_id_or_path=str(target), training_args=training_args,
                      dataset_name="zalando-datasets/fashion_mnist", metrics=metrics, extra=extra)
     (target / "evaluation.json").write_text(json.dumps(
         {"ddim50_n1000": ddim, "dpmsolver20_n1000": dpm, f"ddpm1000_n{args.ddpm_samples}": ddpm,
+         f"ddim50_n{args.ddpm_samples}": ddim_small,
          "curve_ddim50": [{"step": s, **r} for s, r in curve]}, indent=2))
     print(f"packaged {final} -> {target}")
 
