@@ -14,12 +14,14 @@ Complexities", eq. (4)), memory O(N d + d^2) per head:
 
 with rho_q a softmax over each query's d features and rho_k a softmax over the N positions of each key
 feature. rho_k(K)^T V is a (d, d) "global context" summary, so the cost grows linearly with N, which is
-what lets the U-Net attend at full resolution on every level. As in the seed (Rogge & Rasul 2022) the
+what lets the seed's U-Net attend on every level, full resolution included. As in the seed (Rogge & Rasul 2022) the
 queries are scaled by 1/sqrt(d) and the output projection is followed by a GroupNorm(1, C) (a LayerNorm
 over C, H, W).
 
 The U-Net uses both behind a pre-norm residual, x + Attn(GroupNorm(1, C)(x)) (`PreNormResidual`):
-linear attention on every level and softmax attention only in the bottleneck, where N is smallest.
+softmax attention only in the bottleneck, where N is smallest, and linear attention on the levels
+above it (by default not at full resolution, where linear attention is still ~30% of the CPU time
+for little gain; see unet_2d.py).
 
 Layout note: the pixels are kept as the columns of a (B, C, N) matrix, so a pointwise projection (the
 seed's 1x1 convolution, here an nn.Linear's weight W) is one batched product W @ x per example. q, k and
