@@ -13,6 +13,7 @@
 
 import argparse
 import json
+import os
 import platform
 import shutil
 from pathlib import Path
@@ -39,13 +40,23 @@ def evaluation(path, name, **kwargs):
     return report
 
 
-def stage_curve(run):
-    """[(step, report)] for every stage evaluated by train_reference.sh, in step order."""
+def stage_curve(run, n):
+    """[(step, report)] for every stage evaluated by train_reference.sh at N = n, in step order."""
     curve = []
-    for stage in Path(run).glob("stage-*"):
-        for report_file in stage.glob("eval-ddim50-n*.json"):
-            curve.append((int(stage.name.split("-")[1]), json.loads(report_file.read_text())))
+    for report_file in Path(run).glob(f"stage-*/eval-ddim50-n{n}.json"):
+        curve.append((int(report_file.parent.name.split("-")[1]), json.loads(report_file.read_text())))
     return sorted(curve, key=lambda item: item[0])
+
+
+def cpu_name():
+    """The CPU's model name (/proc/cpuinfo on Linux), else what platform knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def timed_minutes(run, final_stage):
@@ -61,6 +72,11 @@ def timed_minutes(run, final_stage):
     return seconds / 60
 
 
+def stage_minutes(run, step):
+    """Cumulative training minutes at `step` for the curve table ("?" without RUN/timing.tsv)."""
+    return f"{timed_minutes(run, step):.0f}" if (Path(run) / "timing.tsv").is_file() else "?"
+
+
 def row(label, report):
     coverage = report["class_coverage"]
     return (f"| {label} | {report['num_samples']} | {report['frechet_distance']:.2f} | "
@@ -74,6 +90,7 @@ def main():
     parser.add_argument("--final_stage", type=int, default=3000)
     parser.add_argument("--target", default="pretrained/ddpm-fashion-mnist")
     parser.add_argument("--ddpm_samples", type=int, default=200)
+    parser.add_argument("--curve_n", type=int, default=500, help="N of the stage evaluations (EVAL_N of train_reference.sh)")
     parser.add_argument("--training_minutes", type=float, default=None,
                         help="wall-clock training time of the run (default: the stages' sum in RUN/timing.tsv)")
     args = parser.parse_args()
@@ -82,6 +99,7 @@ def main():
 
     final = Path(args.run) / f"stage-{args.final_stage}"
     ddim = evaluation(final, "ddim50-n1000", num_samples=1000, scheduler="ddim", num_inference_steps=50)
+    ddim_eta1 = evaluation(final, "ddim50eta1-n1000", num_samples=1000, scheduler="ddim", num_inference_steps=50, eta=1.0)
     dpm = evaluation(final, "dpmsolver20-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=20)
     ddpm = evaluation(final, f"ddpm1000-n{args.ddpm_samples}", num_samples=args.ddpm_samples, scheduler="default",
                       num_inference_steps=1000, batch_size=args.ddpm_samples)
@@ -99,7 +117,7 @@ def main():
 
     # The training configuration, as the training script recorded it in its own card's metadata.
     training_args = ModelCard.load(final / "README.md").data.to_dict().get("annotated_pipeline", {}).get("training_args")
-    curve = stage_curve(args.run)
+    curve = stage_curve(args.run, args.curve_n)
     header = "| sampler | N | Frechet distance | floor (same N) | smallest class share | s / sample (CPU) |\n|---|---|---|---|---|---|"
     extra = "\n".join([
         "## How it was trained",
@@ -111,7 +129,7 @@ def main():
         f"--training_minutes {args.training_minutes:.0f}",
         "```",
         "",
-        f"Hardware: {platform.processor() or platform.machine()}, 2 CPU cores, no GPU; torch {torch.__version__}. "
+        f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}. "
         f"Training: {args.final_stage} optimizer steps at batch 128 (bf16 autocast, EMA), "
         f"{args.training_minutes:.0f} minutes of wall-clock time (the evaluations ran afterwards).",
         "",
@@ -124,20 +142,24 @@ def main():
         "",
         header,
         row("DDIM, 50 steps", ddim),
+        row("DDIM, 50 steps, eta = 1 (stochastic)", ddim_eta1),
         row("DPM-Solver++, 20 steps", dpm),
         row("DDPM, 1000 steps", ddpm),
         row("DDIM, 50 steps (same N as DDPM)", ddim_small),
         "",
-        "Distance against training steps (EMA weights, DDIM 50 steps):",
+        f"Distance against training steps (EMA weights, DDIM 50 steps, N = {args.curve_n}; the minutes are the "
+        "stage's cumulative wall-clock training time):",
         "",
-        "| optimizer steps | N | Frechet distance | floor (same N) | smallest class share |\n|---|---|---|---|---|",
-        *[f"| {step} | {r['num_samples']} | {r['frechet_distance']:.2f} | {r['frechet_distance_floor']:.2f} | "
-          f"{r['class_coverage']['min_share']:.3f} |" for step, r in curve],
+        "| optimizer steps | minutes | N | Frechet distance | floor (same N) | smallest class share |\n|---|---|---|---|---|---|",
+        *[f"| {step} | {stage_minutes(args.run, step)} | {r['num_samples']} | {r['frechet_distance']:.2f} | "
+          f"{r['frechet_distance_floor']:.2f} | {r['class_coverage']['min_share']:.3f} |" for step, r in curve],
     ])
     metrics = {
         "frechet_distance_ddim50_n1000": round(ddim["frechet_distance"], 3),
         "frechet_floor_n1000": round(ddim["frechet_distance_floor"], 3),
         "min_class_share_ddim50": round(ddim["class_coverage"]["min_share"], 4),
+        "frechet_distance_ddim50_eta1_n1000": round(ddim_eta1["frechet_distance"], 3),
+        "min_class_share_ddim50_eta1": round(ddim_eta1["class_coverage"]["min_share"], 4),
         "frechet_distance_dpmsolver20_n1000": round(dpm["frechet_distance"], 3),
         f"frechet_distance_ddpm1000_n{args.ddpm_samples}": round(ddpm["frechet_distance"], 3),
         f"frechet_distance_ddim50_n{args.ddpm_samples}": round(ddim_small["frechet_distance"], 3),
@@ -146,7 +168,7 @@ def main():
     write_model_card(target, repo_id_or_path=str(target), training_args=training_args,
                      dataset_name="zalando-datasets/fashion_mnist", metrics=metrics, extra=extra)
     (target / "evaluation.json").write_text(json.dumps(
-        {"ddim50_n1000": ddim, "dpmsolver20_n1000": dpm, f"ddpm1000_n{args.ddpm_samples}": ddpm,
+        {"ddim50_n1000": ddim, "ddim50_eta1_n1000": ddim_eta1, "dpmsolver20_n1000": dpm, f"ddpm1000_n{args.ddpm_samples}": ddpm,
          f"ddim50_n{args.ddpm_samples}": ddim_small,
          "curve_ddim50": [{"step": s, **r} for s, r in curve]}, indent=2))
     print(f"packaged {final} -> {target}")

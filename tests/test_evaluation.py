@@ -273,10 +273,25 @@ def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, ref
         evaluate(tiny_pipeline(), classifier=classifier, **{**kwargs, "num_samples": 17})
     with pytest.raises(ValueError, match="unknown scheduler"):
         evaluate(tiny_pipeline(), classifier=classifier, **{**kwargs, "scheduler": "euler"})
+    with pytest.raises(ValueError, match="eta is DDIM's parameter"):
+        evaluate(tiny_pipeline(), classifier=classifier, **{**kwargs, "scheduler": "dpmsolver", "eta": 1.0})
+    with pytest.raises(ValueError, match=r"eta must lie in \[0, 1\]"):
+        evaluate(tiny_pipeline(), classifier=classifier, **{**kwargs, "eta": 2.0})
     wrong_size = tiny_pipeline()
     wrong_size.unet.register_to_config(sample_size=32)
     with pytest.raises(ValueError, match="sample_size"):
         evaluate(wrong_size, classifier=classifier, **kwargs)
+
+
+def test_ddim_eta_makes_the_sampler_stochastic(classifier, reference_root):
+    """eta = 1 draws fresh noise at every step: other samples than eta = 0 from the same x_T, same seed."""
+    kwargs = dict(num_samples=16, scheduler="ddim", num_inference_steps=3, batch_size=8, seed=3, data_root=reference_root)
+    deterministic = evaluate(annotated_tiny_pipeline(), classifier=classifier, **kwargs)
+    stochastic = evaluate(annotated_tiny_pipeline(), classifier=classifier, eta=1.0, **kwargs)
+    assert stochastic["eta"] == 1.0 and deterministic["eta"] == 0.0
+    assert stochastic["frechet_distance"] != deterministic["frechet_distance"]
+    again = evaluate(annotated_tiny_pipeline(), classifier=classifier, eta=1.0, **kwargs)
+    assert again["frechet_distance"] == stochastic["frechet_distance"]  # seeded: deterministic given the seed
 
 
 def annotated_tiny_pipeline():

@@ -32,7 +32,8 @@ def test_shipped_pipeline_loads_by_both_routes_with_the_same_images(tmp_path):
     assert type(pipe.unet) is AnnotatedUNet2DModel and type(pipe.scheduler) is AnnotatedDDPMScheduler
     # The project's defaults: the shipped model is what `AnnotatedUNet2DModel()` builds.
     defaults = AnnotatedUNet2DModel().config
-    for key in ("dim", "dim_mults", "block_type", "resnet_block_groups", "attention_heads", "sample_size"):
+    for key in ("dim", "dim_mults", "block_type", "resnet_block_groups", "attention_heads", "sample_size",
+                "linear_attention_levels"):
         assert pipe.unet.config[key] == defaults[key], key
     assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
     pipe.set_progress_bar_config(disable=True)

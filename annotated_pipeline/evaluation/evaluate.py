@@ -83,16 +83,21 @@ def set_scheduler(pipeline, name: str):
 
 
 @torch.no_grad()
-def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch_size: int, seed: int) -> torch.Tensor:
-    """N samples as a float tensor (N, C, H, W) in [0, 1]; one generator seeded once drives every batch."""
+def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch_size: int, seed: int,
+                     eta: float = 0.0) -> torch.Tensor:
+    """N samples as a float tensor (N, C, H, W) in [0, 1]; one generator seeded once drives every batch.
+
+    eta is DDIM's (Song et al. 2021, eq. (16)): 0 the deterministic sampler, 1 DDPM's noise level; the
+    pipeline passes it only to schedulers whose `step` takes it."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     if hasattr(pipeline, "set_progress_bar_config"):
         pipeline.set_progress_bar_config(disable=True)
     batches = []
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
+        extra = {"eta": eta} if eta else {}  # pipelines without an eta argument (DDPMPipeline) still work
         images = pipeline(
-            batch_size=n, generator=generator, num_inference_steps=num_inference_steps, output_type="pt"
+            batch_size=n, generator=generator, num_inference_steps=num_inference_steps, output_type="pt", **extra
         ).images
         if isinstance(images, np.ndarray):  # output_type "np" layout (N, H, W, C)
             images = torch.from_numpy(images).permute(0, 3, 1, 2)
@@ -197,14 +202,21 @@ def evaluate(
     seed: int = 0,
     data_root: str | os.PathLike = DEFAULT_ROOT,
     classifier: FashionMNISTClassifier | None = None,
+    eta: float = 0.0,
 ) -> dict:
-    """Sample `num_samples` images and return the report (see the module docstring) as a dict."""
+    """Sample `num_samples` images and return the report (see the module docstring) as a dict.
+
+    eta: DDIM's stochasticity (scheduler "ddim" only; 0 = deterministic, 1 = as much noise as DDPM)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
     if num_samples < 2:
         raise ValueError(f"num_samples must be >= 2 to estimate a covariance, got {num_samples}")
     if num_inference_steps < 1 or batch_size < 1:
         raise ValueError(f"num_inference_steps and batch_size must be >= 1, got {num_inference_steps}, {batch_size}")
+    if eta != 0.0 and scheduler != "ddim":
+        raise ValueError(f"eta is DDIM's parameter: use it with scheduler='ddim', not {scheduler!r}")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1] (0 deterministic DDIM, 1 DDPM-like noise), got {eta}")
     t_start = time.perf_counter()
     classifier = load_default_classifier() if classifier is None else classifier
     # Fail before sampling, not after: the reference split must have enough images.
@@ -215,7 +227,8 @@ def evaluate(
     original_scheduler = pipeline.scheduler
     try:
         set_scheduler(pipeline, scheduler)
-        report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size, seed)
+        report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps,
+                                     batch_size, seed, eta)
         scheduler_used = type(pipeline.scheduler).__name__
     finally:
         pipeline.scheduler = original_scheduler  # a pipeline passed in leaves with the scheduler it came with
@@ -226,6 +239,7 @@ def evaluate(
         "num_samples": num_samples,
         "scheduler": scheduler if scheduler != "default" else f"default ({scheduler_used})",
         "num_inference_steps": num_inference_steps,
+        "eta": eta,
         "seed": seed,
         "sampling_seconds": round(report["sampling_seconds"], 2),
         "seconds_per_sample": round(report["sampling_seconds"] / num_samples, 4),
@@ -235,7 +249,8 @@ def evaluate(
     }
 
 
-def _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size, seed) -> dict:
+def _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size,
+                        seed, eta=0.0) -> dict:
     """Check the image shape, sample, embed: the distance, its floor, class coverage and the sampling time."""
     size = classifier.config.image_size
     expected = (classifier.config.in_channels, size, size)
@@ -249,7 +264,7 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
                 f"{(unet_config.in_channels, *unet_hw)} (in_channels, sample_size)"
             )
     t_sampling = time.perf_counter()
-    samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed)
+    samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed, eta)
     sampling_seconds = time.perf_counter() - t_sampling
     if tuple(samples.shape[1:]) != expected:
         raise ValueError(f"the classifier reads {expected} images; the pipeline produced {tuple(samples.shape[1:])}")
@@ -276,7 +291,8 @@ def format_report(report: dict, class_names=None) -> str:
         from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES as class_names
     coverage = report["class_coverage"]
     lines = [
-        f"samples              {report['num_samples']} ({report['scheduler']}, {report['num_inference_steps']} steps, seed {report['seed']})",
+        f"samples              {report['num_samples']} ({report['scheduler']}, {report['num_inference_steps']} steps"
+        f"{', eta ' + format(report['eta'], 'g') if report.get('eta') else ''}, seed {report['seed']})",
         f"Frechet distance     {report['frechet_distance']:.4f}",
         f"floor                {report['frechet_distance_floor']:.4f}   (test vs train split, same N: what real data scores)",
         f"sampling time        {report['sampling_seconds']:.2f} s ({report['seconds_per_sample']:.4f} s/sample)",
@@ -302,6 +318,8 @@ def main(argv=None) -> None:
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
     parser.add_argument("--num_inference_steps", type=int, default=50)
+    parser.add_argument("--eta", type=float, default=0.0,
+                        help="DDIM's eta (with --scheduler ddim): 0 deterministic (default), 1 DDPM-like noise")
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data_root", default=DEFAULT_ROOT, help="official IDX folder, or a folder with test/train.parquet")
@@ -316,6 +334,7 @@ def main(argv=None) -> None:
         batch_size=args.batch_size,
         seed=args.seed,
         data_root=args.data_root,
+        eta=args.eta,
     )
     print(format_report(report))
     if args.json:

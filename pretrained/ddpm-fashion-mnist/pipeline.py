@@ -209,7 +209,9 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", Path(save_directory).name)
             self.save_pretrained(save_directory, variant=variant)
-            return self.push_to_hub(repo_id, **kwargs)
+            if _installed("hub") is None:
+                return self.push_to_hub(repo_id, **kwargs)
+            return self._push_folder(save_directory, repo_id, **kwargs)  # upload what was just saved
         super().save_pretrained(save_directory, safe_serialization=True, variant=variant, **kwargs)
         write_code_files(self, save_directory)
 
@@ -224,15 +226,19 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         hub = _installed("hub")
         if hub is None or create_pr:
             return super().push_to_hub(repo_id, commit_message=commit_message, private=private, token=token, create_pr=create_pr, **kwargs)
-        card_kwargs = kwargs.pop("card_kwargs", None)
-        if kwargs:
-            raise ValueError(f"Unexpected keyword arguments for push_to_hub: {sorted(kwargs)}.")
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder)
-            return hub.push_folder_to_hub(
-                folder, repo_id, token=token, private=bool(private),
-                commit_message=commit_message or "Upload AnnotatedDDPMPipeline", card_kwargs=card_kwargs,
-            )
+            return self._push_folder(folder, repo_id, commit_message=commit_message, private=private, token=token, **kwargs)
+
+    @staticmethod
+    def _push_folder(folder, repo_id, commit_message=None, private=None, token=None, card_kwargs=None, **kwargs):
+        """Upload a saved folder through `annotated_pipeline.hub` (card from model_card/template.md)."""
+        if kwargs:
+            raise ValueError(f"Unexpected keyword arguments for push_to_hub: {sorted(kwargs)}.")
+        return _installed("hub").push_folder_to_hub(
+            folder, repo_id, token=token, private=bool(private),
+            commit_message=commit_message or "Upload AnnotatedDDPMPipeline", card_kwargs=card_kwargs,
+        )
 
     # ----------------------------------------------------------------------------------------
     # Loading with the package installed (route 1)

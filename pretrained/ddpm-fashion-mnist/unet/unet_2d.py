@@ -17,12 +17,14 @@ Complexities", eq. (4)), memory O(N d + d^2) per head:
 
 with rho_q a softmax over each query's d features and rho_k a softmax over the N positions of each key
 feature. rho_k(K)^T V is a (d, d) "global context" summary, so the cost grows linearly with N, which is
-what lets the U-Net attend at full resolution on every level. As in the seed (Rogge & Rasul 2022) the
+what lets the seed's U-Net attend on every level, full resolution included. As in the seed (Rogge & Rasul 2022) the
 queries are scaled by 1/sqrt(d) and the output projection is followed by a GroupNorm(1, C) (a LayerNorm
 over C, H, W).
 
 The U-Net uses both behind a pre-norm residual, x + Attn(GroupNorm(1, C)(x)) (`PreNormResidual`):
-linear attention on every level and softmax attention only in the bottleneck, where N is smallest.
+softmax attention only in the bottleneck, where N is smallest, and linear attention on the levels
+above it (by default not at full resolution, where linear attention is still ~30% of the CPU time
+for little gain; see unet_2d.py).
 
 Layout note: the pixels are kept as the columns of a (B, C, N) matrix, so a pointwise projection (the
 seed's 1x1 convolution, here an nn.Linear's weight W) is one batched product W @ x per example. q, k and
@@ -329,9 +331,9 @@ widths w_i = dim * dim_mults[i], S the input size and emb the time embedding (em
 
 Every block sees emb; "[x, pop]" concatenates the skip pushed by the mirror block on the way down (the
 seed concatenates after each block, so two skips per level). Blocks are ResNet or ConvNeXt (blocks.py);
-attention is linear on every level (or on the levels in `linear_attention_levels`) and softmax only in
-the bottleneck (attention.py). The input size
-must survive L - 1 halvings: H and W multiples of 2^(L-1) (28 -> 14 -> 7 for dim_mults (1, 2, 4)).
+attention is softmax in the bottleneck and linear elsewhere (attention.py): by default on every level
+but the full-resolution one ("linear attn" above is skipped at i = 0), on every level as in the seed
+with linear_attention_levels="all" (what `Unet()` builds). The input size must survive L - 1 halvings: H and W multiples of 2^(L-1) (28 -> 14 -> 7 for dim_mults (1, 2, 4)).
 
 Class conditioning (optional, `num_class_embeds`): a learned vector per class is added to emb, so
 every block sees (t, y); it is what classifier-free guidance (Ho & Salimans 2022) builds on.
@@ -419,14 +421,18 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         convnext_mult: expansion factor inside the ConvNeXt blocks.
         attention_heads, attention_head_dim: heads and width per head of every attention layer.
         linear_attention_levels: the levels (0 = full resolution) whose two blocks (down and up) carry a
-            linear attention; None means every level, the seed's architecture. The bottleneck's softmax
-            attention is always there. (1, 2) for dim_mults (1, 2, 4) drops the two full-resolution
-            attentions, where N = H * W is largest (~30% of the time on CPU; benchmarks/RESULTS.md); Ho et
-            al. 2020 and diffusers' DDPM U-Nets have no attention at full resolution either.
+            linear attention. "below_full_resolution" (the default) means levels 1 .. L-1: for dim_mults
+            (1, 2, 4), linear attention at 14x14 and 7x7 and none at 28x28, where N = H * W is largest and
+            the two attentions cost ~30% of the time on CPU (benchmarks/RESULTS.md); Ho et al. 2020 and
+            diffusers' DDPM U-Nets have no attention at full resolution either. "all" (or None, its
+            spelling in configs saved before this default) means every level, the seed's architecture,
+            which `Unet()` builds. A sequence of level indices picks them explicitly. The bottleneck's
+            softmax attention is always there. Saved configs hold the resolved tuple of indices.
         num_class_embeds: number of classes for class conditioning; None for an unconditional model.
 
-    Defaults are the seed's Fashion-MNIST setting: 28x28x1 images, dim 28, dim_mults (1, 2, 4), ResNet
-    blocks with 4 groups, attention 4 heads x 32.
+    Defaults are the seed's Fashion-MNIST setting (28x28x1 images, dim 28, dim_mults (1, 2, 4), ResNet
+    blocks with 4 groups, attention 4 heads x 32) without the seed's two full-resolution linear attentions
+    (see linear_attention_levels; the trained reference model measures what that costs in quality).
     """
 
     @register_to_config
@@ -444,7 +450,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         attention_heads=4,
         attention_head_dim=32,
         num_class_embeds=None,
-        linear_attention_levels=None,
+        linear_attention_levels="below_full_resolution",
     ):
         super().__init__()
         # ---- fail early: every impossible configuration is refused here, with what would work ----
@@ -470,13 +476,18 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         _check_int("num_class_embeds", num_class_embeds, allow_none=True)
 
         num_levels = len(dim_mults)
-        if linear_attention_levels is None:
+        if linear_attention_levels is None or linear_attention_levels == "all":
+            linear_attention_levels = None  # every level; stored as None, its spelling in older configs
             attended = set(range(num_levels))
+        elif linear_attention_levels == "below_full_resolution":
+            linear_attention_levels = tuple(range(1, num_levels))
+            attended = set(linear_attention_levels)
         else:
             if isinstance(linear_attention_levels, (str, bytes)) or not hasattr(linear_attention_levels, "__iter__"):
                 raise ValueError(
-                    f"linear_attention_levels must be None (every level) or a sequence of level indices in "
-                    f"0..{num_levels - 1}, got {linear_attention_levels!r}"
+                    f"linear_attention_levels must be \"below_full_resolution\" (levels 1..{num_levels - 1}), "
+                    f"\"all\" or None (every level), or a sequence of level indices in 0..{num_levels - 1}, "
+                    f"got {linear_attention_levels!r}"
                 )
             linear_attention_levels = tuple(linear_attention_levels)
             bad = [i for i in linear_attention_levels
@@ -641,7 +652,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         return AnnotatedUNet2DOutput(sample=out)
 
 
-_UNET_EXTRA_KWARGS = ("attention_heads", "attention_head_dim", "num_class_embeds", "linear_attention_levels")
+_UNET_EXTRA_KWARGS = ("attention_heads", "attention_head_dim", "num_class_embeds")
 
 
 def Unet(
@@ -654,15 +665,18 @@ def Unet(
     use_convnext=False,
     convnext_mult=2,
     sample_size=None,
+    linear_attention_levels="all",
     **kwargs,
 ):
     """The seed's constructor, `Unet(dim=28, channels=1, dim_mults=(1, 2, 4))`, building an AnnotatedUNet2DModel.
 
     Argument names are the seed's (channels, out_dim, use_convnext); they map to the model's config
     (in_channels, out_channels, block_type). sample_size=None leaves the size open (any multiple of
-    2**(len(dim_mults) - 1)); pass it to use the model in a diffusers pipeline. Extra keyword arguments:
-    attention_heads, attention_head_dim, num_class_embeds, linear_attention_levels; the seed's self_condition=False and
-    with_time_emb=True are accepted (their only supported values).
+    2**(len(dim_mults) - 1)); pass it to use the model in a diffusers pipeline. Like the seed it puts a
+    linear attention on every level (linear_attention_levels="all"; AnnotatedUNet2DModel's default skips
+    the full-resolution level). Extra keyword arguments: attention_heads, attention_head_dim,
+    num_class_embeds; the seed's self_condition=False and with_time_emb=True are accepted (their only
+    supported values).
     """
     if kwargs.pop("self_condition", False):
         raise ValueError("self_condition=True is not supported (the model sees x_t, t and optionally a class only)")
@@ -683,5 +697,6 @@ def Unet(
         block_type="convnext" if use_convnext else "resnet",
         resnet_block_groups=resnet_block_groups,
         convnext_mult=convnext_mult,
+        linear_attention_levels=linear_attention_levels,
         **kwargs,
     )
