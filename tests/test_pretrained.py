@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from diffusers import DDIMScheduler
 from huggingface_hub import ModelCard
@@ -58,3 +59,49 @@ def test_shipped_card_parses_and_states_how_it_was_made():
         assert needle in card.text, needle
     assert (PRETRAINED / "samples.png").is_file()
     assert not list(PRETRAINED.rglob("*.bin")) and not list(PRETRAINED.rglob("checkpoint-*"))
+
+
+# ------------------------------------------------------------------------------------------------
+# The scripts that made it: pretrained/train_reference.sh and pretrained/package_reference.py
+# ------------------------------------------------------------------------------------------------
+
+
+def load_package_reference():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("package_reference", PRETRAINED.parent / "package_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_script_is_valid_bash_and_evaluates_after_training():
+    script = PRETRAINED.parent / "train_reference.sh"
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = script.read_text()
+    # Evaluations never run beside training (two torch processes on 2 cores slow each other 3-6x).
+    assert text.index("reference training done") < text.index("annotated_pipeline.evaluation.evaluate")
+    assert "&\n" not in text.split("reference training done")[1]  # no evaluation sent to the background
+    assert "--resume_from_checkpoint latest" in text and "timing.tsv" in text
+
+
+def test_package_reference_reads_the_stage_times_and_the_curve(tmp_path):
+    import json
+
+    package_reference = load_package_reference()
+    run = tmp_path / "run"
+    (run / "stage-800").mkdir(parents=True)
+    (run / "stage-1600").mkdir()
+    (run / "timing.tsv").write_text("800\t600\t2026-01-01T00:10:00Z\n1600\t660\t2026-01-01T00:21:00Z\n")
+    assert package_reference.timed_minutes(run, 800) == 10.0
+    assert package_reference.timed_minutes(run, 1600) == 21.0
+    assert package_reference.stage_minutes(run, 1600) == "21" and package_reference.stage_minutes(tmp_path, 1) == "?"
+    report = {"frechet_distance": 1.0}
+    (run / "stage-1600" / "eval-ddim50-n500.json").write_text(json.dumps(report))
+    (run / "stage-800" / "eval-ddim50-n500.json").write_text(json.dumps({"frechet_distance": 2.0}))
+    (run / "stage-1600" / "eval-ddim50-n1000.json").write_text(json.dumps(report))  # another N: not on the curve
+    curve = package_reference.stage_curve(run, 500)
+    assert [(step, r["frechet_distance"]) for step, r in curve] == [(800, 2.0), (1600, 1.0)]
+    with pytest.raises(SystemExit, match="timing.tsv is missing"):
+        package_reference.timed_minutes(tmp_path, 800)
