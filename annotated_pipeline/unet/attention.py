@@ -20,8 +20,8 @@ over C, H, W).
 
 The U-Net uses both behind a pre-norm residual, x + Attn(GroupNorm(1, C)(x)) (`PreNormResidual`):
 softmax attention only in the bottleneck, where N is smallest, and linear attention on the levels
-above it (by default not at full resolution, where linear attention is still ~30% of the CPU time
-for little gain; see unet_2d.py).
+above it (by default not at full resolution, where it costs ~30% of the CPU time; unet_2d.py and
+benchmarks/RESULTS.md say what leaving it out gains in speed and costs per training step).
 
 Layout note: the pixels are kept as the columns of a (B, C, N) matrix, so a pointwise projection (the
 seed's 1x1 convolution, here an nn.Linear's weight W) is one batched product W @ x per example. q, k and
