@@ -209,7 +209,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", Path(save_directory).name)
             self.save_pretrained(save_directory, variant=variant)
-            if _installed("hub") is None:
+            if _installed("hub") is None or kwargs.get("create_pr"):  # the cases push_to_hub leaves to diffusers
                 return self.push_to_hub(repo_id, **kwargs)
             return self._push_folder(save_directory, repo_id, **kwargs)  # upload what was just saved
         super().save_pretrained(save_directory, safe_serialization=True, variant=variant, **kwargs)
