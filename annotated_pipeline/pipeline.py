@@ -110,14 +110,32 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             raise ValueError(f"class_labels must lie in 0..{num_classes - 1}, got {labels.tolist()}.")
         return labels
 
-    def _step_kwargs(self, generator, eta):
-        """Only some schedulers' `step` take `generator` (DDPM, DDIM, Euler) or `eta` (DDIM); PNDM takes neither."""
+    def _step_kwargs(self, generator, eta, use_clipped_model_output):
+        """Only some schedulers' `step` take `generator` (DDPM, DDIM, Euler), `eta` or
+        `use_clipped_model_output` (DDIM); PNDM takes none of them.
+
+        use_clipped_model_output=None means: True when the scheduler clips x_0_hat (`clip_sample` or
+        `thresholding` in its config). DDIM (Song et al. 2021, eq. (12)) writes x_{t-1} from x_0_hat and
+        eps_theta; once x_0_hat is clipped, the eps that goes with it is
+
+            eps = (x_t - sqrt(alphas_cumprod_t) x_0_hat) / sqrt(1 - alphas_cumprod_t),
+
+        and using the unclipped eps_theta instead mixes two different predictions. At t = T - 1 of the
+        cosine schedule (alphas_cumprod ~ 2e-6, where "trailing" spacing starts) x_0_hat divides eps_theta's
+        error by sqrt(alphas_cumprod) ~ 0.0016, so the mix is far off: on the reference model, DDIM-50
+        "trailing" scores 77.3 with the unclipped eps and 57.4 with the clipped one (benchmarks/RESULTS.md).
+        """
         accepted = inspect.signature(self.scheduler.step).parameters
         kwargs = {}
         if "generator" in accepted:
             kwargs["generator"] = generator
         if "eta" in accepted:
             kwargs["eta"] = eta
+        if "use_clipped_model_output" in accepted:
+            if use_clipped_model_output is None:
+                config = self.scheduler.config
+                use_clipped_model_output = bool(config.get("clip_sample", False) or config.get("thresholding", False))
+            kwargs["use_clipped_model_output"] = use_clipped_model_output
         return kwargs
 
     @torch.no_grad()
@@ -134,6 +152,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         callback_on_step_end_tensor_inputs=("latents",),
         eta: float = 0.0,
         latents: torch.Tensor | None = None,
+        use_clipped_model_output: bool | None = None,
     ):
         """Generate images: Ho et al. 2020, Algorithm 2, one `scheduler.step` per timestep.
 
@@ -152,6 +171,9 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 ("latents" is the current x_t); a returned "latents" replaces x_t.
             eta: DDIM's eta (only passed to schedulers whose `step` takes it).
             latents: start from this x_T instead of a fresh N(0, I) draw.
+            use_clipped_model_output: for schedulers whose `step` takes it (DDIM): recompute eps from
+                the clipped x_0_hat. None (default): True when the scheduler clips x_0_hat, which
+                diffusers' `DDIMPipeline` leaves off unless asked; see `_step_kwargs`.
         """
         self._check_inputs(batch_size, num_inference_steps, output_type, class_labels, guidance_scale)
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
@@ -178,7 +200,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         latents = latents.to(device=device, dtype=latents_dtype) * self.scheduler.init_noise_sigma
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
-        step_kwargs = self._step_kwargs(generator, eta)
+        step_kwargs = self._step_kwargs(generator, eta, use_clipped_model_output)
         unet_kwargs = {} if labels is None else {"class_labels": labels}
 
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):

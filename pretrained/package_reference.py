@@ -22,12 +22,10 @@ import torch
 from huggingface_hub import ModelCard
 
 from annotated_pipeline.evaluation.evaluate import evaluate, format_report
+from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
 from annotated_pipeline.hub import write_model_card
 from annotated_pipeline.sample import sample_grid
 from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES
-
-PIPELINE_FILES = ["model_index.json", "pipeline.py", "unet", "scheduler"]
-
 
 def evaluation(path, name, **kwargs):
     """Run `evaluate` once and keep its report next to the pipeline (re-used when already there)."""
@@ -40,11 +38,13 @@ def evaluation(path, name, **kwargs):
     return report
 
 
-def stage_curve(run, n):
-    """[(step, report)] for every stage evaluated by train_reference.sh at N = n, in step order."""
+def stage_curve(run, n, last_step=None):
+    """[(step, report)] for every stage evaluated by train_reference.sh at N = n (up to `last_step`), in step order."""
     curve = []
     for report_file in Path(run).glob(f"stage-*/eval-ddim50-n{n}.json"):
-        curve.append((int(report_file.parent.name.split("-")[1]), json.loads(report_file.read_text())))
+        step = int(report_file.parent.name.split("-")[1])
+        if last_step is None or step <= last_step:
+            curve.append((step, json.loads(report_file.read_text())))
     return sorted(curve, key=lambda item: item[0])
 
 
@@ -110,14 +110,18 @@ def main():
     if target.exists():
         shutil.rmtree(target)
     target.mkdir(parents=True)
-    for name in PIPELINE_FILES:
-        source = final / name
-        (shutil.copytree if source.is_dir() else shutil.copyfile)(source, target / name)
+    # Load and save rather than copy: the folder gets the package's current code files (pipeline.py,
+    # unet/, scheduler/) beside the trained weights and configs.
+    AnnotatedDDPMPipeline.from_pretrained(str(final)).save_pretrained(str(target))
+    for config_file in [target / "model_index.json", *target.glob("*/config.json")]:  # no local run path in the configs
+        config = json.loads(config_file.read_text())
+        if config.pop("_name_or_path", None) is not None:
+            config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     sample_grid(str(target), num_images=64, scheduler="ddim", num_inference_steps=50, seed=0).save(target / "samples.png")
 
     # The training configuration, as the training script recorded it in its own card's metadata.
     training_args = ModelCard.load(final / "README.md").data.to_dict().get("annotated_pipeline", {}).get("training_args")
-    curve = stage_curve(args.run, args.curve_n)
+    curve = stage_curve(args.run, args.curve_n, args.final_stage)
     header = "| sampler | N | Frechet distance | floor (same N) | smallest class share | s / sample (CPU) |\n|---|---|---|---|---|---|"
     extra = "\n".join([
         "## How it was trained",
@@ -132,6 +136,14 @@ def main():
         f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}. "
         f"Training: {args.final_stage} optimizer steps at batch 128 (bf16 autocast, EMA), "
         f"{args.training_minutes:.0f} minutes of wall-clock time (the evaluations ran afterwards).",
+        "",
+        "Sampling settings (in `scheduler/scheduler_config.json`; training never reads them): a shorter chain "
+        "visits \"trailing\" timesteps, so it starts at t = T - 1 (Lin et al. 2023), and x_0_hat is bounded to "
+        "[-1, 1] by `thresholding` with `sample_max_value` 1 (for DDPM and DDIM the same as `clip_sample`, and "
+        "the bound that DPM-Solver++ reads); the pipeline recomputes DDIM's eps from the bounded x_0_hat."
+        + ("" if "timestep_spacing" in (training_args or {}) else
+           " This run was trained before `train_accelerate.py` wrote these settings; they were set in its "
+           "scheduler config afterwards, which changes sampling only."),
         "",
         "## Sample quality",
         "",

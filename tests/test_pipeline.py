@@ -154,6 +154,41 @@ def test_diffusers_schedulers_swap_in_and_back(swap):
             assert back.config[key] == value, key
 
 
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+@pytest.mark.parametrize("spacing", ["leading", "trailing"])
+def test_ddim_swap_matches_diffusers_ddim_pipeline_with_clipped_model_output(spacing, eta):
+    """Our pipeline with DDIM swapped in samples what diffusers' DDIMPipeline samples with
+    use_clipped_model_output=True: the default when the scheduler clips x_0_hat (clip_sample)."""
+    from diffusers import DDIMPipeline
+
+    p = tiny_pipeline()
+    p.scheduler = DDIMScheduler.from_config(p.scheduler.config, timestep_spacing=spacing)
+    assert p.scheduler.config.clip_sample
+    ours = sample(p, num_inference_steps=5, eta=eta)
+    reference = DDIMPipeline(unet=p.unet, scheduler=p.scheduler)
+    reference.set_progress_bar_config(disable=True)
+    kwargs = dict(batch_size=2, num_inference_steps=5, eta=eta, output_type="np")
+    theirs = reference(generator=torch.Generator().manual_seed(0), use_clipped_model_output=True, **kwargs).images
+    np.testing.assert_allclose(ours, theirs, atol=1e-6)
+    # use_clipped_model_output=False is diffusers' default and gives other images on an untrained U-Net
+    unclipped = sample(p, num_inference_steps=5, eta=eta, use_clipped_model_output=False)
+    theirs_default = reference(generator=torch.Generator().manual_seed(0), **kwargs).images
+    np.testing.assert_allclose(unclipped, theirs_default, atol=1e-6)
+    assert np.abs(unclipped - ours).max() > 1e-3
+
+
+def test_clipped_model_output_follows_the_scheduler_config():
+    p = tiny_pipeline()
+    p.scheduler = DDIMScheduler.from_config(p.scheduler.config)
+    assert p._step_kwargs(None, 0.0, None)["use_clipped_model_output"] is True
+    p.scheduler = DDIMScheduler.from_config(p.scheduler.config, clip_sample=False)
+    assert p._step_kwargs(None, 0.0, None)["use_clipped_model_output"] is False
+    p.scheduler = DDIMScheduler.from_config(p.scheduler.config, clip_sample=False, thresholding=True)
+    assert p._step_kwargs(None, 0.0, None)["use_clipped_model_output"] is True
+    p.scheduler = DPMSolverMultistepScheduler.from_config(p.scheduler.config)  # its step has no such argument
+    assert "use_clipped_model_output" not in p._step_kwargs(None, 0.0, None)
+
+
 def test_trained_betas_carry_unknown_schedules_to_other_schedulers():
     ours = AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="sigmoid")
     ddim = DDIMScheduler.from_config(ours.config, trained_betas=ours.betas.tolist())

@@ -133,6 +133,23 @@ def test_clipping_and_thresholding_match_diffusers(prediction_type, clip_sample,
     assert run_chains(ours, theirs, shape=(3, 2, 4, 4)) <= ATOL
 
 
+@pytest.mark.parametrize("prediction_type", PREDICTIONS)
+def test_thresholding_with_max_value_one_is_clipping_to_unit_range(prediction_type):
+    """What train_accelerate.py saves (thresholding, sample_max_value 1) samples exactly as clip_sample does."""
+    clipping = AnnotatedDDPMScheduler(prediction_type=prediction_type, clip_sample=True)
+    bounding = AnnotatedDDPMScheduler(prediction_type=prediction_type, clip_sample=False, thresholding=True,
+                                      sample_max_value=1.0)
+    for sched in (clipping, bounding):
+        sched.set_timesteps(50)
+    x = 3 * torch.randn(4, 1, 5, 5, generator=torch.Generator().manual_seed(0))  # x_0_hat far outside [-1, 1]
+    for t in clipping.timesteps[:5]:
+        a = clipping.step(2 * model_fn(x, t, prediction_type), t, x, generator=torch.Generator().manual_seed(1))
+        b = bounding.step(2 * model_fn(x, t, prediction_type), t, x, generator=torch.Generator().manual_seed(1))
+        assert a.pred_original_sample.abs().max() <= 1.0
+        torch.testing.assert_close(b.pred_original_sample, a.pred_original_sample, rtol=0, atol=0)
+        torch.testing.assert_close(b.prev_sample, a.prev_sample, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("spacing", ["linspace", "leading", "trailing"])
 @pytest.mark.parametrize("steps_offset", [0, 1])
 @pytest.mark.parametrize("prediction_type", PREDICTIONS)

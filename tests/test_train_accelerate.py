@@ -171,6 +171,9 @@ def test_saved_output_loads_by_both_routes_and_samples(single):
         assert type(pipe.unet).__name__ == "AnnotatedUNet2DModel"
         assert pipe.scheduler.config.num_train_timesteps == 20
         assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+        # sampling settings saved with the pipeline: trailing spacing, x_0_hat bounded to [-1, 1]
+        assert pipe.scheduler.config.timestep_spacing == "trailing"
+        assert pipe.scheduler.config.thresholding and pipe.scheduler.config.sample_max_value == 1.0
         pipe.set_progress_bar_config(disable=True)
         images = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=3,
                       output_type="np").images

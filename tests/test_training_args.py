@@ -34,7 +34,7 @@ resume_from_checkpoint output_dir logging_dir logger save_images_epochs save_mod
 hub_model_id hub_token hub_private_repo seed ddpm_num_steps ddpm_num_inference_steps ddpm_beta_schedule
 prediction_type
 """.split()
-OUR_FLAGS = "loss_type dim dim_mults block_type linear_attention_levels label_column num_channels".split()
+OUR_FLAGS = "timestep_spacing loss_type dim dim_mults block_type linear_attention_levels label_column num_channels".split()
 
 
 def test_every_flag_exists_and_has_help():
@@ -55,6 +55,7 @@ def test_project_defaults():
     assert args.dim_mults == (1, 2, 4)
     assert args.linear_attention_levels == "below_full_resolution"
     assert args.prediction_type == "epsilon"
+    assert args.timestep_spacing == "trailing"
     assert args.dataset_name is None and args.train_data_dir is None  # -> the embedded sample
     assert args.mixed_precision is None  # -> whatever accelerate launch chose
     assert args.use_ema is False and args.seed == 0

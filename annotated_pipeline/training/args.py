@@ -124,6 +124,10 @@ def build_parser():
     model.add_argument("--ddpm_beta_schedule", type=str, default="squaredcos_cap_v2",
                        help="The beta schedule: squaredcos_cap_v2 (alias cosine; Nichol & Dhariwal 2021), "
                             "linear (Ho et al. 2020), scaled_linear, sigmoid or quadratic.")
+    model.add_argument("--timestep_spacing", type=str, default="trailing", choices=("linspace", "leading", "trailing"),
+                       help="Which timesteps a shorter sampling chain visits (saved in the scheduler config; "
+                            "training does not read it). trailing (default) starts at t = T - 1 (Lin et al. 2023); "
+                            "leading is diffusers' DDPMScheduler default.")
     model.add_argument("--prediction_type", type=str, default="epsilon", choices=PREDICTION_TYPES,
                        help="What the network predicts: the noise (epsilon, Ho et al. 2020), the clean "
                             "image (sample) or v (v_prediction, Salimans & Ho 2022).")

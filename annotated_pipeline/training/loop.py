@@ -80,7 +80,14 @@ def make_accelerator(args):
 
 
 def build_noise_scheduler(args):
-    """The forward process q(x_t | x_0) and the reverse step: `AnnotatedDDPMScheduler` from the arguments."""
+    """The forward process q(x_t | x_0) and the reverse step: `AnnotatedDDPMScheduler` from the arguments.
+
+    Two keys only matter for sampling and are saved with the pipeline: the --timestep_spacing of shorter
+    chains, and the bound on x_0_hat. The training images lie in [-1, 1], so x_0_hat is bounded there by
+    `thresholding` with `sample_max_value` 1: for DDPM and DDIM the same as `clip_sample`, and unlike
+    `clip_sample` also read by DPM-Solver++, whose first step from t = T - 1 ("trailing") otherwise
+    divides the model's error by sqrt(alphas_cumprod_{T-1}) ~ 0.0016 and goes wrong.
+    """
     from ..scheduler import AnnotatedDDPMScheduler
 
     try:
@@ -88,6 +95,9 @@ def build_noise_scheduler(args):
             num_train_timesteps=args.ddpm_num_steps,
             beta_schedule=args.ddpm_beta_schedule,
             prediction_type=args.prediction_type,
+            timestep_spacing=args.timestep_spacing,
+            thresholding=True,
+            sample_max_value=1.0,
         )
     except ValueError as error:
         raise TrainingConfigError(f"invalid diffusion configuration (--ddpm_*, --prediction_type): {error}") from None

@@ -23,8 +23,8 @@ over C, H, W).
 
 The U-Net uses both behind a pre-norm residual, x + Attn(GroupNorm(1, C)(x)) (`PreNormResidual`):
 softmax attention only in the bottleneck, where N is smallest, and linear attention on the levels
-above it (by default not at full resolution, where linear attention is still ~30% of the CPU time
-for little gain; see unet_2d.py).
+above it (by default not at full resolution, where it costs ~30% of the CPU time; unet_2d.py and
+benchmarks/RESULTS.md say what leaving it out gains in speed and costs per training step).
 
 Layout note: the pixels are kept as the columns of a (B, C, N) matrix, so a pointwise projection (the
 seed's 1x1 convolution, here an nn.Linear's weight W) is one batched product W @ x per example. q, k and
@@ -333,7 +333,8 @@ Every block sees emb; "[x, pop]" concatenates the skip pushed by the mirror bloc
 seed concatenates after each block, so two skips per level). Blocks are ResNet or ConvNeXt (blocks.py);
 attention is softmax in the bottleneck and linear elsewhere (attention.py): by default on every level
 but the full-resolution one ("linear attn" above is skipped at i = 0), on every level as in the seed
-with linear_attention_levels="all" (what `Unet()` builds). The input size must survive L - 1 halvings: H and W multiples of 2^(L-1) (28 -> 14 -> 7 for dim_mults (1, 2, 4)).
+with linear_attention_levels="all" (what `Unet()` builds). The input size must survive L - 1 halvings:
+H and W multiples of 2^(L-1) (28 -> 14 -> 7 for dim_mults (1, 2, 4)).
 
 Class conditioning (optional, `num_class_embeds`): a learned vector per class is added to emb, so
 every block sees (t, y); it is what classifier-free guidance (Ho & Salimans 2022) builds on.
@@ -432,7 +433,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
 
     Defaults are the seed's Fashion-MNIST setting (28x28x1 images, dim 28, dim_mults (1, 2, 4), ResNet
     blocks with 4 groups, attention 4 heads x 32) without the seed's two full-resolution linear attentions
-    (see linear_attention_levels; the trained reference model measures what that costs in quality).
+    (see linear_attention_levels; benchmarks/RESULTS.md measures what that changes in speed and quality).
     """
 
     @register_to_config
