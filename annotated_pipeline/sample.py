@@ -18,15 +18,22 @@ from .training.sampling import to_grid
 
 
 def sample_grid(pipeline_or_path, num_images=16, scheduler="ddim", num_inference_steps=50, seed=0, bf16=False):
-    """A PIL grid of `num_images` samples; deterministic for a seed."""
+    """A PIL grid of `num_images` samples; deterministic for a seed.
+
+    A pipeline passed in leaves with the scheduler and U-Net dtype it came with."""
     pipe = pipeline_or_path
     if not isinstance(pipe, AnnotatedDDPMPipeline):
         pipe = AnnotatedDDPMPipeline.from_pretrained(pipeline_or_path)
-    set_scheduler(pipe, scheduler)
-    if bf16:
-        pipe.unet.to(torch.bfloat16)
-    images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
-                  num_inference_steps=num_inference_steps, output_type="np").images
+    original_scheduler, original_dtype = pipe.scheduler, pipe.unet.dtype
+    try:
+        set_scheduler(pipe, scheduler)
+        if bf16:
+            pipe.unet.to(torch.bfloat16)
+        images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
+                      num_inference_steps=num_inference_steps, output_type="np").images
+    finally:
+        pipe.scheduler = original_scheduler
+        pipe.unet.to(original_dtype)
     return to_grid(images)
 
 

@@ -28,3 +28,15 @@ def test_sample_command_writes_a_deterministic_grid(tmp_path, capsys):
     np.testing.assert_array_equal(np.asarray(grid), np.asarray(Image.open(tmp_path / "b.png")))
     other = sample_grid(str(tmp_path / "pipe"), num_images=6, num_inference_steps=3, seed=1)
     assert not np.array_equal(np.asarray(other), np.asarray(Image.open(tmp_path / "b.png").resize(other.size)))
+
+
+def test_a_pipeline_passed_in_keeps_its_scheduler_and_dtype():
+    torch.manual_seed(0)
+    unet = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), resnet_block_groups=2,
+                                attention_heads=2, attention_head_dim=8)
+    scheduler = AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="cosine")
+    pipe = AnnotatedDDPMPipeline(unet=unet, scheduler=scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    grid = sample_grid(pipe, num_images=4, num_inference_steps=3, scheduler="ddim", bf16=True)
+    assert grid.size == (2 * 8, 2 * 8)
+    assert pipe.scheduler is scheduler and pipe.unet.dtype == torch.float32
