@@ -33,7 +33,8 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="ddim", num_inference
                       num_inference_steps=num_inference_steps, output_type="np").images
     finally:
         pipe.scheduler = original_scheduler
-        pipe.unet.to(original_dtype)
+        if pipe.unet.dtype != original_dtype:
+            pipe.unet.to(original_dtype)
     return to_grid(images)
 
 

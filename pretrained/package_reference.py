@@ -1,6 +1,6 @@
 """Evaluate the reference run and package it as pretrained/ddpm-fashion-mnist/.
 
-    python pretrained/package_reference.py --run runs/reference-v2 --final_stage 3000
+    python pretrained/package_reference.py --run runs/reference-v3 --final_stage 3000
 
 1. evaluates the final stage's pipeline (EMA weights) with our offline Frechet distance: 1,000
    samples from DDIM (50 steps) and from DPM-Solver++ (20 steps), and a smaller sample from the full
@@ -86,7 +86,7 @@ def row(label, report):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", default="runs/reference-v2")
+    parser.add_argument("--run", default="runs/reference-v3")
     parser.add_argument("--final_stage", type=int, default=3000)
     parser.add_argument("--target", default="pretrained/ddpm-fashion-mnist")
     parser.add_argument("--ddpm_samples", type=int, default=200)

@@ -14,14 +14,14 @@
 # processes on 2 cores slow each other 3-6x. `accelerate launch` gives a process one CPU thread
 # unless told otherwise, hence --num_cpu_threads_per_process.
 #
-#   bash pretrained/train_reference.sh     # RUN=runs/reference-v2 STAGES="800 1600 2400 3000"
+#   bash pretrained/train_reference.sh     # RUN=runs/reference-v3 STAGES="800 1600 2400 3000"
 #
 # Extra arguments go to train_accelerate.py (e.g. --linear_attention_levels all for the seed's U-Net).
 # Needs the official files: apt-get install dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUN="${RUN:-runs/reference-v2}"
+RUN="${RUN:-runs/reference-v3}"
 DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
 STAGES="${STAGES:-800 1600 2400 3000}"
 EVAL_N="${EVAL_N:-500}"
@@ -34,7 +34,7 @@ for STEPS in $STAGES; do
       train_accelerate.py \
       --train_data_dir "$DATA" --output_dir "$RUN" \
       --mixed_precision bf16 --train_batch_size 128 \
-      --learning_rate 5e-4 --lr_scheduler constant_with_warmup --lr_warmup_steps 200 \
+      --learning_rate 1e-3 --lr_scheduler constant_with_warmup --lr_warmup_steps 200 \
       --use_ema --max_train_steps "$STEPS" \
       --checkpointing_steps 200 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
       --save_images_epochs 1000 --save_model_epochs 1000 \
