@@ -6,7 +6,7 @@
    samples from DDIM (50 steps) and from DPM-Solver++ (20 steps), and a smaller sample from the full
    1000-step DDPM chain (with DDIM at that N beside it, since the distance depends on N); the intermediate stages' evaluations (written by train_reference.sh) give
    the curve of distance against training steps;
-2. copies the saved pipeline (code files, configs, safetensors weights) to the target folder, draws
+2. re-saves the pipeline through the package (its current code files, the run's configs and safetensors weights) into the target folder, draws
    a 64-image grid (DDIM, 50 steps, seed 0) as samples.png, and writes the model card with the
    exact commands, the hardware, the training time and the numbers.
 """
