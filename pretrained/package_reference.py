@@ -3,12 +3,14 @@
     python pretrained/package_reference.py --run runs/reference-v3 --final_stage 3000
 
 1. evaluates the final stage's pipeline (EMA weights) with our offline Frechet distance: 1,000
-   samples from DDIM (50 steps) and from DPM-Solver++ (20 steps), and a smaller sample from the full
-   1000-step DDPM chain (with DDIM at that N beside it, since the distance depends on N); the intermediate stages' evaluations (written by train_reference.sh) give
-   the curve of distance against training steps;
-2. re-saves the pipeline through the package (its current code files, the run's configs and safetensors weights) into the target folder, draws
-   a 64-image grid (DDIM, 50 steps, seed 0) as samples.png, and writes the model card with the
-   exact commands, the hardware, the training time and the numbers.
+   samples from DDIM (50 steps, eta 0 and 1) and from DPM-Solver++ (20 steps), and a smaller sample
+   from the full 1000-step DDPM chain (with DDIM at that N beside it, since the distance depends on
+   N); the intermediate stages' evaluations (written by train_reference.sh) give the curve of
+   distance against training steps;
+2. re-saves the pipeline through the package (its current code files, the run's configs and
+   safetensors weights) into the target folder, draws a 64-image grid (DDIM, 50 steps, seed 0) as
+   samples.png, and writes the model card with the exact commands, the hardware, the training time
+   and the numbers.
 """
 
 import argparse
@@ -22,10 +24,11 @@ import torch
 from huggingface_hub import ModelCard
 
 from annotated_pipeline.evaluation.evaluate import evaluate, format_report
-from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
 from annotated_pipeline.hub import write_model_card
+from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
 from annotated_pipeline.sample import sample_grid
 from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES
+
 
 def evaluation(path, name, **kwargs):
     """Run `evaluate` once and keep its report next to the pipeline (re-used when already there)."""
