@@ -17,6 +17,12 @@ Two things may change, and both are options here:
 * the target, following the scheduler's `prediction_type`: the noise eps ("epsilon", eq. 14), the
   clean sample x_0 ("sample"), or the velocity v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0
   ("v_prediction", Salimans & Ho 2022, sec. 4).
+
+A third is optional: the weight of each timestep. Eq. (14) weights every t alike. Min-SNR-gamma
+(Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", sec. 3.4) caps the
+weight of the nearly clean timesteps, whose signal-to-noise ratio SNR(t) = alpha_bar_t / (1 - alpha_bar_t)
+is large, so that they stop dominating the gradient. In terms of the x_0 error their weight is
+min(SNR(t), gamma); each target turns that into its own factor (`min_snr_weights`).
 """
 
 from functools import lru_cache
@@ -59,13 +65,42 @@ def _prediction(output):
     return output
 
 
-def p_losses(model, x_start, t, noise=None, loss_type="huber", scheduler=None, class_labels=None):
+def min_snr_weights(scheduler, t, snr_gamma):
+    """Per-sample loss weights of min-SNR-gamma, Hang et al. 2023, eq. (6) and sec. 3.4:
+
+        SNR(t)  = alpha_bar_t / (1 - alpha_bar_t)
+        w_x0(t) = min(SNR(t), gamma)                      the weight on || x_0 - x_0_hat ||^2
+
+    An eps error is an x_0 error times sqrt(SNR) (x_0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_hat) /
+    sqrt(alpha_bar_t)), and a v error one times sqrt(SNR + 1), so the same weighting of x_0 errors
+    reads, per target:
+
+        epsilon:       min(SNR, gamma) / SNR
+        sample:        min(SNR, gamma)
+        v_prediction:  min(SNR, gamma) / (SNR + 1)
+
+    Returns a float tensor of shape (B,), on the device of `t`.
+    """
+    alphas_cumprod = scheduler.alphas_cumprod.to(device=t.device, dtype=torch.float32)[t]
+    snr = alphas_cumprod / (1.0 - alphas_cumprod)
+    capped = torch.clamp(snr, max=snr_gamma)
+    prediction_type = scheduler.config.prediction_type
+    if prediction_type == "epsilon":
+        return capped / snr
+    if prediction_type == "sample":
+        return capped
+    return capped / (snr + 1.0)
+
+
+def p_losses(model, x_start, t, noise=None, loss_type="huber", scheduler=None, class_labels=None, snr_gamma=None):
     """The denoising loss at timesteps `t`: eq. (14) of Ho et al. 2020 with a choice of distance
     and target (see the module docstring).
 
         x_t    = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps                    (eq. 4)
         loss   = distance( target, model(x_t, t) ),
         target = eps | x_0 | sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0     (by prediction_type)
+
+    With `snr_gamma`, the distance of each image is weighted by `min_snr_weights` before the mean.
 
     Args:
         model: the network; called as `model(x_t, t)` or `model(x_t, t, class_labels=...)`.
@@ -75,9 +110,12 @@ def p_losses(model, x_start, t, noise=None, loss_type="huber", scheduler=None, c
         loss_type: "l1", "l2" or "huber".
         scheduler: supplies alpha_bar_t and `prediction_type`; `AnnotatedDDPMScheduler()` when None.
         class_labels: passed to the model for class-conditional training.
+        snr_gamma: the gamma of min-SNR-gamma weighting (Hang et al. use 5); None weights all t alike.
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"Unknown loss_type {loss_type!r}; allowed: {', '.join(LOSS_TYPES)}.")
+    if snr_gamma is not None and not snr_gamma > 0:
+        raise ValueError(f"snr_gamma must be > 0 (Hang et al. use 5), or None for no weighting; got {snr_gamma}.")
     scheduler = scheduler if scheduler is not None else _default_scheduler()
     prediction_type = scheduler.config.prediction_type
     if prediction_type not in PREDICTION_TYPES:
@@ -97,4 +135,8 @@ def p_losses(model, x_start, t, noise=None, loss_type="huber", scheduler=None, c
         target = x_start
     else:
         target = scheduler.get_velocity(x_start, noise, t)
-    return LOSS_TYPES[loss_type](predicted.float(), target.float())
+    distance = LOSS_TYPES[loss_type]
+    if snr_gamma is None:
+        return distance(predicted.float(), target.float())
+    per_image = distance(predicted.float(), target.float(), reduction="none").flatten(1).mean(dim=1)
+    return (per_image * min_snr_weights(scheduler, t, snr_gamma)).mean()

@@ -95,3 +95,61 @@ def test_tiny_model_overfits_eight_images():
         optimizer.step()
         losses.append(loss.item())
     assert min(losses[-10:]) < losses[0] / 10, (losses[0], losses[-10:])
+
+
+# ------------------------------------------------------------------------------------------------
+# Min-SNR-gamma weighting (Hang et al. 2023)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
+def test_min_snr_weights_match_the_diffusers_training_examples(prediction_type):
+    """diffusers' examples weight the loss by min(SNR, gamma), divided by SNR for epsilon and by SNR + 1
+    for v_prediction, with SNR from `diffusers.training_utils.compute_snr`."""
+    from diffusers.training_utils import compute_snr
+
+    from annotated_pipeline.losses import min_snr_weights
+
+    scheduler = AnnotatedDDPMScheduler(beta_schedule="squaredcos_cap_v2", prediction_type=prediction_type)
+    t = torch.tensor([0, 1, 50, 200, 500, 800, 999])
+    snr = compute_snr(scheduler, t)
+    expected = torch.minimum(snr, torch.full_like(snr, 5.0))
+    expected = {"epsilon": expected / snr, "sample": expected, "v_prediction": expected / (snr + 1)}[prediction_type]
+    torch.testing.assert_close(min_snr_weights(scheduler, t, 5.0), expected)
+
+
+def test_min_snr_caps_only_the_nearly_clean_timesteps():
+    from annotated_pipeline.losses import min_snr_weights
+
+    scheduler = AnnotatedDDPMScheduler(beta_schedule="squaredcos_cap_v2")
+    weights = min_snr_weights(scheduler, torch.arange(1000), 5.0)
+    snr = scheduler.alphas_cumprod / (1 - scheduler.alphas_cumprod)
+    assert torch.all(weights[snr <= 5] == 1.0)           # noisy timesteps keep eq. (14)'s weight
+    assert torch.all(weights[snr > 5] < 1.0)             # the clean ones lose weight
+    assert weights[0] < 1e-3
+    assert torch.all(weights[1:] >= weights[:-1])           # and more so the cleaner they are
+
+
+@pytest.mark.parametrize("loss_type", ["l1", "l2", "huber"])
+def test_weighted_loss_is_the_weighted_mean_of_per_image_losses(loss_type):
+    from annotated_pipeline.losses import min_snr_weights
+
+    scheduler = AnnotatedDDPMScheduler(beta_schedule="squaredcos_cap_v2")
+    torch.manual_seed(0)
+    x0, noise, t = torch.randn(3, 1, 4, 4), torch.randn(3, 1, 4, 4), torch.tensor([3, 300, 990])
+    answer = torch.randn(3, 1, 4, 4) * 2
+    distance = {"l1": F.l1_loss, "l2": F.mse_loss, "huber": F.smooth_l1_loss}[loss_type]
+    per_image = torch.stack([distance(answer[i], noise[i]) for i in range(3)])
+    expected = (per_image * min_snr_weights(scheduler, t, 5.0)).mean()
+    got = p_losses(Oracle(answer), x0, t, noise=noise, loss_type=loss_type, scheduler=scheduler, snr_gamma=5.0)
+    torch.testing.assert_close(got, expected)
+    # A gamma above every SNR weighs all t alike: eq. (14) again.
+    unweighted = p_losses(Oracle(answer), x0, t, noise=noise, loss_type=loss_type, scheduler=scheduler)
+    huge = p_losses(Oracle(answer), x0, t, noise=noise, loss_type=loss_type, scheduler=scheduler, snr_gamma=1e12)
+    torch.testing.assert_close(huge, unweighted)
+
+
+@pytest.mark.parametrize("gamma", [0.0, -5.0, float("nan")])
+def test_bad_snr_gamma(gamma):
+    with pytest.raises(ValueError, match="snr_gamma must be > 0"):
+        p_losses(Oracle(torch.zeros(1, 1, 4, 4)), torch.zeros(1, 1, 4, 4), torch.tensor([1]), snr_gamma=gamma)

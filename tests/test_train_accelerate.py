@@ -5,7 +5,8 @@ Three training runs (tiny U-Net, 16x16 images, T=20) are shared by the tests bel
     single    1 process, EMA, 4 steps, checkpoints every 2, TensorBoard, push to a local Hub server
     resumed   checkpoint-2 of `single` in a fresh folder, --resume_from_checkpoint latest,
               --checkpoints_total_limit 1, and a push to a Hub that is down
-    multi     2 CPU processes (gloo), bf16, gradient accumulation 2, class-conditional, no EMA
+    multi     2 CPU processes (gloo), bf16, gradient accumulation 2, class-conditional, no EMA,
+              min-SNR-gamma weighting and a learning-rate horizon longer than the run
 
 What each test checks is read from what the run left on disk (the checkpoint's optimizer step
 counts, its files, the TensorBoard event file, the Hub server's files) or from its log.
@@ -121,7 +122,7 @@ def multi(tmp_path_factory, data_dir):
         ["--train_data_dir", str(data_dir), "--output_dir", str(out), *TINY,
          "--train_batch_size", "2", "--num_epochs", "1", "--gradient_accumulation_steps", "2",
          "--checkpointing_steps", "2", "--mixed_precision", "bf16", "--label_column", "label",
-         "--logger", "none"],
+         "--snr_gamma", "5", "--lr_decay_steps", "6", "--logger", "none"],
         root / "hf_home", env=env,
     )
     return out, result

@@ -92,6 +92,8 @@ def test_malformed_flag_is_an_argparse_error(capsys):
     (["--checkpoints_total_limit", "0"], "--checkpoints_total_limit must be a positive integer"),
     (["--learning_rate", "-1"], "--learning_rate must be > 0"),
     (["--ema_max_decay", "1.5"], "--ema_max_decay must lie in"),
+    (["--snr_gamma", "0"], "--snr_gamma must be > 0"),
+    (["--lr_warmup_steps", "200", "--lr_decay_steps", "200"], r"--lr_decay_steps \(200\) must exceed --lr_warmup_steps"),
 ])
 def test_validation_names_the_problem(argv, message):
     with pytest.raises(TrainingConfigError, match=message):
@@ -146,6 +148,8 @@ def run_cli(capsys, tmp_path, *argv):
     (["--linear_attention_levels", "0,5"], "--linear_attention_levels 0,5): linear_attention_levels must hold"),
     (["--image_column", "picture"], "'picture' is not a column"),
     (["--label_column", "class"], "'class' is not a column"),
+    (["--lr_warmup_steps", "0", "--lr_decay_steps", "2", "--max_train_steps", "3"],
+     "--lr_decay_steps (2) is shorter than the run (3 optimizer steps)"),
 ])
 def test_impossible_configuration_stops_before_training(capsys, tmp_path, tiny_data, extra, message):
     full, _ = tiny_data
@@ -168,3 +172,30 @@ def test_missing_data_folder_stops_before_training(capsys, tmp_path):
     code, err = run_cli(capsys, tmp_path, "--train_data_dir", str(tmp_path / "nowhere"))
     assert code == 2
     assert "nowhere" in err and "is not a folder" in err
+
+
+@pytest.mark.parametrize("name", ["cosine", "linear"])
+def test_lr_decay_steps_fix_the_horizon_across_stages(name):
+    """A run trained in stages (--max_train_steps 4, then 10) with --lr_decay_steps 10 follows, step by
+    step, the schedule of one 10-step run."""
+    import torch
+
+    from annotated_pipeline.training.loop import TrainingPlan, build_lr_scheduler
+
+    def learning_rates(max_train_steps, lr_decay_steps):
+        args = parse_args(["--logger", "none", "--learning_rate", "1.0", "--lr_scheduler", name,
+                           "--lr_warmup_steps", "2", "--max_train_steps", str(max_train_steps),
+                           *([] if lr_decay_steps is None else ["--lr_decay_steps", str(lr_decay_steps)])])
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
+        schedule = build_lr_scheduler(args, optimizer, TrainingPlan.from_args(args, 100, 1), 1)
+        rates = []
+        for _ in range(max_train_steps):
+            rates.append(schedule.get_last_lr()[0])
+            optimizer.step()
+            schedule.step()
+        return rates
+
+    whole = learning_rates(10, None)
+    assert whole[2] == 1.0 and whole[-1] < 0.2  # warms up, then decays over the whole run by default
+    assert learning_rates(4, 10) == whole[:4]
+    assert learning_rates(4, None) != whole[:4]  # without it, a 4-step stage decays within 4 steps

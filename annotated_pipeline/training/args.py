@@ -133,6 +133,9 @@ def build_parser():
                             "image (sample) or v (v_prediction, Salimans & Ho 2022).")
     model.add_argument("--loss_type", type=str, default="huber", choices=LOSS_TYPES,
                        help="Distance between the network's prediction and its target.")
+    model.add_argument("--snr_gamma", type=float, default=None,
+                       help="Weight each timestep's loss by min-SNR-gamma (Hang et al. 2023; they use 5). "
+                            "Default: every timestep weighs the same (Ho et al. eq. 14).")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--train_batch_size", type=int, default=16,
@@ -151,6 +154,11 @@ def build_parser():
                      help="Learning-rate schedule (diffusers.optimization.get_scheduler).")
     opt.add_argument("--lr_warmup_steps", type=int, default=500,
                      help="Optimizer steps of linear learning-rate warmup.")
+    opt.add_argument("--lr_decay_steps", type=int, default=None,
+                     help="Optimizer steps over which the learning rate decays to its end value (the "
+                          "schedule's horizon). Default: the run's total steps. Set it when a run is "
+                          "trained in stages that each raise --max_train_steps, so all stages follow one "
+                          "schedule; it may not be shorter than the run.")
     opt.add_argument("--adam_beta1", type=float, default=0.95, help="AdamW beta1.")
     opt.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2.")
     opt.add_argument("--adam_weight_decay", type=float, default=1e-6, help="AdamW weight decay.")
@@ -222,6 +230,12 @@ def validate_args(args):
         raise TrainingConfigError(f"--dataloader_num_workers must be >= 0; got {args.dataloader_num_workers}")
     if args.lr_warmup_steps < 0:
         raise TrainingConfigError(f"--lr_warmup_steps must be >= 0; got {args.lr_warmup_steps}")
+    if args.lr_decay_steps is not None and args.lr_decay_steps <= args.lr_warmup_steps:
+        raise TrainingConfigError(
+            f"--lr_decay_steps ({args.lr_decay_steps}) must exceed --lr_warmup_steps ({args.lr_warmup_steps})"
+        )
+    if args.snr_gamma is not None and not args.snr_gamma > 0:
+        raise TrainingConfigError(f"--snr_gamma must be > 0 (Hang et al. 2023 use 5); got {args.snr_gamma}")
     if args.learning_rate <= 0:
         raise TrainingConfigError(f"--learning_rate must be > 0; got {args.learning_rate}")
     if not 0.0 <= args.ema_max_decay <= 1.0:

@@ -221,15 +221,23 @@ def build_optimizer(args, model):
 
 
 def build_lr_scheduler(args, optimizer, plan, num_processes):
-    """Warmup then decay over the whole run. A prepared schedule advances once per process on each
-    optimizer step, so its lengths are counted in process-steps."""
+    """Warmup then decay over the whole run, or over --lr_decay_steps when given (a run trained in
+    stages keeps one schedule). A prepared schedule advances once per process on each optimizer step,
+    so its lengths are counted in process-steps."""
     from diffusers.optimization import get_scheduler
 
+    horizon = plan.max_train_steps if args.lr_decay_steps is None else args.lr_decay_steps
+    if horizon < plan.max_train_steps:
+        # Past its horizon diffusers' cosine schedule climbs again and the linear one stays at 0.
+        raise TrainingConfigError(
+            f"--lr_decay_steps ({horizon}) is shorter than the run ({plan.max_train_steps} optimizer steps); "
+            "give at least the run's total steps"
+        )
     return get_scheduler(
         args.lr_scheduler,
         optimizer=optimizer,
         num_warmup_steps=args.lr_warmup_steps * num_processes,
-        num_training_steps=plan.max_train_steps * num_processes,
+        num_training_steps=horizon * num_processes,
     )
 
 
@@ -272,13 +280,14 @@ class NoiseGenerator:
         self.generator.set_state(state["rng_state"])
 
 
-def training_step(model, batch, noise_scheduler, loss_type, generator, conditional=False):
+def training_step(model, batch, noise_scheduler, loss_type, generator, conditional=False, snr_gamma=None):
     """One draw of Ho et al. 2020, Algorithm 1, lines 2-5, on a batch; returns the scalar loss.
 
         x_0 = batch["input"],  t ~ Uniform{0..T-1},  eps ~ N(0, I)
         loss = distance( target, model( sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t ) )   (eq. 14)
 
-    A class-conditional model also gets the batch's labels y: eps_theta(x_t, t, y).
+    A class-conditional model also gets the batch's labels y: eps_theta(x_t, t, y). With `snr_gamma`
+    each image's loss is weighted by min-SNR-gamma (`losses.min_snr_weights`).
     """
     from ..losses import p_losses
 
@@ -289,7 +298,7 @@ def training_step(model, batch, noise_scheduler, loss_type, generator, condition
     noise = torch.randn(x_start.shape, device=x_start.device, dtype=x_start.dtype, generator=generator)
     return p_losses(
         model, x_start, t, noise=noise, loss_type=loss_type, scheduler=noise_scheduler,
-        class_labels=class_labels,
+        class_labels=class_labels, snr_gamma=snr_gamma,
     )
 
 
@@ -402,7 +411,8 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
     for batch in dataloader:
         with accelerator.accumulate(state.model):
             loss = training_step(state.model, batch, state.noise_scheduler, args.loss_type,
-                                 state.noise_generator.generator, conditional=state.num_classes is not None)
+                                 state.noise_generator.generator, conditional=state.num_classes is not None,
+                                 snr_gamma=args.snr_gamma)
             loss_sum += accelerator.reduce(loss.detach(), reduction="mean").item()  # mean over processes
             num_batches += 1
             accelerator.backward(loss)
