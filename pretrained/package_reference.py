@@ -80,6 +80,24 @@ def stage_minutes(run, step):
     return f"{timed_minutes(run, step):.0f}" if (Path(run) / "timing.tsv").is_file() else "?"
 
 
+def recipe(training_args):
+    """The optimisation recipe in words, from the training arguments the run recorded."""
+    if not training_args:
+        return "bf16 autocast, EMA"
+    schedule = f"{training_args['lr_scheduler']} schedule, {training_args['lr_warmup_steps']} warmup steps"
+    if training_args.get("lr_decay_steps"):
+        schedule += f", horizon {training_args['lr_decay_steps']} steps"
+    words = [f"AdamW lr {training_args['learning_rate']:g} ({schedule})"]
+    words.append(f"{training_args['loss_type']} loss")
+    if training_args.get("snr_gamma"):
+        words[-1] += f" with min-SNR-{training_args['snr_gamma']:g} weighting"
+    if training_args.get("mixed_precision") == "bf16":
+        words.append("bf16 autocast")
+    if training_args.get("use_ema"):
+        words.append("EMA")
+    return ", ".join(words)
+
+
 def row(label, report):
     coverage = report["class_coverage"]
     return (f"| {label} | {report['num_samples']} | {report['frechet_distance']:.2f} | "
@@ -137,7 +155,7 @@ def main():
         "```",
         "",
         f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}. "
-        f"Training: {args.final_stage} optimizer steps at batch 128 (bf16 autocast, EMA), "
+        f"Training: {args.final_stage} optimizer steps at batch 128 ({recipe(training_args)}), "
         f"{args.training_minutes:.0f} minutes of wall-clock time (the evaluations ran afterwards).",
         "",
         "Sampling settings (in `scheduler/scheduler_config.json`; training never reads them): a shorter chain "

@@ -105,3 +105,18 @@ def test_package_reference_reads_the_stage_times_and_the_curve(tmp_path):
     assert [(step, r["frechet_distance"]) for step, r in curve] == [(800, 2.0), (1600, 1.0)]
     with pytest.raises(SystemExit, match="timing.tsv is missing"):
         package_reference.timed_minutes(tmp_path, 800)
+
+
+def test_package_reference_describes_the_recipe_from_the_recorded_arguments():
+    from annotated_pipeline.training.args import args_for_model_card, parse_args
+
+    package_reference = load_package_reference()
+    plain = args_for_model_card(parse_args(["--logger", "none", "--learning_rate", "1e-3", "--use_ema",
+                                            "--mixed_precision", "bf16", "--lr_warmup_steps", "200"]))
+    assert package_reference.recipe(plain) == (
+        "AdamW lr 0.001 (cosine schedule, 200 warmup steps), huber loss, bf16 autocast, EMA")
+    weighted = args_for_model_card(parse_args(["--logger", "none", "--snr_gamma", "5", "--lr_decay_steps", "3000",
+                                               "--loss_type", "l2"]))
+    assert package_reference.recipe(weighted) == (
+        "AdamW lr 0.0001 (cosine schedule, 500 warmup steps, horizon 3000 steps), l2 loss with min-SNR-5 weighting")
+    assert package_reference.recipe(None) == "bf16 autocast, EMA"  # a run that recorded no arguments
