@@ -48,6 +48,11 @@ IGNORE_PATTERNS = [
     ".cache/*", ".ipynb_checkpoints/*",
 ]
 
+# Remote files of the kinds a saved pipeline is made of (weights, configs, code). A push deletes
+# those the folder no longer has, so the repo loads exactly as the folder does (a stale weights file
+# or a renamed module would otherwise linger); anything else added on the Hub (docs, images) stays.
+STALE_PATTERNS = ["*.safetensors", "*.bin", "*.json", "*.py"]
+
 
 class HubUnavailableError(ConnectionError):
     """The Hub endpoint could not be reached (or failed with a server error) during a push."""
@@ -227,7 +232,8 @@ def push_folder_to_hub(
        stored in its metadata updated with `card_kwargs` (the arguments of `model_card`).
     2. `create_repo(repo_id, exist_ok=True, private=private)`, then `upload_folder` of `folder`
        without checkpoints, logs, pickles and caches (IGNORE_PATTERNS). Unchanged files are not
-       re-sent; pushing changed files again makes a new commit.
+       re-sent; pushing changed files again makes a new commit. In the same commit, the repo's
+       weights, configs and code files (STALE_PATTERNS) that `folder` no longer has are deleted.
 
     Returns huggingface_hub's `CommitInfo` (a str: the commit URL; `.oid` is the commit sha).
     Raises `HubUnavailableError` if the endpoint cannot be reached, after step 1, with every file
@@ -261,6 +267,7 @@ def push_folder_to_hub(
             folder_path=str(folder),
             commit_message=commit_message,
             ignore_patterns=list(IGNORE_PATTERNS),
+            delete_patterns=list(STALE_PATTERNS),
             token=token,
         )
     except HfHubHTTPError as error:

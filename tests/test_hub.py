@@ -188,6 +188,35 @@ def test_push_uploads_the_pipeline_only_and_pushing_again_is_a_new_commit(local_
     assert set(auths) == {f"Bearer {SECRET}", "Bearer hf_from_the_environment"}
 
 
+def test_pushing_again_deletes_the_pipeline_files_the_folder_no_longer_has(local_hub, tmp_path):
+    """A retrained pipeline whose files changed name: the repo must not keep the old weights or code
+    (they would load, or be imported, beside the new ones); a file added on the Hub by hand stays."""
+    out_dir = tmp_path / "ddpm-out"
+    pipeline = make_output_dir(out_dir)
+    hub.write_model_card(out_dir, training_args=TRAINING_ARGS, dataset_name="fashion_mnist")
+    out = client(f"""
+        import json
+        from pathlib import Path
+        from huggingface_hub import upload_file
+        from annotated_pipeline.hub import push_folder_to_hub
+        folder = Path({str(out_dir)!r})
+        first = push_folder_to_hub(folder, "alice/ddpm")
+        upload_file(path_or_fileobj=b"hand-written notes", path_in_repo="docs/notes.md", repo_id="alice/ddpm")
+        weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
+        weights.rename(folder / "unet" / "diffusion_pytorch_model.fp16.safetensors")
+        (folder / "unet" / "unet_2d.py").rename(folder / "unet" / "model.py")
+        second = push_folder_to_hub(folder, "alice/ddpm", commit_message="Renamed files")
+        print(json.dumps({{"oids": [first.oid, second.oid]}}))
+    """, hub_env(local_hub.endpoint, tmp_path / "home"))
+
+    repo = local_hub.files("alice/ddpm")
+    assert "unet/diffusion_pytorch_model.safetensors" not in repo and "unet/unet_2d.py" not in repo
+    assert repo["unet/diffusion_pytorch_model.fp16.safetensors"] == pipeline["unet/diffusion_pytorch_model.safetensors"]
+    assert repo["unet/model.py"] == pipeline["unet/unet_2d.py"]
+    assert repo["docs/notes.md"] == b"hand-written notes" and ".gitattributes" in repo
+    assert local_hub.commits("alice/ddpm")[0]["oid"] == out["oids"][1]  # one commit: uploads and deletions
+
+
 def test_push_to_a_down_endpoint_raises_a_clear_error_and_keeps_the_folder(tmp_path):
     out_dir = tmp_path / "ddpm-out"
     make_output_dir(out_dir)
