@@ -70,6 +70,24 @@ def test_parquet_folder(tmp_path):
         data.load_training_dataset(train_data_dir=tmp_path, cache_dir=str(tmp_path / "cache"), split="test")
 
 
+def test_parquet_splits_without_datasets_private_helper(tmp_path, monkeypatch):
+    """The split inference falls back to datasets' public `get_data_patterns` when the private helper
+    is gone (a future datasets release): the same files, the same splits."""
+    import datasets
+    import datasets.data_files
+
+    ds = datasets.Dataset.from_dict({"y": [0, 1, 2]})
+    (tmp_path / "data").mkdir()
+    ds.to_parquet(str(tmp_path / "data" / "train-00000-of-00001.parquet"))
+    ds.select([0]).to_parquet(str(tmp_path / "data" / "test-00000-of-00001.parquet"))
+    with_helper = data._parquet_files_by_split(str(tmp_path))
+    assert hasattr(datasets.data_files, data._PRIVATE_SPLIT_INFERENCE)  # this release has it
+    monkeypatch.setattr(data, "_PRIVATE_SPLIT_INFERENCE", "_a_name_datasets_does_not_have")
+    assert data._parquet_files_by_split(str(tmp_path)) == with_helper
+    assert sorted(with_helper) == ["test", "train"]
+    assert data._parquet_files_by_split(str(tmp_path / "data" / "nothing-here")) == {}
+
+
 def test_image_folder_grayscale_and_rgb(tmp_path):
     for name, mode in (("gray", "L"), ("rgb", "RGB")):
         for label in ("cat", "dog"):

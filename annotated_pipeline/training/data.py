@@ -29,6 +29,7 @@ import torch
 from .fashion_mnist import fashion_mnist_dataset, idx_file_names
 
 IDX_PATTERNS = ("*-ubyte", "*-ubyte.gz")
+_PRIVATE_SPLIT_INFERENCE = "_get_data_files_patterns"  # in datasets.data_files (see _parquet_files_by_split)
 GRAYSCALE_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"})
 COLOR_MODES = frozenset({"RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr", "LAB", "HSV"})
 
@@ -45,18 +46,23 @@ def _parquet_files_by_split(root: str) -> dict[str, list[str]]:
     naming rules: train*/test*/validation* file or folder names, otherwise everything is "train".
 
     Only parquet files take part in the split inference, so a stray train.csv or a cache folder
-    cannot change which split a parquet file lands in.
+    cannot change which split a parquet file lands in. That needs datasets' private
+    `_get_data_files_patterns` (its public `get_data_patterns` looks at every file); a datasets release
+    without it gets the public inference instead.
     """
     from functools import partial
 
-    from datasets.data_files import DataFilesDict, _get_data_files_patterns, resolve_pattern
+    import datasets.data_files as data_files
 
-    resolver = partial(resolve_pattern, base_path=root, allowed_extensions=[".parquet"])
     try:
-        patterns = _get_data_files_patterns(resolver)
-    except FileNotFoundError:  # no parquet file anywhere below root
+        infer = getattr(data_files, _PRIVATE_SPLIT_INFERENCE, None)
+        if infer is not None:
+            patterns = infer(partial(data_files.resolve_pattern, base_path=root, allowed_extensions=[".parquet"]))
+        else:
+            patterns = data_files.get_data_patterns(root)
+        resolved = data_files.DataFilesDict.from_patterns(patterns, base_path=root, allowed_extensions=[".parquet"])
+    except (FileNotFoundError, data_files.EmptyDatasetError):  # no parquet file where the splits point
         return {}
-    resolved = DataFilesDict.from_patterns(patterns, base_path=root, allowed_extensions=[".parquet"])
     return {str(split): sorted(files) for split, files in resolved.items() if files}
 
 
