@@ -79,14 +79,16 @@ def min_snr_weights(scheduler, t, snr_gamma):
         sample:        min(SNR, gamma)
         v_prediction:  min(SNR, gamma) / (SNR + 1)
 
-    Returns a float tensor of shape (B,), on the device of `t`.
+    Returns a float tensor of shape (B,), on the device of `t`. The epsilon weight is computed as
+    min(gamma / SNR, 1), the same number, which stays 1 where SNR = 0 (the last timestep of a
+    zero-terminal-SNR schedule) instead of 0 / 0.
     """
     alphas_cumprod = scheduler.alphas_cumprod.to(device=t.device, dtype=torch.float32)[t]
     snr = alphas_cumprod / (1.0 - alphas_cumprod)
     capped = torch.clamp(snr, max=snr_gamma)
     prediction_type = scheduler.config.prediction_type
     if prediction_type == "epsilon":
-        return capped / snr
+        return torch.clamp(snr_gamma / snr, max=1.0)
     if prediction_type == "sample":
         return capped
     return capped / (snr + 1.0)

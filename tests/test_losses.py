@@ -130,6 +130,17 @@ def test_min_snr_caps_only_the_nearly_clean_timesteps():
     assert torch.all(weights[1:] >= weights[:-1])           # and more so the cleaner they are
 
 
+@pytest.mark.parametrize("prediction_type, last_weight", [("epsilon", 1.0), ("sample", 0.0), ("v_prediction", 0.0)])
+def test_min_snr_weights_at_zero_terminal_snr(prediction_type, last_weight):
+    """alpha_bar_{T-1} = 0 gives SNR = 0 there: the weights stay finite (the epsilon one is the limit, 1)."""
+    from annotated_pipeline.losses import min_snr_weights
+
+    scheduler = AnnotatedDDPMScheduler(rescale_betas_zero_snr=True, prediction_type=prediction_type)
+    assert scheduler.alphas_cumprod[-1] == 0
+    weights = min_snr_weights(scheduler, torch.arange(1000), 5.0)
+    assert torch.all(torch.isfinite(weights)) and weights[-1].item() == last_weight
+
+
 @pytest.mark.parametrize("loss_type", ["l1", "l2", "huber"])
 def test_weighted_loss_is_the_weighted_mean_of_per_image_losses(loss_type):
     from annotated_pipeline.losses import min_snr_weights
