@@ -85,13 +85,11 @@ def min_snr_weights(scheduler, t, snr_gamma):
     """
     alphas_cumprod = scheduler.alphas_cumprod.to(device=t.device, dtype=torch.float32)[t]
     snr = alphas_cumprod / (1.0 - alphas_cumprod)
-    capped = torch.clamp(snr, max=snr_gamma)
     prediction_type = scheduler.config.prediction_type
     if prediction_type == "epsilon":
         return torch.clamp(snr_gamma / snr, max=1.0)
-    if prediction_type == "sample":
-        return capped
-    return capped / (snr + 1.0)
+    capped = torch.clamp(snr, max=snr_gamma)
+    return capped if prediction_type == "sample" else capped / (snr + 1.0)
 
 
 def p_losses(model, x_start, t, noise=None, loss_type="huber", scheduler=None, class_labels=None, snr_gamma=None):

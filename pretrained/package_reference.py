@@ -87,10 +87,10 @@ def recipe(training_args):
     schedule = f"{training_args['lr_scheduler']} schedule, {training_args['lr_warmup_steps']} warmup steps"
     if training_args.get("lr_decay_steps"):
         schedule += f", horizon {training_args['lr_decay_steps']} steps"
-    words = [f"AdamW lr {training_args['learning_rate']:g} ({schedule})"]
-    words.append(f"{training_args['loss_type']} loss")
+    loss = f"{training_args['loss_type']} loss"
     if training_args.get("snr_gamma"):
-        words[-1] += f" with min-SNR-{training_args['snr_gamma']:g} weighting"
+        loss += f" with min-SNR-{training_args['snr_gamma']:g} weighting"
+    words = [f"AdamW lr {training_args['learning_rate']:g} ({schedule})", loss]
     if training_args.get("mixed_precision") == "bf16":
         words.append("bf16 autocast")
     if training_args.get("use_ema"):
