@@ -1,6 +1,6 @@
 """Evaluate the reference run and package it as pretrained/ddpm-fashion-mnist/.
 
-    python pretrained/package_reference.py --run runs/reference-v3 --final_stage 3000
+    python pretrained/package_reference.py --run runs/reference-v6 --final_stage 3000
 
 1. evaluates the final stage's pipeline (EMA weights) with our offline Frechet distance: 1,000
    samples from DDIM (50 steps, eta 0 and 1) and from DPM-Solver++ (20 steps), and a smaller sample
@@ -90,7 +90,10 @@ def recipe(training_args):
     loss = f"{training_args['loss_type']} loss"
     if training_args.get("snr_gamma"):
         loss += f" with min-SNR-{training_args['snr_gamma']:g} weighting"
-    words = [f"AdamW lr {training_args['learning_rate']:g} ({schedule})", loss]
+    batch = f"batch {training_args['train_batch_size']} per process"
+    if training_args.get("gradient_accumulation_steps", 1) > 1:
+        batch += f" x {training_args['gradient_accumulation_steps']} accumulation steps"
+    words = [batch, f"AdamW lr {training_args['learning_rate']:g} ({schedule})", loss]
     if training_args.get("mixed_precision") == "bf16":
         words.append("bf16 autocast")
     if training_args.get("use_ema"):
@@ -107,7 +110,7 @@ def row(label, report):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", default="runs/reference-v3")
+    parser.add_argument("--run", default="runs/reference-v6")
     parser.add_argument("--final_stage", type=int, default=3000)
     parser.add_argument("--target", default="pretrained/ddpm-fashion-mnist")
     parser.add_argument("--ddpm_samples", type=int, default=200)
@@ -155,7 +158,7 @@ def main():
         "```",
         "",
         f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}. "
-        f"Training: {args.final_stage} optimizer steps at batch 128 ({recipe(training_args)}), "
+        f"Training: {args.final_stage} optimizer steps ({recipe(training_args)}), "
         f"{args.training_minutes:.0f} minutes of wall-clock time (the evaluations ran afterwards).",
         "",
         "Sampling settings (in `scheduler/scheduler_config.json`; training never reads them): a shorter chain "

@@ -2,11 +2,12 @@
 # Train the reference Fashion-MNIST pipeline shipped in pretrained/ddpm-fashion-mnist/.
 #
 # The project's default model and schedule (U-Net dim 28, dim_mults 1,2,4, ResNet blocks, linear
-# attention below full resolution, cosine schedule, T = 1000, epsilon prediction, Huber loss), trained
-# with train_accelerate.py on the full official training split, in stages that each resume from the
-# last checkpoint (`--resume_from_checkpoint latest`; the stage ends are multiples of
-# --checkpointing_steps, so each stage starts exactly where the last one stopped). An interrupted run
-# loses at most one checkpoint interval: run the script again and it carries on. After each stage
+# attention below full resolution, cosine schedule, T = 1000, epsilon prediction, Huber loss with
+# min-SNR-5 weighting of the timesteps), trained with train_accelerate.py on the full official
+# training split, in stages that each resume from the last checkpoint (`--resume_from_checkpoint
+# latest`; the stage ends are multiples of --checkpointing_steps, so each stage starts exactly where
+# the last one stopped). An interrupted run loses at most one checkpoint interval: run the script
+# again and it carries on. After each stage
 # the saved pipeline (EMA weights) is copied to $RUN/stage-<step>, and the wall-clock seconds of the
 # stage go to $RUN/timing.tsv. When every stage is trained, each stage is evaluated in turn (Frechet
 # distance in the features of our Fashion-MNIST classifier, N = EVAL_N, DDIM 50 steps): the curve of
@@ -14,14 +15,14 @@
 # processes on 2 cores slow each other 3-6x. `accelerate launch` gives a process one CPU thread
 # unless told otherwise, hence --num_cpu_threads_per_process.
 #
-#   bash pretrained/train_reference.sh     # RUN=runs/reference-v3 STAGES="800 1600 2400 3000"
+#   bash pretrained/train_reference.sh     # RUN=runs/reference-v6 STAGES="800 1600 2400 3000"
 #
 # Extra arguments go to train_accelerate.py (e.g. --linear_attention_levels all for the seed's U-Net).
 # Needs the official files: apt-get install dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-RUN="${RUN:-runs/reference-v3}"
+RUN="${RUN:-runs/reference-v6}"
 DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
 STAGES="${STAGES:-800 1600 2400 3000}"
 EVAL_N="${EVAL_N:-500}"
@@ -34,7 +35,7 @@ for STEPS in $STAGES; do
       train_accelerate.py \
       --train_data_dir "$DATA" --output_dir "$RUN" \
       --mixed_precision bf16 --train_batch_size 128 \
-      --learning_rate 1e-3 --lr_scheduler constant_with_warmup --lr_warmup_steps 200 \
+      --learning_rate 1e-3 --lr_scheduler constant_with_warmup --lr_warmup_steps 200 --snr_gamma 5 \
       --use_ema --max_train_steps "$STEPS" \
       --checkpointing_steps 200 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
       --save_images_epochs 1000 --save_model_epochs 1000 \
