@@ -48,10 +48,11 @@ IGNORE_PATTERNS = [
     ".cache/*", ".ipynb_checkpoints/*",
 ]
 
-# Remote files of the kinds a saved pipeline is made of (weights, configs, code). A push deletes
-# those the folder no longer has, so the repo loads exactly as the folder does (a stale weights file
-# or a renamed module would otherwise linger); anything else added on the Hub (docs, images) stays.
-STALE_PATTERNS = ["*.safetensors", "*.bin", "*.json", "*.py"]
+# Remote files of the kinds a saved pipeline is made of (weights, the configs diffusers writes, code).
+# A push deletes those the folder no longer has, so the repo loads exactly as the folder does (a stale
+# weights file, component config or renamed module would otherwise linger); anything else added on the
+# Hub (docs, images, other JSON such as metrics) stays. Patterns match the whole path in the repo.
+STALE_PATTERNS = ["*.safetensors", "*.bin", "*.py", "model_index.json", "*config.json"]
 
 
 class HubUnavailableError(ConnectionError):

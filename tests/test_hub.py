@@ -200,8 +200,13 @@ def test_pushing_again_deletes_the_pipeline_files_the_folder_no_longer_has(local
         from huggingface_hub import upload_file
         from annotated_pipeline.hub import push_folder_to_hub
         folder = Path({str(out_dir)!r})
+        (folder / "old_component").mkdir()
+        (folder / "old_component" / "config.json").write_text("{{}}")
         first = push_folder_to_hub(folder, "alice/ddpm")
         upload_file(path_or_fileobj=b"hand-written notes", path_in_repo="docs/notes.md", repo_id="alice/ddpm")
+        upload_file(path_or_fileobj=b'{{"fd": 1}}', path_in_repo="docs/metrics.json", repo_id="alice/ddpm")
+        (folder / "old_component" / "config.json").unlink()
+        (folder / "old_component").rmdir()
         weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
         weights.rename(folder / "unet" / "diffusion_pytorch_model.fp16.safetensors")
         (folder / "unet" / "unet_2d.py").rename(folder / "unet" / "model.py")
@@ -213,7 +218,10 @@ def test_pushing_again_deletes_the_pipeline_files_the_folder_no_longer_has(local
     assert "unet/diffusion_pytorch_model.safetensors" not in repo and "unet/unet_2d.py" not in repo
     assert repo["unet/diffusion_pytorch_model.fp16.safetensors"] == pipeline["unet/diffusion_pytorch_model.safetensors"]
     assert repo["unet/model.py"] == pipeline["unet/unet_2d.py"]
+    assert "old_component/config.json" in local_hub.files("alice/ddpm", revision=out["oids"][0])
+    assert "old_component/config.json" not in repo and repo["model_index.json"] == pipeline["model_index.json"]
     assert repo["docs/notes.md"] == b"hand-written notes" and ".gitattributes" in repo
+    assert repo["docs/metrics.json"] == b'{"fd": 1}'  # JSON that is not a pipeline config stays
     assert local_hub.commits("alice/ddpm")[0]["oid"] == out["oids"][1]  # one commit: uploads and deletions
 
 

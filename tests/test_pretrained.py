@@ -114,9 +114,10 @@ def test_package_reference_describes_the_recipe_from_the_recorded_arguments():
     plain = args_for_model_card(parse_args(["--logger", "none", "--learning_rate", "1e-3", "--use_ema",
                                             "--mixed_precision", "bf16", "--lr_warmup_steps", "200"]))
     assert package_reference.recipe(plain) == (
-        "AdamW lr 0.001 (cosine schedule, 200 warmup steps), huber loss, bf16 autocast, EMA")
+        "batch 16 per process, AdamW lr 0.001 (cosine schedule, 200 warmup steps), huber loss, bf16 autocast, EMA")
     weighted = args_for_model_card(parse_args(["--logger", "none", "--snr_gamma", "5", "--lr_decay_steps", "3000",
-                                               "--loss_type", "l2"]))
+                                               "--loss_type", "l2", "--train_batch_size", "128",
+                                               "--gradient_accumulation_steps", "2"]))
     assert package_reference.recipe(weighted) == (
-        "AdamW lr 0.0001 (cosine schedule, 500 warmup steps, horizon 3000 steps), l2 loss with min-SNR-5 weighting")
+        "batch 128 per process x 2 accumulation steps, AdamW lr 0.0001 (cosine schedule, 500 warmup steps, horizon 3000 steps), l2 loss with min-SNR-5 weighting")
     assert package_reference.recipe(None) == "bf16 autocast, EMA"  # a run that recorded no arguments
