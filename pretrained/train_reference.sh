@@ -20,38 +20,46 @@
 # Extra arguments go to train_accelerate.py (e.g. --linear_attention_levels all for the seed's U-Net).
 # Needs the official files: apt-get install dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
-RUN="${RUN:-runs/reference-v6}"
-DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
-STAGES="${STAGES:-800 1600 2400 3000}"
-EVAL_N="${EVAL_N:-500}"
-mkdir -p "$RUN"
+# Everything runs inside main, which bash parses whole before running it: editing this file while
+# a run is in progress (it takes an hour) cannot change what that run executes.
+main() {
+  cd "$(dirname "$0")/.."
 
-for STEPS in $STAGES; do
-  if [ ! -f "$RUN/stage-$STEPS/model_index.json" ]; then
-    START=$(date +%s)
-    accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_process "$(nproc)" --mixed_precision bf16 --dynamo_backend no \
-      train_accelerate.py \
-      --train_data_dir "$DATA" --output_dir "$RUN" \
-      --mixed_precision bf16 --train_batch_size 128 \
-      --learning_rate 1e-3 --lr_scheduler constant_with_warmup --lr_warmup_steps 200 --snr_gamma 5 \
-      --use_ema --max_train_steps "$STEPS" \
-      --checkpointing_steps 200 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
-      --save_images_epochs 1000 --save_model_epochs 1000 \
-      --ddpm_num_inference_steps 100 --logger tensorboard "$@"
-    mkdir -p "$RUN/stage-$STEPS"
-    cp -r "$RUN"/model_index.json "$RUN"/pipeline.py "$RUN"/unet "$RUN"/scheduler "$RUN"/samples.png "$RUN"/README.md "$RUN/stage-$STEPS/"
-    printf '%s\t%s\t%s\n' "$STEPS" "$(( $(date +%s) - START ))" "$(date -u +%FT%TZ)" >> "$RUN/timing.tsv"
-  fi
-done
-echo "reference training done: $RUN (stage, seconds, finished at: $RUN/timing.tsv)"
+  RUN="${RUN:-runs/reference-v6}"
+  DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
+  STAGES="${STAGES:-800 1600 2400 3000}"
+  EVAL_N="${EVAL_N:-500}"
+  mkdir -p "$RUN"
 
-for STEPS in $STAGES; do
-  if [ ! -f "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.json" ]; then
-    python -m annotated_pipeline.evaluation.evaluate "$RUN/stage-$STEPS" --num_samples "$EVAL_N" \
-      --scheduler ddim --num_inference_steps 50 --json "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.json" \
-      > "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.txt" 2>&1
-  fi
-done
-echo "stage evaluations done: $RUN/stage-*/eval-ddim50-n$EVAL_N.json"
+  for STEPS in $STAGES; do
+    if [ ! -f "$RUN/stage-$STEPS/model_index.json" ]; then
+      START=$(date +%s)
+      accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_process "$(nproc)" --mixed_precision bf16 --dynamo_backend no \
+        train_accelerate.py \
+        --train_data_dir "$DATA" --output_dir "$RUN" \
+        --mixed_precision bf16 --train_batch_size 128 \
+        --learning_rate 1e-3 --lr_scheduler constant_with_warmup --lr_warmup_steps 200 --snr_gamma 5 \
+        --use_ema --max_train_steps "$STEPS" \
+        --checkpointing_steps 200 --checkpoints_total_limit 2 --resume_from_checkpoint latest \
+        --save_images_epochs 1000 --save_model_epochs 1000 \
+        --ddpm_num_inference_steps 100 --logger tensorboard "$@"
+      mkdir -p "$RUN/stage-$STEPS"
+      cp -r "$RUN"/model_index.json "$RUN"/pipeline.py "$RUN"/unet "$RUN"/scheduler "$RUN"/samples.png "$RUN"/README.md "$RUN/stage-$STEPS/"
+      printf '%s\t%s\t%s\n' "$STEPS" "$(( $(date +%s) - START ))" "$(date -u +%FT%TZ)" >> "$RUN/timing.tsv"
+    fi
+  done
+  echo "reference training done: $RUN (stage, seconds, finished at: $RUN/timing.tsv)"
+
+  for STEPS in $STAGES; do
+    if [ ! -f "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.json" ]; then
+      python -m annotated_pipeline.evaluation.evaluate "$RUN/stage-$STEPS" --num_samples "$EVAL_N" \
+        --scheduler ddim --num_inference_steps 50 --json "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.json" \
+        > "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.txt" 2>&1
+    fi
+  done
+  echo "stage evaluations done: $RUN/stage-*/eval-ddim50-n$EVAL_N.json"
+}
+
+main "$@"
+exit

@@ -84,6 +84,9 @@ def test_training_script_is_valid_bash_and_evaluates_after_training():
     assert text.index("reference training done") < text.index("annotated_pipeline.evaluation.evaluate")
     assert "&\n" not in text.split("reference training done")[1]  # no evaluation sent to the background
     assert "--resume_from_checkpoint latest" in text and "timing.tsv" in text
+    # The work sits in a function that bash parses whole, so editing the script during an hour-long run
+    # cannot shift what that run reads next; nothing but the call and exit follows it.
+    assert text.rstrip().endswith('}\n\nmain "$@"\nexit') and text.count("main() {") == 1
 
 
 def test_package_reference_reads_the_stage_times_and_the_curve(tmp_path):
