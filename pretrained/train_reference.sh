@@ -9,9 +9,9 @@
 # the last one stopped). An interrupted run loses at most one checkpoint interval: run the script
 # again and it carries on. After each stage the saved pipeline (EMA weights) is copied to
 # $RUN/stage-<step>, and the wall-clock seconds of the stage go to $RUN/timing.tsv. When every stage
-# is trained, each stage is evaluated in turn (Frechet
-# distance in the features of our Fashion-MNIST classifier, N = EVAL_N, DDIM 50 steps): the curve of
-# distance against training steps. Evaluations run after training, never beside it: two torch
+# is trained, each stage is evaluated in turn (Frechet distance in the features of our Fashion-MNIST
+# classifier, N = EVAL_N, DDIM 50 steps): the curve of distance against training steps.
+# Evaluations run after training, never beside it: two torch
 # processes on 2 cores slow each other 3-6x. `accelerate launch` gives a process one CPU thread
 # unless told otherwise, hence --num_cpu_threads_per_process.
 #
