@@ -51,8 +51,13 @@ IGNORE_PATTERNS = [
 # Remote files of the kinds a saved pipeline is made of (weights, the configs diffusers writes, code).
 # A push deletes those the folder no longer has, so the repo loads exactly as the folder does (a stale
 # weights file, component config or renamed module would otherwise linger); anything else added on the
-# Hub (docs, images, other JSON such as metrics) stays. Patterns match the whole path in the repo.
-STALE_PATTERNS = ["*.safetensors", "*.bin", "*.py", "model_index.json", "*config.json"]
+# Hub (docs, images, other JSON such as metrics or a hand-written eval_config.json) stays. Patterns
+# match the whole path in the repo ("*" also crosses "/"); the JSON ones are exactly the file names
+# that save_pretrained writes, at the top (a lone model or scheduler) or in a component folder.
+STALE_PATTERNS = [
+    "*.safetensors", "*.bin", "*.py",
+    "model_index.json", "config.json", "*/config.json", "scheduler_config.json", "*/scheduler_config.json",
+]
 
 
 class HubUnavailableError(ConnectionError):

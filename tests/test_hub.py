@@ -205,6 +205,7 @@ def test_pushing_again_deletes_the_pipeline_files_the_folder_no_longer_has(local
         first = push_folder_to_hub(folder, "alice/ddpm")
         upload_file(path_or_fileobj=b"hand-written notes", path_in_repo="docs/notes.md", repo_id="alice/ddpm")
         upload_file(path_or_fileobj=b'{{"fd": 1}}', path_in_repo="docs/metrics.json", repo_id="alice/ddpm")
+        upload_file(path_or_fileobj=b'{{"n": 1000}}', path_in_repo="docs/eval_config.json", repo_id="alice/ddpm")
         (folder / "old_component" / "config.json").unlink()
         (folder / "old_component").rmdir()
         weights = folder / "unet" / "diffusion_pytorch_model.safetensors"
@@ -221,7 +222,8 @@ def test_pushing_again_deletes_the_pipeline_files_the_folder_no_longer_has(local
     assert "old_component/config.json" in local_hub.files("alice/ddpm", revision=out["oids"][0])
     assert "old_component/config.json" not in repo and repo["model_index.json"] == pipeline["model_index.json"]
     assert repo["docs/notes.md"] == b"hand-written notes" and ".gitattributes" in repo
-    assert repo["docs/metrics.json"] == b'{"fd": 1}'  # JSON that is not a pipeline config stays
+    assert repo["docs/metrics.json"] == b'{"fd": 1}'  # JSON that is not a pipeline config stays,
+    assert repo["docs/eval_config.json"] == b'{"n": 1000}'  # even when its name ends in config.json
     assert local_hub.commits("alice/ddpm")[0]["oid"] == out["oids"][1]  # one commit: uploads and deletions
 
 

@@ -94,6 +94,8 @@ def test_malformed_flag_is_an_argparse_error(capsys):
     (["--ema_max_decay", "1.5"], "--ema_max_decay must lie in"),
     (["--snr_gamma", "0"], "--snr_gamma must be > 0"),
     (["--lr_warmup_steps", "200", "--lr_decay_steps", "200"], r"--lr_decay_steps \(200\) must exceed --lr_warmup_steps"),
+    (["--lr_scheduler", "constant_with_warmup", "--lr_decay_steps", "3000"],
+     "--lr_decay_steps has no effect with --lr_scheduler constant_with_warmup"),
 ])
 def test_validation_names_the_problem(argv, message):
     with pytest.raises(TrainingConfigError, match=message):
@@ -199,3 +201,13 @@ def test_lr_decay_steps_fix_the_horizon_across_stages(name):
     assert whole[2] == 1.0 and whole[-1] < 0.2  # warms up, then decays over the whole run by default
     assert learning_rates(4, 10) == whole[:4]
     assert learning_rates(4, None) != whole[:4]  # without it, a 4-step stage decays within 4 steps
+
+
+def test_snr_gamma_none_switches_off_an_earlier_gamma():
+    # pretrained/train_reference.sh passes --snr_gamma 5 before the user's own arguments.
+    assert parse_args(["--logger", "none", "--snr_gamma", "5"]).snr_gamma == 5.0
+    assert parse_args(["--logger", "none", "--snr_gamma", "5", "--snr_gamma", "none"]).snr_gamma is None
+    assert parse_args(["--logger", "none", "--snr_gamma", "OFF"]).snr_gamma is None
+    with pytest.raises(SystemExit) as excinfo:  # argparse: a malformed value exits with status 2
+        parse_args(["--logger", "none", "--snr_gamma", "five"])
+    assert excinfo.value.code == 2

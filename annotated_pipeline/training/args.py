@@ -28,6 +28,7 @@ LR_SCHEDULERS = (
     "constant",
     "constant_with_warmup",
 )
+CONSTANT_LR_SCHEDULERS = ("constant", "constant_with_warmup")  # nothing to decay: --lr_decay_steps is meaningless
 LOSS_TYPES = ("huber", "l1", "l2")
 BLOCK_TYPES = ("resnet", "convnext")
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
@@ -64,6 +65,16 @@ def parse_linear_attention_levels(text):
             f"such as 1,2 (0 = full resolution); got {text!r}"
         ) from None
     return levels
+
+
+def float_or_none(text):
+    """A float, or None for 'none' / 'off' (any case): for flags whose default is 'not used'."""
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
 def build_parser():
@@ -133,9 +144,10 @@ def build_parser():
                             "image (sample) or v (v_prediction, Salimans & Ho 2022).")
     model.add_argument("--loss_type", type=str, default="huber", choices=LOSS_TYPES,
                        help="Distance between the network's prediction and its target.")
-    model.add_argument("--snr_gamma", type=float, default=None,
+    model.add_argument("--snr_gamma", type=float_or_none, default=None,
                        help="Weight each timestep's loss by min-SNR-gamma (Hang et al. 2023; they use 5). "
-                            "Default: every timestep weighs the same (Ho et al. eq. 14).")
+                            "Default (or 'none'): every timestep weighs the same (Ho et al. eq. 14); 'none' "
+                            "lets a later argument switch off a gamma that an earlier one set.")
 
     opt = parser.add_argument_group("optimisation")
     opt.add_argument("--train_batch_size", type=int, default=16,
@@ -233,6 +245,11 @@ def validate_args(args):
     if args.lr_decay_steps is not None and args.lr_decay_steps <= args.lr_warmup_steps:
         raise TrainingConfigError(
             f"--lr_decay_steps ({args.lr_decay_steps}) must exceed --lr_warmup_steps ({args.lr_warmup_steps})"
+        )
+    if args.lr_decay_steps is not None and args.lr_scheduler in CONSTANT_LR_SCHEDULERS:
+        raise TrainingConfigError(
+            f"--lr_decay_steps has no effect with --lr_scheduler {args.lr_scheduler} (the rate never decays); "
+            f"drop it, or choose one of {', '.join(s for s in LR_SCHEDULERS if s not in CONSTANT_LR_SCHEDULERS)}"
         )
     if args.snr_gamma is not None and not args.snr_gamma > 0:
         raise TrainingConfigError(f"--snr_gamma must be > 0 (Hang et al. 2023 use 5); got {args.snr_gamma}")
