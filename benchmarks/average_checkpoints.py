@@ -16,7 +16,11 @@ in its simplest form): keep the raw weights every few steps (`--checkpointing_st
     theta_bar(tau) = sum_i w_i theta_{s_i} / sum_i w_i,   w_i = exp(-(s_last - s_i) / tau),
 
 over the checkpoints with s_i >= --since (tau = inf: the plain mean). With checkpoints every k steps this
-is the EMA sampled every k steps, close to the real one when tau >> k. Each average is written as a
+is the EMA sampled every k steps, close to the real one only when tau >> k: the raw weights' noise
+changes from step to step, and a few snapshots average little of it away. `--source ema` averages the
+EMA weights that each checkpoint also holds instead (Karras et al. average stored EMA profiles rather
+than raw weights for this reason): each is already a smooth ~tau_train-step average, and their weighted
+sum is an average over a longer window, the convolution of the two kernels. Each average is written as a
 pipeline folder (the template's folder with the averaged U-Net weights) and scored with the project's
 offline Frechet distance (DDIM, 50 steps by default; our classifier's features, NOT an Inception FID).
 
@@ -39,6 +43,7 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 WEIGHTS = os.path.join("unet", "diffusion_pytorch_model.safetensors")
 CHECKPOINT_WEIGHTS = "model.safetensors"  # what Accelerator.save_state writes for the first prepared model
+CHECKPOINT_EMA = "custom_checkpoint_1.pkl"  # train_accelerate.py's EMAModel state (registered second), with --use_ema
 
 
 def find_checkpoints(run_dir: str, since: int = 0) -> list[tuple[int, str]]:
@@ -54,6 +59,20 @@ def find_checkpoints(run_dir: str, since: int = 0) -> list[tuple[int, str]]:
     return sorted(found)
 
 
+def ema_state_dict(checkpoint_dir: str, parameter_names: list[str]) -> dict[str, torch.Tensor]:
+    """The EMA weights of one checkpoint as a state dict: EMAModel keeps them as a list, `shadow_params`,
+    in the order of the model's parameters (`parameter_names`, from `named_parameters()`)."""
+    path = os.path.join(checkpoint_dir, CHECKPOINT_EMA)
+    if not os.path.isfile(path):
+        raise ValueError(f"{path} is missing: --source ema needs a run trained with --use_ema")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    shadow = state.get("shadow_params") if isinstance(state, dict) else None
+    if shadow is None or len(shadow) != len(parameter_names):
+        raise ValueError(f"{path} is not an EMA of this model: expected {len(parameter_names)} shadow_params, "
+                         f"found {None if shadow is None else len(shadow)}")
+    return dict(zip(parameter_names, shadow))
+
+
 def averaging_weights(steps: list[int], tau: float) -> list[float]:
     """w_i = exp(-(s_last - s_i) / tau), normalised to sum to 1; tau = inf gives the plain mean."""
     if not tau > 0:
@@ -64,17 +83,18 @@ def averaging_weights(steps: list[int], tau: float) -> list[float]:
     return [w / total for w in raw]
 
 
-def average_state_dicts(paths: list[str], weights: list[float]) -> dict[str, torch.Tensor]:
+def average_state_dicts(paths: list[str], weights: list[float], load=load_file) -> dict[str, torch.Tensor]:
     """sum_i w_i theta_i, accumulated in float64 and returned in each tensor's own dtype.
 
-    Tensors that are not floating point (none in our U-Net; counters in other models) are taken from
-    the last checkpoint. Every checkpoint must hold the same names and shapes."""
+    `load(path)` reads one state dict (default: a safetensors file). Tensors that are not floating point
+    (none in our U-Net; counters in other models) are taken from the last checkpoint. Every checkpoint
+    must hold the same names and shapes."""
     if len(paths) != len(weights) or not paths:
         raise ValueError(f"need one weight per checkpoint; got {len(paths)} paths and {len(weights)} weights")
-    last = load_file(paths[-1])
+    last = load(paths[-1])
     sums = {k: torch.zeros(v.shape, dtype=torch.float64) for k, v in last.items() if v.is_floating_point()}
     for path, weight in zip(paths, weights):
-        state = load_file(path)
+        state = load(path)
         if set(state) != set(last):
             raise ValueError(f"{path} does not hold the same tensors as {paths[-1]}: "
                              f"differs in {sorted(set(state) ^ set(last))[:5]}")
@@ -106,6 +126,8 @@ def main(argv=None):
     parser.add_argument("--taus", type=float, nargs="+", default=[200.0, 400.0, 800.0, math.inf],
                         help="time constants in optimizer steps; inf = plain mean")
     parser.add_argument("--since", type=int, default=0, help="only checkpoints at this step or later")
+    parser.add_argument("--source", choices=["raw", "ema"], default="raw",
+                        help="average the raw weights (model.safetensors) or the EMA weights of each checkpoint")
     parser.add_argument("--output_dir", default=None, help="where the averaged pipelines go (default RUN_DIR/averaged)")
     parser.add_argument("--num_samples", type=int, default=500)
     parser.add_argument("--num_inference_steps", type=int, default=50, help="DDIM steps of each evaluation")
@@ -120,13 +142,21 @@ def main(argv=None):
     checkpoints = find_checkpoints(args.run_dir, args.since)
     steps = [s for s, _ in checkpoints]
     output_dir = args.output_dir or os.path.join(args.run_dir, "averaged")
+    load = load_file
+    if args.source == "ema":
+        from annotated_pipeline import AnnotatedUNet2DModel
+
+        unet_config = AnnotatedUNet2DModel.load_config(os.path.join(args.template, "unet"))
+        names = [name for name, _ in AnnotatedUNet2DModel.from_config(unet_config).named_parameters()]
+        def load(path):
+            return ema_state_dict(os.path.dirname(path), names)
     print(f"{len(steps)} checkpoints, steps {steps[0]} .. {steps[-1]}")
     print("| tau (steps) | checkpoints | weight of the last | Frechet distance | floor | smallest class share |")
     print("|---|---|---|---|---|---|")
     for tau in args.taus:
         weights = averaging_weights(steps, tau)
-        folder = write_averaged_pipeline(args.template, average_state_dicts([p for _, p in checkpoints], weights),
-                                         os.path.join(output_dir, f"tau-{tau:g}-since-{steps[0]}"))
+        folder = write_averaged_pipeline(args.template, average_state_dicts([p for _, p in checkpoints], weights, load),
+                                         os.path.join(output_dir, f"{args.source}-tau-{tau:g}-since-{steps[0]}"))
         if args.no_eval:
             print(f"| {tau:g} | {len(steps)} | {weights[-1]:.3f} | (not evaluated: {folder}) | | |", flush=True)
             continue

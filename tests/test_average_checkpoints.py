@@ -61,9 +61,13 @@ def test_command_writes_loadable_averages_and_scores_them(tmp_path, capsys):
     run = tmp_path / "run"
     pipe.save_pretrained(run / "stage-300")
     base = {k: v.clone() for k, v in unet.state_dict().items()}
+    names = [name for name, _ in unet.named_parameters()]
     for step, shift in [(100, 3.0), (200, 1.0), (300, 0.0)]:  # checkpoint-100 is left out by --since
         (run / f"checkpoint-{step}").mkdir()
         save_file({k: v + shift for k, v in base.items()}, run / f"checkpoint-{step}" / "model.safetensors")
+        # EMAModel.state_dict(): shadow_params in parameter order; here the raw weights shifted by -shift.
+        torch.save({"decay": 0.9999, "shadow_params": [base[n] - shift for n in names]},
+                   run / f"checkpoint-{step}" / "custom_checkpoint_1.pkl")
     data = tmp_path / "data"
     data.mkdir()
     table = pq.read_table(ROOT / "data" / "fashion-mnist-sample" / "train.parquet")
@@ -75,12 +79,19 @@ def test_command_writes_loadable_averages_and_scores_them(tmp_path, capsys):
     table_rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| 100 ") or line.startswith("| inf ")]
     assert len(table_rows) == 2 and all(row.split("|")[2].strip() == "2" for row in table_rows)
 
+    ac.main([str(run), "--template", str(run / "stage-300"), "--taus", "inf", "--since", "150", "--source", "ema",
+             "--no_eval"])
     w_200 = math.exp(-1) / (1 + math.exp(-1))  # tau = 100: checkpoint-200 weighs e^-1 against checkpoint-300's 1
-    for name, shift in [("tau-100-since-200", w_200 * 1.0), ("tau-inf-since-200", 0.5)]:
+    for name, shift in [("raw-tau-100-since-200", w_200 * 1.0), ("raw-tau-inf-since-200", 0.5),
+                        ("ema-tau-inf-since-200", -0.5)]:
         loaded = AnnotatedDDPMPipeline.from_pretrained(run / "averaged" / name)
         for key, value in loaded.unet.state_dict().items():
             torch.testing.assert_close(value, base[key] + shift, rtol=0, atol=1e-6)
-    assert not any(p.name.startswith("eval") for p in (run / "averaged" / "tau-inf-since-200").iterdir())
+    assert not any(p.name.startswith("eval") for p in (run / "averaged" / "raw-tau-inf-since-200").iterdir())
     with pytest.raises(ValueError, match="no checkpoint-<step>/model.safetensors with step >= 400"):
         ac.find_checkpoints(str(run), since=400)
     assert load_file(run / "stage-300" / ac.WEIGHTS).keys() == base.keys()
+    torch.save({"decay": 0.9999, "shadow_params": [base[n] for n in names[:-1]]},
+               run / "checkpoint-300" / "custom_checkpoint_1.pkl")
+    with pytest.raises(ValueError, match=f"expected {len(names)} shadow_params, found {len(names) - 1}"):
+        ac.ema_state_dict(str(run / "checkpoint-300"), names)
