@@ -11,6 +11,12 @@
    safetensors weights) into the target folder, draws a 64-image grid (DDIM, 50 steps, seed 0) as
    samples.png, and writes the model card with the exact commands, the hardware, the training time
    and the numbers.
+
+    python pretrained/package_reference.py --code_only
+
+rewrites only the code files of the target folder (pipeline.py, unet/unet_2d.py,
+scheduler/scheduling_annotated_ddpm.py) from the package's current modules, after a change to them that
+leaves the weights valid; tests/test_pretrained.py fails until the shipped code matches the package.
 """
 
 import argparse
@@ -25,7 +31,7 @@ from huggingface_hub import ModelCard
 
 from annotated_pipeline.evaluation.evaluate import evaluate, format_report
 from annotated_pipeline.hub import write_model_card
-from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
+from annotated_pipeline.pipeline import AnnotatedDDPMPipeline, write_code_files
 from annotated_pipeline.sample import sample_grid
 from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES
 
@@ -117,7 +123,13 @@ def main():
     parser.add_argument("--curve_n", type=int, default=500, help="N of the stage evaluations (EVAL_N of train_reference.sh)")
     parser.add_argument("--training_minutes", type=float, default=None,
                         help="wall-clock training time of the run (default: the stages' sum in RUN/timing.tsv)")
+    parser.add_argument("--code_only", action="store_true",
+                        help="only rewrite the target's code files from the package (no evaluation, same weights)")
     args = parser.parse_args()
+    if args.code_only:
+        write_code_files(AnnotatedDDPMPipeline.from_pretrained(args.target), args.target)
+        print(f"rewrote the code files of {args.target} from the package")
+        return
     if args.training_minutes is None:
         args.training_minutes = timed_minutes(args.run, args.final_stage)
 

@@ -1,6 +1,7 @@
 """The shipped reference pipeline (pretrained/ddpm-fashion-mnist): loads by both routes, same images, a card that parses."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,33 @@ def test_shipped_pipeline_loads_by_both_routes_with_the_same_images(tmp_path):
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     np.testing.assert_array_equal(np.load(tmp_path / "r2.npy"), images)
+
+
+def test_shipped_code_is_the_packages_code_bundled_as_save_pretrained_writes_it():
+    """The folder's code files are generated (one bundle per component); they may not drift from the source."""
+    from annotated_pipeline import pipeline as pipeline_module
+    from annotated_pipeline.scheduler import scheduling_annotated_ddpm
+    from annotated_pipeline.unet import unet_2d
+
+    for module, shipped in [(pipeline_module, "pipeline.py"), (unet_2d, "unet/unet_2d.py"),
+                            (scheduling_annotated_ddpm, "scheduler/scheduling_annotated_ddpm.py")]:
+        expected = pipeline_module.bundle_module(Path(module.__file__))
+        assert (PRETRAINED / shipped).read_text(encoding="utf-8") == expected, (
+            f"{shipped} differs from the package's code: run `python pretrained/package_reference.py --code_only`")
+
+
+def test_package_reference_code_only_rewrites_just_the_code(tmp_path):
+    target = tmp_path / "shipped"
+    shutil.copytree(PRETRAINED, target)
+    (target / "unet" / "unet_2d.py").write_text("# stale\n")
+    weights = (target / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    result = subprocess.run([sys.executable, str(PRETRAINED.parents[0] / "package_reference.py"), "--code_only",
+                             "--target", str(target)], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (target / "unet" / "unet_2d.py").read_text() == (PRETRAINED / "unet" / "unet_2d.py").read_text()
+    assert (target / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+    assert (target / "model_index.json").read_text() == (PRETRAINED / "model_index.json").read_text()
 
 
 def test_shipped_card_parses_and_states_how_it_was_made():
