@@ -61,7 +61,7 @@ def test_downsample_is_pixel_unshuffle_then_1x1_conv():
 
 
 def test_upsample_is_nearest_neighbour_then_3x3_conv_in_value_and_gradient():
-    """The sub-pixel form against the definition, computed here with torch's own ops and the same weights:
+    """The transposed-convolution form against the definition, computed here with torch's own ops and the same weights:
     fp32 within 1e-5 (outputs and the gradients of input, weight and bias), bf16 autocast within 1%."""
     torch.manual_seed(0)
     up = Upsample(6, 5)
