@@ -21,8 +21,9 @@
 # Needs the official files: apt-get install dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 set -euo pipefail
 
-# Everything runs inside main, which bash parses whole before running it: editing this file while
-# a run is in progress (it takes an hour) cannot change what that run executes.
+# Everything runs inside main, which bash parses whole before running it, and the last line calls it
+# and exits in one command: editing this file while a run is in progress (it takes an hour) cannot
+# change what that run executes.
 main() {
   cd "$(dirname "$0")/.."
 
@@ -31,10 +32,16 @@ main() {
   STAGES="${STAGES:-800 1600 2400 3000}"
   EVAL_N="${EVAL_N:-500}"
   mkdir -p "$RUN"
+  trap 'exit 130' INT   # so that the EXIT trap below runs on Ctrl-C and kill too
+  trap 'exit 143' TERM
 
   for STEPS in $STAGES; do
     if [ ! -f "$RUN/stage-$STEPS/model_index.json" ]; then
+      # Seconds spent on this stage by attempts that were stopped (Ctrl-C, kill) count too: the EXIT
+      # trap keeps them in $RUN/.seconds-<steps> (a machine that dies loses the current attempt's).
       START=$(date +%s)
+      PRIOR=$(cat "$RUN/.seconds-$STEPS" 2>/dev/null || echo 0)
+      trap 'echo $(( PRIOR + $(date +%s) - START )) > "$RUN/.seconds-$STEPS"' EXIT
       accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_process "$(nproc)" --mixed_precision bf16 --dynamo_backend no \
         train_accelerate.py \
         --train_data_dir "$DATA" --output_dir "$RUN" \
@@ -46,7 +53,9 @@ main() {
         --ddpm_num_inference_steps 100 --logger tensorboard "$@"
       mkdir -p "$RUN/stage-$STEPS"
       cp -r "$RUN"/model_index.json "$RUN"/pipeline.py "$RUN"/unet "$RUN"/scheduler "$RUN"/samples.png "$RUN"/README.md "$RUN/stage-$STEPS/"
-      printf '%s\t%s\t%s\n' "$STEPS" "$(( $(date +%s) - START ))" "$(date -u +%FT%TZ)" >> "$RUN/timing.tsv"
+      printf '%s\t%s\t%s\n' "$STEPS" "$(( PRIOR + $(date +%s) - START ))" "$(date -u +%FT%TZ)" >> "$RUN/timing.tsv"
+      trap - EXIT
+      rm -f "$RUN/.seconds-$STEPS"
     fi
   done
   echo "reference training done: $RUN (stage, seconds, finished at: $RUN/timing.tsv)"
@@ -61,5 +70,4 @@ main() {
   echo "stage evaluations done: $RUN/stage-*/eval-ddim50-n$EVAL_N.json"
 }
 
-main "$@"
-exit
+main "$@"; exit
