@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import shutil
 import sys
 
@@ -48,15 +47,13 @@ CHECKPOINT_EMA = "custom_checkpoint_1.pkl"  # train_accelerate.py's EMAModel sta
 
 def find_checkpoints(run_dir: str, since: int = 0) -> list[tuple[int, str]]:
     """(step, path of the raw weights) for every `checkpoint-<step>` in run_dir with step >= since, by step."""
-    found = []
-    for name in os.listdir(run_dir):
-        match = re.fullmatch(r"checkpoint-(\d+)", name)
-        path = os.path.join(run_dir, name, CHECKPOINT_WEIGHTS)
-        if match and int(match.group(1)) >= since and os.path.isfile(path):
-            found.append((int(match.group(1)), path))
+    from annotated_pipeline.training.checkpointing import checkpoint_step, list_checkpoints
+
+    found = [(checkpoint_step(folder), os.path.join(folder, CHECKPOINT_WEIGHTS)) for folder in list_checkpoints(run_dir)]
+    found = [(step, path) for step, path in found if step >= since and os.path.isfile(path)]
     if not found:
         raise ValueError(f"no checkpoint-<step>/{CHECKPOINT_WEIGHTS} with step >= {since} in {run_dir}")
-    return sorted(found)
+    return found
 
 
 def ema_state_dict(checkpoint_dir: str, parameter_names: list[str]) -> dict[str, torch.Tensor]:
