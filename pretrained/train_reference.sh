@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Train the reference Fashion-MNIST pipeline shipped in pretrained/ddpm-fashion-mnist/.
 #
-# The project's default model and schedule (U-Net dim 28, dim_mults 1,2,4, ResNet blocks, linear
-# attention below full resolution, cosine schedule, T = 1000, epsilon prediction, Huber loss with
+# The project's default model and schedule (U-Net dim 16, dim_mults 1,2,4, ResNet blocks, linear
+# attention at 14x14, softmax attention at 7x7, cosine schedule, T = 1000, epsilon prediction, Huber loss with
 # min-SNR-5 weighting of the timesteps), trained with train_accelerate.py on the full official
 # training split, in stages that each resume from the last checkpoint (`--resume_from_checkpoint
 # latest`; the stage ends are multiples of --checkpointing_steps, so each stage starts exactly where
@@ -15,9 +15,9 @@
 # processes on 2 cores slow each other 3-6x. `accelerate launch` gives a process one CPU thread
 # unless told otherwise, hence --num_cpu_threads_per_process.
 #
-#   bash pretrained/train_reference.sh     # RUN=runs/reference-v6 STAGES="800 1600 2400 3000"
+#   bash pretrained/train_reference.sh     # RUN=runs/reference-v10 STAGES="800 1600 ... 6000 7200"
 #
-# Extra arguments go to train_accelerate.py (e.g. --linear_attention_levels all for the seed's U-Net).
+# Extra arguments go to train_accelerate.py (e.g. --dim 28 --linear_attention_levels all for the seed's U-Net).
 # Needs the official files: apt-get install dataset-fashion-mnist (/usr/share/datasets/fashion-mnist).
 set -euo pipefail
 
@@ -27,9 +27,9 @@ set -euo pipefail
 main() {
   cd "$(dirname "$0")/.."
 
-  RUN="${RUN:-runs/reference-v6}"
+  RUN="${RUN:-runs/reference-v10}"
   DATA="${DATA:-/usr/share/datasets/fashion-mnist}"
-  STAGES="${STAGES:-800 1600 2400 3000}"
+  STAGES="${STAGES:-800 1600 2400 3000 4000 5000 6000 7200}"
   EVAL_N="${EVAL_N:-500}"
   mkdir -p "$RUN"
   trap 'exit 130' INT   # so that the EXIT trap below runs on Ctrl-C and kill too

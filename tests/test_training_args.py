@@ -53,7 +53,8 @@ def test_project_defaults():
     assert args.loss_type == "huber"
     assert args.resolution == 28
     assert args.dim_mults == (1, 2, 4)
-    assert args.linear_attention_levels == "below_full_resolution"
+    assert args.linear_attention_levels == "middle"
+    assert args.dim == 16
     assert args.prediction_type == "epsilon"
     assert args.timestep_spacing == "trailing"
     assert args.dataset_name is None and args.train_data_dir is None  # -> the embedded sample
@@ -71,9 +72,10 @@ def test_dim_mults_parsing():
 def test_linear_attention_levels_parsing():
     assert parse_linear_attention_levels("all") == "all"
     assert parse_linear_attention_levels("below_full_resolution") == "below_full_resolution"
+    assert parse_linear_attention_levels("middle") == "middle"
     assert parse_linear_attention_levels("1,2") == (1, 2)
     for bad in ("every", "1,x", ""):
-        with pytest.raises(Exception, match="below_full_resolution, all, or comma-separated level indices"):
+        with pytest.raises(Exception, match="middle, below_full_resolution, all, or comma-separated level indices"):
             parse_linear_attention_levels(bad)
 
 

@@ -370,7 +370,8 @@ def test_the_folder_loads_as_remote_code_without_the_package(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# linear_attention_levels: where the linear attentions are (default: every level but full resolution)
+# linear_attention_levels: where the linear attentions are (default: the levels between the full
+# resolution and the bottleneck's)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -384,13 +385,19 @@ def levels_with_attention(model):
     return down, sorted(up)
 
 
-def test_linear_attention_levels_default_skips_full_resolution_and_all_is_the_seed(tmp_path):
-    default = tiny()
-    assert default.config.linear_attention_levels == (1,)  # resolved: saved configs hold the indices
-    assert levels_with_attention(default) == ([1], [1])
-    assert isinstance(default.mid_attention.fn, Attention)  # the bottleneck keeps its softmax attention
+def test_linear_attention_levels_default_is_the_middle_and_all_is_the_seed(tmp_path):
     three = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2, 4), attention_heads=1, attention_head_dim=8)
-    assert levels_with_attention(three) == ([1, 2], [1, 2]) and three.config.linear_attention_levels == (1, 2)
+    assert three.config.linear_attention_levels == (1,)  # resolved: saved configs hold the indices
+    assert levels_with_attention(three) == ([1], [1])
+    assert isinstance(three.mid_attention.fn, Attention)  # the bottleneck keeps its softmax attention
+    four = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 1, 2, 2), attention_heads=1, attention_head_dim=8)
+    assert levels_with_attention(four) == ([1, 2], [1, 2]) and four.config.linear_attention_levels == (1, 2)
+    below = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2, 4), attention_heads=1, attention_head_dim=8,
+                                 linear_attention_levels="below_full_resolution")
+    assert levels_with_attention(below) == ([1, 2], [1, 2]) and below.config.linear_attention_levels == (1, 2)
+    assert levels_with_attention(tiny()) == ([], []) and tiny().config.linear_attention_levels == ()  # 2 levels
+    default = tiny(linear_attention_levels="below_full_resolution")
+    assert levels_with_attention(default) == ([1], [1])
     seed = tiny(linear_attention_levels="all")
     assert seed.config.linear_attention_levels is None  # "all" is stored as None, as configs saved before
     assert levels_with_attention(seed) == ([0, 1], [0, 1])
@@ -403,7 +410,8 @@ def test_linear_attention_levels_default_skips_full_resolution_and_all_is_the_se
     assert removed == 2 * per_attention
     # Each config rebuilds the same network, and the weights load back.
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([5, 500])
-    for name, model in (("default", default), ("seed", seed), ("explicit", tiny(linear_attention_levels=[0]))):
+    for name, model in (("below", default), ("seed", seed), ("explicit", tiny(linear_attention_levels=[0])),
+                        ("none", tiny())):
         model.eval().save_pretrained(tmp_path / name)
         loaded = AnnotatedUNet2DModel.from_pretrained(tmp_path / name).eval()
         assert levels_with_attention(loaded) == levels_with_attention(model)

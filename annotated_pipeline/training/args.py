@@ -54,14 +54,14 @@ def parse_dim_mults(text):
 
 
 def parse_linear_attention_levels(text):
-    """Parse `--linear_attention_levels`: "below_full_resolution", "all", or level indices like "1,2"."""
-    if text in ("below_full_resolution", "all"):
+    """Parse `--linear_attention_levels`: "middle", "below_full_resolution", "all", or level indices like "1,2"."""
+    if text in ("middle", "below_full_resolution", "all"):
         return text
     try:
         levels = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--linear_attention_levels must be below_full_resolution, all, or comma-separated level indices "
+            f"--linear_attention_levels must be middle, below_full_resolution, all, or comma-separated level indices "
             f"such as 1,2 (0 = full resolution); got {text!r}"
         ) from None
     return levels
@@ -117,15 +117,16 @@ def build_parser():
                       help="Data-loading subprocesses per training process (0: load in the main process).")
 
     model = parser.add_argument_group("model and diffusion")
-    model.add_argument("--dim", type=int, default=28,
-                       help="Base channel width of the U-Net.")
+    model.add_argument("--dim", type=int, default=16,
+                       help="Base channel width of the U-Net (the seed's is 28).")
     model.add_argument("--dim_mults", type=parse_dim_mults, default=(1, 2, 4),
                        help="Channel multipliers per U-Net level, comma-separated; the resolution must be "
                             "divisible by 2**(levels-1).")
     model.add_argument("--linear_attention_levels", type=parse_linear_attention_levels,
-                       default="below_full_resolution",
-                       help="U-Net levels with a linear attention: below_full_resolution (default: every level "
-                            "but the first), all (the seed's architecture), or indices such as 1,2.")
+                       default="middle",
+                       help="U-Net levels with a linear attention: middle (default: neither the full nor the "
+                            "bottleneck's resolution), below_full_resolution (every level but the first), all "
+                            "(the seed's architecture), or indices such as 1,2.")
     model.add_argument("--block_type", type=str, default="resnet", choices=BLOCK_TYPES,
                        help="The U-Net's residual block: ResNet (Ho et al. 2020) or ConvNeXt.")
     model.add_argument("--ddpm_num_steps", type=int, default=1000,
