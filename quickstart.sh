@@ -5,7 +5,7 @@
 #
 # 1. a virtual environment in .venv (Python 3.10+), with a CPU build of torch, then this project;
 # 2. `accelerate launch train_accelerate.py` on the 2,000 Fashion-MNIST images shipped in
-#    data/fashion-mnist-sample: a small U-Net, a few hundred optimizer steps, a progress bar;
+#    data/fashion-mnist-sample: the default U-Net (0.86M parameters), a few hundred optimizer steps;
 # 3. the result loaded back the way anyone would load it from the Hub, with plain diffusers
 #    (`DiffusionPipeline.from_pretrained(..., trust_remote_code=True)`), and a new grid of samples.
 #
@@ -43,7 +43,7 @@ accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_proce
     --mixed_precision no --dynamo_backend no \
     train_accelerate.py \
     --output_dir "$OUT" \
-    --resolution 28 --dim 16 --dim_mults 1,2,4 \
+    --resolution 28 \
     --train_batch_size 32 --max_train_steps "$STEPS" \
     --learning_rate 2e-3 --lr_warmup_steps 50 \
     --use_ema \
