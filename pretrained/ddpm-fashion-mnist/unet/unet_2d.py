@@ -354,8 +354,9 @@ Every block sees emb; "[x, pop]" concatenates the skip pushed by the mirror bloc
 seed concatenates after each block, so two skips per level). Blocks are ResNet or ConvNeXt (blocks.py);
 attention is softmax in the bottleneck and linear elsewhere (attention.py): by default only on the
 levels between the full resolution and the bottleneck's ("linear attn" above is skipped at i = 0 and
-i = L-1), on every level as in the seed with linear_attention_levels="all" (what `Unet()` builds). The input size must survive L - 1 halvings:
-H and W multiples of 2^(L-1) (28 -> 14 -> 7 for dim_mults (1, 2, 4)).
+i = L-1), on every level as in the seed with linear_attention_levels="all" (what `Unet()` builds).
+The input size must survive L - 1 halvings: H and W multiples of 2^(L-1) (28 -> 14 -> 7 for
+dim_mults (1, 2, 4)).
 
 Class conditioning (optional, `num_class_embeds`): a learned vector per class is added to emb, so
 every block sees (t, y); it is what classifier-free guidance (Ho & Salimans 2022) builds on.
@@ -463,7 +464,8 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
     Defaults are the seed's Fashion-MNIST setting (28x28x1 images, dim_mults (1, 2, 4), ResNet blocks with
     4 groups, attention 4 heads x 32) at base width 16 instead of the seed's 28, with linear attention at
     the middle level only (see linear_attention_levels). On 2 CPU cores this trains about 2x as many
-    images per minute as the seed's width and reaches a better sample quality in the same minutes;
+    images per minute as the previous default (dim 28, linear attention at 14x14 and 7x7) and reaches a
+    better sample quality in the same minutes of training, though not in the same number of steps;
     benchmarks/RESULTS.md has the measurements. `AnnotatedUNet2DModel(dim=28, linear_attention_levels="all")`
     is the seed's network.
     """
@@ -518,7 +520,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         else:
             if isinstance(linear_attention_levels, (str, bytes)) or not hasattr(linear_attention_levels, "__iter__"):
                 raise ValueError(
-                    f"linear_attention_levels must be \"middle\" (levels 1..{num_levels - 2}), "
+                    f"linear_attention_levels must be \"middle\" (the levels strictly between 0 and {num_levels - 1}), "
                     f"\"below_full_resolution\" (levels 1..{num_levels - 1}), \"all\" or None (every level), "
                     f"or a sequence of level indices in 0..{num_levels - 1}, "
                     f"got {linear_attention_levels!r}"
