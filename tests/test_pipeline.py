@@ -154,6 +154,26 @@ def test_diffusers_schedulers_swap_in_and_back(swap):
             assert back.config[key] == value, key
 
 
+def test_karras_sigmas_that_repeat_timesteps_are_refused_before_sampling():
+    """On the cosine schedule with T = 1000, 20 Karras steps put their first nine timesteps on 998:
+    diffusers' DPM-Solver++ would fail part-way with an IndexError; the pipeline says why, up front."""
+    p = tiny_pipeline()
+    p.scheduler = DPMSolverMultistepScheduler.from_config(
+        AnnotatedDDPMScheduler(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2").config,
+        use_karras_sigmas=True)
+    p.scheduler.set_timesteps(20)
+    assert len(set(p.scheduler.timesteps.tolist())) < 20  # the premise: repeated timesteps
+    calls = []
+    with pytest.raises(ValueError, match="use_karras_sigmas=True gives repeated timesteps"):
+        sample(p, num_inference_steps=20, callback_on_step_end=lambda *a: calls.append(1))
+    assert calls == []  # refused before the first step
+    # Where the sigmas give distinct timesteps (linear schedule, few steps), Karras spacing samples.
+    p.scheduler = DPMSolverMultistepScheduler(num_train_timesteps=1000, use_karras_sigmas=True)
+    p.scheduler.set_timesteps(5)
+    assert len(set(p.scheduler.timesteps.tolist())) == 5
+    assert np.isfinite(sample(p, num_inference_steps=5)).all()
+
+
 @pytest.mark.parametrize("eta", [0.0, 1.0])
 @pytest.mark.parametrize("spacing", ["leading", "trailing"])
 def test_ddim_swap_matches_diffusers_ddim_pipeline_with_clipped_model_output(spacing, eta):
