@@ -66,6 +66,26 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
     # Sampling
     # ----------------------------------------------------------------------------------------
 
+    def _check_sigma_spacing(self, num_inference_steps):
+        """Refuse a chain that diffusers' sigma-spaced schedulers cannot walk, before any step is taken.
+
+        With use_karras_sigmas (or exponential / beta sigmas) the chain is spaced in sigma = sqrt((1 -
+        alpha_bar_t) / alpha_bar_t) and rounded to integer timesteps. The cosine schedule's sigma at t = T - 1
+        is ~640, so the largest sigmas all round to the same timestep, and a solver that counts its steps
+        by timestep runs past its table of sigmas (IndexError) part-way through sampling.
+        """
+        config = self.scheduler.config
+        spacing = [key for key in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas") if config.get(key)]
+        timesteps = self.scheduler.timesteps
+        if spacing and len(torch.unique(timesteps)) < len(timesteps):
+            raise ValueError(
+                f"{type(self.scheduler).__name__} with {spacing[0]}=True gives repeated timesteps for "
+                f"num_inference_steps={num_inference_steps} with this beta schedule "
+                f"({config.beta_schedule!r}): {timesteps[:10].tolist()} ... Its sigma-spaced chain cannot be "
+                f"walked one timestep per step. Use the scheduler without {spacing[0]} (the saved "
+                f"timestep_spacing, e.g. 'trailing'), or another beta schedule."
+            )
+
     def _check_inputs(self, batch_size, num_inference_steps, output_type, class_labels, guidance_scale):
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
@@ -201,6 +221,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         latents = latents.to(device=device, dtype=latents_dtype) * self.scheduler.init_noise_sigma
 
         self.scheduler.set_timesteps(num_inference_steps, device=device)
+        self._check_sigma_spacing(num_inference_steps)
         step_kwargs = self._step_kwargs(generator, eta, use_clipped_model_output)
         unet_kwargs = {} if labels is None else {"class_labels": labels}
 
