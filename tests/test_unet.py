@@ -396,8 +396,8 @@ def test_linear_attention_levels_default_is_the_middle_and_all_is_the_seed(tmp_p
                                  linear_attention_levels="below_full_resolution")
     assert levels_with_attention(below) == ([1, 2], [1, 2]) and below.config.linear_attention_levels == (1, 2)
     assert levels_with_attention(tiny()) == ([], []) and tiny().config.linear_attention_levels == ()  # 2 levels
-    default = tiny(linear_attention_levels="below_full_resolution")
-    assert levels_with_attention(default) == ([1], [1])
+    below_two = tiny(linear_attention_levels="below_full_resolution")
+    assert levels_with_attention(below_two) == ([1], [1])
     seed = tiny(linear_attention_levels="all")
     assert seed.config.linear_attention_levels is None  # "all" is stored as None, as configs saved before
     assert levels_with_attention(seed) == ([0, 1], [0, 1])
@@ -405,12 +405,12 @@ def test_linear_attention_levels_default_is_the_middle_and_all_is_the_seed(tmp_p
     # Unet(), the seed's constructor, keeps the seed's linear attention on every level.
     assert levels_with_attention(Unet(dim=8, channels=1, dim_mults=(1, 2))) == ([0, 1], [0, 1])
     assert Unet(dim=8, channels=1, dim_mults=(1, 2), linear_attention_levels=(1,)).config.linear_attention_levels == (1,)
-    removed = sum(p.numel() for p in seed.parameters()) - sum(p.numel() for p in default.parameters())
+    removed = sum(p.numel() for p in seed.parameters()) - sum(p.numel() for p in below_two.parameters())
     per_attention = sum(p.numel() for p in seed.down_levels[0]["attention"].parameters())
     assert removed == 2 * per_attention
     # Each config rebuilds the same network, and the weights load back.
     x, t = torch.randn(2, 1, 16, 16), torch.tensor([5, 500])
-    for name, model in (("below", default), ("seed", seed), ("explicit", tiny(linear_attention_levels=[0])),
+    for name, model in (("below", below_two), ("seed", seed), ("explicit", tiny(linear_attention_levels=[0])),
                         ("none", tiny())):
         model.eval().save_pretrained(tmp_path / name)
         loaded = AnnotatedUNet2DModel.from_pretrained(tmp_path / name).eval()

@@ -31,6 +31,7 @@ LR_SCHEDULERS = (
 CONSTANT_LR_SCHEDULERS = ("constant", "constant_with_warmup")  # nothing to decay: --lr_decay_steps is meaningless
 LOSS_TYPES = ("huber", "l1", "l2")
 BLOCK_TYPES = ("resnet", "convnext")
+LINEAR_ATTENTION_NAMES = ("middle", "below_full_resolution", "all")  # or level indices such as 1,2
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
 
@@ -55,13 +56,13 @@ def parse_dim_mults(text):
 
 def parse_linear_attention_levels(text):
     """Parse `--linear_attention_levels`: "middle", "below_full_resolution", "all", or level indices like "1,2"."""
-    if text in ("middle", "below_full_resolution", "all"):
+    if text in LINEAR_ATTENTION_NAMES:
         return text
     try:
         levels = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"--linear_attention_levels must be middle, below_full_resolution, all, or comma-separated level indices "
+            f"--linear_attention_levels must be {', '.join(LINEAR_ATTENTION_NAMES)}, or comma-separated level indices "
             f"such as 1,2 (0 = full resolution); got {text!r}"
         ) from None
     return levels
