@@ -3,12 +3,12 @@
     python pretrained/package_reference.py --run runs/reference-v10 --final_stage 7200
 
 1. evaluates the final stage's pipeline (EMA weights) with our offline Frechet distance: 1,000
-   samples from DDIM (50 steps, eta 0 and 1) and from DPM-Solver++ (20 steps), and a smaller sample
+   samples from DDIM (50 steps, eta 0 and 1) and from DPM-Solver++ (20 and 50 steps), and a smaller sample
    from the full 1000-step DDPM chain (with DDIM at that N beside it, since the distance depends on
    N); the intermediate stages' evaluations (written by train_reference.sh) give the curve of
    distance against training steps;
 2. re-saves the pipeline through the package (its current code files, the run's configs and
-   safetensors weights) into the target folder, draws a 64-image grid (DDIM, 50 steps, seed 0) as
+   safetensors weights) into the target folder, draws a 64-image grid (DPM-Solver++, 50 steps, seed 0) as
    samples.png, and writes the model card with the exact commands, the hardware, the training time
    and the numbers.
 
@@ -137,6 +137,7 @@ def main():
     ddim = evaluation(final, "ddim50-n1000", num_samples=1000, scheduler="ddim", num_inference_steps=50)
     ddim_eta1 = evaluation(final, "ddim50eta1-n1000", num_samples=1000, scheduler="ddim", num_inference_steps=50, eta=1.0)
     dpm = evaluation(final, "dpmsolver20-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=20)
+    dpm50 = evaluation(final, "dpmsolver50-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=50)
     ddpm = evaluation(final, f"ddpm1000-n{args.ddpm_samples}", num_samples=args.ddpm_samples, scheduler="default",
                       num_inference_steps=1000, batch_size=args.ddpm_samples)
     ddim_small = evaluation(final, f"ddim50-n{args.ddpm_samples}", num_samples=args.ddpm_samples, scheduler="ddim",
@@ -153,7 +154,7 @@ def main():
         config = json.loads(config_file.read_text())
         if config.pop("_name_or_path", None) is not None:
             config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    sample_grid(str(target), num_images=64, scheduler="ddim", num_inference_steps=50, seed=0).save(target / "samples.png")
+    sample_grid(str(target), num_images=64, scheduler="dpmsolver", num_inference_steps=50, seed=0).save(target / "samples.png")
 
     # The training configuration, as the training script recorded it in its own card's metadata.
     training_args = ModelCard.load(final / "README.md").data.to_dict().get("annotated_pipeline", {}).get("training_args")
@@ -192,6 +193,7 @@ def main():
         row("DDIM, 50 steps", ddim),
         row("DDIM, 50 steps, eta = 1 (stochastic)", ddim_eta1),
         row("DPM-Solver++, 20 steps", dpm),
+        row("DPM-Solver++, 50 steps (the grid in samples.png)", dpm50),
         row("DDPM, 1000 steps", ddpm),
         row("DDIM, 50 steps (same N as DDPM)", ddim_small),
         "",
@@ -209,6 +211,8 @@ def main():
         "frechet_distance_ddim50_eta1_n1000": round(ddim_eta1["frechet_distance"], 3),
         "min_class_share_ddim50_eta1": round(ddim_eta1["class_coverage"]["min_share"], 4),
         "frechet_distance_dpmsolver20_n1000": round(dpm["frechet_distance"], 3),
+        "frechet_distance_dpmsolver50_n1000": round(dpm50["frechet_distance"], 3),
+        "min_class_share_dpmsolver50": round(dpm50["class_coverage"]["min_share"], 4),
         f"frechet_distance_ddpm1000_n{args.ddpm_samples}": round(ddpm["frechet_distance"], 3),
         f"frechet_distance_ddim50_n{args.ddpm_samples}": round(ddim_small["frechet_distance"], 3),
         f"frechet_floor_n{args.ddpm_samples}": round(ddpm["frechet_distance_floor"], 3),
@@ -216,7 +220,7 @@ def main():
     write_model_card(target, repo_id_or_path=str(target), training_args=training_args,
                      dataset_name="zalando-datasets/fashion_mnist", metrics=metrics, extra=extra)
     (target / "evaluation.json").write_text(json.dumps(
-        {"ddim50_n1000": ddim, "ddim50_eta1_n1000": ddim_eta1, "dpmsolver20_n1000": dpm, f"ddpm1000_n{args.ddpm_samples}": ddpm,
+        {"ddim50_n1000": ddim, "ddim50_eta1_n1000": ddim_eta1, "dpmsolver20_n1000": dpm, "dpmsolver50_n1000": dpm50, f"ddpm1000_n{args.ddpm_samples}": ddpm,
          f"ddim50_n{args.ddpm_samples}": ddim_small,
          "curve_ddim50": [{"step": s, **r} for s, r in curve]}, indent=2))
     print(f"packaged {final} -> {target}")

@@ -19,7 +19,7 @@ def test_sample_command_writes_a_deterministic_grid(tmp_path, capsys):
                           ).save_pretrained(tmp_path / "pipe")
     args = [str(tmp_path / "pipe"), "--num_images", "6", "--num_inference_steps", "3", "--scale", "2"]
     main(args + ["--output", str(tmp_path / "a.png")])
-    assert "6 samples (ddim, 3 steps, seed 0)" in capsys.readouterr().out
+    assert "6 samples (dpmsolver, 3 steps, seed 0)" in capsys.readouterr().out
     grid = Image.open(tmp_path / "a.png")
     assert grid.mode == "L" and grid.size == (3 * 8 * 2, 2 * 8 * 2)  # 6 images: 2 rows of 3, enlarged 2x
     result = subprocess.run([sys.executable, "-m", "annotated_pipeline.sample", *args, "--output", str(tmp_path / "b.png")],
