@@ -94,6 +94,8 @@ def recipe(training_args):
     if training_args.get("lr_decay_steps"):
         schedule += f", horizon {training_args['lr_decay_steps']} steps"
     loss = f"{training_args['loss_type']} loss"
+    if training_args.get("prediction_type", "epsilon") != "epsilon":
+        loss += f" on the {training_args['prediction_type']} target"
     if training_args.get("snr_gamma"):
         loss += f" with min-SNR-{training_args['snr_gamma']:g} weighting"
     batch = f"batch {training_args['train_batch_size']} per process"
