@@ -138,7 +138,7 @@ def main():
     final = Path(args.run) / f"stage-{args.final_stage}"
     ddim = evaluation(final, "ddim50-n1000", num_samples=1000, scheduler="ddim", num_inference_steps=50)
     ddim_eta1 = evaluation(final, "ddim50eta1-n1000", num_samples=1000, scheduler="ddim", num_inference_steps=50, eta=1.0)
-    dpm = evaluation(final, "dpmsolver20-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=20)
+    dpm20 = evaluation(final, "dpmsolver20-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=20)
     dpm50 = evaluation(final, "dpmsolver50-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=50)
     ddpm = evaluation(final, f"ddpm1000-n{args.ddpm_samples}", num_samples=args.ddpm_samples, scheduler="default",
                       num_inference_steps=1000, batch_size=args.ddpm_samples)
@@ -194,7 +194,7 @@ def main():
         header,
         row("DDIM, 50 steps", ddim),
         row("DDIM, 50 steps, eta = 1 (stochastic)", ddim_eta1),
-        row("DPM-Solver++, 20 steps", dpm),
+        row("DPM-Solver++, 20 steps", dpm20),
         row("DPM-Solver++, 50 steps (the grid in samples.png)", dpm50),
         row("DDPM, 1000 steps", ddpm),
         row("DDIM, 50 steps (same N as DDPM)", ddim_small),
@@ -212,7 +212,7 @@ def main():
         "min_class_share_ddim50": round(ddim["class_coverage"]["min_share"], 4),
         "frechet_distance_ddim50_eta1_n1000": round(ddim_eta1["frechet_distance"], 3),
         "min_class_share_ddim50_eta1": round(ddim_eta1["class_coverage"]["min_share"], 4),
-        "frechet_distance_dpmsolver20_n1000": round(dpm["frechet_distance"], 3),
+        "frechet_distance_dpmsolver20_n1000": round(dpm20["frechet_distance"], 3),
         "frechet_distance_dpmsolver50_n1000": round(dpm50["frechet_distance"], 3),
         "min_class_share_dpmsolver50": round(dpm50["class_coverage"]["min_share"], 4),
         f"frechet_distance_ddpm1000_n{args.ddpm_samples}": round(ddpm["frechet_distance"], 3),
@@ -222,7 +222,7 @@ def main():
     write_model_card(target, repo_id_or_path=str(target), training_args=training_args,
                      dataset_name="zalando-datasets/fashion_mnist", metrics=metrics, extra=extra)
     (target / "evaluation.json").write_text(json.dumps(
-        {"ddim50_n1000": ddim, "ddim50_eta1_n1000": ddim_eta1, "dpmsolver20_n1000": dpm, "dpmsolver50_n1000": dpm50, f"ddpm1000_n{args.ddpm_samples}": ddpm,
+        {"ddim50_n1000": ddim, "ddim50_eta1_n1000": ddim_eta1, "dpmsolver20_n1000": dpm20, "dpmsolver50_n1000": dpm50, f"ddpm1000_n{args.ddpm_samples}": ddpm,
          f"ddim50_n{args.ddpm_samples}": ddim_small,
          "curve_ddim50": [{"step": s, **r} for s, r in curve]}, indent=2))
     print(f"packaged {final} -> {target}")

@@ -2,15 +2,19 @@
 `push_folder_to_hub` against a LocalHub, with the real client in a subprocess."""
 
 import json
+import re
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
+import torch
 from huggingface_hub import ModelCard
 from huggingface_hub.errors import HFValidationError
+from PIL import Image
 from hub_server import LocalHub, hub_env, local_hub, run_python  # noqa: F401 (fixture)
 
-from annotated_pipeline import hub
+from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel, hub
 
 SECRET = "hf_do_not_publish_this_0123456789"
 TRAINING_ARGS = {
@@ -279,14 +283,6 @@ def test_the_cards_python_snippets_run_on_the_saved_pipeline(tmp_path, monkeypat
     """Every ```python block of a rendered card, run in order in one namespace against a tiny saved
     pipeline: the remote-code load, the package load, and the samplers it offers (DDPM, DDIM,
     DPM-Solver++), with class labels when the run was class-conditional."""
-    import re
-
-    import numpy as np
-    import torch
-    from PIL import Image
-
-    from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
-
     torch.manual_seed(0)
     unet = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2,
                                 attention_head_dim=8, num_class_embeds=16 if label_column else None)
