@@ -93,6 +93,8 @@ def recipe(training_args):
     schedule = f"{training_args['lr_scheduler']} schedule, {training_args['lr_warmup_steps']} warmup steps"
     if training_args.get("lr_decay_steps"):
         schedule += f", horizon {training_args['lr_decay_steps']} steps"
+    if training_args.get("lr_cooldown_steps"):
+        schedule += f", linear cooldown to 0 over the last {training_args['lr_cooldown_steps']} steps"
     loss = f"{training_args['loss_type']} loss"
     if training_args.get("prediction_type", "epsilon") != "epsilon":
         loss += f" on the {training_args['prediction_type']} target"

@@ -98,6 +98,9 @@ def test_malformed_flag_is_an_argparse_error(capsys):
     (["--lr_warmup_steps", "200", "--lr_decay_steps", "200"], r"--lr_decay_steps \(200\) must exceed --lr_warmup_steps"),
     (["--lr_scheduler", "constant_with_warmup", "--lr_decay_steps", "3000"],
      "--lr_decay_steps has no effect with --lr_scheduler constant_with_warmup"),
+    (["--lr_scheduler", "warmup_stable_decay"], "--lr_cooldown_steps goes with --lr_scheduler warmup_stable_decay"),
+    (["--lr_scheduler", "cosine", "--lr_cooldown_steps", "5"], "--lr_cooldown_steps goes with"),
+    (["--lr_scheduler", "warmup_stable_decay", "--lr_cooldown_steps", "0"], "--lr_cooldown_steps must be >= 1"),
 ])
 def test_validation_names_the_problem(argv, message):
     with pytest.raises(TrainingConfigError, match=message):
@@ -203,6 +206,43 @@ def test_lr_decay_steps_fix_the_horizon_across_stages(name):
     assert whole[2] == 1.0 and whole[-1] < 0.2  # warms up, then decays over the whole run by default
     assert learning_rates(4, 10) == whole[:4]
     assert learning_rates(4, None) != whole[:4]  # without it, a 4-step stage decays within 4 steps
+
+
+def test_warmup_stable_decay_follows_its_closed_form_across_stages():
+    """lr(s) / peak = s / W during warmup, 1 until the cooldown, (S - s) / C over the last C steps; a
+    staged run (--max_train_steps 6, then 12) with --lr_decay_steps 12 follows the 12-step schedule."""
+    import torch
+
+    from annotated_pipeline.training.loop import TrainingPlan, build_lr_scheduler
+
+    def learning_rates(max_train_steps, extra=()):
+        args = parse_args(["--logger", "none", "--learning_rate", "2.0", "--lr_scheduler", "warmup_stable_decay",
+                           "--lr_warmup_steps", "2", "--lr_cooldown_steps", "4", "--max_train_steps",
+                           str(max_train_steps), *extra])
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
+        schedule = build_lr_scheduler(args, optimizer, TrainingPlan.from_args(args, 100, 1), 1)
+        rates = []
+        for _ in range(max_train_steps):
+            rates.append(schedule.get_last_lr()[0])
+            optimizer.step()
+            schedule.step()
+        return rates
+
+    expected = [0.0, 1.0] + [2.0] * 6 + [2.0, 1.5, 1.0, 0.5]  # S = 12, C = 4: the decay starts at step 8
+    assert learning_rates(12) == pytest.approx(expected)
+    assert learning_rates(6, ["--lr_decay_steps", "12"]) == pytest.approx(expected[:6])
+
+
+def test_cooldown_longer_than_the_schedule_is_refused():
+    import torch
+
+    from annotated_pipeline.training.loop import TrainingPlan, build_lr_scheduler
+
+    args = parse_args(["--logger", "none", "--lr_scheduler", "warmup_stable_decay", "--lr_warmup_steps", "5",
+                       "--lr_cooldown_steps", "8", "--max_train_steps", "10"])
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    with pytest.raises(TrainingConfigError, match=r"--lr_cooldown_steps \(8\) does not fit"):
+        build_lr_scheduler(args, optimizer, TrainingPlan.from_args(args, 100, 1), 1)
 
 
 def test_snr_gamma_none_switches_off_an_earlier_gamma():

@@ -27,6 +27,7 @@ LR_SCHEDULERS = (
     "polynomial",
     "constant",
     "constant_with_warmup",
+    "warmup_stable_decay",
 )
 CONSTANT_LR_SCHEDULERS = ("constant", "constant_with_warmup")  # nothing to decay: --lr_decay_steps is meaningless
 LOSS_TYPES = ("huber", "l1", "l2")
@@ -173,6 +174,10 @@ def build_parser():
                           "schedule's horizon). Default: the run's total steps. Set it when a run is "
                           "trained in stages that each raise --max_train_steps, so all stages follow one "
                           "schedule; it may not be shorter than the run.")
+    opt.add_argument("--lr_cooldown_steps", type=int, default=None,
+                     help="With --lr_scheduler warmup_stable_decay: the last optimizer steps of the horizon "
+                          "(--lr_decay_steps, else the run), over which the rate falls linearly to 0; before "
+                          "them it stays at its peak.")
     opt.add_argument("--adam_beta1", type=float, default=0.95, help="AdamW beta1.")
     opt.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2.")
     opt.add_argument("--adam_weight_decay", type=float, default=1e-6, help="AdamW weight decay.")
@@ -253,6 +258,13 @@ def validate_args(args):
             f"--lr_decay_steps has no effect with --lr_scheduler {args.lr_scheduler} (the rate never decays); "
             f"drop it, or choose one of {', '.join(s for s in LR_SCHEDULERS if s not in CONSTANT_LR_SCHEDULERS)}"
         )
+    if (args.lr_scheduler == "warmup_stable_decay") != (args.lr_cooldown_steps is not None):
+        raise TrainingConfigError(
+            "--lr_cooldown_steps goes with --lr_scheduler warmup_stable_decay and only with it "
+            f"(got --lr_scheduler {args.lr_scheduler}, --lr_cooldown_steps {args.lr_cooldown_steps})"
+        )
+    if args.lr_cooldown_steps is not None and args.lr_cooldown_steps < 1:
+        raise TrainingConfigError(f"--lr_cooldown_steps must be >= 1; got {args.lr_cooldown_steps}")
     if args.snr_gamma is not None and not args.snr_gamma > 0:
         raise TrainingConfigError(f"--snr_gamma must be > 0 (Hang et al. 2023 use 5); got {args.snr_gamma}")
     if args.learning_rate <= 0:

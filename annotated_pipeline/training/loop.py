@@ -233,12 +233,44 @@ def build_lr_scheduler(args, optimizer, plan, num_processes):
             f"--lr_decay_steps ({horizon}) is shorter than the run ({plan.max_train_steps} optimizer steps); "
             "give at least the run's total steps"
         )
+    if args.lr_scheduler == "warmup_stable_decay":
+        if args.lr_cooldown_steps > horizon - args.lr_warmup_steps:
+            raise TrainingConfigError(
+                f"--lr_cooldown_steps ({args.lr_cooldown_steps}) does not fit between the warmup "
+                f"({args.lr_warmup_steps} steps) and the end of the schedule ({horizon} steps)"
+            )
+        return warmup_stable_decay(optimizer, args.lr_warmup_steps * num_processes, args.lr_cooldown_steps * num_processes,
+                                   horizon * num_processes)
     return get_scheduler(
         args.lr_scheduler,
         optimizer=optimizer,
         num_warmup_steps=args.lr_warmup_steps * num_processes,
         num_training_steps=horizon * num_processes,
     )
+
+
+def warmup_stable_decay(optimizer, warmup_steps, cooldown_steps, total_steps):
+    """Warmup-stable-decay (Hu et al. 2024, MiniCPM; Hägele et al. 2024): the rate rises linearly for
+    `warmup_steps`, stays at its peak, and falls linearly to 0 over the last `cooldown_steps`:
+
+        lr(s) / peak = s / W                 for s < W
+                     = 1                     for W <= s < S - C
+                     = (S - s) / C           for S - C <= s <= S
+
+    A constant rate keeps the weights moving, so any stop is a fair stop; only the cooldown settles
+    them, and it can be decided late (the horizon S is fixed only when the cooldown starts)."""
+    from torch.optim.lr_scheduler import LambdaLR
+
+    cooldown_start = total_steps - cooldown_steps
+
+    def factor(step):
+        if step < warmup_steps:
+            return step / warmup_steps
+        if step < cooldown_start:
+            return 1.0
+        return max(0.0, (total_steps - step) / cooldown_steps)
+
+    return LambdaLR(optimizer, factor)
 
 
 def build_ema(args, model):
