@@ -13,6 +13,9 @@ bound     whether x_0_hat is clipped to [-1, 1]. At t = 999 the cosine schedule 
           and x_0_hat = (x_t - sqrt(1 - alphas_cumprod) eps) / sqrt(alphas_cumprod) multiplies the error
           of eps by ~640: without a bound, a trailing chain fails. DDPM and DDIM read `clip_sample`;
           DPM-Solver++ reads only `thresholding` (with sample_max_value 1 it is the same clip).
+logsnr    for DPM-Solver++: steps uniform in lambda_t = log(alpha_t / sigma_t) (`use_lu_lambdas`, the
+          project's default since it beat uniform-in-t steps on the reference model) instead of
+          the spacing above.
 eps       for DDIM with a bound: keep the model's eps in the direction term (diffusers' DDIMPipeline
           default, use_clipped_model_output=False) or recompute eps from the clipped x_0_hat (True; our
           pipeline's default when the scheduler bounds x_0_hat).
@@ -44,7 +47,13 @@ SETTINGS = {
     "ddim-trailing-clip-eps-from-clipped-eta1": ("ddim", _TRAILING_CLIP, 50, 1.0, True),
     "dpmsolver-leading-50": ("dpmsolver", dict(timestep_spacing="leading", thresholding=False), 50, 0.0, None),
     "dpmsolver-trailing-bound-20": ("dpmsolver", dict(timestep_spacing="trailing", thresholding=True,
-                                                      sample_max_value=1.0), 20, 0.0, None),
+                                                      sample_max_value=1.0, use_lu_lambdas=False), 20, 0.0, None),
+    "dpmsolver-trailing-bound-50": ("dpmsolver", dict(timestep_spacing="trailing", thresholding=True,
+                                                      sample_max_value=1.0, use_lu_lambdas=False), 50, 0.0, None),
+    "dpmsolver-logsnr-bound-20": ("dpmsolver", dict(thresholding=True, sample_max_value=1.0, use_lu_lambdas=True),
+                                  20, 0.0, None),
+    "dpmsolver-logsnr-bound-50": ("dpmsolver", dict(thresholding=True, sample_max_value=1.0, use_lu_lambdas=True),
+                                  50, 0.0, None),
 }
 
 

@@ -1,9 +1,9 @@
 """Evaluate the reference run and package it as pretrained/ddpm-fashion-mnist/.
 
-    python pretrained/package_reference.py --run runs/reference-v10 --final_stage 7200
+    python pretrained/package_reference.py --run runs/reference-v10 --final_stage 6000
 
 1. evaluates the final stage's pipeline (EMA weights) with our offline Frechet distance: 1,000
-   samples from DDIM (50 steps, eta 0 and 1) and from DPM-Solver++ (20 and 50 steps), and a smaller sample
+   samples from DDIM (50 steps, eta 0 and 1) and from DPM-Solver++ (20 and 50 steps uniform in log-SNR), and a smaller sample
    from the full 1000-step DDPM chain (with DDIM at that N beside it, since the distance depends on
    N); the intermediate stages' evaluations (written by train_reference.sh) give the curve of
    distance against training steps;
@@ -121,7 +121,7 @@ def row(label, report):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="runs/reference-v10")
-    parser.add_argument("--final_stage", type=int, default=7200)
+    parser.add_argument("--final_stage", type=int, default=6000)
     parser.add_argument("--target", default="pretrained/ddpm-fashion-mnist")
     parser.add_argument("--ddpm_samples", type=int, default=200)
     parser.add_argument("--curve_n", type=int, default=500, help="N of the stage evaluations (EVAL_N of train_reference.sh)")
@@ -143,9 +143,9 @@ def main():
     dpm20 = evaluation(final, "dpmsolver20-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=20)
     dpm50 = evaluation(final, "dpmsolver50-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=50)
     ddpm = evaluation(final, f"ddpm1000-n{args.ddpm_samples}", num_samples=args.ddpm_samples, scheduler="default",
-                      num_inference_steps=1000, batch_size=args.ddpm_samples)
+                      num_inference_steps=1000, batch_size=min(args.ddpm_samples, 250))
     ddim_small = evaluation(final, f"ddim50-n{args.ddpm_samples}", num_samples=args.ddpm_samples, scheduler="ddim",
-                            num_inference_steps=50, batch_size=args.ddpm_samples)
+                            num_inference_steps=50, batch_size=min(args.ddpm_samples, 250))
 
     target = Path(args.target)
     if target.exists():
@@ -171,7 +171,7 @@ def main():
         "apt-get install dataset-fashion-mnist        # the official files, checksums verified by the loader",
         "bash pretrained/train_reference.sh           # stages of train_accelerate.py, each resuming the last",
         f"python pretrained/package_reference.py --run {args.run} --final_stage {args.final_stage} "
-        f"--training_minutes {args.training_minutes:.0f}",
+        f"--ddpm_samples {args.ddpm_samples} --training_minutes {args.training_minutes:.0f}",
         "```",
         "",
         f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}. "
@@ -181,7 +181,9 @@ def main():
         "Sampling settings (in `scheduler/scheduler_config.json`; training never reads them): a shorter chain "
         "visits \"trailing\" timesteps, so it starts at t = T - 1 (Lin et al. 2023), and x_0_hat is bounded to "
         "[-1, 1] by `thresholding` with `sample_max_value` 1 (for DDPM and DDIM the same as `clip_sample`, and "
-        "the bound that DPM-Solver++ reads); the pipeline recomputes DDIM's eps from the bounded x_0_hat."
+        "the bound that DPM-Solver++ reads); the pipeline recomputes DDIM's eps from the bounded x_0_hat. "
+        "DPM-Solver++ (the project's `dpmsolver`) spaces its steps uniformly in log-SNR instead "
+        "(`use_lu_lambdas=True`, Lu et al. 2022), which it was given for these numbers."
         + ("" if "timestep_spacing" in (training_args or {}) else
            " This run was trained before `train_accelerate.py` wrote these settings; they were set in its "
            "scheduler config afterwards, which changes sampling only."),
@@ -196,8 +198,8 @@ def main():
         header,
         row("DDIM, 50 steps", ddim),
         row("DDIM, 50 steps, eta = 1 (stochastic)", ddim_eta1),
-        row("DPM-Solver++, 20 steps", dpm20),
-        row("DPM-Solver++, 50 steps (the grid in samples.png)", dpm50),
+        row("DPM-Solver++, 20 log-SNR steps", dpm20),
+        row("DPM-Solver++, 50 log-SNR steps (the grid in samples.png)", dpm50),
         row("DDPM, 1000 steps", ddpm),
         row("DDIM, 50 steps (same N as DDPM)", ddim_small),
         "",

@@ -30,6 +30,7 @@ from annotated_pipeline.evaluation.evaluate import (
     load_reference_images,
     load_split,
     main,
+    set_scheduler,
     uint8_to_classifier_input,
 )
 from annotated_pipeline.evaluation.frechet import feature_statistics, frechet_distance, frechet_distance_between
@@ -253,6 +254,28 @@ def reference_root(sample, tmp_path_factory):
     pq.write_table(table.slice(0, 16), root / "test.parquet")
     pq.write_table(table.slice(100, 16), root / "train.parquet")
     return root
+
+
+def test_dpmsolver_steps_are_uniform_in_log_snr_unless_the_config_says_otherwise():
+    """set_scheduler("dpmsolver") spaces the chain uniformly in lambda_t = log(alpha_t / sigma_t) (Lu et al.
+    2022): the ratios sigma_k / sigma_(k+1) of DPM-Solver's sigmas = sqrt((1 - alpha_bar) / alpha_bar) are all equal,
+    from t = T - 1 to t = 0. A DPM-Solver++ config that names the spacing keeps it."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    pipe = tiny_pipeline()
+    set_scheduler(pipe, "dpmsolver")
+    assert isinstance(pipe.scheduler, DPMSolverMultistepScheduler) and pipe.scheduler.config.use_lu_lambdas
+    pipe.scheduler.set_timesteps(20)
+    alphas_cumprod = pipe.scheduler.alphas_cumprod.double()
+    sigma = ((1 - alphas_cumprod) / alphas_cumprod).sqrt()
+    log_sigmas = pipe.scheduler.sigmas[:-1].double().log()  # the last sigma is the final 0
+    assert len(log_sigmas) == 20
+    assert torch.allclose(log_sigmas.diff(), log_sigmas.diff()[0].expand(19), rtol=1e-4)
+    assert math.isclose(log_sigmas[0], sigma[-1].log(), rel_tol=1e-4) and math.isclose(log_sigmas[-1], sigma[0].log(), rel_tol=1e-4)
+
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_lu_lambdas=False)
+    set_scheduler(pipe, "dpmsolver")
+    assert not pipe.scheduler.config.use_lu_lambdas
 
 
 def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, reference_root):

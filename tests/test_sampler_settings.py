@@ -56,7 +56,8 @@ def test_every_setting_runs_and_restores_the_scheduler(setup):
 
 def test_project_default_is_the_setting_it_claims(setup):
     """The pipeline's own defaults (trailing, bounded x_0_hat, eps from the clipped x_0_hat) with DDIM swapped
-    in give exactly the "ddim-trailing-clip-eps-from-clipped" setting, and DPM-Solver++ "dpmsolver-trailing-bound-20"."""
+    in give exactly the "ddim-trailing-clip-eps-from-clipped" setting, and DPM-Solver++ "dpmsolver-logsnr-bound-20"
+    (steps uniform in log-SNR), not "dpmsolver-trailing-bound-20"."""
     pipe = tiny_pipeline()
     named = sampler_settings.run_setting(pipe, "ddim-trailing-clip-eps-from-clipped", **setup)
     plain = evaluate(pipe, scheduler="ddim", num_inference_steps=50, **setup)
@@ -64,7 +65,8 @@ def test_project_default_is_the_setting_it_claims(setup):
     unclipped_eps = sampler_settings.run_setting(pipe, "ddim-trailing-clip", **setup)
     assert unclipped_eps["frechet_distance"] != named["frechet_distance"]
     dpm = evaluate(pipe, scheduler="dpmsolver", num_inference_steps=20, **setup)
-    assert dpm["frechet_distance"] == sampler_settings.run_setting(pipe, "dpmsolver-trailing-bound-20", **setup)["frechet_distance"]
+    assert dpm["frechet_distance"] == sampler_settings.run_setting(pipe, "dpmsolver-logsnr-bound-20", **setup)["frechet_distance"]
+    assert dpm["frechet_distance"] != sampler_settings.run_setting(pipe, "dpmsolver-trailing-bound-20", **setup)["frechet_distance"]
 
 
 def test_unknown_setting_is_refused():
