@@ -54,6 +54,14 @@ SETTINGS = {
                                   20, 0.0, None),
     "dpmsolver-logsnr-bound-50": ("dpmsolver", dict(thresholding=True, sample_max_value=1.0, use_lu_lambdas=True),
                                   50, 0.0, None),
+    # other solvers and variants, each with the saved config (trailing, bounded x_0_hat) and one change
+    "dpmsolver3-trailing-bound-50": ("dpmsolver", dict(solver_order=3, use_lu_lambdas=False), 50, 0.0, None),
+    "dpmsolver-linspace-bound-50": ("dpmsolver", dict(timestep_spacing="linspace", use_lu_lambdas=False), 50, 0.0, None),
+    "sde-dpmsolver-trailing-bound-50": ("dpmsolver", dict(algorithm_type="sde-dpmsolver++", use_lu_lambdas=False),
+                                        50, 0.0, None),
+    "unipc-trailing-bound-50": ("unipc", {}, 50, 0.0, None),
+    "deis-trailing-bound-50": ("deis", {}, 50, 0.0, None),
+    "ddim-trailing-clip-eps-from-clipped-eta0.3": ("ddim", _TRAILING_CLIP, 50, 0.3, True),
 }
 
 
@@ -81,20 +89,23 @@ class _WithCallArguments:
 
 def run_setting(pipeline, name, num_samples, batch_size=250, seed=0, data_root=None, classifier=None):
     """Evaluate `pipeline` (an AnnotatedDDPMPipeline) with one named setting; returns evaluate's report."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+    from diffusers import DDIMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
 
     from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT, evaluate
 
     if name not in SETTINGS:
         raise ValueError(f"unknown setting {name!r}; choose from {sorted(SETTINGS)}")
     kind, overrides, steps, eta, clipped_eps = SETTINGS[name]
-    scheduler_class = {"ddim": DDIMScheduler, "dpmsolver": DPMSolverMultistepScheduler}[kind]
+    scheduler_class = {"ddim": DDIMScheduler, "dpmsolver": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler,
+                       "deis": DEISMultistepScheduler}[kind]
     original = pipeline.scheduler
     try:
-        # evaluate() rebuilds the scheduler of this kind from the current config, i.e. keeps these settings
+        # evaluate() rebuilds a ddim or dpmsolver scheduler from the current config, i.e. keeps these
+        # settings; the other kinds are sampled as they are ("default")
         pipeline.scheduler = scheduler_class.from_config(original.config, **overrides)
         call_kwargs = {} if clipped_eps is None else {"use_clipped_model_output": clipped_eps}
-        return evaluate(_WithCallArguments(pipeline, **call_kwargs), num_samples=num_samples, scheduler=kind,
+        return evaluate(_WithCallArguments(pipeline, **call_kwargs), num_samples=num_samples,
+                        scheduler=kind if kind in ("ddim", "dpmsolver") else "default",
                         num_inference_steps=steps, batch_size=batch_size, seed=seed, eta=eta,
                         data_root=data_root or DEFAULT_ROOT, classifier=classifier)
     finally:
