@@ -59,6 +59,8 @@ SETTINGS = {
     "dpmsolver-linspace-bound-50": ("dpmsolver", dict(timestep_spacing="linspace", use_lu_lambdas=False), 50, 0.0, None),
     "sde-dpmsolver-trailing-bound-50": ("dpmsolver", dict(algorithm_type="sde-dpmsolver++", use_lu_lambdas=False),
                                         50, 0.0, None),
+    "sde-dpmsolver-logsnr-bound-50": ("dpmsolver", dict(algorithm_type="sde-dpmsolver++", use_lu_lambdas=True),
+                                      50, 0.0, None),
     "unipc-trailing-bound-50": ("unipc", {}, 50, 0.0, None),
     "deis-trailing-bound-50": ("deis", {}, 50, 0.0, None),
     "ddim-trailing-clip-eps-from-clipped-eta0.3": ("ddim", _TRAILING_CLIP, 50, 0.3, True),
