@@ -201,7 +201,7 @@ def main():
         row("DPM-Solver++, 20 log-SNR steps", dpm20),
         row("DPM-Solver++, 50 log-SNR steps (the grid in samples.png)", dpm50),
         row("DDPM, 1000 steps", ddpm),
-        row("DDIM, 50 steps (same N as DDPM)", ddim_small),
+        *([] if args.ddpm_samples == 1000 else [row("DDIM, 50 steps (same N as DDPM)", ddim_small)]),
         "",
         f"Distance against training steps (EMA weights, DDIM 50 steps, N = {args.curve_n}; the minutes are the "
         "stage's cumulative wall-clock training time):",
