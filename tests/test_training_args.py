@@ -181,56 +181,42 @@ def test_missing_data_folder_stops_before_training(capsys, tmp_path):
     assert "nowhere" in err and "is not a folder" in err
 
 
-@pytest.mark.parametrize("name", ["cosine", "linear"])
-def test_lr_decay_steps_fix_the_horizon_across_stages(name):
-    """A run trained in stages (--max_train_steps 4, then 10) with --lr_decay_steps 10 follows, step by
-    step, the schedule of one 10-step run."""
+def learning_rates(argv, max_train_steps):
+    """The rate of each optimizer step of a run with these arguments (`build_lr_scheduler`, one process)."""
     import torch
 
     from annotated_pipeline.training.loop import TrainingPlan, build_lr_scheduler
 
-    def learning_rates(max_train_steps, lr_decay_steps):
-        args = parse_args(["--logger", "none", "--learning_rate", "1.0", "--lr_scheduler", name,
-                           "--lr_warmup_steps", "2", "--max_train_steps", str(max_train_steps),
-                           *([] if lr_decay_steps is None else ["--lr_decay_steps", str(lr_decay_steps)])])
-        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
-        schedule = build_lr_scheduler(args, optimizer, TrainingPlan.from_args(args, 100, 1), 1)
-        rates = []
-        for _ in range(max_train_steps):
-            rates.append(schedule.get_last_lr()[0])
-            optimizer.step()
-            schedule.step()
-        return rates
+    args = parse_args(["--logger", "none", "--max_train_steps", str(max_train_steps), *argv])
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
+    schedule = build_lr_scheduler(args, optimizer, TrainingPlan.from_args(args, 100, 1), 1)
+    rates = []
+    for _ in range(max_train_steps):
+        rates.append(schedule.get_last_lr()[0])
+        optimizer.step()
+        schedule.step()
+    return rates
 
-    whole = learning_rates(10, None)
+
+@pytest.mark.parametrize("name", ["cosine", "linear"])
+def test_lr_decay_steps_fix_the_horizon_across_stages(name):
+    """A run trained in stages (--max_train_steps 4, then 10) with --lr_decay_steps 10 follows, step by
+    step, the schedule of one 10-step run."""
+    argv = ["--learning_rate", "1.0", "--lr_scheduler", name, "--lr_warmup_steps", "2"]
+    whole = learning_rates(argv, 10)
     assert whole[2] == 1.0 and whole[-1] < 0.2  # warms up, then decays over the whole run by default
-    assert learning_rates(4, 10) == whole[:4]
-    assert learning_rates(4, None) != whole[:4]  # without it, a 4-step stage decays within 4 steps
+    assert learning_rates([*argv, "--lr_decay_steps", "10"], 4) == whole[:4]
+    assert learning_rates(argv, 4) != whole[:4]  # without it, a 4-step stage decays within 4 steps
 
 
 def test_warmup_stable_decay_follows_its_closed_form_across_stages():
     """lr(s) / peak = s / W during warmup, 1 until the cooldown, (S - s) / C over the last C steps; a
     staged run (--max_train_steps 6, then 12) with --lr_decay_steps 12 follows the 12-step schedule."""
-    import torch
-
-    from annotated_pipeline.training.loop import TrainingPlan, build_lr_scheduler
-
-    def learning_rates(max_train_steps, extra=()):
-        args = parse_args(["--logger", "none", "--learning_rate", "2.0", "--lr_scheduler", "warmup_stable_decay",
-                           "--lr_warmup_steps", "2", "--lr_cooldown_steps", "4", "--max_train_steps",
-                           str(max_train_steps), *extra])
-        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
-        schedule = build_lr_scheduler(args, optimizer, TrainingPlan.from_args(args, 100, 1), 1)
-        rates = []
-        for _ in range(max_train_steps):
-            rates.append(schedule.get_last_lr()[0])
-            optimizer.step()
-            schedule.step()
-        return rates
-
+    argv = ["--learning_rate", "2.0", "--lr_scheduler", "warmup_stable_decay", "--lr_warmup_steps", "2",
+            "--lr_cooldown_steps", "4"]
     expected = [0.0, 1.0] + [2.0] * 6 + [2.0, 1.5, 1.0, 0.5]  # S = 12, C = 4: the decay starts at step 8
-    assert learning_rates(12) == pytest.approx(expected)
-    assert learning_rates(6, ["--lr_decay_steps", "12"]) == pytest.approx(expected[:6])
+    assert learning_rates(argv, 12) == pytest.approx(expected)
+    assert learning_rates([*argv, "--lr_decay_steps", "12"], 6) == pytest.approx(expected[:6])
 
 
 def test_cooldown_longer_than_the_schedule_is_refused():
