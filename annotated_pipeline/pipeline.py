@@ -71,7 +71,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
 
         With use_karras_sigmas (or exponential / beta sigmas) the chain is spaced in sigma = sqrt((1 -
         alpha_bar_t) / alpha_bar_t) and rounded to integer timesteps. The cosine schedule's sigma at t = T - 1
-        is ~640, so the largest sigmas all round to the same timestep, and a solver that counts its steps
+        is ~20,000 (~640 at T - 2), so the largest sigmas all round to the same timestep, and a solver that counts its steps
         by timestep runs past its table of sigmas (IndexError) part-way through sampling.
         """
         config = self.scheduler.config

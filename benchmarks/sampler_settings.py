@@ -9,9 +9,9 @@ Inception FID, with the real-vs-real floor at the same N). The settings differ i
 spacing   which timesteps a 50-step chain visits. "leading" (diffusers' DDPMScheduler default) is
           k * (T // n): 980, 960, ..., 0, so it starts from pure noise as if it were x_980. "trailing"
           starts at t = T - 1 = 999 (Lin et al. 2023, Table 2).
-bound     whether x_0_hat is clipped to [-1, 1]. At t = 999 the cosine schedule has alphas_cumprod ~ 2.4e-6,
+bound     whether x_0_hat is clipped to [-1, 1]. At t = 999 the cosine schedule has alphas_cumprod ~ 2.4e-9,
           and x_0_hat = (x_t - sqrt(1 - alphas_cumprod) eps) / sqrt(alphas_cumprod) multiplies the error
-          of eps by ~640: without a bound, a trailing chain fails. DDPM and DDIM read `clip_sample`;
+          of eps by ~20,000: without a bound, a trailing chain fails. DDPM and DDIM read `clip_sample`;
           DPM-Solver++ reads only `thresholding` (with sample_max_value 1 it is the same clip).
 logsnr    for DPM-Solver++: steps uniform in lambda_t = log(alpha_t / sigma_t) (`use_lu_lambdas`, the
           project's default since it beat uniform-in-t steps on the reference model) instead of

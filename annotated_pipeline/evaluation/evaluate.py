@@ -74,8 +74,8 @@ def set_scheduler(pipeline, name: str):
 
     DPM-Solver++ places its steps uniformly in lambda_t = log(alpha_t / sigma_t), half the log-SNR
     (`use_lu_lambdas`, the spacing the DPM-Solver paper recommends), unless the current config already
-    says otherwise. On the cosine schedule lambda runs from about -6.5 at t = 999 to about +5 at t = 0;
-    steps uniform in t spend few of their number on either end, and with them the same 50 steps score
+    says otherwise. On the cosine schedule lambda runs from about -9.9 at t = 999 (-6.5 at t = 998) to about +5 at
+    t = 0; steps uniform in t spend few of their number on either end, and with them the same 50 steps score
     worse (benchmarks/RESULTS.md, "Spacing DPM-Solver++'s steps in log-SNR").
     """
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
