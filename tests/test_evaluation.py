@@ -27,6 +27,7 @@ from annotated_pipeline.evaluation.evaluate import (
     distance_floor,
     embed,
     evaluate,
+    format_report,
     load_reference_images,
     load_split,
     main,
@@ -276,6 +277,33 @@ def test_dpmsolver_steps_are_uniform_in_log_snr_unless_the_config_says_otherwise
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, use_lu_lambdas=False)
     set_scheduler(pipe, "dpmsolver")
     assert not pipe.scheduler.config.use_lu_lambdas
+
+
+def test_class_conditional_pipeline_is_asked_for_balanced_labels(classifier, reference_root, monkeypatch):
+    """A U-Net with num_class_embeds gets the labels 0..K-1 in turn, across batches; the report has
+    label_accuracy (the share of samples classified as their label), an unconditional one has none."""
+    from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
+
+    torch.manual_seed(0)
+    unet = AnnotatedUNet2DModel(sample_size=28, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2,
+                                attention_head_dim=4, num_class_embeds=10)
+    pipe = AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=20))
+    asked = []
+    original_call = type(pipe).__call__
+
+    def recording_call(self, *args, **kwargs):
+        asked.extend(kwargs["class_labels"])
+        return original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "__call__", recording_call)
+    report = evaluate(pipe, num_samples=16, scheduler="ddim", num_inference_steps=2, batch_size=6,
+                      data_root=reference_root, classifier=classifier)
+    assert asked == [k % 10 for k in range(16)]
+    assert 0.0 <= report["label_accuracy"] <= 1.0
+    assert "label accuracy" in format_report(report)
+    unconditional = evaluate(tiny_pipeline(), num_samples=16, scheduler="ddim", num_inference_steps=2, batch_size=16,
+                             data_root=reference_root, classifier=classifier)
+    assert "label_accuracy" not in unconditional
 
 
 def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, reference_root):

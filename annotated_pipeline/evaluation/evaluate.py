@@ -18,6 +18,10 @@ Class coverage: the classifier labels every sample; the share of samples per pre
 mode dropping (Fashion-MNIST is balanced, so each share should be near 1/10), and the smallest share
 summarises it.
 
+Class-conditional pipelines (a U-Net with `num_class_embeds` = K) are asked for the labels 0, 1, ...,
+K - 1, 0, 1, ... in turn, so the N samples are as balanced as the test split; the report then adds
+`label_accuracy`, the share of samples the classifier assigns to the label they were drawn for.
+
 This is NOT an FID: the embedding is our classifier, not Inception-v3, so the numbers are on a
 different scale and are NOT comparable to published (Inception) FIDs on Fashion-MNIST or elsewhere.
 
@@ -92,13 +96,23 @@ def set_scheduler(pipeline, name: str):
     return pipeline
 
 
+def conditioning_labels(pipeline, num_samples: int) -> torch.Tensor | None:
+    """The labels 0, 1, ..., K - 1, 0, 1, ... (N of them) for a class-conditional pipeline, else None."""
+    unet_config = getattr(getattr(pipeline, "unet", None), "config", None)
+    num_classes = unet_config.get("num_class_embeds") if unet_config is not None else None
+    if num_classes is None:
+        return None
+    return torch.arange(num_samples) % num_classes
+
+
 @torch.no_grad()
 def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch_size: int, seed: int,
-                     eta: float = 0.0) -> torch.Tensor:
+                     eta: float = 0.0, class_labels: torch.Tensor | None = None) -> torch.Tensor:
     """N samples as a float tensor (N, C, H, W) in [0, 1]; one generator seeded once drives every batch.
 
     eta is DDIM's (Song et al. 2021, eq. (16)): 0 the deterministic sampler, 1 DDPM's noise level; the
-    pipeline passes it only to schedulers whose `step` takes it."""
+    pipeline passes it only to schedulers whose `step` takes it. class_labels: one per sample, for a
+    class-conditional pipeline."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     if hasattr(pipeline, "set_progress_bar_config"):
         pipeline.set_progress_bar_config(disable=True)
@@ -106,6 +120,8 @@ def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
         extra = {"eta": eta} if eta else {}  # pipelines without an eta argument (DDPMPipeline) still work
+        if class_labels is not None:
+            extra["class_labels"] = class_labels[start:start + n].tolist()
         images = pipeline(
             batch_size=n, generator=generator, num_inference_steps=num_inference_steps, output_type="pt", **extra
         ).images
@@ -255,6 +271,7 @@ def evaluate(
         "seconds_per_sample": round(report["sampling_seconds"] / num_samples, 4),
         "total_seconds": round(time.perf_counter() - t_start, 2),
         "reference": os.fspath(data_root),
+        **({"label_accuracy": report["label_accuracy"]} if "label_accuracy" in report else {}),
         "note": NOT_FID_NOTE,
     }
 
@@ -274,7 +291,8 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
                 f"{(unet_config.in_channels, *unet_hw)} (in_channels, sample_size)"
             )
     t_sampling = time.perf_counter()
-    samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed, eta)
+    labels = conditioning_labels(pipeline, num_samples)
+    samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed, eta, labels)
     sampling_seconds = time.perf_counter() - t_sampling
     if tuple(samples.shape[1:]) != expected:
         raise ValueError(f"the classifier reads {expected} images; the pipeline produced {tuple(samples.shape[1:])}")
@@ -283,12 +301,15 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
     test_features, _ = embed(classifier, uint8_to_classifier_input(test_images))
     train_features, _ = embed(classifier, uint8_to_classifier_input(train_images))
 
-    return {
+    report = {
         "frechet_distance": frechet_distance_between(sample_features, test_features),
         "frechet_distance_floor": distance_floor(test_features, train_features),
         "class_coverage": class_coverage(sample_predictions, classifier.config.num_classes),
         "sampling_seconds": sampling_seconds,
     }
+    if labels is not None:
+        report["label_accuracy"] = (sample_predictions.cpu() == labels).float().mean().item()
+    return report
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -315,6 +336,8 @@ def format_report(report: dict, class_names=None) -> str:
         f"min share            {coverage['min_share']:.3f} ({class_names[coverage['min_class']]}); "
         f"{coverage['classes_covered']}/{len(coverage['shares'])} classes present"
     )
+    if "label_accuracy" in report:
+        lines.append(f"label accuracy       {report['label_accuracy']:.3f} (samples classified as the label they were drawn for)")
     lines.append(f"note: {report['note']}")
     return "\n".join(lines)
 
