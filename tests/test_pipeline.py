@@ -154,6 +154,28 @@ def test_diffusers_schedulers_swap_in_and_back(swap):
             assert back.config[key] == value, key
 
 
+@pytest.mark.parametrize("scheduler_class", [AnnotatedDDPMScheduler, DDPMScheduler, DPMSolverMultistepScheduler])
+def test_explicit_timesteps_walk_the_chain_they_name(scheduler_class):
+    """pipe(timesteps=chain) visits exactly `chain`, and gives the same images as the n-step chain the
+    scheduler would have chosen itself when `chain` is that chain."""
+    p = tiny_pipeline()
+    p.scheduler = scheduler_class.from_config(p.scheduler.config)
+    p.scheduler.set_timesteps(4)
+    own_chain = p.scheduler.timesteps.tolist()
+    np.testing.assert_array_equal(sample(p, timesteps=own_chain), sample(p, num_inference_steps=4))
+
+    visited = []
+    sample(p, timesteps=[9, 6, 2, 0], callback_on_step_end=lambda pipe, i, t, kw: visited.append(int(t)) or {})
+    assert visited == [9, 6, 2, 0]
+
+
+def test_explicit_timesteps_need_a_scheduler_that_takes_them():
+    p = tiny_pipeline()
+    p.scheduler = DDIMScheduler.from_config(p.scheduler.config)
+    with pytest.raises(ValueError, match="DDIMScheduler.set_timesteps takes no explicit timesteps"):
+        sample(p, timesteps=[9, 5, 0])
+
+
 def test_karras_sigmas_that_repeat_timesteps_are_refused_before_sampling():
     """On the cosine schedule with T = 1000, 20 Karras steps put their first nine timesteps on 998:
     diffusers' DPM-Solver++ would fail part-way with an IndexError; the pipeline says why, up front."""

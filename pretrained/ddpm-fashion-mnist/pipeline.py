@@ -174,6 +174,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         eta: float = 0.0,
         latents: torch.Tensor | None = None,
         use_clipped_model_output: bool | None = None,
+        timesteps: list[int] | None = None,
     ):
         """Generate images: Ho et al. 2020, Algorithm 2, one `scheduler.step` per timestep.
 
@@ -195,7 +196,15 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             use_clipped_model_output: for schedulers whose `step` takes it (DDIM): recompute eps from
                 the clipped x_0_hat. None (default): True when the scheduler clips x_0_hat, which
                 diffusers' `DDIMPipeline` leaves off unless asked; see `_step_kwargs`.
+            timesteps: an explicit descending chain (e.g. [999, 800, 500, 200, 0]) instead of
+                `num_inference_steps` spaced by the scheduler, for schedulers whose `set_timesteps`
+                takes one (ours, DDPM, DPM-Solver++, Euler; not DDIM).
         """
+        if timesteps is not None:
+            if "timesteps" not in inspect.signature(self.scheduler.set_timesteps).parameters:
+                raise ValueError(f"{type(self.scheduler).__name__}.set_timesteps takes no explicit timesteps; "
+                                 "pass num_inference_steps, or swap in a scheduler that does (e.g. DDPMScheduler).")
+            num_inference_steps = len(timesteps)
         self._check_inputs(batch_size, num_inference_steps, output_type, class_labels, guidance_scale)
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if unknown:
@@ -220,7 +229,10 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}.")
         latents = latents.to(device=device, dtype=latents_dtype) * self.scheduler.init_noise_sigma
 
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
+        if timesteps is None:
+            self.scheduler.set_timesteps(num_inference_steps, device=device)
+        else:
+            self.scheduler.set_timesteps(timesteps=list(timesteps), device=device)
         self._check_sigma_spacing(num_inference_steps)
         step_kwargs = self._step_kwargs(generator, eta, use_clipped_model_output)
         unet_kwargs = {} if labels is None else {"class_labels": labels}
