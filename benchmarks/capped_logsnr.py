@@ -51,13 +51,12 @@ def main(argv=None):
     from sampler_settings import _WithCallArguments
 
     pipeline = AnnotatedDDPMPipeline.from_pretrained(args.pipeline)
-    saved_config = pipeline.scheduler.config
+    pipeline.scheduler = DPMSolverMultistepScheduler.from_config(pipeline.scheduler.config, use_lu_lambdas=False)
     print("| steps asked | cap | chain length | first / last timesteps | Frechet distance | smallest class share |")
     print("|---|---|---|---|---|---|")
     for setting in args.settings:
         num_steps, cap = int(setting.split(":")[0]), float(setting.split(":")[1])
         chain = capped_logsnr_chain(pipeline.scheduler.alphas_cumprod, num_steps, cap)
-        pipeline.scheduler = DPMSolverMultistepScheduler.from_config(saved_config, use_lu_lambdas=False)
         report = evaluate(_WithCallArguments(pipeline, timesteps=chain), num_samples=args.num_samples,
                           scheduler="default", num_inference_steps=len(chain))
         print(f"| {num_steps} | {cap:g} | {len(chain)} | {chain[:4]} ... {chain[-4:]} | {report['frechet_distance']:.2f} | "

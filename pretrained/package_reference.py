@@ -5,7 +5,7 @@
 1. evaluates the final stage's pipeline (EMA weights) with our offline Frechet distance: 1,000
    samples from DDIM (50 steps, eta 0 and 1) and from DPM-Solver++ (20 and 50 steps uniform in log-SNR), and a smaller sample
    from the full 1000-step DDPM chain (with DDIM at that N beside it, since the distance depends on
-   N); the intermediate stages' evaluations (written by train_reference.sh) give the curve of
+   N; at N = 1000 the DDIM row above is that); the intermediate stages' evaluations (written by train_reference.sh) give the curve of
    distance against training steps;
 2. re-saves the pipeline through the package (its current code files, the run's configs and
    safetensors weights) into the target folder, draws a 64-image grid (DPM-Solver++, 50 steps, seed 0) as

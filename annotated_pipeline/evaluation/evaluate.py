@@ -308,7 +308,7 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
         "sampling_seconds": sampling_seconds,
     }
     if labels is not None:
-        report["label_accuracy"] = (sample_predictions.cpu() == labels).float().mean().item()
+        report["label_accuracy"] = (sample_predictions == labels).float().mean().item()
     return report
 
 

@@ -257,8 +257,8 @@ def warmup_stable_decay(optimizer, warmup_steps, cooldown_steps, total_steps):
                      = 1                     for W <= s < S - C
                      = (S - s) / C           for S - C <= s <= S
 
-    A constant rate keeps the weights moving, so any stop is a fair stop; only the cooldown settles
-    them, and it can be decided late (the horizon S is fixed only when the cooldown starts)."""
+    Until S - C the rate is the constant one, so a staged run can choose S (--lr_decay_steps) as late as
+    the stage in which its cooldown starts."""
     from torch.optim.lr_scheduler import LambdaLR
 
     cooldown_start = total_steps - cooldown_steps
