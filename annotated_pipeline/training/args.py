@@ -105,6 +105,11 @@ def build_parser():
     data.add_argument("--label_column", type=str, default=None,
                       help="A column of integer class labels. When given, the model is class-conditional "
                            "and the number of classes is read from the data.")
+    data.add_argument("--class_dropout_prob", type=float, default=0.0,
+                      help="With --label_column: replace each label by 'no class' with this probability, "
+                           "so that the model also learns eps_theta(x_t, t) without a class and can be "
+                           "sampled with classifier-free guidance (Ho & Salimans 2022 use 0.1-0.2). "
+                           "0 (default): no dropout and no 'no class' embedding.")
     data.add_argument("--cache_dir", type=str, default=None,
                       help="Where `datasets` caches downloaded data.")
     data.add_argument("--resolution", type=int, default=28,
@@ -269,6 +274,15 @@ def validate_args(args):
         raise TrainingConfigError(f"--snr_gamma must be > 0 (Hang et al. 2023 use 5); got {args.snr_gamma}")
     if args.learning_rate <= 0:
         raise TrainingConfigError(f"--learning_rate must be > 0; got {args.learning_rate}")
+    if not 0.0 <= args.class_dropout_prob < 1.0:
+        raise TrainingConfigError(
+            f"--class_dropout_prob must lie in [0, 1) (0 = no label dropout; 1 would never show a label); "
+            f"got {args.class_dropout_prob}"
+        )
+    if args.class_dropout_prob > 0 and not args.label_column:
+        raise TrainingConfigError(
+            "--class_dropout_prob drops class labels, so it needs --label_column (the column that holds them)"
+        )
     if not 0.0 <= args.ema_max_decay <= 1.0:
         raise TrainingConfigError(f"--ema_max_decay must lie in [0, 1]; got {args.ema_max_decay}")
     if args.ddpm_num_inference_steps > args.ddpm_num_steps:

@@ -115,6 +115,7 @@ def build_unet(args, channels, num_classes):
             dim_mults=tuple(args.dim_mults),
             block_type=args.block_type,
             num_class_embeds=num_classes,
+            null_class_embed=num_classes is not None and args.class_dropout_prob > 0,
             linear_attention_levels=args.linear_attention_levels,
         )
     except ValueError as error:
@@ -312,14 +313,18 @@ class NoiseGenerator:
         self.generator.set_state(state["rng_state"])
 
 
-def training_step(model, batch, noise_scheduler, loss_type, generator, conditional=False, snr_gamma=None):
+def training_step(model, batch, noise_scheduler, loss_type, generator, conditional=False, snr_gamma=None,
+                  class_dropout_prob=0.0, num_classes=None):
     """One draw of Ho et al. 2020, Algorithm 1, lines 2-5, on a batch; returns the scalar loss.
 
         x_0 = batch["input"],  t ~ Uniform{0..T-1},  eps ~ N(0, I)
         loss = distance( target, model( sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t ) )   (eq. 14)
 
-    A class-conditional model also gets the batch's labels y: eps_theta(x_t, t, y). With `snr_gamma`
-    each image's loss is weighted by min-SNR-gamma (`losses.min_snr_weights`).
+    A class-conditional model also gets the batch's labels y: eps_theta(x_t, t, y). With
+    `class_dropout_prob` p each label is replaced by "no class" (label K = num_classes) with
+    probability p (Ho & Salimans 2022, Algorithm 1, line 3), so the one network learns both
+    eps_theta(x_t, t, y) and eps_theta(x_t, t, empty). With `snr_gamma` each image's loss is weighted by
+    min-SNR-gamma (`losses.min_snr_weights`).
     """
     from ..losses import p_losses
 
@@ -328,6 +333,9 @@ def training_step(model, batch, noise_scheduler, loss_type, generator, condition
     t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (x_start.shape[0],),
                       device=x_start.device, generator=generator)
     noise = torch.randn(x_start.shape, device=x_start.device, dtype=x_start.dtype, generator=generator)
+    if class_labels is not None and class_dropout_prob > 0:
+        dropped = torch.rand(class_labels.shape, device=class_labels.device, generator=generator) < class_dropout_prob
+        class_labels = torch.where(dropped, torch.full_like(class_labels, num_classes), class_labels)
     return p_losses(
         model, x_start, t, noise=noise, loss_type=loss_type, scheduler=noise_scheduler,
         class_labels=class_labels, snr_gamma=snr_gamma,
@@ -444,7 +452,8 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
         with accelerator.accumulate(state.model):
             loss = training_step(state.model, batch, state.noise_scheduler, args.loss_type,
                                  state.noise_generator.generator, conditional=state.num_classes is not None,
-                                 snr_gamma=args.snr_gamma)
+                                 snr_gamma=args.snr_gamma, class_dropout_prob=args.class_dropout_prob,
+                                 num_classes=state.num_classes)
             loss_sum += accelerator.reduce(loss.detach(), reduction="mean").item()  # mean over processes
             num_batches += 1
             accelerator.backward(loss)
