@@ -19,8 +19,10 @@ from .pipeline import AnnotatedDDPMPipeline
 from .training.sampling import to_grid
 
 
-def sample_grid(pipeline_or_path, num_images=16, scheduler="dpmsolver", num_inference_steps=50, seed=0, bf16=False):
-    """A PIL grid of `num_images` samples; deterministic for a seed.
+def sample_grid(pipeline_or_path, num_images=16, scheduler="dpmsolver", num_inference_steps=50, seed=0, bf16=False,
+                guidance_scale=1.0):
+    """A PIL grid of `num_images` samples; deterministic for a seed. A class-conditional pipeline draws
+    the classes in turn (0, 1, ..., K - 1, 0, ...), with classifier-free guidance `guidance_scale`.
 
     A pipeline passed in leaves with the scheduler and U-Net dtype it came with."""
     pipe = pipeline_or_path
@@ -31,8 +33,9 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="dpmsolver", num_infe
         set_scheduler(pipe, scheduler)
         if bf16:
             pipe.unet.to(torch.bfloat16)
+        extra = {"guidance_scale": guidance_scale} if guidance_scale != 1.0 else {}
         images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
-                      num_inference_steps=num_inference_steps, output_type="np").images
+                      num_inference_steps=num_inference_steps, output_type="np", **extra).images
     finally:
         pipe.scheduler = original_scheduler
         if pipe.unet.dtype != original_dtype:
@@ -47,13 +50,16 @@ def main(argv=None):
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="dpmsolver")
     parser.add_argument("--num_inference_steps", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance_scale", type=float, default=1.0,
+                        help="classifier-free guidance for class-conditional pipelines with a 'no class' embedding (1 = none)")
     parser.add_argument("--bf16", action="store_true", help="U-Net weights in bfloat16 (faster on CPUs with bf16)")
     parser.add_argument("--output", default="samples-grid.png")
     parser.add_argument("--scale", type=int, default=4, help="enlarge the grid this many times (nearest neighbour)")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
-    grid = sample_grid(args.pipeline, args.num_images, args.scheduler, args.num_inference_steps, args.seed, args.bf16)
+    grid = sample_grid(args.pipeline, args.num_images, args.scheduler, args.num_inference_steps, args.seed, args.bf16,
+                       args.guidance_scale)
     grid = grid.resize((grid.width * args.scale, grid.height * args.scale), resample=0)
     grid.save(args.output)
     print(f"{args.num_images} samples ({args.scheduler}, {args.num_inference_steps} steps, seed {args.seed}) "

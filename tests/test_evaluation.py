@@ -306,6 +306,35 @@ def test_class_conditional_pipeline_is_asked_for_balanced_labels(classifier, ref
     assert "label_accuracy" not in unconditional
 
 
+def test_guidance_scale_reaches_the_pipeline_and_the_report(classifier, reference_root, monkeypatch):
+    from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
+
+    torch.manual_seed(0)
+    unet = AnnotatedUNet2DModel(sample_size=28, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2,
+                                attention_head_dim=4, num_class_embeds=10, null_class_embed=True)
+    pipe = AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=20))
+    scales = []
+    original_call = type(pipe).__call__
+
+    def recording_call(self, *args, **kwargs):
+        scales.append(kwargs.get("guidance_scale", 1.0))
+        return original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "__call__", recording_call)
+    kwargs = dict(num_samples=12, scheduler="ddim", num_inference_steps=2, batch_size=6, data_root=reference_root,
+                  classifier=classifier)
+    guided = evaluate(pipe, guidance_scale=2.0, **kwargs)
+    assert scales == [2.0, 2.0] and guided["guidance_scale"] == 2.0
+    assert "guidance 2," in format_report(guided)
+    plain = evaluate(pipe, **kwargs)
+    assert plain["guidance_scale"] == 1.0 and "guidance" not in format_report(plain).split("\n")[0]
+    assert plain["frechet_distance"] != guided["frechet_distance"]
+    with pytest.raises(ValueError, match="null_class_embed"):
+        evaluate(tiny_pipeline(), guidance_scale=2.0, **kwargs)
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        evaluate(pipe, guidance_scale=-1.0, **kwargs)
+
+
 def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, reference_root):
     kwargs = dict(num_samples=16, scheduler="ddim", num_inference_steps=2, batch_size=8, seed=3, data_root=reference_root)
     pipe = tiny_pipeline()

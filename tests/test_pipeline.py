@@ -25,11 +25,11 @@ from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, An
 STEPS = 4
 
 
-def tiny_pipeline(channels=1, num_class_embeds=None, seed=0):
+def tiny_pipeline(channels=1, num_class_embeds=None, seed=0, null_class_embed=False):
     torch.manual_seed(seed)
     unet = AnnotatedUNet2DModel(
         sample_size=8, in_channels=channels, dim=8, dim_mults=(1, 2), resnet_block_groups=2,
-        attention_heads=2, attention_head_dim=8, num_class_embeds=num_class_embeds,
+        attention_heads=2, attention_head_dim=8, num_class_embeds=num_class_embeds, null_class_embed=null_class_embed,
     )
     scheduler = AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="squaredcos_cap_v2")
     pipe = AnnotatedDDPMPipeline(unet=unet, scheduler=scheduler)
@@ -111,10 +111,55 @@ def test_class_conditional_sampling():
     b = sample(p, class_labels=[1, 1])
     assert a.shape == b.shape == (2, 8, 8, 1) and not np.allclose(a, b)
     np.testing.assert_array_equal(sample(p, class_labels=1), b)
-    with pytest.raises(ValueError, match="class_labels"):
-        sample(p)
+    # No labels: the classes in turn.
+    np.testing.assert_array_equal(sample(p, batch_size=4), sample(p, batch_size=4, class_labels=[0, 1, 2, 0]))
     with pytest.raises(ValueError, match="0..2"):
         sample(p, class_labels=[0, 3])
+    with pytest.raises(ValueError, match="null_class_embed"):  # no "no class" embedding to guide with
+        sample(p, class_labels=[0, 1], guidance_scale=2.0)
+
+
+def manual_guided_chain(pipe, labels, guidance_scale, seed=0):
+    """Ho & Salimans 2022, eq. (6) written out: two U-Net calls per step (label y, label K = no class)."""
+    unet, scheduler = pipe.unet, pipe.scheduler
+    no_class = torch.full_like(labels, unet.config.num_class_embeds)
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.randn((len(labels), 1, 8, 8), generator=generator)
+    scheduler.set_timesteps(STEPS)
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            eps_y = unet(x, t, class_labels=labels).sample
+            eps_empty = unet(x, t, class_labels=no_class).sample
+            eps = eps_empty + guidance_scale * (eps_y - eps_empty)
+            x = scheduler.step(eps, t, x, generator=generator).prev_sample
+    return (x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+@pytest.mark.parametrize("guidance_scale", [0.0, 2.5])
+def test_classifier_free_guidance_matches_the_equation(guidance_scale):
+    p = tiny_pipeline(num_class_embeds=3, null_class_embed=True)
+    labels = torch.tensor([0, 2, 1])
+    guided = sample(p, batch_size=3, class_labels=labels.tolist(), guidance_scale=guidance_scale)
+    np.testing.assert_allclose(guided, manual_guided_chain(p, labels, guidance_scale), atol=1e-5)
+    # s = 1 is the conditional model alone, one U-Net call per step.
+    plain = sample(p, batch_size=3, class_labels=labels.tolist())
+    np.testing.assert_allclose(plain, manual_guided_chain(p, labels, 1.0), atol=1e-5)
+    assert not np.allclose(guided, plain, atol=1e-3)
+    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+        sample(p, class_labels=[0, 1], guidance_scale=-1.0)
+
+
+def test_guided_pipeline_round_trips_through_both_loaders(tmp_path):
+    p = tiny_pipeline(num_class_embeds=3, null_class_embed=True)
+    p.save_pretrained(tmp_path)
+    expected = sample(p, batch_size=3, guidance_scale=2.0)
+    loaded = AnnotatedDDPMPipeline.from_pretrained(tmp_path)
+    assert loaded.unet.config.null_class_embed is True
+    loaded.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(sample(loaded, batch_size=3, guidance_scale=2.0), expected, atol=1e-6)
+    remote = DiffusionPipeline.from_pretrained(tmp_path, trust_remote_code=True)
+    remote.set_progress_bar_config(disable=True)
+    np.testing.assert_allclose(sample(remote, batch_size=3, guidance_scale=2.0), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize(

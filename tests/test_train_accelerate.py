@@ -112,7 +112,8 @@ def resumed(tmp_path_factory, single, data_dir):
 
 @pytest.fixture(scope="module")
 def multi(tmp_path_factory, data_dir):
-    """Two CPU processes (DDP over gloo), bf16 autocast, gradient accumulation, class labels, no EMA."""
+    """Two CPU processes (DDP over gloo), bf16 autocast, gradient accumulation, class labels with label
+    dropout, no EMA."""
     root = tmp_path_factory.mktemp("multi")
     out = root / "out"
     env = dict(os.environ, ACCELERATE_USE_CPU="1")  # torchrun's processes join one CPU (gloo) group
@@ -122,7 +123,7 @@ def multi(tmp_path_factory, data_dir):
         ["--train_data_dir", str(data_dir), "--output_dir", str(out), *TINY,
          "--train_batch_size", "2", "--num_epochs", "1", "--gradient_accumulation_steps", "2",
          "--checkpointing_steps", "2", "--mixed_precision", "bf16", "--label_column", "label",
-         "--snr_gamma", "5", "--lr_decay_steps", "6", "--logger", "none"],
+         "--class_dropout_prob", "0.2", "--snr_gamma", "5", "--lr_decay_steps", "6", "--logger", "none"],
         root / "hf_home", env=env,
     )
     return out, result
@@ -304,10 +305,14 @@ def test_class_conditional_output_samples_each_class(multi, data_dir):
     label_feature = datasets.load_dataset("parquet", data_dir=str(data_dir), split="train").features["label"]
     assert label_feature.num_classes == 10
     assert pipe.unet.config.num_class_embeds == 10
+    assert pipe.unet.config.null_class_embed is True  # --class_dropout_prob 0.2 trained a "no class" row
     pipe.set_progress_bar_config(disable=True)
     images = pipe(batch_size=3, class_labels=[0, 1, 2], generator=torch.Generator().manual_seed(0),
                   num_inference_steps=3, output_type="np").images
     assert images.shape == (3, 16, 16, 1)
+    guided = pipe(batch_size=3, class_labels=[0, 1, 2], generator=torch.Generator().manual_seed(0),
+                  num_inference_steps=3, output_type="np", guidance_scale=3.0).images
+    assert guided.shape == (3, 16, 16, 1) and not np.allclose(guided, images)
 
 
 # ------------------------------------------------------------------------------------------------

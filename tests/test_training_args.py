@@ -10,6 +10,7 @@ from pathlib import Path
 
 import datasets
 import pytest
+import torch
 
 from annotated_pipeline.training.args import (
     TrainingConfigError,
@@ -101,6 +102,9 @@ def test_malformed_flag_is_an_argparse_error(capsys):
     (["--lr_scheduler", "warmup_stable_decay"], "--lr_cooldown_steps goes with --lr_scheduler warmup_stable_decay"),
     (["--lr_scheduler", "cosine", "--lr_cooldown_steps", "5"], "--lr_cooldown_steps goes with"),
     (["--lr_scheduler", "warmup_stable_decay", "--lr_cooldown_steps", "0"], "--lr_cooldown_steps must be >= 1"),
+    (["--label_column", "label", "--class_dropout_prob", "1"], r"--class_dropout_prob must lie in \[0, 1\)"),
+    (["--label_column", "label", "--class_dropout_prob", "-0.1"], r"--class_dropout_prob must lie in \[0, 1\)"),
+    (["--class_dropout_prob", "0.1"], "--class_dropout_prob drops class labels, so it needs --label_column"),
 ])
 def test_validation_names_the_problem(argv, message):
     with pytest.raises(TrainingConfigError, match=message):
@@ -239,3 +243,32 @@ def test_snr_gamma_none_switches_off_an_earlier_gamma():
     with pytest.raises(SystemExit) as excinfo:  # argparse: a malformed value exits with status 2
         parse_args(["--logger", "none", "--snr_gamma", "five"])
     assert excinfo.value.code == 2
+
+
+class RecordingModel(torch.nn.Module):
+    """Returns zeros and keeps the class labels it was called with."""
+
+    def __init__(self):
+        super().__init__()
+        self.labels = []
+
+    def forward(self, x, t, class_labels=None):
+        self.labels.append(class_labels)
+        return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize("p", [0.0, 0.25])
+def test_label_dropout_replaces_labels_by_no_class_at_rate_p(p):
+    from annotated_pipeline.scheduler import AnnotatedDDPMScheduler
+    from annotated_pipeline.training.loop import training_step
+
+    model, n = RecordingModel(), 4000
+    labels = torch.arange(n) % 10
+    batch = {"input": torch.zeros(n, 1, 2, 2), "label": labels}
+    training_step(model, batch, AnnotatedDDPMScheduler(num_train_timesteps=10), "l2", torch.Generator().manual_seed(0),
+                  conditional=True, class_dropout_prob=p, num_classes=10)
+    seen = model.labels[0]
+    dropped = seen == 10
+    # Each label is dropped independently with probability p: the count is Binomial(4000, p), sd <= 28.
+    assert abs(dropped.sum().item() - p * n) <= 4 * (n * p * (1 - p)) ** 0.5 + 1e-9
+    torch.testing.assert_close(seen[~dropped], labels[~dropped])  # the rest keep their label

@@ -240,6 +240,24 @@ def test_bad_inputs_raise():
     conditional = tiny(num_class_embeds=10)
     with pytest.raises(ValueError, match=r"class-conditional \(num_class_embeds=10\): pass class_labels"):
         conditional(torch.randn(2, 1, 16, 16), 1)
+    with pytest.raises(ValueError, match=r"class_labels must lie in 0\.\.9; got \[10, 3\]"):
+        conditional(torch.randn(2, 1, 16, 16), 1, class_labels=torch.tensor([10, 3]))
+
+
+def test_null_class_embed_is_label_k_and_what_none_means():
+    model = tiny(num_class_embeds=3, null_class_embed=True).eval()
+    assert model.class_embedding.num_embeddings == 4  # classes 0..2 and "no class"
+    x = torch.randn(2, 1, 16, 16)
+    with torch.no_grad():
+        none = model(x, 5).sample
+        torch.testing.assert_close(none, model(x, 5, class_labels=torch.tensor([3, 3])).sample)
+        assert not torch.allclose(none, model(x, 5, class_labels=torch.tensor([0, 0])).sample)
+    with pytest.raises(ValueError, match=r"0\.\.2, or 3 for no class; got \[4, 4\]"):
+        model(x, 5, class_labels=4)
+    with pytest.raises(ValueError, match="needs num_class_embeds"):
+        tiny(null_class_embed=True)
+    with pytest.raises(ValueError, match="null_class_embed must be True or False"):
+        tiny(num_class_embeds=3, null_class_embed="yes")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ summarises it.
 Class-conditional pipelines (a U-Net with `num_class_embeds` = K) are asked for the labels 0, 1, ...,
 K - 1, 0, 1, ... in turn, so the N samples are as balanced as the test split; the report then adds
 `label_accuracy`, the share of samples the classifier assigns to the label they were drawn for.
+Their class coverage is then set by the labels as much as by the model, so the smallest share says
+less than for an unconditional pipeline. `guidance_scale` samples them with classifier-free guidance
+(those with a "no class" embedding).
 
 This is NOT an FID: the embedding is our classifier, not Inception-v3, so the numbers are on a
 different scale and are NOT comparable to published (Inception) FIDs on Fashion-MNIST or elsewhere.
@@ -107,12 +110,13 @@ def conditioning_labels(pipeline, num_samples: int) -> torch.Tensor | None:
 
 @torch.no_grad()
 def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch_size: int, seed: int,
-                     eta: float = 0.0, class_labels: torch.Tensor | None = None) -> torch.Tensor:
+                     eta: float = 0.0, class_labels: torch.Tensor | None = None,
+                     guidance_scale: float = 1.0) -> torch.Tensor:
     """N samples as a float tensor (N, C, H, W) in [0, 1]; one generator seeded once drives every batch.
 
     eta is DDIM's (Song et al. 2021, eq. (16)): 0 the deterministic sampler, 1 DDPM's noise level; the
     pipeline passes it only to schedulers whose `step` takes it. class_labels: one per sample, for a
-    class-conditional pipeline."""
+    class-conditional pipeline; guidance_scale: its classifier-free guidance (1 = none)."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     if hasattr(pipeline, "set_progress_bar_config"):
         pipeline.set_progress_bar_config(disable=True)
@@ -122,6 +126,8 @@ def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch
         extra = {"eta": eta} if eta else {}  # pipelines without an eta argument (DDPMPipeline) still work
         if class_labels is not None:
             extra["class_labels"] = class_labels[start:start + n].tolist()
+        if guidance_scale != 1.0:
+            extra["guidance_scale"] = guidance_scale
         images = pipeline(
             batch_size=n, generator=generator, num_inference_steps=num_inference_steps, output_type="pt", **extra
         ).images
@@ -229,10 +235,13 @@ def evaluate(
     data_root: str | os.PathLike = DEFAULT_ROOT,
     classifier: FashionMNISTClassifier | None = None,
     eta: float = 0.0,
+    guidance_scale: float = 1.0,
 ) -> dict:
     """Sample `num_samples` images and return the report (see the module docstring) as a dict.
 
-    eta: DDIM's stochasticity (scheduler "ddim" only; 0 = deterministic, 1 = as much noise as DDPM)."""
+    eta: DDIM's stochasticity (scheduler "ddim" only; 0 = deterministic, 1 = as much noise as DDPM).
+    guidance_scale: classifier-free guidance of a class-conditional pipeline with a "no class"
+    embedding (1 = none; see `AnnotatedDDPMPipeline.__call__`)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
     if num_samples < 2:
@@ -243,6 +252,8 @@ def evaluate(
         raise ValueError(f"eta is DDIM's parameter: use it with scheduler='ddim', not {scheduler!r}")
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1] (0 deterministic DDIM, 1 DDPM-like noise), got {eta}")
+    if not guidance_scale >= 0:
+        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
     t_start = time.perf_counter()
     classifier = load_default_classifier() if classifier is None else classifier
     # Fail before sampling, not after: the reference split must have enough images.
@@ -250,11 +261,15 @@ def evaluate(
     train_images = choose(load_reference_images(data_root, "train"), num_samples, seed + 1)
 
     pipeline = load_pipeline(pipeline_or_path)
+    unet_config = getattr(getattr(pipeline, "unet", None), "config", None)
+    if guidance_scale != 1.0 and not (unet_config is not None and unet_config.get("null_class_embed", False)):
+        raise ValueError(f"guidance_scale={guidance_scale} needs a class-conditional pipeline with a 'no class' "
+                         "embedding (null_class_embed=True); this one has none: use guidance_scale=1")
     original_scheduler = pipeline.scheduler
     try:
         set_scheduler(pipeline, scheduler)
         report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps,
-                                     batch_size, seed, eta)
+                                     batch_size, seed, eta, guidance_scale)
         scheduler_used = type(pipeline.scheduler).__name__
     finally:
         pipeline.scheduler = original_scheduler  # a pipeline passed in leaves with the scheduler it came with
@@ -266,6 +281,7 @@ def evaluate(
         "scheduler": scheduler if scheduler != "default" else f"default ({scheduler_used})",
         "num_inference_steps": num_inference_steps,
         "eta": eta,
+        "guidance_scale": guidance_scale,
         "seed": seed,
         "sampling_seconds": round(report["sampling_seconds"], 2),
         "seconds_per_sample": round(report["sampling_seconds"] / num_samples, 4),
@@ -277,7 +293,7 @@ def evaluate(
 
 
 def _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size,
-                        seed, eta=0.0) -> dict:
+                        seed, eta=0.0, guidance_scale=1.0) -> dict:
     """Check the image shape, sample, embed: the distance, its floor, class coverage and the sampling time."""
     size = classifier.config.image_size
     expected = (classifier.config.in_channels, size, size)
@@ -292,7 +308,7 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
             )
     t_sampling = time.perf_counter()
     labels = conditioning_labels(pipeline, num_samples)
-    samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed, eta, labels)
+    samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed, eta, labels, guidance_scale)
     sampling_seconds = time.perf_counter() - t_sampling
     if tuple(samples.shape[1:]) != expected:
         raise ValueError(f"the classifier reads {expected} images; the pipeline produced {tuple(samples.shape[1:])}")
@@ -323,7 +339,9 @@ def format_report(report: dict, class_names=None) -> str:
     coverage = report["class_coverage"]
     lines = [
         f"samples              {report['num_samples']} ({report['scheduler']}, {report['num_inference_steps']} steps"
-        f"{', eta ' + format(report['eta'], 'g') if report.get('eta') else ''}, seed {report['seed']})",
+        f"{', eta ' + format(report['eta'], 'g') if report.get('eta') else ''}"
+        f"{', guidance ' + format(report['guidance_scale'], 'g') if report.get('guidance_scale', 1.0) != 1.0 else ''}"
+        f", seed {report['seed']})",
         f"Frechet distance     {report['frechet_distance']:.4f}",
         f"floor                {report['frechet_distance_floor']:.4f}   (test vs train split, same N: what real data scores)",
         f"sampling time        {report['sampling_seconds']:.2f} s ({report['seconds_per_sample']:.4f} s/sample)",
@@ -353,6 +371,8 @@ def main(argv=None) -> None:
     parser.add_argument("--num_inference_steps", type=int, default=50)
     parser.add_argument("--eta", type=float, default=0.0,
                         help="DDIM's eta (with --scheduler ddim): 0 deterministic (default), 1 DDPM-like noise")
+    parser.add_argument("--guidance_scale", type=float, default=1.0,
+                        help="classifier-free guidance for a class-conditional pipeline with a 'no class' embedding (1 = none)")
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data_root", default=DEFAULT_ROOT, help="official IDX folder, or a folder with test/train.parquet")
@@ -368,6 +388,7 @@ def main(argv=None) -> None:
         seed=args.seed,
         data_root=args.data_root,
         eta=args.eta,
+        guidance_scale=args.guidance_scale,
     )
     print(format_report(report))
     if args.json:
