@@ -62,7 +62,8 @@ def main(argv=None):
                        args.guidance_scale)
     grid = grid.resize((grid.width * args.scale, grid.height * args.scale), resample=0)
     grid.save(args.output)
-    print(f"{args.num_images} samples ({args.scheduler}, {args.num_inference_steps} steps, seed {args.seed}) "
+    guidance = f", guidance {args.guidance_scale:g}" if args.guidance_scale != 1.0 else ""
+    print(f"{args.num_images} samples ({args.scheduler}, {args.num_inference_steps} steps{guidance}, seed {args.seed}) "
           f"in {time.perf_counter() - start:.1f} s -> {args.output}")
 
 

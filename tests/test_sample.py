@@ -40,3 +40,17 @@ def test_a_pipeline_passed_in_keeps_its_scheduler_and_dtype():
     grid = sample_grid(pipe, num_images=4, num_inference_steps=3, scheduler="ddim", bf16=True)
     assert grid.size == (2 * 8, 2 * 8)
     assert pipe.scheduler is scheduler and pipe.unet.dtype == torch.float32
+
+
+def test_guided_grid_of_a_class_conditional_pipeline(tmp_path, capsys):
+    torch.manual_seed(0)
+    unet = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2,
+                                attention_head_dim=8, num_class_embeds=3, null_class_embed=True)
+    AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="cosine")
+                          ).save_pretrained(tmp_path / "pipe")
+    args = [str(tmp_path / "pipe"), "--num_images", "6", "--num_inference_steps", "3", "--scale", "1"]
+    main(args + ["--guidance_scale", "2", "--output", str(tmp_path / "guided.png")])
+    assert "6 samples (dpmsolver, 3 steps, guidance 2, seed 0)" in capsys.readouterr().out
+    main(args + ["--output", str(tmp_path / "plain.png")])
+    guided, plain = (np.asarray(Image.open(tmp_path / name)) for name in ("guided.png", "plain.png"))
+    assert guided.shape == plain.shape == (16, 24) and not np.array_equal(guided, plain)
