@@ -115,6 +115,7 @@ def model_card(
     samples_file: str | None = "samples.png",
     metrics: dict | None = None,
     extra: str | None = None,
+    guidance_scale: float | None = None,
 ) -> ModelCard:
     """Render the model card of a trained pipeline from `model_card/template.md`.
 
@@ -128,6 +129,8 @@ def model_card(
         samples_file: image shown under "Samples", relative to the card; None for no image.
         metrics: {name: value} shown as an evaluation table.
         extra: Markdown appended before the citations.
+        guidance_scale: for a class-conditional model trained with label dropout, the classifier-free
+            guidance its sampling examples use (None: the pipeline's default, 1, no guidance).
     """
     if not TEMPLATE_PATH.is_file():
         raise FileNotFoundError(
@@ -137,6 +140,8 @@ def model_card(
         )
     if not isinstance(license, str) or not license.strip():
         raise ValueError(f"license must be a non-empty license identifier such as 'mit', got {license!r}.")
+    if guidance_scale is not None and not (isinstance(guidance_scale, (int, float)) and guidance_scale >= 0):
+        raise ValueError(f"guidance_scale must be a number >= 0 or None, got {guidance_scale!r}.")
     for name, value in (("training_args", training_args), ("metrics", metrics)):
         if value is not None and not isinstance(value, dict):
             raise ValueError(f"{name} must be a dict or None, got {type(value).__name__}.")
@@ -166,6 +171,7 @@ def model_card(
         config_rows=[(_cell(k), _cell(v)) for k, v in training_args.items()],
         num_inference_steps=int(steps),
         class_conditional=bool(training_args.get("label_column")),
+        guidance_scale=None if guidance_scale is None or guidance_scale == 1 else f"{guidance_scale:g}",
         beta_schedule=training_args.get("ddpm_beta_schedule"),
         extra=extra,
     )
