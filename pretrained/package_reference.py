@@ -14,6 +14,12 @@
 
     python pretrained/package_reference.py --code_only
 
+A class-conditional run trained with label dropout is evaluated and packaged with classifier-free
+guidance `--guidance_scale s` (every final-stage row, the grid and the card's snippets; the samples ask
+for the classes in turn), and its DPM-Solver++ rows are also measured without guidance.
+
+    python pretrained/package_reference.py --code_only
+
 rewrites only the code files of the target folder (pipeline.py, unet/unet_2d.py,
 scheduler/scheduling_annotated_ddpm.py) from the package's current modules, after a change to them that
 leaves the weights valid; tests/test_pretrained.py fails until the shipped code matches the package.
@@ -113,6 +119,8 @@ def recipe(training_args):
 
 def row(label, report):
     coverage = report["class_coverage"]
+    if report.get("guidance_scale", 1.0) != 1.0:
+        label += f", guidance {report['guidance_scale']:g}"
     return (f"| {label} | {report['num_samples']} | {report['frechet_distance']:.2f} | "
             f"{report['frechet_distance_floor']:.2f} | {coverage['min_share']:.3f} ({FASHION_MNIST_CLASSES[coverage['min_class']]}) | "
             f"{report['seconds_per_sample']:.3f} |")
@@ -127,6 +135,8 @@ def main():
     parser.add_argument("--curve_n", type=int, default=500, help="N of the stage evaluations (EVAL_N of train_reference.sh)")
     parser.add_argument("--training_minutes", type=float, default=None,
                         help="wall-clock training time of the run (default: the stages' sum in RUN/timing.tsv)")
+    parser.add_argument("--guidance_scale", type=float, default=1.0,
+                        help="classifier-free guidance for a class-conditional run trained with label dropout (1 = none)")
     parser.add_argument("--code_only", action="store_true",
                         help="only rewrite the target's code files from the package (no evaluation, same weights)")
     args = parser.parse_args()
@@ -138,14 +148,24 @@ def main():
         args.training_minutes = timed_minutes(args.run, args.final_stage)
 
     final = Path(args.run) / f"stage-{args.final_stage}"
-    ddim = evaluation(final, "ddim50-n1000", num_samples=1000, scheduler="ddim", num_inference_steps=50)
-    ddim_eta1 = evaluation(final, "ddim50eta1-n1000", num_samples=1000, scheduler="ddim", num_inference_steps=50, eta=1.0)
-    dpm20 = evaluation(final, "dpmsolver20-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=20)
-    dpm50 = evaluation(final, "dpmsolver50-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=50)
-    ddpm = evaluation(final, f"ddpm1000-n{args.ddpm_samples}", num_samples=args.ddpm_samples, scheduler="default",
-                      num_inference_steps=1000, batch_size=min(args.ddpm_samples, 250))
-    ddim_small = evaluation(final, f"ddim50-n{args.ddpm_samples}", num_samples=args.ddpm_samples, scheduler="ddim",
-                            num_inference_steps=50, batch_size=min(args.ddpm_samples, 250))
+    g = args.guidance_scale
+    guided = {"guidance_scale": g} if g != 1.0 else {}
+    suffix = f"-g{g:g}" if g != 1.0 else ""
+    ddim = evaluation(final, f"ddim50-n1000{suffix}", num_samples=1000, scheduler="ddim", num_inference_steps=50, **guided)
+    ddim_eta1 = evaluation(final, f"ddim50eta1-n1000{suffix}", num_samples=1000, scheduler="ddim", num_inference_steps=50,
+                           eta=1.0, **guided)
+    dpm20 = evaluation(final, f"dpmsolver20-n1000{suffix}", num_samples=1000, scheduler="dpmsolver", num_inference_steps=20,
+                       **guided)
+    dpm50 = evaluation(final, f"dpmsolver50-n1000{suffix}", num_samples=1000, scheduler="dpmsolver", num_inference_steps=50,
+                       **guided)
+    unguided = []
+    if guided:  # the same solver without guidance, for comparison
+        unguided = [evaluation(final, f"dpmsolver{n}-n1000", num_samples=1000, scheduler="dpmsolver", num_inference_steps=n)
+                    for n in (20, 50)]
+    ddpm = evaluation(final, f"ddpm1000-n{args.ddpm_samples}{suffix}", num_samples=args.ddpm_samples, scheduler="default",
+                      num_inference_steps=1000, batch_size=min(args.ddpm_samples, 250), **guided)
+    ddim_small = evaluation(final, f"ddim50-n{args.ddpm_samples}{suffix}", num_samples=args.ddpm_samples, scheduler="ddim",
+                            num_inference_steps=50, batch_size=min(args.ddpm_samples, 250), **guided)
 
     target = Path(args.target)
     if target.exists():
@@ -158,7 +178,8 @@ def main():
         config = json.loads(config_file.read_text())
         if config.pop("_name_or_path", None) is not None:
             config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    sample_grid(str(target), num_images=64, scheduler="dpmsolver", num_inference_steps=50, seed=0).save(target / "samples.png")
+    sample_grid(str(target), num_images=64, scheduler="dpmsolver", num_inference_steps=50, seed=0,
+                guidance_scale=g).save(target / "samples.png")
 
     # The training configuration, as the training script recorded it in its own card's metadata.
     training_args = ModelCard.load(final / "README.md").data.to_dict().get("annotated_pipeline", {}).get("training_args")
@@ -171,7 +192,8 @@ def main():
         "apt-get install dataset-fashion-mnist        # the official files, checksums verified by the loader",
         "bash pretrained/train_reference.sh           # stages of train_accelerate.py, each resuming the last",
         f"python pretrained/package_reference.py --run {args.run} --final_stage {args.final_stage} "
-        f"--ddpm_samples {args.ddpm_samples} --training_minutes {args.training_minutes:.0f}",
+        f"--ddpm_samples {args.ddpm_samples} --training_minutes {args.training_minutes:.0f}"
+        + (f" --guidance_scale {g:g}" if guided else ""),
         "```",
         "",
         f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}. "
@@ -202,9 +224,13 @@ def main():
         row("DPM-Solver++, 50 log-SNR steps (the grid in samples.png)", dpm50),
         row("DDPM, 1000 steps", ddpm),
         *([] if args.ddpm_samples == 1000 else [row("DDIM, 50 steps (same N as DDPM)", ddim_small)]),
+        *[row(f"DPM-Solver++, {n} log-SNR steps, no guidance", r) for n, r in zip((20, 50), unguided)],
+        *(["", "A class-conditional model is asked for the classes in turn (0, 1, ..., 9, 0, ...), so every class "
+               "is drawn 100 times; the smallest share is that of the class the classifier recognises least."]
+          if training_args and training_args.get("label_column") else []),
         "",
-        f"Distance against training steps (EMA weights, DDIM 50 steps, N = {args.curve_n}; the minutes are the "
-        "stage's cumulative wall-clock training time):",
+        f"Distance against training steps (EMA weights, DDIM 50 steps, N = {args.curve_n}"
+        + (", no guidance" if guided else "") + "; the minutes are the stage's cumulative wall-clock training time):",
         "",
         "| optimizer steps | minutes | N | Frechet distance | floor (same N) | smallest class share |\n|---|---|---|---|---|---|",
         *[f"| {step} | {stage_minutes(args.run, step)} | {r['num_samples']} | {r['frechet_distance']:.2f} | "
@@ -222,12 +248,15 @@ def main():
         f"frechet_distance_ddpm1000_n{args.ddpm_samples}": round(ddpm["frechet_distance"], 3),
         f"frechet_distance_ddim50_n{args.ddpm_samples}": round(ddim_small["frechet_distance"], 3),
         f"frechet_floor_n{args.ddpm_samples}": round(ddpm["frechet_distance_floor"], 3),
+        **({"guidance_scale": g} if guided else {}),
     }
     write_model_card(target, repo_id_or_path=str(target), training_args=training_args,
-                     dataset_name="zalando-datasets/fashion_mnist", metrics=metrics, extra=extra)
+                     dataset_name="zalando-datasets/fashion_mnist", metrics=metrics, extra=extra,
+                     guidance_scale=g if guided else None)
     (target / "evaluation.json").write_text(json.dumps(
         {"ddim50_n1000": ddim, "ddim50_eta1_n1000": ddim_eta1, "dpmsolver20_n1000": dpm20, "dpmsolver50_n1000": dpm50, f"ddpm1000_n{args.ddpm_samples}": ddpm,
          f"ddim50_n{args.ddpm_samples}": ddim_small,
+         **{f"dpmsolver{n}_n1000_no_guidance": r for n, r in zip((20, 50), unguided)},
          "curve_ddim50": [{"step": s, **r} for s, r in curve]}, indent=2))
     print(f"packaged {final} -> {target}")
 
