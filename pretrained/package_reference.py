@@ -1,6 +1,6 @@
 """Evaluate the reference run and package it as pretrained/ddpm-fashion-mnist/.
 
-    python pretrained/package_reference.py --run runs/reference-v10 --final_stage 6000
+    python pretrained/package_reference.py --run runs/cfg-v14 --final_stage 7000 --ddpm_samples 500
 
 1. evaluates the final stage's pipeline (EMA weights) with our offline Frechet distance: 1,000
    samples from DDIM (50 steps, eta 0 and 1) and from DPM-Solver++ (20 and 50 steps uniform in log-SNR), and a smaller sample
@@ -128,8 +128,8 @@ def row(label, report):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", default="runs/reference-v10")
-    parser.add_argument("--final_stage", type=int, default=6000)
+    parser.add_argument("--run", default="runs/cfg-v14")
+    parser.add_argument("--final_stage", type=int, default=7000)
     parser.add_argument("--target", default="pretrained/ddpm-fashion-mnist")
     parser.add_argument("--ddpm_samples", type=int, default=200)
     parser.add_argument("--curve_n", type=int, default=500, help="N of the stage evaluations (EVAL_N of train_reference.sh)")
