@@ -110,6 +110,10 @@ def recipe(training_args):
     if training_args.get("gradient_accumulation_steps", 1) > 1:
         batch += f" x {training_args['gradient_accumulation_steps']} accumulation steps"
     words = [batch, f"AdamW lr {training_args['learning_rate']:g} ({schedule})", loss]
+    if training_args.get("label_column"):
+        dropout = training_args.get("class_dropout_prob") or 0
+        words.append(f"class-conditional on the {training_args['label_column']!r} column"
+                     + (f" with {dropout:.0%} label dropout" if dropout else ""))
     if training_args.get("mixed_precision") == "bf16":
         words.append("bf16 autocast")
     if training_args.get("use_ema"):

@@ -205,3 +205,7 @@ def test_package_reference_describes_the_recipe_from_the_recorded_arguments():
     assert package_reference.recipe(weighted) == (
         "batch 128 per process x 2 accumulation steps, AdamW lr 0.0001 (cosine schedule, 500 warmup steps, horizon 3000 steps), l2 loss with min-SNR-5 weighting")
     assert package_reference.recipe(None) == "bf16 autocast, EMA"  # a run that recorded no arguments
+    conditional = args_for_model_card(parse_args(["--logger", "none", "--label_column", "label",
+                                                  "--class_dropout_prob", "0.1"]))
+    assert package_reference.recipe(conditional).endswith(", huber loss, class-conditional on the 'label' column "
+                                                          "with 10% label dropout")
