@@ -44,6 +44,19 @@ from diffusers.utils.torch_utils import randn_tensor
 OUTPUT_TYPES = ("pil", "np", "pt")
 
 
+def classifier_free_guidance(conditional, unconditional, guidance_scale):
+    """Classifier-free guidance, Ho & Salimans 2022, eq. (6), written with s = 1 + w:
+
+        eps_tilde(x_t, t, y) = eps(x_t, t, empty) + s * (eps(x_t, t, y) - eps(x_t, t, empty))
+
+    The difference eps(x_t, t, y) - eps(x_t, t, empty) is proportional to -grad log p(y | x_t) of an
+    implicit classifier, so s > 1 samples from p(x_t) p(y | x_t)^s: images more typical of their
+    class, less varied. The combination is linear in the network's output, so it applies the same
+    way to epsilon, v or x_0 predictions.
+    """
+    return unconditional + guidance_scale * (conditional - unconditional)
+
+
 class AnnotatedDDPMPipeline(DiffusionPipeline):
     """Unconditional (or class-conditional) image generation with a DDPM.
 
@@ -108,18 +121,19 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 "class_labels were given, but the U-Net is unconditional (num_class_embeds=None). "
                 "Sample without class_labels, or train a class-conditional model (--label_column)."
             )
-        if class_labels is None and num_class_embeds is not None:
+        if not guidance_scale >= 0:
+            raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance, 0 = the unconditional model), got {guidance_scale}.")
+        if guidance_scale != 1.0 and not self.unet.config.get("null_class_embed", False):
             raise ValueError(
-                f"The U-Net is class-conditional ({num_class_embeds} classes): pass class_labels "
-                f"(an int, or one int per image in 0..{num_class_embeds - 1})."
-            )
-        if guidance_scale != 1.0:
-            raise ValueError(
-                f"guidance_scale={guidance_scale}: classifier-free guidance needs a model trained with label "
-                "dropout, which this U-Net does not have yet; use guidance_scale=1.0."
+                f"guidance_scale={guidance_scale}: classifier-free guidance needs a class-conditional U-Net with a "
+                "'no class' embedding (null_class_embed=True, trained with --label_column and --class_dropout_prob); "
+                "this U-Net has none, so use guidance_scale=1.0."
             )
 
     def _class_labels_tensor(self, class_labels, batch_size, device):
+        """One label per image; None means the classes in turn, 0, 1, ..., K - 1, 0, 1, ..."""
+        if class_labels is None:
+            return torch.arange(batch_size, device=device) % self.unet.config.num_class_embeds
         labels = torch.as_tensor(class_labels, device=device, dtype=torch.long).reshape(-1)
         if labels.numel() == 1:
             labels = labels.expand(batch_size)
@@ -186,8 +200,13 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             output_type: "pil" (grayscale "L" images for one-channel models), "np" (B, H, W, C)
                 floats in [0, 1], or "pt" (B, C, H, W) floats in [0, 1].
             return_dict: return an `ImagePipelineOutput` rather than a tuple.
-            class_labels: for class-conditional U-Nets: an int or one int per image.
-            guidance_scale: 1.0 (classifier-free guidance is not available for these models yet).
+            class_labels: for class-conditional U-Nets: an int or one int per image in 0..K-1; None
+                (default) asks for the classes in turn, 0, 1, ..., K - 1, 0, 1, ...
+            guidance_scale: s of classifier-free guidance (Ho & Salimans 2022, eq. (6) with s = 1 + w):
+                eps = eps_theta(x_t, t, empty) + s * (eps_theta(x_t, t, y) - eps_theta(x_t, t, empty)).
+                1.0 (default) is the conditional model alone; s > 1 pushes the samples towards what
+                the class adds, s = 0 is the unconditional model. Needs a U-Net with a "no class"
+                embedding (`null_class_embed`); each step then runs the U-Net on a doubled batch.
             callback_on_step_end: `fn(pipe, step_index, timestep, callback_kwargs) -> dict`, called
                 after every step with the tensors named in `callback_on_step_end_tensor_inputs`
                 ("latents" is the current x_t); a returned "latents" replaces x_t.
@@ -214,7 +233,11 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         size = self.unet.config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         shape = (batch_size, self.unet.config.in_channels, height, width)
-        labels = None if class_labels is None else self._class_labels_tensor(class_labels, batch_size, device)
+        conditional = self.unet.config.get("num_class_embeds") is not None
+        labels = self._class_labels_tensor(class_labels, batch_size, device) if conditional else None
+        guided = conditional and guidance_scale != 1.0
+        if guided:  # one U-Net call on [x_t with y; x_t with "no class" (label K)]
+            labels = torch.cat([labels, torch.full_like(labels, self.unet.config.num_class_embeds)])
 
         # x_T ~ N(0, I), scaled by the scheduler's initial sigma (1 for DDPM/DDIM, larger for Euler).
         # The chain x_T -> x_0 is kept in float32 whatever the U-Net's dtype: a bfloat16 U-Net (8 bits of
@@ -239,7 +262,11 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
 
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
             model_input = self.scheduler.scale_model_input(latents, t).to(unet_dtype)
+            if guided:
+                model_input = torch.cat([model_input, model_input])
             model_output = self.unet(model_input, t, **unet_kwargs).sample.to(latents_dtype)
+            if guided:
+                model_output = classifier_free_guidance(*model_output.chunk(2), guidance_scale)
             latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
             if callback_on_step_end is not None:
                 callback_kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}

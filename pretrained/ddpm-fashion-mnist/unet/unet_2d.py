@@ -460,6 +460,11 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
             architecture, which `Unet()` builds. A sequence of level indices picks them explicitly. The
             bottleneck's softmax attention is always there. Saved configs hold the resolved tuple.
         num_class_embeds: number of classes for class conditioning; None for an unconditional model.
+        null_class_embed: with num_class_embeds = K, one more learned vector, label K, for "no class"
+            (y = empty set). Label dropout trains it (`train_accelerate.py --class_dropout_prob`) and
+            classifier-free guidance needs it: eps_theta(x_t, t, empty) is the unconditional model
+            inside the conditional one (Ho & Salimans 2022). Such a model also accepts
+            class_labels=None, which means label K for every image.
 
     Defaults are the seed's Fashion-MNIST setting (28x28x1 images, dim_mults (1, 2, 4), ResNet blocks with
     4 groups, attention 4 heads x 32) at base width 16 instead of the seed's 28, with linear attention at
@@ -486,6 +491,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         attention_head_dim=32,
         num_class_embeds=None,
         linear_attention_levels="middle",
+        null_class_embed=False,
     ):
         super().__init__()
         # ---- fail early: every impossible configuration is refused here, with what would work ----
@@ -509,6 +515,11 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         _check_int("attention_heads", attention_heads)
         _check_int("attention_head_dim", attention_head_dim)
         _check_int("num_class_embeds", num_class_embeds, allow_none=True)
+        if not isinstance(null_class_embed, bool):
+            raise ValueError(f"null_class_embed must be True or False, got {null_class_embed!r}")
+        if null_class_embed and num_class_embeds is None:
+            raise ValueError("null_class_embed=True needs num_class_embeds (the classes it stands beside); "
+                             "an unconditional model has no class to drop")
 
         num_levels = len(dim_mults)
         if linear_attention_levels is None or linear_attention_levels == "all":
@@ -576,7 +587,9 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
             return PreNormResidual(c, LinearAttention(c, attention_heads, attention_head_dim))
 
         self.time_embedding = TimeEmbedding(dim, time_dim)
-        self.class_embedding = nn.Embedding(num_class_embeds, time_dim) if num_class_embeds is not None else None
+        self.class_embedding = None
+        if num_class_embeds is not None:  # rows 0..K-1 are the classes, row K (if any) is "no class"
+            self.class_embedding = nn.Embedding(num_class_embeds + int(null_class_embed), time_dim)
         self.init_conv = nn.Conv2d(in_channels, init_dim, kernel_size=7, padding=3)
 
         self.down_levels = nn.ModuleList()
@@ -637,8 +650,10 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         Args:
             sample: x_t, (B, in_channels, H, W) with H and W multiples of 2**(len(dim_mults) - 1).
             timestep: t, an int/float, a 0-d tensor or a (B,) tensor (broadcast to the batch).
-            class_labels: y, (B,) class indices (or one int / 0-d tensor for the whole batch); required
-                exactly when the model was built with num_class_embeds.
+            class_labels: y, (B,) class indices (or one int / 0-d tensor for the whole batch) in
+                0..K-1, or K ("no class") when the model has a null_class_embed; required exactly when
+                the model was built with num_class_embeds, except that None means K for a model with a
+                null_class_embed.
             return_dict: return an `AnnotatedUNet2DOutput` (`.sample`) if True, else the tuple (sample,).
         """
         config = self.config
@@ -656,11 +671,18 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
             if class_labels is not None:
                 raise ValueError("class_labels were given to an unconditional model (built with num_class_embeds=None)")
         else:
+            num_classes = config.num_class_embeds
+            has_null = config.get("null_class_embed", False)
             if class_labels is None:
-                raise ValueError(
-                    f"this model is class-conditional (num_class_embeds={config.num_class_embeds}): pass class_labels"
-                )
-            emb = emb + self.class_embedding(self._per_example("class_labels", class_labels, batch, sample.device))
+                if not has_null:
+                    raise ValueError(f"this model is class-conditional (num_class_embeds={num_classes}): pass class_labels")
+                class_labels = num_classes  # "no class"
+            labels = self._per_example("class_labels", class_labels, batch, sample.device).long()
+            highest = num_classes if has_null else num_classes - 1
+            if labels.min() < 0 or labels.max() > highest:
+                allowed = f"0..{num_classes - 1}" + (f", or {num_classes} for no class" if has_null else "")
+                raise ValueError(f"class_labels must lie in {allowed}; got {labels.tolist()}")
+            emb = emb + self.class_embedding(labels)
 
         x = self.init_conv(sample)
         r = x
@@ -688,7 +710,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
         return AnnotatedUNet2DOutput(sample=out)
 
 
-_UNET_EXTRA_KWARGS = ("attention_heads", "attention_head_dim", "num_class_embeds")
+_UNET_EXTRA_KWARGS = ("attention_heads", "attention_head_dim", "num_class_embeds", "null_class_embed")
 
 
 def Unet(
@@ -711,7 +733,7 @@ def Unet(
     2**(len(dim_mults) - 1)); pass it to use the model in a diffusers pipeline. Like the seed it puts a
     linear attention on every level (linear_attention_levels="all"; AnnotatedUNet2DModel's default skips
     the full-resolution level). Extra keyword arguments: attention_heads, attention_head_dim,
-    num_class_embeds; the seed's self_condition=False and with_time_emb=True are accepted (their only
+    num_class_embeds, null_class_embed; the seed's self_condition=False and with_time_emb=True are accepted (their only
     supported values).
     """
     if kwargs.pop("self_condition", False):
