@@ -265,7 +265,7 @@ def test_label_dropout_replaces_labels_by_no_class_at_rate_p(p):
     model, n = RecordingModel(), 4000
     labels = torch.arange(n) % 10
     batch = {"input": torch.zeros(n, 1, 2, 2), "label": labels}
-    training_step(model, batch, AnnotatedDDPMScheduler(num_train_timesteps=10), "l2", torch.Generator().manual_seed(0),
+    training_step(model, batch, AnnotatedDDPMScheduler(num_train_timesteps=10, beta_schedule="squaredcos_cap_v2"), "l2", torch.Generator().manual_seed(0),
                   conditional=True, class_dropout_prob=p, num_classes=10)
     seen = model.labels[0]
     dropped = seen == 10
