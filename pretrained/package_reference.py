@@ -230,7 +230,7 @@ def main():
         *([] if args.ddpm_samples == 1000 else [row("DDIM, 50 steps (same N as DDPM)", ddim_small)]),
         *[row(f"DPM-Solver++, {n} log-SNR steps, no guidance", r) for n, r in zip((20, 50), unguided)],
         *(["", "A class-conditional model is asked for the classes in turn (0, 1, ..., 9, 0, ...), so every class "
-               "is drawn 100 times; the smallest share is that of the class the classifier recognises least."]
+               "is drawn N / 10 times; the smallest share is that of the class the classifier recognises least."]
           if training_args and training_args.get("label_column") else []),
         "",
         f"Distance against training steps (EMA weights, DDIM 50 steps, N = {args.curve_n}"
