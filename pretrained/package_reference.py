@@ -12,8 +12,6 @@
    samples.png, and writes the model card with the exact commands, the hardware, the training time
    and the numbers.
 
-    python pretrained/package_reference.py --code_only
-
 A class-conditional run trained with label dropout is evaluated and packaged with classifier-free
 guidance `--guidance_scale s` (every final-stage row, the grid and the card's snippets; the samples ask
 for the classes in turn), and its DPM-Solver++ rows are also measured without guidance.
