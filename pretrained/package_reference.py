@@ -41,8 +41,11 @@ from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES
 
 
 def evaluation(path, name, **kwargs):
-    """Run `evaluate` once and keep its report next to the pipeline (re-used when already there)."""
-    target = Path(path) / f"eval-{name}.json"
+    """Run `evaluate` once and keep its report next to the pipeline (re-used when already there).
+
+    The file names end in "-whole": these reports judge the samples against the whole test split, and a
+    report of the first definition (N test images, `eval-{name}.json` from older runs) is never re-used."""
+    target = Path(path) / f"eval-{name}-whole.json"
     if target.is_file():
         return json.loads(target.read_text())
     report = evaluate(str(path), **kwargs)
@@ -52,9 +55,10 @@ def evaluation(path, name, **kwargs):
 
 
 def stage_curve(run, n, last_step=None):
-    """[(step, report)] for every stage evaluated by train_reference.sh at N = n (up to `last_step`), in step order."""
+    """[(step, report)] for every stage evaluated by train_reference.sh at N = n against the whole test split
+    (up to `last_step`), in step order."""
     curve = []
-    for report_file in Path(run).glob(f"stage-*/eval-ddim50-n{n}.json"):
+    for report_file in Path(run).glob(f"stage-*/eval-ddim50-n{n}-whole.json"):
         step = int(report_file.parent.name.split("-")[1])
         if last_step is None or step <= last_step:
             curve.append((step, json.loads(report_file.read_text())))
@@ -186,7 +190,7 @@ def main():
     # The training configuration, as the training script recorded it in its own card's metadata.
     training_args = ModelCard.load(final / "README.md").data.to_dict().get("annotated_pipeline", {}).get("training_args")
     curve = stage_curve(args.run, args.curve_n, args.final_stage)
-    header = "| sampler | N | Frechet distance | floor (same N) | smallest class share | s / sample (CPU) |\n|---|---|---|---|---|---|"
+    header = "| sampler | N | Frechet distance | floor (N training images) | smallest class share | s / sample (CPU) |\n|---|---|---|---|---|---|"
     extra = "\n".join([
         "## How it was trained",
         "",
@@ -215,9 +219,9 @@ def main():
         "## Sample quality",
         "",
         "Frechet distance in the 128-d features of the project's Fashion-MNIST classifier "
-        "(`annotated_pipeline/evaluation/`, 92.03% test accuracy) against the test split, with the floor "
-        "(test split vs training split at the same N: what real data scores). **Not comparable to "
-        "published Inception FIDs.**",
+        "(`annotated_pipeline/evaluation/`, 92.03% test accuracy) between N samples and the whole test split "
+        "(10,000 images), with the floor: the same distance for N images of the training split, what real data "
+        "scores at that N. Seed 0 throughout. **Not comparable to published Inception FIDs.**",
         "",
         header,
         row("DDIM, 50 steps", ddim),
@@ -234,7 +238,7 @@ def main():
         f"Distance against training steps (EMA weights, DDIM 50 steps, N = {args.curve_n}"
         + (", no guidance" if guided else "") + "; the minutes are the stage's cumulative wall-clock training time):",
         "",
-        "| optimizer steps | minutes | N | Frechet distance | floor (same N) | smallest class share |\n|---|---|---|---|---|---|",
+        "| optimizer steps | minutes | N | Frechet distance | floor (N training images) | smallest class share |\n|---|---|---|---|---|---|",
         *[f"| {step} | {stage_minutes(args.run, step)} | {r['num_samples']} | {r['frechet_distance']:.2f} | "
           f"{r['frechet_distance_floor']:.2f} | {r['class_coverage']['min_share']:.3f} |" for step, r in curve],
     ])

@@ -11,7 +11,9 @@
 # again and it carries on. After each stage the saved pipeline (EMA weights) is copied to
 # $RUN/stage-<step>, and the wall-clock seconds of the stage go to $RUN/timing.tsv. When every stage
 # is trained, each stage is evaluated in turn (Frechet distance in the features of our Fashion-MNIST
-# classifier, N = EVAL_N, DDIM 50 steps): the curve of distance against training steps.
+# classifier between EVAL_N samples, DDIM 50 steps, and the whole test split): the curve of distance
+# against training steps. (Runs before 2026-11-30 wrote eval-ddim50-n$EVAL_N.json, judged against
+# EVAL_N test images; see the evaluate module.)
 # Evaluations run after training, never beside it: two torch
 # processes on 2 cores slow each other 3-6x. `accelerate launch` gives a process one CPU thread
 # unless told otherwise, hence --num_cpu_threads_per_process.
@@ -67,13 +69,13 @@ main() {
   echo "reference training done: $RUN (stage, seconds, finished at: $RUN/timing.tsv)"
 
   for STEPS in $STAGES; do
-    if [ ! -f "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.json" ]; then
+    if [ ! -f "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N-whole.json" ]; then
       python -m annotated_pipeline.evaluation.evaluate "$RUN/stage-$STEPS" --num_samples "$EVAL_N" \
-        --scheduler ddim --num_inference_steps 50 --json "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.json" \
-        > "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N.txt" 2>&1
+        --scheduler ddim --num_inference_steps 50 --json "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N-whole.json" \
+        > "$RUN/stage-$STEPS/eval-ddim50-n$EVAL_N-whole.txt" 2>&1
     fi
   done
-  echo "stage evaluations done: $RUN/stage-*/eval-ddim50-n$EVAL_N.json"
+  echo "stage evaluations done: $RUN/stage-*/eval-ddim50-n$EVAL_N-whole.json"
 }
 
 main "$@"; exit

@@ -23,11 +23,13 @@ from PIL import Image
 from annotated_pipeline.evaluation.classifier import FashionMNISTClassifier, load_default_classifier
 from annotated_pipeline.evaluation import train_classifier
 from annotated_pipeline.evaluation.evaluate import (
+    choose,
     class_coverage,
     distance_floor,
     embed,
     evaluate,
     format_report,
+    generate_samples,
     load_reference_images,
     load_split,
     main,
@@ -211,8 +213,10 @@ def test_distance_floor_is_the_distance_between_the_two_sets():
     a, b = torch.randn(300, 16, generator=g), torch.randn(300, 16, generator=g) + 0.5
     assert distance_floor(a, b) == frechet_distance_between(a, b)
     assert distance_floor(a, b) == pytest.approx(16 * 0.25, rel=0.3)  # ||0.5 * 1||^2 plus sampling noise
-    with pytest.raises(ValueError, match="same shape"):
-        distance_floor(a, b[:200])
+    # The reference may be larger than the N training images (the whole test split against N = 1000).
+    assert distance_floor(a, b[:200]) == frechet_distance_between(a, b[:200])
+    with pytest.raises(ValueError, match="same D"):
+        distance_floor(a, b[:, :8])
 
 
 def test_class_coverage_counts():
@@ -363,6 +367,48 @@ def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, ref
         evaluate(wrong_size, classifier=classifier, **kwargs)
 
 
+@pytest.fixture(scope="module")
+def whole_split_root(sample, tmp_path_factory):
+    """test.parquet = 40 sample images, train.parquet = 16 others: a reference larger than N = 16."""
+    root = tmp_path_factory.mktemp("whole-split")
+    table = pq.read_table(SAMPLE)
+    pq.write_table(table.slice(200, 40), root / "test.parquet")
+    pq.write_table(table.slice(100, 16), root / "train.parquet")
+    return root
+
+
+def test_the_reference_is_the_whole_test_split_unless_num_reference_chooses(sample, classifier, whole_split_root):
+    """By default N samples and the floor's N training images are both judged against all 40 test images;
+    num_reference=M judges them against a seeded choice of M (M = N: the first definition)."""
+    kwargs = dict(num_samples=16, scheduler="ddim", num_inference_steps=2, batch_size=8, seed=3,
+                  data_root=whole_split_root, classifier=classifier)
+    pipe = tiny_pipeline()
+    set_scheduler(pipe, "ddim")
+    sample_features = embed(classifier, generate_samples(pipe, 16, 2, 8, 3) * 2 - 1)[0]
+    x = uint8_to_classifier_input(sample[0])
+    whole_test, train = embed(classifier, x[200:240])[0], embed(classifier, x[100:116])[0]
+
+    whole = evaluate(tiny_pipeline(), **kwargs)
+    assert whole["num_reference"] == 40 and whole["reference_is_whole_split"] is True
+    assert whole["frechet_distance"] == pytest.approx(frechet_distance_between(sample_features, whole_test), rel=1e-9)
+    assert whole["frechet_distance_floor"] == pytest.approx(frechet_distance_between(whole_test, train), rel=1e-9)
+    assert "40 test images (the whole split)" in format_report(whole)
+
+    chosen = evaluate(tiny_pipeline(), num_reference=16, **kwargs)
+    some_test = embed(classifier, uint8_to_classifier_input(choose(sample[0][200:240], 16, 3)))[0]
+    assert chosen["num_reference"] == 16 and chosen["reference_is_whole_split"] is False
+    assert chosen["frechet_distance"] == pytest.approx(frechet_distance_between(sample_features, some_test), rel=1e-9)
+    assert chosen["frechet_distance_floor"] == pytest.approx(frechet_distance_between(some_test, train), rel=1e-9)
+    assert chosen["frechet_distance"] != whole["frechet_distance"]
+    assert "16 test images (a seeded choice)" in format_report(chosen)
+
+    with pytest.raises(ValueError, match="only 40"):
+        evaluate(tiny_pipeline(), num_reference=41, **kwargs)
+    for bad in (1, True, 2.5):
+        with pytest.raises(ValueError, match="num_reference must be None"):
+            evaluate(tiny_pipeline(), num_reference=bad, **kwargs)
+
+
 def test_ddim_eta_makes_the_sampler_stochastic(classifier, reference_root):
     """eta = 1 draws fresh noise at every step: other samples than eta = 0 from the same x_T, same seed."""
     kwargs = dict(num_samples=16, scheduler="ddim", num_inference_steps=3, batch_size=8, seed=3, data_root=reference_root)
@@ -404,3 +450,8 @@ def test_evaluate_command_runs_end_to_end(tmp_path, reference_root, capsys):
     assert reports[0]["frechet_distance_floor"] == reports[1]["frechet_distance_floor"]
     assert reports[0]["class_coverage"] == reports[1]["class_coverage"]
     assert reports[0]["num_samples"] == 16 and reports[0]["scheduler"] == "dpmsolver"
+    assert reports[0]["num_reference"] == 16 and reports[0]["reference_is_whole_split"] is True
+    main([*args, "--num_reference", "8", "--json", str(tmp_path / "c.json")])
+    chosen = json.loads((tmp_path / "c.json").read_text())
+    assert chosen["num_reference"] == 8 and chosen["reference_is_whole_split"] is False
+    assert chosen["frechet_distance"] != reports[0]["frechet_distance"]

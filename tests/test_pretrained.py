@@ -164,7 +164,7 @@ def test_training_script_resumes_after_a_kill_and_counts_the_time_of_every_attem
     assert [row[0] for row in timing] == ["2", "4"] and int(timing[0][1]) >= prior
     assert not (run / ".seconds-2").exists()
     for stage in ("stage-2", "stage-4"):
-        assert (run / stage / "model_index.json").is_file() and (run / stage / "eval-ddim50-n500.json").is_file()
+        assert (run / stage / "model_index.json").is_file() and (run / stage / "eval-ddim50-n500-whole.json").is_file()
 
     subprocess.run(["bash", *script], env=env, check=True, timeout=120, capture_output=True)
     assert len((run / "launches.txt").read_text().splitlines()) == 3  # finished: a third run trains nothing
@@ -182,9 +182,10 @@ def test_package_reference_reads_the_stage_times_and_the_curve(tmp_path):
     assert package_reference.timed_minutes(run, 1600) == 21.0
     assert package_reference.stage_minutes(run, 1600) == "21" and package_reference.stage_minutes(tmp_path, 1) == "?"
     report = {"frechet_distance": 1.0}
-    (run / "stage-1600" / "eval-ddim50-n500.json").write_text(json.dumps(report))
-    (run / "stage-800" / "eval-ddim50-n500.json").write_text(json.dumps({"frechet_distance": 2.0}))
-    (run / "stage-1600" / "eval-ddim50-n1000.json").write_text(json.dumps(report))  # another N: not on the curve
+    (run / "stage-1600" / "eval-ddim50-n500-whole.json").write_text(json.dumps(report))
+    (run / "stage-800" / "eval-ddim50-n500-whole.json").write_text(json.dumps({"frechet_distance": 2.0}))
+    (run / "stage-1600" / "eval-ddim50-n1000-whole.json").write_text(json.dumps(report))  # another N: not on the curve
+    (run / "stage-800" / "eval-ddim50-n500.json").write_text(json.dumps({"frechet_distance": 9.0}))  # first definition: not either
     curve = package_reference.stage_curve(run, 500)
     assert [(step, r["frechet_distance"]) for step, r in curve] == [(800, 2.0), (1600, 1.0)]
     with pytest.raises(SystemExit, match="timing.tsv is missing"):
