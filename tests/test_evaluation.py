@@ -317,11 +317,12 @@ def test_guidance_scale_reaches_the_pipeline_and_the_report(classifier, referenc
     unet = AnnotatedUNet2DModel(sample_size=28, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2,
                                 attention_head_dim=4, num_class_embeds=10, null_class_embed=True)
     pipe = AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=20))
-    scales = []
+    scales, intervals = [], []
     original_call = type(pipe).__call__
 
     def recording_call(self, *args, **kwargs):
         scales.append(kwargs.get("guidance_scale", 1.0))
+        intervals.append(kwargs.get("guidance_interval"))
         return original_call(self, *args, **kwargs)
 
     monkeypatch.setattr(type(pipe), "__call__", recording_call)
@@ -337,6 +338,13 @@ def test_guidance_scale_reaches_the_pipeline_and_the_report(classifier, referenc
         evaluate(tiny_pipeline(), guidance_scale=2.0, **kwargs)
     with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
         evaluate(pipe, guidance_scale=-1.0, **kwargs)
+    scales.clear(), intervals.clear()
+    limited = evaluate(pipe, guidance_scale=2.0, guidance_interval=(5, 15), **kwargs)
+    assert intervals == [(5, 15), (5, 15)] and limited["guidance_interval"] == [5, 15]
+    assert "guidance 2 at t in 5..15," in format_report(limited)
+    assert limited["frechet_distance"] not in (plain["frechet_distance"], guided["frechet_distance"])
+    with pytest.raises(ValueError, match="give both"):
+        evaluate(pipe, guidance_interval=(5, 15), **kwargs)
 
 
 def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, reference_root):

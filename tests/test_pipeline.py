@@ -119,8 +119,9 @@ def test_class_conditional_sampling():
         sample(p, class_labels=[0, 1], guidance_scale=2.0)
 
 
-def manual_guided_chain(pipe, labels, guidance_scale, seed=0):
-    """Ho & Salimans 2022, eq. (6) written out: two U-Net calls per step (label y, label K = no class)."""
+def manual_guided_chain(pipe, labels, guidance_scale, seed=0, interval=(0, 10**9)):
+    """Ho & Salimans 2022, eq. (6) written out: two U-Net calls per step (label y, label K = no class);
+    outside `interval` (t_low <= t <= t_high) the conditional model alone."""
     unet, scheduler = pipe.unet, pipe.scheduler
     no_class = torch.full_like(labels, unet.config.num_class_embeds)
     generator = torch.Generator().manual_seed(seed)
@@ -130,7 +131,7 @@ def manual_guided_chain(pipe, labels, guidance_scale, seed=0):
         for t in scheduler.timesteps:
             eps_y = unet(x, t, class_labels=labels).sample
             eps_empty = unet(x, t, class_labels=no_class).sample
-            eps = eps_empty + guidance_scale * (eps_y - eps_empty)
+            eps = eps_empty + guidance_scale * (eps_y - eps_empty) if interval[0] <= t <= interval[1] else eps_y
             x = scheduler.step(eps, t, x, generator=generator).prev_sample
     return (x / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
 
@@ -147,6 +148,26 @@ def test_classifier_free_guidance_matches_the_equation(guidance_scale):
     assert not np.allclose(guided, plain, atol=1e-3)
     with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
         sample(p, class_labels=[0, 1], guidance_scale=-1.0)
+
+
+def test_guidance_interval_guides_only_the_steps_inside_it():
+    """guidance_interval=(t_low, t_high) (Kynkaanniemi et al. 2024): eq. (6) where t_low <= t <= t_high,
+    the conditional model alone elsewhere; an interval holding every step is plain guidance."""
+    p = tiny_pipeline(num_class_embeds=3, null_class_embed=True)
+    labels = torch.tensor([0, 2, 1])
+    kwargs = dict(batch_size=3, class_labels=labels.tolist(), guidance_scale=2.5)
+    p.scheduler.set_timesteps(STEPS)
+    inside = sorted(int(t) for t in p.scheduler.timesteps)[1:-1]  # all but the first and the last step
+    interval = (inside[0], inside[-1])
+    limited = sample(p, guidance_interval=interval, **kwargs)
+    np.testing.assert_allclose(limited, manual_guided_chain(p, labels, 2.5, interval=interval), atol=1e-5)
+    assert not np.allclose(limited, sample(p, **kwargs), atol=1e-3)
+    assert not np.allclose(limited, sample(p, batch_size=3, class_labels=labels.tolist()), atol=1e-3)
+    everywhere = (0, p.scheduler.config.num_train_timesteps - 1)
+    np.testing.assert_allclose(sample(p, guidance_interval=everywhere, **kwargs), sample(p, **kwargs), atol=1e-6)
+    for bad in [(5,), (10, 5), (-1, 5), (0, p.scheduler.config.num_train_timesteps), (0.5, 3), "0-9"]:
+        with pytest.raises(ValueError, match="guidance_interval must be two ints"):
+            sample(p, guidance_interval=bad, **kwargs)
 
 
 def test_guided_pipeline_round_trips_through_both_loaders(tmp_path):

@@ -120,12 +120,13 @@ def conditioning_labels(pipeline, num_samples: int) -> torch.Tensor | None:
 @torch.no_grad()
 def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch_size: int, seed: int,
                      eta: float = 0.0, class_labels: torch.Tensor | None = None,
-                     guidance_scale: float = 1.0) -> torch.Tensor:
+                     guidance_scale: float = 1.0, guidance_interval: tuple[int, int] | None = None) -> torch.Tensor:
     """N samples as a float tensor (N, C, H, W) in [0, 1]; one generator seeded once drives every batch.
 
     eta is DDIM's (Song et al. 2021, eq. (16)): 0 the deterministic sampler, 1 DDPM's noise level; the
     pipeline passes it only to schedulers whose `step` takes it. class_labels: one per sample, for a
-    class-conditional pipeline; guidance_scale: its classifier-free guidance (1 = none)."""
+    class-conditional pipeline; guidance_scale: its classifier-free guidance (1 = none), applied only
+    where guidance_interval[0] <= t <= guidance_interval[1] if that is given."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     if hasattr(pipeline, "set_progress_bar_config"):
         pipeline.set_progress_bar_config(disable=True)
@@ -137,6 +138,8 @@ def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch
             extra["class_labels"] = class_labels[start:start + n].tolist()
         if guidance_scale != 1.0:
             extra["guidance_scale"] = guidance_scale
+        if guidance_interval is not None:
+            extra["guidance_interval"] = tuple(guidance_interval)
         images = pipeline(
             batch_size=n, generator=generator, num_inference_steps=num_inference_steps, output_type="pt", **extra
         ).images
@@ -247,6 +250,7 @@ def evaluate(
     eta: float = 0.0,
     guidance_scale: float = 1.0,
     num_reference: int | None = None,
+    guidance_interval: tuple[int, int] | None = None,
 ) -> dict:
     """Sample `num_samples` images and return the report (see the module docstring) as a dict.
 
@@ -255,7 +259,8 @@ def evaluate(
 
     eta: DDIM's stochasticity (scheduler "ddim" only; 0 = deterministic, 1 = as much noise as DDPM).
     guidance_scale: classifier-free guidance of a class-conditional pipeline with a "no class"
-    embedding (1 = none; see `AnnotatedDDPMPipeline.__call__`)."""
+    embedding (1 = none; see `AnnotatedDDPMPipeline.__call__`); guidance_interval (t_low, t_high): guide
+    only those timesteps (our pipeline's argument)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
     if num_samples < 2:
@@ -268,6 +273,8 @@ def evaluate(
         raise ValueError(f"eta must lie in [0, 1] (0 deterministic DDIM, 1 DDPM-like noise), got {eta}")
     if not guidance_scale >= 0:
         raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+    if guidance_interval is not None and guidance_scale == 1.0:
+        raise ValueError("guidance_interval says where to guide, but guidance_scale is 1 (no guidance): give both")
     if num_reference is not None and (not isinstance(num_reference, int) or isinstance(num_reference, bool) or num_reference < 2):
         raise ValueError(f"num_reference must be None (the whole test split) or an int >= 2, got {num_reference!r}")
     t_start = time.perf_counter()
@@ -287,7 +294,7 @@ def evaluate(
     try:
         set_scheduler(pipeline, scheduler)
         report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps,
-                                     batch_size, seed, eta, guidance_scale)
+                                     batch_size, seed, eta, guidance_scale, guidance_interval)
         scheduler_used = type(pipeline.scheduler).__name__
     finally:
         pipeline.scheduler = original_scheduler  # a pipeline passed in leaves with the scheduler it came with
@@ -302,6 +309,7 @@ def evaluate(
         "num_inference_steps": num_inference_steps,
         "eta": eta,
         "guidance_scale": guidance_scale,
+        **({"guidance_interval": list(guidance_interval)} if guidance_interval is not None else {}),
         "seed": seed,
         "sampling_seconds": round(report["sampling_seconds"], 2),
         "seconds_per_sample": round(report["sampling_seconds"] / num_samples, 4),
@@ -313,7 +321,7 @@ def evaluate(
 
 
 def _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size,
-                        seed, eta=0.0, guidance_scale=1.0) -> dict:
+                        seed, eta=0.0, guidance_scale=1.0, guidance_interval=None) -> dict:
     """Check the image shape, sample, embed: the distance, its floor, class coverage and the sampling time."""
     size = classifier.config.image_size
     expected = (classifier.config.in_channels, size, size)
@@ -328,7 +336,8 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
             )
     t_sampling = time.perf_counter()
     labels = conditioning_labels(pipeline, num_samples)
-    samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed, eta, labels, guidance_scale)
+    samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed, eta, labels, guidance_scale,
+                               guidance_interval)
     sampling_seconds = time.perf_counter() - t_sampling
     if tuple(samples.shape[1:]) != expected:
         raise ValueError(f"the classifier reads {expected} images; the pipeline produced {tuple(samples.shape[1:])}")
@@ -361,6 +370,7 @@ def format_report(report: dict, class_names=None) -> str:
         f"samples              {report['num_samples']} ({report['scheduler']}, {report['num_inference_steps']} steps"
         f"{', eta ' + format(report['eta'], 'g') if report.get('eta') else ''}"
         f"{', guidance ' + format(report['guidance_scale'], 'g') if report.get('guidance_scale', 1.0) != 1.0 else ''}"
+        f"{' at t in {}..{}'.format(*report['guidance_interval']) if report.get('guidance_interval') else ''}"
         f", seed {report['seed']})",
         f"Frechet distance     {report['frechet_distance']:.4f}",
         *([f"reference            {report['num_reference']} test images"
@@ -396,6 +406,8 @@ def main(argv=None) -> None:
                         help="DDIM's eta (with --scheduler ddim): 0 deterministic (default), 1 DDPM-like noise")
     parser.add_argument("--guidance_scale", type=float, default=1.0,
                         help="classifier-free guidance for a class-conditional pipeline with a 'no class' embedding (1 = none)")
+    parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
+                        help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
     parser.add_argument("--batch_size", type=int, default=250)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_reference", type=int, default=None,
@@ -416,6 +428,7 @@ def main(argv=None) -> None:
         eta=args.eta,
         guidance_scale=args.guidance_scale,
         num_reference=args.num_reference,
+        guidance_interval=args.guidance_interval,
     )
     print(format_report(report))
     if args.json:
