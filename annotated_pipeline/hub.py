@@ -116,6 +116,7 @@ def model_card(
     metrics: dict | None = None,
     extra: str | None = None,
     guidance_scale: float | None = None,
+    guidance_interval: tuple[int, int] | None = None,
 ) -> ModelCard:
     """Render the model card of a trained pipeline from `model_card/template.md`.
 
@@ -131,6 +132,7 @@ def model_card(
         extra: Markdown appended before the citations.
         guidance_scale: for a class-conditional model trained with label dropout, the classifier-free
             guidance its sampling examples use (None: the pipeline's default, 1, no guidance).
+        guidance_interval: (t_low, t_high), the timesteps those examples guide (None: every step).
     """
     if not TEMPLATE_PATH.is_file():
         raise FileNotFoundError(
@@ -142,6 +144,15 @@ def model_card(
         raise ValueError(f"license must be a non-empty license identifier such as 'mit', got {license!r}.")
     if guidance_scale is not None and not (isinstance(guidance_scale, (int, float)) and guidance_scale >= 0):
         raise ValueError(f"guidance_scale must be a number >= 0 or None, got {guidance_scale!r}.")
+    if guidance_interval is not None:
+        if not (isinstance(guidance_interval, (tuple, list)) and len(guidance_interval) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in guidance_interval)
+                and 0 <= guidance_interval[0] <= guidance_interval[1]):
+            raise ValueError(f"guidance_interval must be two ints (t_low, t_high) with 0 <= t_low <= t_high, "
+                             f"got {guidance_interval!r}.")
+        if guidance_scale is None or guidance_scale == 1:
+            raise ValueError("guidance_interval says which steps to guide; give a guidance_scale other than 1 with it.")
+        guidance_interval = [int(v) for v in guidance_interval]
     for name, value in (("training_args", training_args), ("metrics", metrics)):
         if value is not None and not isinstance(value, dict):
             raise ValueError(f"{name} must be a dict or None, got {type(value).__name__}.")
@@ -150,7 +161,7 @@ def model_card(
     metrics = _plain(metrics or {})
     dataset_id = _hub_dataset_id(dataset_name, training_args)
     inputs = {"training_args": training_args, "dataset_name": dataset_name, "samples_file": samples_file,
-              "metrics": metrics, "extra": extra}
+              "metrics": metrics, "extra": extra, "guidance_scale": guidance_scale, "guidance_interval": guidance_interval}
     card_data = ModelCardData(
         library_name="diffusers",
         license=license,
@@ -172,6 +183,7 @@ def model_card(
         num_inference_steps=int(steps),
         class_conditional=bool(training_args.get("label_column")),
         guidance_scale=None if guidance_scale is None or guidance_scale == 1 else f"{guidance_scale:g}",
+        guidance_interval=None if guidance_interval is None else f"({guidance_interval[0]}, {guidance_interval[1]})",
         beta_schedule=training_args.get("ddpm_beta_schedule"),
         extra=extra,
     )

@@ -14,7 +14,8 @@
 
 A class-conditional run trained with label dropout is evaluated and packaged with classifier-free
 guidance `--guidance_scale s` (every final-stage row, the grid and the card's snippets; the samples ask
-for the classes in turn), and its DPM-Solver++ rows are also measured without guidance.
+for the classes in turn), and its DPM-Solver++ rows are also measured without guidance;
+`--guidance_interval T_LOW T_HIGH` limits that guidance to those timesteps.
 
     python pretrained/package_reference.py --code_only
 
@@ -127,6 +128,8 @@ def row(label, report):
     coverage = report["class_coverage"]
     if report.get("guidance_scale", 1.0) != 1.0:
         label += f", guidance {report['guidance_scale']:g}"
+        if report.get("guidance_interval"):
+            label += " at t in {}..{}".format(*report["guidance_interval"])
     return (f"| {label} | {report['num_samples']} | {report['frechet_distance']:.2f} | "
             f"{report['frechet_distance_floor']:.2f} | {coverage['min_share']:.3f} ({FASHION_MNIST_CLASSES[coverage['min_class']]}) | "
             f"{report['seconds_per_sample']:.3f} |")
@@ -143,6 +146,8 @@ def main():
                         help="wall-clock training time of the run (default: the stages' sum in RUN/timing.tsv)")
     parser.add_argument("--guidance_scale", type=float, default=1.0,
                         help="classifier-free guidance for a class-conditional run trained with label dropout (1 = none)")
+    parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
+                        help="guide only the timesteps T_LOW <= t <= T_HIGH (with --guidance_scale)")
     parser.add_argument("--code_only", action="store_true",
                         help="only rewrite the target's code files from the package (no evaluation, same weights)")
     args = parser.parse_args()
@@ -155,8 +160,11 @@ def main():
 
     final = Path(args.run) / f"stage-{args.final_stage}"
     g = args.guidance_scale
-    guided = {"guidance_scale": g} if g != 1.0 else {}
-    suffix = f"-g{g:g}" if g != 1.0 else ""
+    gi = tuple(args.guidance_interval) if args.guidance_interval else None
+    if gi is not None and g == 1.0:
+        raise SystemExit("--guidance_interval needs a --guidance_scale other than 1")
+    guided = {"guidance_scale": g, **({"guidance_interval": gi} if gi else {})} if g != 1.0 else {}
+    suffix = (f"-g{g:g}" if g != 1.0 else "") + (f"-t{gi[0]}-{gi[1]}" if gi else "")
     ddim = evaluation(final, f"ddim50-n1000{suffix}", num_samples=1000, scheduler="ddim", num_inference_steps=50, **guided)
     ddim_eta1 = evaluation(final, f"ddim50eta1-n1000{suffix}", num_samples=1000, scheduler="ddim", num_inference_steps=50,
                            eta=1.0, **guided)
@@ -185,7 +193,7 @@ def main():
         if config.pop("_name_or_path", None) is not None:
             config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     sample_grid(str(target), num_images=64, scheduler="dpmsolver", num_inference_steps=50, seed=0,
-                guidance_scale=g).save(target / "samples.png")
+                guidance_scale=g, guidance_interval=gi).save(target / "samples.png")
 
     # The training configuration, as the training script recorded it in its own card's metadata.
     training_args = ModelCard.load(final / "README.md").data.to_dict().get("annotated_pipeline", {}).get("training_args")
@@ -199,7 +207,7 @@ def main():
         "bash pretrained/train_reference.sh           # stages of train_accelerate.py, each resuming the last",
         f"python pretrained/package_reference.py --run {args.run} --final_stage {args.final_stage} "
         f"--ddpm_samples {args.ddpm_samples} --training_minutes {args.training_minutes:.0f}"
-        + (f" --guidance_scale {g:g}" if guided else ""),
+        + (f" --guidance_scale {g:g}" if guided else "") + (f" --guidance_interval {gi[0]} {gi[1]}" if gi else ""),
         "```",
         "",
         f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}. "
@@ -255,10 +263,11 @@ def main():
         f"frechet_distance_ddim50_n{args.ddpm_samples}": round(ddim_small["frechet_distance"], 3),
         f"frechet_floor_n{args.ddpm_samples}": round(ddpm["frechet_distance_floor"], 3),
         **({"guidance_scale": g} if guided else {}),
+        **({"guidance_interval": list(gi)} if gi else {}),
     }
     write_model_card(target, repo_id_or_path=str(target), training_args=training_args,
                      dataset_name="zalando-datasets/fashion_mnist", metrics=metrics, extra=extra,
-                     guidance_scale=g if guided else None)
+                     guidance_scale=g if guided else None, guidance_interval=gi)
     (target / "evaluation.json").write_text(json.dumps(
         {"ddim50_n1000": ddim, "ddim50_eta1_n1000": ddim_eta1, "dpmsolver20_n1000": dpm20, "dpmsolver50_n1000": dpm50, f"ddpm1000_n{args.ddpm_samples}": ddpm,
          f"ddim50_n{args.ddpm_samples}": ddim_small,

@@ -120,6 +120,23 @@ def test_card_only_claims_what_it_knows(tmp_path):
     assert "classifier-free guidance" in guided.content
     with pytest.raises(ValueError, match="guidance_scale must be a number >= 0"):
         hub.model_card("alice/ddpm", guidance_scale=-1)
+    limited = hub.model_card("alice/ddpm", samples_file=None, training_args={"label_column": "label"},
+                             guidance_scale=2, guidance_interval=(200, 700))
+    assert limited.content.count("guidance_scale=2, guidance_interval=(200, 700)).images") == 3
+    assert "Kynkäänniemi" in limited.content and "Kynkäänniemi" not in guided.content
+    for bad in [dict(guidance_scale=2, guidance_interval=(700, 200)), dict(guidance_scale=2, guidance_interval=(1,)),
+                dict(guidance_interval=(200, 700))]:
+        with pytest.raises(ValueError, match="guidance_interval"):
+            hub.model_card("alice/ddpm", **bad)
+
+
+def test_card_keeps_its_guidance_when_rendered_again_from_its_metadata(tmp_path):
+    """A push re-renders the card from the inputs stored in its metadata: the guidance stays in the snippets."""
+    hub.write_model_card(tmp_path, training_args={"label_column": "label"}, guidance_scale=2, guidance_interval=(200, 700))
+    inputs = hub._card_inputs(tmp_path)
+    assert inputs["guidance_scale"] == 2 and inputs["guidance_interval"] == [200, 700]
+    again = hub.model_card("alice/ddpm", **inputs)
+    assert again.content.count("guidance_scale=2, guidance_interval=(200, 700)).images") == 3
 
 
 def test_card_refuses_bad_inputs_and_a_missing_template(tmp_path, monkeypatch):

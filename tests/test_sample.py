@@ -51,6 +51,8 @@ def test_guided_grid_of_a_class_conditional_pipeline(tmp_path, capsys):
     args = [str(tmp_path / "pipe"), "--num_images", "6", "--num_inference_steps", "3", "--scale", "1"]
     main(args + ["--guidance_scale", "2", "--output", str(tmp_path / "guided.png")])
     assert "6 samples (dpmsolver, 3 steps, guidance 2, seed 0)" in capsys.readouterr().out
+    main(args + ["--guidance_scale", "2", "--guidance_interval", "10", "30", "--output", str(tmp_path / "limited.png")])
+    assert "6 samples (dpmsolver, 3 steps, guidance 2 at t in 10..30, seed 0)" in capsys.readouterr().out
     main(args + ["--output", str(tmp_path / "plain.png")])
     guided, plain = (np.asarray(Image.open(tmp_path / name)) for name in ("guided.png", "plain.png"))
     assert guided.shape == plain.shape == (16, 24) and not np.array_equal(guided, plain)
