@@ -145,11 +145,9 @@ def model_card(
     if guidance_scale is not None and not (isinstance(guidance_scale, (int, float)) and guidance_scale >= 0):
         raise ValueError(f"guidance_scale must be a number >= 0 or None, got {guidance_scale!r}.")
     if guidance_interval is not None:
-        if not (isinstance(guidance_interval, (tuple, list)) and len(guidance_interval) == 2
-                and all(isinstance(v, int) and not isinstance(v, bool) for v in guidance_interval)
-                and 0 <= guidance_interval[0] <= guidance_interval[1]):
-            raise ValueError(f"guidance_interval must be two ints (t_low, t_high) with 0 <= t_low <= t_high, "
-                             f"got {guidance_interval!r}.")
+        from .pipeline import check_guidance_interval  # the pipeline's own rule (imported here: it needs torch)
+
+        check_guidance_interval(guidance_interval)
         if guidance_scale is None or guidance_scale == 1:
             raise ValueError("guidance_interval says which steps to guide; give a guidance_scale other than 1 with it.")
         guidance_interval = [int(v) for v in guidance_interval]

@@ -37,7 +37,7 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="dpmsolver", num_infe
             pipe.unet.to(torch.bfloat16)
         images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
                       num_inference_steps=num_inference_steps, output_type="np", guidance_scale=guidance_scale,
-                      guidance_interval=None if guidance_interval is None else tuple(guidance_interval)).images
+                      guidance_interval=guidance_interval).images
     finally:
         pipe.scheduler = original_scheduler
         if pipe.unet.dtype != original_dtype:

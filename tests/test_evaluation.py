@@ -254,10 +254,14 @@ def tiny_pipeline():
 @pytest.fixture(scope="module")
 def reference_root(sample, tmp_path_factory):
     """test.parquet = 16 sample images, train.parquet = 16 others, each split exactly N = 16 large."""
-    root = tmp_path_factory.mktemp("reference")
+    return splits_from_sample(tmp_path_factory.mktemp("reference"), test=(0, 16), train=(100, 16))
+
+
+def splits_from_sample(root, test, train):
+    """test.parquet and train.parquet in `root`: the embedded sample's rows (offset, length) `test` and `train`."""
     table = pq.read_table(SAMPLE)
-    pq.write_table(table.slice(0, 16), root / "test.parquet")
-    pq.write_table(table.slice(100, 16), root / "train.parquet")
+    pq.write_table(table.slice(*test), root / "test.parquet")
+    pq.write_table(table.slice(*train), root / "train.parquet")
     return root
 
 
@@ -378,11 +382,7 @@ def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, ref
 @pytest.fixture(scope="module")
 def whole_split_root(sample, tmp_path_factory):
     """test.parquet = 40 sample images, train.parquet = 16 others: a reference larger than N = 16."""
-    root = tmp_path_factory.mktemp("whole-split")
-    table = pq.read_table(SAMPLE)
-    pq.write_table(table.slice(200, 40), root / "test.parquet")
-    pq.write_table(table.slice(100, 16), root / "train.parquet")
-    return root
+    return splits_from_sample(tmp_path_factory.mktemp("whole-split"), test=(200, 40), train=(100, 16))
 
 
 def test_the_reference_is_the_whole_test_split_unless_num_reference_chooses(sample, classifier, whole_split_root):

@@ -139,7 +139,7 @@ def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch
         if guidance_scale != 1.0:
             extra["guidance_scale"] = guidance_scale
         if guidance_interval is not None:
-            extra["guidance_interval"] = tuple(guidance_interval)
+            extra["guidance_interval"] = guidance_interval
         images = pipeline(
             batch_size=n, generator=generator, num_inference_steps=num_inference_steps, output_type="pt", **extra
         ).images

@@ -57,6 +57,19 @@ def classifier_free_guidance(conditional, unconditional, guidance_scale):
     return unconditional + guidance_scale * (conditional - unconditional)
 
 
+def check_guidance_interval(guidance_interval, num_train_timesteps=None):
+    """Raise a ValueError unless `guidance_interval` is two ints (t_low, t_high), training timesteps with
+    0 <= t_low <= t_high (< num_train_timesteps when that is given)."""
+    ok = (isinstance(guidance_interval, (tuple, list)) and len(guidance_interval) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in guidance_interval)
+          and 0 <= guidance_interval[0] <= guidance_interval[1]
+          and (num_train_timesteps is None or guidance_interval[1] < num_train_timesteps))
+    if not ok:
+        bound = "" if num_train_timesteps is None else f" < {num_train_timesteps}"
+        raise ValueError(f"guidance_interval must be two ints (t_low, t_high) with 0 <= t_low <= t_high{bound} "
+                         f"(training timesteps), got {guidance_interval!r}.")
+
+
 class AnnotatedDDPMPipeline(DiffusionPipeline):
     """Unconditional (or class-conditional) image generation with a DDPM.
 
@@ -131,13 +144,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 "this U-Net has none, so use guidance_scale=1.0."
             )
         if guidance_interval is not None:
-            ok = (isinstance(guidance_interval, (tuple, list)) and len(guidance_interval) == 2
-                  and all(isinstance(v, int) and not isinstance(v, bool) for v in guidance_interval))
-            if not ok or not 0 <= guidance_interval[0] <= guidance_interval[1] < num_train_timesteps:
-                raise ValueError(
-                    f"guidance_interval must be two ints (t_low, t_high) with 0 <= t_low <= t_high < "
-                    f"{num_train_timesteps} (training timesteps), got {guidance_interval!r}."
-                )
+            check_guidance_interval(guidance_interval, num_train_timesteps)
 
     def _class_labels_tensor(self, class_labels, batch_size, device):
         """One label per image; None means the classes in turn, 0, 1, ..., K - 1, 0, 1, ..."""
