@@ -45,8 +45,8 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="dpmsolver", num_infe
     return to_grid(images)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m annotated_pipeline.sample", description=__doc__.split("\n\n")[0])
+def main(argv=None, prog="python -m annotated_pipeline.sample"):
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("pipeline", help="a saved pipeline folder or a Hub repo id")
     parser.add_argument("--num_images", type=int, default=16)
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="dpmsolver")

@@ -393,9 +393,9 @@ def format_report(report: dict, class_names=None) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> None:
+def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> None:
     parser = argparse.ArgumentParser(
-        prog="python -m annotated_pipeline.evaluation.evaluate",
+        prog=prog,
         description="Offline sample quality for a Fashion-MNIST diffusion pipeline (NOT an Inception FID).",
     )
     parser.add_argument("pipeline", help="saved AnnotatedDDPMPipeline folder or Hub repo id")

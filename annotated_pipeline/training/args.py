@@ -79,10 +79,10 @@ def float_or_none(text):
         raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
 
 
-def build_parser():
+def build_parser(prog="train_accelerate.py"):
     """The argument parser; `--help` lists every option with its default."""
     parser = argparse.ArgumentParser(
-        prog="train_accelerate.py",
+        prog=prog,
         description=(
             "Train an annotated DDPM (Ho et al. 2020) with Hugging Face Accelerate. Run it as "
             "`accelerate launch train_accelerate.py ...` (one or many processes, CPU or GPU) or as "
@@ -301,9 +301,9 @@ def validate_args(args):
     return args
 
 
-def parse_args(argv=None):
+def parse_args(argv=None, prog="train_accelerate.py"):
     """Parse and validate; argparse exits with status 2 on a malformed flag, TrainingConfigError otherwise."""
-    return validate_args(build_parser().parse_args(argv))
+    return validate_args(build_parser(prog).parse_args(argv))
 
 
 def args_for_model_card(args):

@@ -1,0 +1,49 @@
+"""The `annotated-pipeline` command: one entry point, a subcommand per task.
+
+    annotated-pipeline train --output_dir out --max_train_steps 200
+    annotated-pipeline sample pretrained/ddpm-fashion-mnist --output grid.png
+    annotated-pipeline evaluate pretrained/ddpm-fashion-mnist --num_samples 200
+
+Each subcommand is the `main(argv, prog)` of its own module, so `python -m <module>` runs the same code;
+`annotated-pipeline SUBCOMMAND --help` lists its options. A subcommand's `main` returns (or exits with)
+its status: 0 done, 2 a bad option or input (one line on stderr), 1 a failure after the work started.
+"""
+
+import importlib
+import sys
+
+# name -> (module whose main(argv, prog) runs it, one line for the overview)
+SUBCOMMANDS = {
+    "train": ("annotated_pipeline.train", "train a DDPM with Accelerate (Ho et al. 2020, Algorithm 1)"),
+    "sample": ("annotated_pipeline.sample", "sample a grid of images from a saved pipeline"),
+    "evaluate": ("annotated_pipeline.evaluation.evaluate", "offline Frechet distance of a Fashion-MNIST pipeline"),
+}
+
+
+def usage():
+    width = max(map(len, SUBCOMMANDS))
+    lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
+    return ("usage: annotated-pipeline SUBCOMMAND [options]   (annotated-pipeline SUBCOMMAND --help for its options)\n\n"
+            "subcommands:\n" + "\n".join(lines))
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage(), file=sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in SUBCOMMANDS:
+        print(f"annotated-pipeline: error: unknown subcommand {name!r} (choose from {', '.join(SUBCOMMANDS)})",
+              file=sys.stderr)
+        return 2
+    module = importlib.import_module(SUBCOMMANDS[name][0])
+    try:
+        status = module.main(rest, prog=f"annotated-pipeline {name}")
+    except SystemExit as exit_:  # argparse's own errors and --help
+        status = exit_.code
+    return 0 if status is None else status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
