@@ -26,33 +26,12 @@ from huggingface_hub import ModelCard
 from hub_server import LocalHub, hub_env
 from safetensors.torch import load_file
 
-from annotated_pipeline.training.checkpointing import list_checkpoints, prune_checkpoints, resolve_checkpoint
+from annotated_pipeline.training.checkpointing import list_checkpoints
 from annotated_pipeline import AnnotatedDDPMPipeline
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = str(REPO / "train_accelerate.py")
-EMBEDDED = REPO / "data" / "fashion-mnist-sample" / "train.parquet"
+from training_runs import ONE_PROCESS, REPO, TINY, launch, small_parquet
+
 SECRET = "hf_test_secret_do_not_write_0123456789"
-TINY = ["--resolution", "16", "--dim", "8", "--dim_mults", "1,2", "--ddpm_num_steps", "20",
-        "--ddpm_num_inference_steps", "5", "--eval_batch_size", "4", "--lr_warmup_steps", "2",
-        "--learning_rate", "1e-3"]
-
-
-def launch(launcher_args, script_args, hf_home, env=None, timeout=300):
-    """`python -m accelerate.commands.launch LAUNCHER_ARGS train_accelerate.py SCRIPT_ARGS`.
-
-    HF_HOME is a fresh folder, so no saved `accelerate config` (HF_HOME/accelerate/) is read: the
-    launcher arguments alone decide the setup.
-    """
-    env = dict(os.environ, HF_HUB_OFFLINE="1") if env is None else dict(env)
-    env["HF_HOME"] = str(hf_home)
-    env["CUDA_VISIBLE_DEVICES"] = ""  # CPU only, also on a machine with GPUs
-    cmd = [sys.executable, "-m", "accelerate.commands.launch", *launcher_args, SCRIPT, *script_args]
-    return subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
-
-
-ONE_PROCESS = ["--num_processes", "1", "--num_machines", "1", "--cpu", "--mixed_precision", "no",
-               "--dynamo_backend", "no"]
 
 
 def optimizer_steps(checkpoint):
@@ -64,11 +43,7 @@ def optimizer_steps(checkpoint):
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
     """12 Fashion-MNIST images (with labels 0..2) from the embedded sample, as one parquet file."""
-    folder = tmp_path_factory.mktemp("data")
-    ds = datasets.load_dataset("parquet", data_files=str(EMBEDDED), split="train")
-    keep = [i for i, label in enumerate(ds["label"]) if label < 3][:12]
-    ds.select(keep).to_parquet(str(folder / "train.parquet"))
-    return folder
+    return small_parquet(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +51,12 @@ def single(tmp_path_factory, data_dir):
     """One process, EMA, 4 optimizer steps, pushed to a local Hub server at the end."""
     root = tmp_path_factory.mktemp("single")
     with LocalHub(root / "hub") as hub:
-        env = hub_env(hub.endpoint, root / "hf_home", token=None)
+        env = hub_env(hub.endpoint, root / "hf_home", token=SECRET)  # the token travels in HF_TOKEN only
         result = launch(ONE_PROCESS, [
             "--train_data_dir", str(data_dir), "--output_dir", str(root / "out"), *TINY,
             "--train_batch_size", "4", "--max_train_steps", "4", "--checkpointing_steps", "2",
             "--use_ema", "--logger", "tensorboard",
-            "--push_to_hub", "--hub_model_id", "test-user/tiny-ddpm", "--hub_token", SECRET,
+            "--push_to_hub", "--hub_model_id", "test-user/tiny-ddpm",
         ], root / "hf_home", env=env)
         hub_files = hub.files("test-user/tiny-ddpm") if hub.repo_exists("test-user/tiny-ddpm") else {}
     return root / "out", result, hub_files
@@ -98,14 +73,14 @@ def resumed(tmp_path_factory, single, data_dir):
     down = LocalHub(root / "hub").start()
     endpoint = down.endpoint
     down.stop()  # connections to `endpoint` are now refused
-    env = hub_env(endpoint, root / "hf_home", token=None)
-    # --quiet: on failure accelerate's launcher would otherwise print its command line, token included.
-    result = launch(["--quiet", *ONE_PROCESS], [
+    env = hub_env(endpoint, root / "hf_home", token=SECRET)
+    # No --quiet: accelerate's launcher prints its command line when the run fails, and no token is on it.
+    result = launch(ONE_PROCESS, [
         "--train_data_dir", str(data_dir), "--output_dir", str(out), *TINY,
         "--train_batch_size", "4", "--max_train_steps", "4", "--checkpointing_steps", "2",
         "--use_ema", "--logger", "tensorboard", "--resume_from_checkpoint", "latest",
         "--checkpoints_total_limit", "1",
-        "--push_to_hub", "--hub_model_id", "test-user/tiny-ddpm", "--hub_token", SECRET,
+        "--push_to_hub", "--hub_model_id", "test-user/tiny-ddpm",
     ], root / "hf_home", env=env)
     return out, result
 
@@ -330,21 +305,6 @@ def test_bad_schedule_stops_before_training_without_traceback(tmp_path, data_dir
     assert "train_accelerate.py: error:" in result.stderr and "cosine_typo" in result.stderr
     assert "Traceback" not in result.stderr
     assert not list_checkpoints(out) and not (out / "logs").exists()
-
-
-def test_prune_keeps_the_newest_and_resolve_finds_latest(tmp_path):
-    for step in (10, 2, 300, 40):
-        (tmp_path / f"checkpoint-{step}").mkdir()
-    (tmp_path / "checkpoint-notanumber").mkdir()
-    assert resolve_checkpoint(str(tmp_path), "latest").endswith("checkpoint-300")
-    removed = prune_checkpoints(str(tmp_path), total_limit=2)  # room for one more: keep the newest 1
-    assert sorted(Path(p).name for p in removed) == ["checkpoint-10", "checkpoint-2", "checkpoint-40"]
-    assert [Path(p).name for p in list_checkpoints(str(tmp_path))] == ["checkpoint-300"]
-    assert resolve_checkpoint(str(tmp_path / "empty"), "latest") is None
-    with pytest.raises(ValueError, match="no such folder"):
-        resolve_checkpoint(str(tmp_path), "checkpoint-7")
-    with pytest.raises(ValueError, match="not a checkpoint folder"):
-        resolve_checkpoint(str(tmp_path), str(tmp_path / "checkpoint-notanumber"))
 
 
 def test_pushed_run_loads_by_repo_id_without_the_package(single):

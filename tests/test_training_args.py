@@ -35,7 +35,8 @@ resume_from_checkpoint output_dir logging_dir logger save_images_epochs save_mod
 hub_model_id hub_token hub_private_repo seed ddpm_num_steps ddpm_num_inference_steps ddpm_beta_schedule
 prediction_type
 """.split()
-OUR_FLAGS = "timestep_spacing loss_type dim dim_mults block_type linear_attention_levels label_column num_channels".split()
+OUR_FLAGS = ("timestep_spacing loss_type dim dim_mults block_type linear_attention_levels label_column num_channels "
+             "accept_changed_args ddp_timeout").split()
 
 
 def test_every_flag_exists_and_has_help():
@@ -119,8 +120,11 @@ def test_wandb_logger_needs_wandb():
         assert parse_args(["--logger", "wandb"]).logger == "wandb"
 
 
-def test_model_card_args_drop_the_token():
-    args = parse_args(["--logger", "none", "--hub_token", "hf_secret", "--dim_mults", "1,2"])
+def test_hub_token_on_the_command_line_is_refused_and_never_reaches_the_card():
+    with pytest.raises(TrainingConfigError, match="--hub_token is refused.*HF_TOKEN"):
+        parse_args(["--logger", "none", "--hub_token", "hf_secret"])
+    args = parse_args(["--logger", "none", "--dim_mults", "1,2"])
+    args.hub_token = "hf_secret"  # set by a caller of the library
     card_args = args_for_model_card(args)
     assert "hub_token" not in card_args and "hf_secret" not in str(card_args)
     assert card_args["dim_mults"] == [1, 2]

@@ -17,6 +17,8 @@ status 2, the way argparse reports a bad flag, instead of a traceback.
 
 import argparse
 import importlib.util
+import math
+import os
 
 LOGGERS = ("tensorboard", "wandb", "none")
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -69,14 +71,25 @@ def parse_linear_attention_levels(text):
     return levels
 
 
+def finite_float(text):
+    """A finite float: argparse's `float` also takes 'nan' and 'inf', which no numeric flag here can use."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
 def float_or_none(text):
-    """A float, or None for 'none' / 'off' (any case): for flags whose default is 'not used'."""
+    """A finite float, or None for 'none' / 'off' (any case): for flags whose default is 'not used'."""
     if text.strip().lower() in ("none", "off"):
         return None
     try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+        return finite_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a finite number or 'none', got {text!r}") from None
 
 
 def build_parser(prog="train_accelerate.py"):
@@ -105,7 +118,7 @@ def build_parser(prog="train_accelerate.py"):
     data.add_argument("--label_column", type=str, default=None,
                       help="A column of integer class labels. When given, the model is class-conditional "
                            "and the number of classes is read from the data.")
-    data.add_argument("--class_dropout_prob", type=float, default=0.0,
+    data.add_argument("--class_dropout_prob", type=finite_float, default=0.0,
                       help="With --label_column: replace each label by 'no class' with this probability, "
                            "so that the model also learns eps_theta(x_t, t) without a class and can be "
                            "sampled with classifier-free guidance (Ho & Salimans 2022 use 0.1-0.2). "
@@ -168,7 +181,7 @@ def build_parser(prog="train_accelerate.py"):
                      help="Total optimizer steps; overrides --num_epochs.")
     opt.add_argument("--gradient_accumulation_steps", type=int, default=1,
                      help="Batches whose gradients are summed before each optimizer step.")
-    opt.add_argument("--learning_rate", type=float, default=1e-4,
+    opt.add_argument("--learning_rate", type=finite_float, default=1e-4,
                      help="Peak learning rate (after warmup).")
     opt.add_argument("--lr_scheduler", type=str, default="cosine", choices=LR_SCHEDULERS,
                      help="Learning-rate schedule (diffusers.optimization.get_scheduler).")
@@ -183,11 +196,11 @@ def build_parser(prog="train_accelerate.py"):
                      help="With --lr_scheduler warmup_stable_decay: the last optimizer steps of the horizon "
                           "(--lr_decay_steps, else the run), over which the rate falls linearly to 0; before "
                           "them it stays at its peak.")
-    opt.add_argument("--adam_beta1", type=float, default=0.95, help="AdamW beta1.")
-    opt.add_argument("--adam_beta2", type=float, default=0.999, help="AdamW beta2.")
-    opt.add_argument("--adam_weight_decay", type=float, default=1e-6, help="AdamW weight decay.")
-    opt.add_argument("--adam_epsilon", type=float, default=1e-8, help="AdamW epsilon.")
-    opt.add_argument("--max_grad_norm", type=float, default=1.0,
+    opt.add_argument("--adam_beta1", type=finite_float, default=0.95, help="AdamW beta1.")
+    opt.add_argument("--adam_beta2", type=finite_float, default=0.999, help="AdamW beta2.")
+    opt.add_argument("--adam_weight_decay", type=finite_float, default=1e-6, help="AdamW weight decay.")
+    opt.add_argument("--adam_epsilon", type=finite_float, default=1e-8, help="AdamW epsilon.")
+    opt.add_argument("--max_grad_norm", type=finite_float, default=1.0,
                      help="Gradients are clipped to this global norm before each optimizer step.")
     opt.add_argument("--mixed_precision", type=str, default=None, choices=MIXED_PRECISION,
                      help="Mixed precision (bf16 works on CPU; fp16 needs a GPU). Default: whatever "
@@ -198,11 +211,11 @@ def build_parser(prog="train_accelerate.py"):
     ema = parser.add_argument_group("exponential moving average of the weights")
     ema.add_argument("--use_ema", action="store_true",
                      help="Keep an EMA of the weights; samples and the saved pipeline use it.")
-    ema.add_argument("--ema_max_decay", type=float, default=0.9999,
+    ema.add_argument("--ema_max_decay", type=finite_float, default=0.9999,
                      help="The EMA decay never exceeds this.")
-    ema.add_argument("--ema_inv_gamma", type=float, default=1.0,
+    ema.add_argument("--ema_inv_gamma", type=finite_float, default=1.0,
                      help="EMA warmup: decay = 1 - (1 + step / inv_gamma) ** -power.")
-    ema.add_argument("--ema_power", type=float, default=3 / 4,
+    ema.add_argument("--ema_power", type=finite_float, default=3 / 4,
                      help="EMA warmup power (see --ema_inv_gamma).")
 
     out = parser.add_argument_group("outputs, logging and checkpoints")
@@ -221,7 +234,14 @@ def build_parser(prog="train_accelerate.py"):
     out.add_argument("--checkpoints_total_limit", type=int, default=None,
                      help="Keep only the newest this many checkpoints.")
     out.add_argument("--resume_from_checkpoint", type=str, default=None,
-                     help='Resume from a checkpoint folder, or "latest" for the newest in --output_dir.')
+                     help='Resume from a checkpoint folder, or "latest" for the newest complete one in --output_dir.')
+    out.add_argument("--accept_changed_args", action="store_true",
+                     help="Resume even if arguments that shape the run (learning rate, model, schedule, "
+                          "objective, data...) differ from the checkpoint's; the new values are used and the "
+                          "model card lists the changes. Without it such a resume is refused.")
+    out.add_argument("--ddp_timeout", type=int, default=600,
+                     help="Seconds a process waits for the others in a collective operation before the run "
+                          "stops with an error naming its rank (a peer that died or stopped responding).")
 
     hub = parser.add_argument_group("Hugging Face Hub")
     hub.add_argument("--push_to_hub", action="store_true",
@@ -229,9 +249,9 @@ def build_parser(prog="train_accelerate.py"):
     hub.add_argument("--hub_model_id", type=str, default=None,
                      help='The Hub repository, "user/name"; required with --push_to_hub.')
     hub.add_argument("--hub_token", type=str, default=None,
-                     help="Hub token (default: HF_TOKEN or the one `hf auth login` stored, which is safer: "
-                          "a token on the command line shows in process lists, and `accelerate launch` "
-                          "prints its command line when a run fails). Never written to a file or log.")
+                     help="Refused: a token on the command line shows in process lists, and `accelerate "
+                          "launch` prints its command line when a run fails. The push reads HF_TOKEN or the "
+                          "token `hf auth login` stored.")
     hub.add_argument("--hub_private_repo", action="store_true",
                      help="Create the Hub repository as private.")
     return parser
@@ -249,7 +269,20 @@ def validate_args(args):
     _positive(args, ["resolution", "train_batch_size", "eval_batch_size", "num_epochs", "max_train_steps",
                      "gradient_accumulation_steps", "dim", "ddpm_num_steps", "ddpm_num_inference_steps",
                      "save_images_epochs", "save_model_epochs", "checkpointing_steps",
-                     "checkpoints_total_limit"])
+                     "checkpoints_total_limit", "ddp_timeout"])
+    if args.hub_token is not None:
+        raise TrainingConfigError(
+            "--hub_token is refused: a token on the command line shows in process lists, and `accelerate launch` "
+            "prints its command line when a run fails. Set HF_TOKEN in the environment or run `hf auth login`"
+        )
+    for name in ("adam_epsilon", "max_grad_norm", "ema_inv_gamma", "ema_power"):
+        if not getattr(args, name) > 0:
+            raise TrainingConfigError(f"--{name} must be > 0; got {getattr(args, name)}")
+    for name in ("adam_beta1", "adam_beta2"):
+        if not 0.0 <= getattr(args, name) < 1.0:
+            raise TrainingConfigError(f"--{name} must lie in [0, 1); got {getattr(args, name)}")
+    if args.adam_weight_decay < 0:
+        raise TrainingConfigError(f"--adam_weight_decay must be >= 0; got {args.adam_weight_decay}")
     if args.dataloader_num_workers < 0:
         raise TrainingConfigError(f"--dataloader_num_workers must be >= 0; got {args.dataloader_num_workers}")
     if args.lr_warmup_steps < 0:
@@ -290,6 +323,8 @@ def validate_args(args):
             f"--ddpm_num_inference_steps ({args.ddpm_num_inference_steps}) cannot exceed "
             f"--ddpm_num_steps ({args.ddpm_num_steps})"
         )
+    if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
+        raise TrainingConfigError(f"--output_dir {args.output_dir!r} is a file, not a folder")
     if args.push_to_hub and not args.hub_model_id:
         raise TrainingConfigError('--push_to_hub needs --hub_model_id (the Hub repository, "user/name")')
     if args.logger == "wandb" and importlib.util.find_spec("wandb") is None:

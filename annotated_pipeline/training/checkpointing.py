@@ -8,18 +8,37 @@ A checkpoint holds everything needed to continue a run as if it had never stoppe
     custom_checkpoint_0.pkl    the generator that draws t and eps (loop.NoiseGenerator)
     custom_checkpoint_1.pkl    the EMA of the weights, with --use_ema
     random_states_{rank}.pkl   every process's global RNG state (random crops and flips)
+    training_args.json         the arguments the run was trained with, and any change accepted on resume
 
 The global step (number of optimizer steps taken) is the number in the folder's name, as in
 diffusers' training examples. The data position follows from it: the loop skips the batches of
 the current epoch that were already used (`accelerator.skip_first_batches`).
+
+A checkpoint is written atomically: into the hidden sibling `.checkpoint-{step}.incomplete`, which is
+renamed to `checkpoint-{step}` only once every process has finished writing, and older checkpoints are
+pruned only after that. A run killed while writing, or one whose disk fills up, therefore leaves the
+previous checkpoint as it was, and `latest` never picks a half-written folder.
 """
 
+import errno
+import json
+import logging
 import os
 import re
 import shutil
 
 CHECKPOINT_PREFIX = "checkpoint-"
+TRAINING_ARGS_FILE = "training_args.json"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
+# What every complete checkpoint holds, whatever the run's options (one of the weight files).
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+_REQUIRED_FILES = ("optimizer.bin", "scheduler.bin", "random_states_0.pkl")
+
+logger = logging.getLogger(__name__)
+
+
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (disk full, permissions, ...); the previous one is intact."""
 
 
 def checkpoint_step(path):
@@ -28,6 +47,15 @@ def checkpoint_step(path):
     if match is None:
         raise ValueError(f"{path!r} is not a checkpoint folder (expected a name like checkpoint-500)")
     return int(match.group(1))
+
+
+def missing_files(path):
+    """The files a complete checkpoint has and `path` lacks ([] for a complete one)."""
+    present = set(os.listdir(path))
+    missing = [name for name in _REQUIRED_FILES if name not in present]
+    if not present.intersection(_WEIGHT_FILES):
+        missing.insert(0, _WEIGHT_FILES[0])
+    return missing
 
 
 def list_checkpoints(output_dir):
@@ -40,50 +68,118 @@ def list_checkpoints(output_dir):
 
 
 def resolve_checkpoint(output_dir, resume_from_checkpoint):
-    """The folder to resume from: the newest in `output_dir` for "latest", else the given path.
+    """The folder to resume from: the newest complete one in `output_dir` for "latest", else the given path.
 
-    Returns None for "latest" when `output_dir` holds no checkpoint yet (a fresh run starts), and
-    raises ValueError for an explicit path that is not a checkpoint folder.
+    "latest" skips (and names, in a warning) incomplete folders, and returns None when `output_dir` holds
+    no complete checkpoint (a fresh run starts). An explicit path that is not a complete checkpoint
+    folder raises ValueError naming what it lacks.
     """
     if resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(output_dir)
-        return checkpoints[-1] if checkpoints else None
+        for path in reversed(list_checkpoints(output_dir)):
+            missing = missing_files(path)
+            if not missing:
+                return path
+            logger.warning(f"--resume_from_checkpoint latest: skipping {path}, which is incomplete "
+                           f"(no {', '.join(missing)})")
+        return None
     path = resume_from_checkpoint
     if not os.path.isdir(path) and os.path.isdir(os.path.join(output_dir, path)):
         path = os.path.join(output_dir, path)  # a bare name such as "checkpoint-500"
     if not os.path.isdir(path):
         raise ValueError(f"--resume_from_checkpoint {resume_from_checkpoint!r}: no such folder")
     checkpoint_step(path)  # raises for a folder that is not named checkpoint-STEP
+    missing = missing_files(path)
+    if missing:
+        raise ValueError(f"--resume_from_checkpoint {path}: not a complete checkpoint (it has no {', '.join(missing)}); "
+                         "resume from another one, or --resume_from_checkpoint latest for the newest complete one")
     return path
 
 
 def prune_checkpoints(output_dir, total_limit):
-    """Delete the oldest checkpoints so that, after the next one is saved, at most `total_limit` remain.
+    """Delete the oldest checkpoints so that at most `total_limit` remain; returns the deleted folders.
 
-    Pruning happens before saving (as diffusers' examples do), so the disk never holds more than
-    `total_limit` checkpoints. Returns the deleted folders.
+    Called after a new checkpoint is complete, so a failed save never costs the previous one.
     """
     if total_limit is None:
         return []
     checkpoints = list_checkpoints(output_dir)
-    excess = len(checkpoints) - (total_limit - 1)
-    removed = checkpoints[:max(excess, 0)]
+    removed = checkpoints[:max(len(checkpoints) - total_limit, 0)]
     for folder in removed:
         shutil.rmtree(folder)
     return removed
 
 
-def save_checkpoint(accelerator, output_dir, global_step, total_limit=None):
-    """Prune (main process), then save the full training state on every process.
+def read_training_args(path):
+    """The record `save_checkpoint` wrote into a checkpoint: {"args": {...}, "changes": [...]}, or None."""
+    file = os.path.join(path, TRAINING_ARGS_FILE)
+    if not os.path.isfile(file):
+        return None
+    with open(file, encoding="utf-8") as f:
+        return json.load(f)
 
-    Every process calls `save_state`: accelerate writes the weights, optimizer and EMA once (main
-    process) and one RNG-state file per process.
+
+def _is_disk_full(error, output_dir):
+    """True when `error` (or one it came from) says the device is full, or when less than 1 MiB is left
+    on it while the failed write still occupies its space: torch reports a full disk only as an
+    "iostream error" or "file write failed"."""
+    if shutil.disk_usage(output_dir).free < 2**20:
+        return True
+    while error is not None:
+        text = str(error)
+        if (isinstance(error, OSError) and error.errno == errno.ENOSPC) or "No space left" in text or "StorageFull" in text:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def _write_failure(error, output_dir, name):
+    """A CheckpointWriteError that says what happened, where, and what is still there (call it before
+    the half-written folder is removed, so that a full disk is still full)."""
+    previous = [os.path.basename(p) for p in list_checkpoints(output_dir)]
+    intact = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
+    if _is_disk_full(error, output_dir):
+        free = shutil.disk_usage(output_dir).free / 2**20
+        cause = f"no space left on the device that holds {output_dir} ({free:.1f} MiB free)"
+    else:
+        cause = f"{type(error).__name__}: {' '.join(str(error).splitlines()[:2])}"
+    return CheckpointWriteError(f"could not write {name} in {output_dir}: {cause}; {intact} "
+                                "(resume with --resume_from_checkpoint latest once the cause is fixed)")
+
+
+def save_checkpoint(accelerator, output_dir, global_step, total_limit=None, training_args=None):
+    """Save the full training state on every process, atomically, then prune; returns (path, removed).
+
+    Every process calls `save_state` (accelerate writes the weights, optimizer and EMA once, on the main
+    process, and one RNG-state file per process) into `.checkpoint-{step}.incomplete`; the main process
+    adds `training_args` (a JSON-able record, see `read_training_args`), renames the folder into place,
+    and only then deletes the oldest checkpoints beyond `total_limit`. Raises CheckpointWriteError.
     """
-    removed = []
-    if accelerator.is_main_process:
-        removed = prune_checkpoints(output_dir, total_limit)
+    name = f"{CHECKPOINT_PREFIX}{global_step}"
+    path = os.path.join(output_dir, name)
+    incomplete = os.path.join(output_dir, f".{name}.incomplete")
+    if accelerator.is_main_process and os.path.exists(incomplete):
+        shutil.rmtree(incomplete)  # left behind by a run that was killed while writing it
     accelerator.wait_for_everyone()
-    path = os.path.join(output_dir, f"{CHECKPOINT_PREFIX}{global_step}")
-    accelerator.save_state(path)
+    removed = []
+    try:
+        accelerator.save_state(incomplete)
+        if accelerator.is_main_process and training_args is not None:
+            with open(os.path.join(incomplete, TRAINING_ARGS_FILE), "w", encoding="utf-8") as f:
+                json.dump(training_args, f, indent=2, sort_keys=True)
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            if os.path.isdir(path):  # a checkpoint of the same step from an earlier attempt: replace it
+                stale = os.path.join(output_dir, f".{name}.replaced")
+                os.replace(path, stale)
+                os.replace(incomplete, path)
+                shutil.rmtree(stale)
+            else:
+                os.replace(incomplete, path)
+            removed = prune_checkpoints(output_dir, total_limit)
+    except Exception as error:
+        failure = _write_failure(error, output_dir, name)
+        if accelerator.is_main_process:
+            shutil.rmtree(incomplete, ignore_errors=True)
+        raise failure from error
     accelerator.wait_for_everyone()
     return path, removed

@@ -27,15 +27,18 @@ import logging
 import math
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.logging import get_logger
-from accelerate.utils import ProjectConfiguration, set_seed
+from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
-from .args import TrainingConfigError
-from .checkpointing import checkpoint_step, resolve_checkpoint, save_checkpoint
+from .args import TrainingConfigError, args_for_model_card
+from .checkpointing import checkpoint_step, read_training_args, resolve_checkpoint, save_checkpoint
+from .safeguards import (changed_args, check_finite, check_output_dir, describe_changes,
+                         refuse_non_finite_weights)
 from .sampling import draw_samples, ema_weights, log_samples, make_pipeline, save_output_folder
 
 logger = get_logger(__name__)
@@ -67,6 +70,8 @@ def make_accelerator(args):
         log_with=None if args.logger == "none" else args.logger,
         project_config=project_config,
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=args.seed),
+        # A collective that waits longer than this (a peer died or stopped) raises instead of hanging.
+        kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=args.ddp_timeout))],
     )
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > accelerator.num_processes:
@@ -129,14 +134,24 @@ def build_unet(args, channels, num_classes):
 
 
 def count_classes(dataset, label_column):
-    """K for class-conditional training: from a `ClassLabel` feature, else max(label) + 1."""
+    """K for class-conditional training: from a `ClassLabel` feature, else max(label) + 1.
+
+    Every label must lie in 0..K-1; a `ClassLabel` column may hold -1 ("no label" in `datasets`), which
+    is refused here rather than at the first batch that contains one."""
     feature = dataset.features[label_column]
     num_classes = getattr(feature, "num_classes", None)
+    labels = dataset[label_column]
+    if not all(isinstance(label, int) and not isinstance(label, bool) for label in labels):
+        raise TrainingConfigError(f"--label_column {label_column!r} must hold integer class labels")
     if num_classes is None:
-        labels = dataset[label_column]
-        if not all(isinstance(label, int) and label >= 0 for label in labels):
-            raise TrainingConfigError(f"--label_column {label_column!r} must hold non-negative integer labels")
         num_classes = max(labels) + 1
+    out_of_range = [label for label in labels if not 0 <= label < num_classes]
+    if out_of_range:
+        raise TrainingConfigError(
+            f"--label_column {label_column!r}: {len(out_of_range)} of {len(labels)} labels lie outside 0..{num_classes - 1} "
+            f"(e.g. {out_of_range[0]}; -1 means 'no label' in `datasets`): drop those examples first, e.g. "
+            f"dataset.filter(lambda example: example[{label_column!r}] >= 0)"
+        )
     return int(num_classes)
 
 
@@ -370,8 +385,9 @@ def resume_global_step(args, accelerator):
     except ValueError as error:
         raise TrainingConfigError(str(error)) from None
     if path is None:
-        logger.info(f"--resume_from_checkpoint latest: no checkpoint in {args.output_dir} yet, starting fresh")
+        logger.info(f"--resume_from_checkpoint latest: no complete checkpoint in {args.output_dir} yet, starting fresh")
         return 0
+    check_resumed_args(args, path)
     try:
         accelerator.load_state(path)
     except (FileNotFoundError, RuntimeError, KeyError, ValueError) as error:
@@ -383,6 +399,44 @@ def resume_global_step(args, accelerator):
     global_step = checkpoint_step(path)
     logger.info(f"Resumed from {os.path.basename(path)} at global step {global_step}")
     return global_step
+
+
+def check_resumed_args(args, path):
+    """Refuse to resume from a checkpoint trained with other arguments (another run's, or a changed
+    objective, schedule or rate), unless --accept_changed_args; then the changes are recorded in
+    `args.resumed_with_changes`, which later checkpoints and the model card carry."""
+    record = read_training_args(path)
+    if record is None:
+        logger.warning(f"{path} records no training arguments (written by an older version), so they cannot "
+                       "be compared with this run's")
+        return
+    history = list(record["args"].get("resumed_with_changes") or [])
+    changes = changed_args(record["args"], args_for_model_card(args))
+    if changes and not args.accept_changed_args:
+        raise TrainingConfigError(
+            f"{path} was trained with other arguments: {describe_changes(changes)} (checkpoint -> now). Resume "
+            "with the checkpoint's arguments, pass --accept_changed_args to go on with the new ones, or start a "
+            "new run in another --output_dir"
+        )
+    if changes:
+        logger.warning(f"Resuming {path} with changed arguments (--accept_changed_args): {describe_changes(changes)}")
+        history.append(f"at step {checkpoint_step(path)}: {describe_changes(changes)}")
+    if history:
+        args.resumed_with_changes = history
+
+
+def apply_new_learning_rate(args, state):
+    """After `load_state` the optimizer and LR schedule carry the checkpoint's peak rate; when
+    --learning_rate was changed (and accepted), scale both so that the schedule goes on with the new peak."""
+    schedule = getattr(state.lr_scheduler, "scheduler", state.lr_scheduler)  # accelerate wraps it
+    ratio = args.learning_rate / schedule.base_lrs[0]
+    if ratio == 1.0:
+        return
+    schedule.base_lrs = [lr * ratio for lr in schedule.base_lrs]
+    for group in state.optimizer.param_groups:
+        group["lr"] *= ratio
+        if "initial_lr" in group:
+            group["initial_lr"] *= ratio
 
 
 def tracker_config(args):
@@ -422,6 +476,7 @@ def end_of_epoch(args, accelerator, state, epoch, global_step, last):
         unet = accelerator.unwrap_model(state.model)
         unet.eval()
         with ema_weights(unet, state.ema):
+            refuse_non_finite_weights(unet, global_step, args.output_dir, "the pipeline or a sample grid")
             pipeline = make_pipeline(unet, state.noise_scheduler)
             images = draw_samples(pipeline, args.eval_batch_size, args.ddpm_num_inference_steps, args.seed,
                                   state.num_classes)
@@ -454,11 +509,15 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
                                  state.noise_generator.generator, conditional=state.num_classes is not None,
                                  snr_gamma=args.snr_gamma, class_dropout_prob=args.class_dropout_prob,
                                  num_classes=state.num_classes)
-            loss_sum += accelerator.reduce(loss.detach(), reduction="mean").item()  # mean over processes
+            batch_loss = accelerator.reduce(loss.detach(), reduction="mean").item()  # mean over processes
+            check_finite(global_step + 1, args.output_dir, loss=batch_loss)
+            loss_sum += batch_loss
             num_batches += 1
             accelerator.backward(loss)
             if accelerator.sync_gradients:
-                accelerator.clip_grad_norm_(state.model.parameters(), args.max_grad_norm)
+                grad_norm = accelerator.clip_grad_norm_(state.model.parameters(), args.max_grad_norm)
+                if accelerator.mixed_precision != "fp16":  # fp16's loss scaler skips inf steps by design
+                    check_finite(global_step + 1, args.output_dir, grad_norm=float(grad_norm))
             state.optimizer.step()
             state.lr_scheduler.step()
             state.optimizer.zero_grad(set_to_none=True)
@@ -482,7 +541,9 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
         accelerator.log(logs, step=global_step)
 
         if global_step % args.checkpointing_steps == 0:
-            path, removed = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit)
+            refuse_non_finite_weights(state.model, global_step, args.output_dir, f"checkpoint-{global_step}")
+            path, removed = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit,
+                                            training_args={"args": args_for_model_card(args)})
             for folder in removed:
                 logger.info(f"Removed old checkpoint {folder}")
             logger.info(f"Saved checkpoint {path}")
@@ -492,7 +553,10 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
 
 
 def setup(args, accelerator):
-    """Build and check everything (data, schedule, model) before training; TrainingConfigError if impossible."""
+    """Build and check everything (output folder, data, schedule, model) before training;
+    TrainingConfigError if impossible."""
+    if accelerator.is_main_process:
+        check_output_dir(args.output_dir)
     noise_scheduler = build_noise_scheduler(args)
     dataset, channels, num_classes = load_data(args, accelerator)
     model = build_unet(args, channels, num_classes)
@@ -529,12 +593,11 @@ def main(args):
     state = TrainingState(model, optimizer, lr_scheduler, dataloader, noise_scheduler, ema, noise_generator,
                           num_classes)
 
-    if accelerator.is_main_process:
-        os.makedirs(args.output_dir, exist_ok=True)
-        if args.logger != "none":
-            accelerator.init_trackers("train_accelerate", config=tracker_config(args))
+    if accelerator.is_main_process and args.logger != "none":
+        accelerator.init_trackers("train_accelerate", config=tracker_config(args))
 
     global_step = resume_global_step(args, accelerator)
+    apply_new_learning_rate(args, state)
     if ema is not None:
         ema.to(accelerator.device)  # load_state puts the EMA weights on the CPU
     log_run_header(args, dataset, plan, accelerator, global_step)
@@ -543,16 +606,18 @@ def main(args):
                         disable=not accelerator.is_local_main_process)
     model.train()
     first_epoch = global_step // plan.update_steps_per_epoch
-    if global_step >= plan.max_train_steps:  # resumed from the last checkpoint of a finished run
-        end_of_epoch(args, accelerator, state, first_epoch, global_step, last=True)
-    else:
-        for epoch in range(first_epoch, plan.num_epochs):
-            global_step = run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar)
-            last = global_step >= plan.max_train_steps
-            end_of_epoch(args, accelerator, state, epoch, global_step, last)
-            if last:
-                break
-    progress_bar.close()
+    try:
+        if global_step >= plan.max_train_steps:  # resumed from the last checkpoint of a finished run
+            end_of_epoch(args, accelerator, state, first_epoch, global_step, last=True)
+        else:
+            for epoch in range(first_epoch, plan.num_epochs):
+                global_step = run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar)
+                last = global_step >= plan.max_train_steps
+                end_of_epoch(args, accelerator, state, epoch, global_step, last)
+                if last:
+                    break
+    finally:
+        progress_bar.close()  # before any error message, so that the message is the last line
     logger.info(f"Finished training: {global_step} optimizer steps")
     accelerator.end_training()
 
@@ -568,19 +633,21 @@ class HubPushError(RuntimeError):
 def push_output_dir(args):
     """Upload --output_dir (pipeline, samples.png, README.md) to --hub_model_id, after the local save.
 
-    A failure becomes a HubPushError whose message never contains the token.
+    The token comes from HF_TOKEN or the login cache. A failure becomes a HubPushError whose message
+    never contains the token.
     """
     from ..hub import push_folder_to_hub
 
     try:
         url = push_folder_to_hub(
-            args.output_dir, args.hub_model_id, token=args.hub_token, private=args.hub_private_repo,
+            args.output_dir, args.hub_model_id, private=args.hub_private_repo,
             commit_message="Upload DDPM trained with train_accelerate.py",
         )
     except Exception as error:  # any failure: network, auth, repo; report it without a traceback
         message = f"{type(error).__name__}: {error}"
-        if args.hub_token:
-            message = message.replace(args.hub_token, "***")
+        token = os.environ.get("HF_TOKEN")
+        if token:
+            message = message.replace(token, "***")
         raise HubPushError(
             f"push to the Hub repo {args.hub_model_id} failed: {message} "
             f"(the trained pipeline stays in {args.output_dir})"
