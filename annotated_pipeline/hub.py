@@ -247,6 +247,7 @@ def push_folder_to_hub(
     private: bool = False,
     commit_message: str = "Upload DDPM pipeline with annotated-pipeline",
     card_kwargs: dict | None = None,
+    folder_is_temporary: bool = False,
 ):
     """Upload the saved pipeline in `folder` to the Hub repo `repo_id`, in one commit.
 
@@ -260,7 +261,8 @@ def push_folder_to_hub(
     Returns huggingface_hub's `CommitInfo` (a str: the commit URL; `.oid` is the commit sha).
     Raises `HubUnavailableError` if the endpoint cannot be reached, after step 1, with every file
     in `folder` intact; huggingface_hub's own errors otherwise (`HFValidationError` for a malformed
-    repo id, `HfHubHTTPError` for a refused token, ...).
+    repo id, `HfHubHTTPError` for a refused token, ...). With `folder_is_temporary` (a folder the
+    caller is about to delete) the message says so instead of offering the folder for a later push.
     """
     from huggingface_hub import create_repo, get_token, upload_folder
     from huggingface_hub.errors import HfHubHTTPError
@@ -296,16 +298,20 @@ def push_folder_to_hub(
         status = getattr(getattr(error, "response", None), "status_code", None)
         if status is None or status < 500:
             raise
-        raise HubUnavailableError(_unavailable_message(folder, repo_id, f"HTTP {status}")) from error
+        raise HubUnavailableError(_unavailable_message(folder, repo_id, f"HTTP {status}", folder_is_temporary)) from error
     except _unavailable_error_types() as error:
-        raise HubUnavailableError(_unavailable_message(folder, repo_id, type(error).__name__)) from error
+        raise HubUnavailableError(_unavailable_message(folder, repo_id, type(error).__name__, folder_is_temporary)) from error
 
 
-def _unavailable_message(folder: Path, repo_id: str, cause: str) -> str:
+def _unavailable_message(folder: Path, repo_id: str, cause: str, folder_is_temporary: bool = False) -> str:
     from huggingface_hub import constants
 
+    unreachable = f"the endpoint {constants.ENDPOINT} is unreachable or failing ({cause})"
+    if folder_is_temporary:
+        return (f"Could not push the pipeline to the Hub repo '{repo_id}': {unreachable}. Nothing was uploaded and "
+                f"nothing was kept on disk: call push_to_hub({repo_id!r}) again later, or save_pretrained(folder) "
+                f"now and push that folder later with push_folder_to_hub(folder, {repo_id!r}).")
     return (
-        f"Could not push {folder} to the Hub repo '{repo_id}': the endpoint {constants.ENDPOINT} is "
-        f"unreachable or failing ({cause}). The local folder {folder} is intact; push it again later "
-        f"with push_folder_to_hub({str(folder)!r}, {repo_id!r})."
+        f"Could not push {folder} to the Hub repo '{repo_id}': {unreachable}. The local folder {folder} is intact; "
+        f"push it again later with push_folder_to_hub({str(folder)!r}, {repo_id!r})."
     )

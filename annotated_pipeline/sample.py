@@ -11,10 +11,12 @@ whole test split at N = 1000; benchmarks/RESULTS.md, "Guidance limited to an int
 """
 
 import argparse
+import sys
 import time
 
 import torch
 
+from .errors import run_reporting
 from .evaluation.evaluate import SCHEDULERS, set_scheduler
 from .pipeline import AnnotatedDDPMPipeline
 from .training.sampling import to_grid
@@ -60,7 +62,10 @@ def main(argv=None, prog="python -m annotated_pipeline.sample"):
     parser.add_argument("--output", default="samples-grid.png")
     parser.add_argument("--scale", type=int, default=4, help="enlarge the grid this many times (nearest neighbour)")
     args = parser.parse_args(argv)
+    return run_reporting(prog, lambda: _run(args))
 
+
+def _run(args):
     start = time.perf_counter()
     grid = sample_grid(args.pipeline, args.num_images, args.scheduler, args.num_inference_steps, args.seed, args.bf16,
                        args.guidance_scale, args.guidance_interval)
@@ -74,4 +79,4 @@ def main(argv=None, prog="python -m annotated_pipeline.sample"):
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

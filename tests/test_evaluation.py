@@ -463,3 +463,37 @@ def test_evaluate_command_runs_end_to_end(tmp_path, reference_root, capsys):
     chosen = json.loads((tmp_path / "c.json").read_text())
     assert chosen["num_reference"] == 8 and chosen["reference_is_whole_split"] is False
     assert chosen["frechet_distance"] != reports[0]["frechet_distance"]
+
+
+def test_a_broken_pipeline_stops_at_its_first_batch(classifier, reference_root):
+    """NaN weights: evaluate stops at batch 1 with one message, before sampling the rest."""
+    from annotated_pipeline.pipeline import NonFiniteSampleError
+
+    for pipe in (tiny_pipeline(), annotated_tiny_pipeline()):  # diffusers' DDPMPipeline, and ours
+        with torch.no_grad():
+            next(pipe.unet.parameters()).fill_(float("nan"))
+        calls = []
+        original = type(pipe).__call__
+        type(pipe).__call__ = lambda self, *a, **k: calls.append(1) or original(self, *a, **k)
+        try:
+            with pytest.raises(NonFiniteSampleError, match="NaN or inf"):
+                evaluate(pipe, num_samples=12, scheduler="ddim", num_inference_steps=2, batch_size=4,
+                         data_root=reference_root, classifier=classifier)
+        finally:
+            type(pipe).__call__ = original
+        assert calls == [1]
+
+
+def test_the_shipped_classifier_is_checked_against_its_recorded_hash(tmp_path):
+    import shutil
+
+    from annotated_pipeline.evaluation.classifier import DEFAULT_WEIGHTS_DIR, WEIGHTS_FILE, load_default_classifier
+
+    tampered = tmp_path / "weights"
+    shutil.copytree(DEFAULT_WEIGHTS_DIR, tampered)
+    load_default_classifier(weights_dir=tampered)  # an exact copy loads
+    data = bytearray((tampered / WEIGHTS_FILE).read_bytes())
+    data[-1] ^= 1  # one bit of one weight
+    (tampered / WEIGHTS_FILE).write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="do not match the recorded SHA-256"):
+        load_default_classifier(weights_dir=tampered)

@@ -108,12 +108,13 @@ def test_wrong_repo_id_or_missing_file_is_huggingface_hubs_error(local_hub, tmp_
     assert "test-user/no-such-repo" in result.stderr.strip().splitlines()[-1]
     assert "pipeline.py" not in result.stderr and "annotated_pipeline" not in result.stderr
 
-    # With the package (route 1): huggingface_hub's own error comes straight through.
+    # With the package (route 1): one OSError that names both readings of the name and huggingface_hub's error.
     code = "from annotated_pipeline import AnnotatedDDPMPipeline\nAnnotatedDDPMPipeline.from_pretrained('test-user/no-such-repo')"
     result = run_python(code, hub_env(local_hub.endpoint, tmp_path / "home3", token=None), timeout=300)
     final_exception = result.stderr[result.stderr.rindex("Traceback"):]
     assert "During handling" not in final_exception and "direct cause" not in final_exception
-    assert "\nhuggingface_hub.errors.RepositoryNotFoundError: 404" in final_exception, result.stderr[-2000:]
+    assert ("\nOSError: No folder 'test-user/no-such-repo' here, and downloading it as a Hub repo id failed: "
+            "RepositoryNotFoundError: 404") in final_exception, result.stderr[-2000:]
 
     # A repo whose unet weights are missing: diffusers/huggingface_hub say which file, not our code.
     pipe = tiny_pipeline(seed=0)
@@ -136,4 +137,8 @@ def test_push_from_python_to_a_down_hub_is_a_clear_error(tmp_path):
     result = run_python(code, hub_env(hub.endpoint, tmp_path / "home"), timeout=300)
     assert result.returncode != 0
     assert "HubUnavailableError" in result.stderr and hub.endpoint in result.stderr, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    # push_to_hub saved into a temporary folder, now gone: the message offers no folder to push later.
+    assert "Nothing was uploaded and nothing was kept on disk" in last and "intact" not in last
+    assert "save_pretrained(folder)" in last
     assert (tmp_path / "saved" / "unet" / "diffusion_pytorch_model.safetensors").is_file()

@@ -146,7 +146,7 @@ def test_classifier_free_guidance_matches_the_equation(guidance_scale):
     plain = sample(p, batch_size=3, class_labels=labels.tolist())
     np.testing.assert_allclose(plain, manual_guided_chain(p, labels, 1.0), atol=1e-5)
     assert not np.allclose(guided, plain, atol=1e-3)
-    with pytest.raises(ValueError, match="guidance_scale must be >= 0"):
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number >= 0"):
         sample(p, class_labels=[0, 1], guidance_scale=-1.0)
 
 
@@ -191,12 +191,84 @@ def test_guided_pipeline_round_trips_through_both_loaders(tmp_path):
         (dict(class_labels=[0, 1]), "unconditional"),
         (dict(output_type="jpeg"), "output_type"),
         (dict(guidance_scale=3.0), "guidance"),
+        (dict(num_inference_steps=None), r"num_inference_steps must be an integer in 1\.\.50, got None"),
+        (dict(num_inference_steps=2.5), r"num_inference_steps must be an integer in 1\.\.50, got 2\.5"),
+        (dict(batch_size=2.0), "batch_size must be a positive integer, got 2.0"),
+        (dict(generator=[torch.Generator()] * 3), "Got a list of 3 generators for batch_size=2"),
+        (dict(eta=float("nan")), "eta must be a finite number >= 0"),
+        (dict(guidance_scale=float("inf")), "guidance_scale must be a finite number >= 0"),
+        (dict(latents=torch.full((2, 1, 8, 8), float("nan"))), "latents hold NaN or inf"),
     ],
 )
 def test_bad_input_raises_value_error(pipe, kwargs, message):
     kwargs = {"batch_size": 2, "num_inference_steps": STEPS, **kwargs}
     with pytest.raises(ValueError, match=message):
         pipe(**kwargs)
+
+
+def test_class_labels_are_never_rounded():
+    p = tiny_pipeline(num_class_embeds=3)
+    for labels in (1.7, [0, 1.0], True):
+        with pytest.raises(ValueError, match="class_labels must be integers"):
+            p(batch_size=2, num_inference_steps=STEPS, class_labels=labels)
+    np.testing.assert_array_equal(sample(p, class_labels=np.int64(2)), sample(p, class_labels=[2, 2]))
+
+
+def test_a_non_finite_sample_raises_instead_of_becoming_a_black_image():
+    p = tiny_pipeline()
+    with torch.no_grad():
+        next(p.unet.parameters())[0].fill_(float("nan"))  # a diverged weight
+    from annotated_pipeline.pipeline import NonFiniteSampleError
+    for output_type in ("pil", "np"):
+        with pytest.raises(NonFiniteSampleError, match=r"2 of 2 samples hold NaN or inf after the last step"):
+            p(batch_size=2, num_inference_steps=STEPS, output_type=output_type)
+
+
+def test_a_typo_in_a_local_path_is_one_clear_error_not_a_hub_lookup(tmp_path):
+    for path in (str(tmp_path / "no-such-folder"), "./pretrained/ddpm-fashion-mnst", "runs/a/b"):
+        with pytest.raises(ValueError, match=f"No folder '{path}' \\(and it cannot be a Hub repo id"):
+            AnnotatedDDPMPipeline.from_pretrained(path)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ValueError, match="is a file; a saved pipeline is a folder"):
+        AnnotatedDDPMPipeline.from_pretrained(tmp_path / "file")
+
+
+def test_a_name_that_may_be_a_repo_id_says_both_readings_when_offline(monkeypatch):
+    import huggingface_hub.constants
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(OSError, match="No folder 'pretrained/ddpm-fashion-mnst' here, and downloading it as a Hub "
+                                      "repo id failed"):
+        AnnotatedDDPMPipeline.from_pretrained("pretrained/ddpm-fashion-mnst")
+
+
+MARKER_CODE = """
+import pathlib
+pathlib.Path({marker!r}).write_text("folder code ran")
+"""
+
+
+@pytest.mark.parametrize("library, class_name", [("transformers", "AutoModel"), ("unet_2d", "Evil"),
+                                                 ("diffusers", "DiffusionPipeline"), ("os", "system")])
+def test_the_installed_route_never_runs_code_from_the_folder(pipe, tmp_path, library, class_name):
+    """Whatever model_index.json names (a transformers Auto class with an auto_map, a module of the folder's
+    own, a diffusers class that is not a model), the installed route refuses before importing anything."""
+    folder = tmp_path / "tampered"
+    pipe.save_pretrained(folder)
+    marker = tmp_path / "marker"
+    for code_file in (folder / "unet" / "unet_2d.py", folder / "pipeline.py"):
+        code_file.write_text(MARKER_CODE.format(marker=str(marker)) + code_file.read_text())
+    (folder / "unet" / "evil.py").write_text(MARKER_CODE.format(marker=str(marker)))
+    config = json.loads((folder / "unet" / "config.json").read_text())
+    config["auto_map"] = {"AutoModel": "evil.Evil", "AutoConfig": "evil.EvilConfig"}
+    (folder / "unet" / "config.json").write_text(json.dumps(config))
+    index = json.loads((folder / "model_index.json").read_text())
+    index["unet"] = [library, class_name]
+    (folder / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match="no code from the folder runs"):
+        AnnotatedDDPMPipeline.from_pretrained(folder)
+    with pytest.raises(ValueError, match="custom_pipeline runs code"):
+        AnnotatedDDPMPipeline.from_pretrained(folder, custom_pipeline=str(folder / "pipeline.py"))
+    assert not marker.exists()
 
 
 # --------------------------------------------------------------------------------------------

@@ -56,3 +56,23 @@ def test_guided_grid_of_a_class_conditional_pipeline(tmp_path, capsys):
     main(args + ["--output", str(tmp_path / "plain.png")])
     guided, plain = (np.asarray(Image.open(tmp_path / name)) for name in ("guided.png", "plain.png"))
     assert guided.shape == plain.shape == (16, 24) and not np.array_equal(guided, plain)
+
+
+def test_sample_command_failures_are_one_line(tmp_path):
+    """A typo in the path (exit 2) and a pipeline whose samples come out NaN (exit 1): one line, no traceback."""
+    torch.manual_seed(0)
+    unet = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), resnet_block_groups=2,
+                                attention_heads=2, attention_head_dim=8)
+    with torch.no_grad():
+        next(unet.parameters()).fill_(float("nan"))
+    AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="cosine")
+                          ).save_pretrained(tmp_path / "broken")
+    for path, code, message in ((str(tmp_path / "brokne"), 2, "No folder"),
+                                (str(tmp_path / "broken"), 1, "4 of 4 samples hold NaN or inf")):
+        result = subprocess.run([sys.executable, "-m", "annotated_pipeline.sample", path, "--num_images", "4",
+                                 "--num_inference_steps", "2", "--output", str(tmp_path / "grid.png")],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == code, result.stderr[-2000:]
+        lines = result.stderr.strip().splitlines()
+        assert lines[-1].startswith("python -m annotated_pipeline.sample: error: ") and message in lines[-1]
+        assert "Traceback" not in result.stderr and not (tmp_path / "grid.png").exists()

@@ -338,3 +338,45 @@ def test_header_reports_threads_and_warns_about_a_single_cpu_thread(tmp_path, da
     assert "CPU threads per process = 1" in result.stderr
     if (os.cpu_count() or 1) > 1:
         assert f"--num_cpu_threads_per_process {os.cpu_count()}" in result.stderr
+
+
+def test_a_stopped_peer_ends_a_two_process_run_within_the_timeout(tmp_path, data_dir):
+    """SIGSTOP one of two DDP workers mid-run: the other gives up after --ddp_timeout and says which rank it
+    waited for, and the whole launch ends (instead of waiting for accelerate's 30-minute default)."""
+    import signal
+    import time
+
+    import psutil
+
+    out = tmp_path / "out"
+    env = dict(os.environ, ACCELERATE_USE_CPU="1", HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf_home"),
+               CUDA_VISIBLE_DEVICES="")
+    cmd = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "29541",
+           str(REPO / "train_accelerate.py"), "--train_data_dir", str(data_dir), "--output_dir", str(out), *TINY,
+           "--train_batch_size", "2", "--max_train_steps", "10000", "--checkpointing_steps", "2", "--logger", "none",
+           "--ddp_timeout", "10"]
+    launcher = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    workers = []
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "checkpoint-2").exists() and launcher.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert (out / "checkpoint-2").exists(), "the run did not reach its first checkpoint"
+        workers = [p for p in psutil.Process(launcher.pid).children(recursive=True)
+                   if p.environ().get("RANK") == "1" and "train_accelerate.py" in " ".join(p.cmdline())]
+        assert len(workers) == 1
+        workers[0].send_signal(signal.SIGSTOP)
+        stopped_at = time.monotonic()
+        _, stderr = launcher.communicate(timeout=150)
+        took = time.monotonic() - stopped_at
+    finally:
+        if launcher.poll() is None:
+            workers += psutil.Process(launcher.pid).children(recursive=True)
+            launcher.kill()
+        for process in workers:  # the stopped worker, if the launcher left it behind
+            if process.is_running():
+                process.kill()
+    assert launcher.returncode != 0
+    assert "process 0 of 2 waited more than --ddp_timeout 10 s for rank(s) 1" in stderr, stderr[-3000:]
+    assert took < 120, took

@@ -23,6 +23,7 @@ The model is a diffusers `ModelMixin, ConfigMixin`: its shape lives in the confi
 `load_default_classifier()` loads the weights shipped in `weights/`.
 """
 
+import hashlib
 from pathlib import Path
 
 import torch
@@ -32,6 +33,9 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+# The SHA-256 of the shipped weights/diffusion_pytorch_model.safetensors; retraining them means updating it.
+SHIPPED_WEIGHTS_SHA256 = "63c82a65d921d9f97b0d07b50bc1cbf51c5baa23606c250bf26d9c9116f95f66"
 
 
 class FashionMNISTClassifier(ModelMixin, ConfigMixin):
@@ -93,12 +97,31 @@ def to_classifier_range(images: torch.Tensor) -> torch.Tensor:
     return images.float() * 2.0 - 1.0
 
 
-def load_default_classifier(device: str | torch.device = "cpu") -> FashionMNISTClassifier:
-    """The classifier shipped with the package (see weights/README.md for how it was trained)."""
-    if not (DEFAULT_WEIGHTS_DIR / "config.json").is_file():
+def sha256_of(path) -> str:
+    """The SHA-256 of a file, in hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_default_classifier(device: str | torch.device = "cpu", weights_dir=None,
+                            expected_sha256=SHIPPED_WEIGHTS_SHA256) -> FashionMNISTClassifier:
+    """The classifier shipped with the package (see weights/README.md for how it was trained), after
+    checking its weights file against the SHA-256 recorded here: every number the evaluation reports
+    rests on these weights, so a changed or damaged file is refused rather than used."""
+    weights_dir = Path(weights_dir or DEFAULT_WEIGHTS_DIR)
+    if not (weights_dir / "config.json").is_file():
         raise FileNotFoundError(
-            f"no shipped classifier weights in {DEFAULT_WEIGHTS_DIR}; train them with "
+            f"no shipped classifier weights in {weights_dir}; train them with "
             "`python -m annotated_pipeline.evaluation.train_classifier --output_dir <that folder>`"
         )
-    model = FashionMNISTClassifier.from_pretrained(DEFAULT_WEIGHTS_DIR, torch_dtype=torch.float32)
+    found = sha256_of(weights_dir / WEIGHTS_FILE)
+    if found != expected_sha256:
+        raise ValueError(
+            f"the classifier weights {weights_dir / WEIGHTS_FILE} do not match the recorded SHA-256 (found {found}, "
+            f"expected {expected_sha256}): the file was changed or damaged; reinstall the package"
+        )
+    model = FashionMNISTClassifier.from_pretrained(weights_dir, torch_dtype=torch.float32)
     return model.to(device).eval()

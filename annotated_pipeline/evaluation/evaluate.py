@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -58,6 +59,8 @@ import torch
 
 from annotated_pipeline.evaluation.classifier import FashionMNISTClassifier, load_default_classifier
 from annotated_pipeline.evaluation.frechet import frechet_distance_between
+from annotated_pipeline.errors import run_reporting
+from annotated_pipeline.pipeline import NonFiniteSampleError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 SCHEDULERS = ("default", "ddim", "dpmsolver", "ddpm")
@@ -145,7 +148,12 @@ def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch
         ).images
         if isinstance(images, np.ndarray):  # output_type "np" layout (N, H, W, C)
             images = torch.from_numpy(images).permute(0, 3, 1, 2)
-        batches.append(images.detach().float().cpu())
+        images = images.detach().float().cpu()
+        broken = int((~torch.isfinite(images)).flatten(1).any(dim=1).sum())
+        if broken:  # pipelines other than ours return NaN as it is
+            raise NonFiniteSampleError(f"{broken} of the {n} samples of batch {start // batch_size + 1} hold NaN or inf: "
+                                       "the pipeline's weights or scheduler settings are broken; nothing was evaluated")
+        batches.append(images)
     return torch.cat(batches)
 
 
@@ -416,7 +424,10 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
     parser.add_argument("--data_root", default=DEFAULT_ROOT, help="official IDX folder, or a folder with test/train.parquet")
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
+    return run_reporting(prog, lambda: _run(args))
 
+
+def _run(args):
     report = evaluate(
         args.pipeline,
         num_samples=args.num_samples,
@@ -436,4 +447,4 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
