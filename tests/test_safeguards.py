@@ -149,3 +149,26 @@ def test_changed_args_ignores_what_a_resume_may_change():
     current = {"learning_rate": 1e-3, "max_train_steps": 8, "output_dir": "b", "logger": "tensorboard", "dim": 16}
     assert changed_args(recorded, current) == {"dim": (8, 16)}
     assert json.loads(json.dumps(changed_args({"dim_mults": [1, 2]}, {"dim_mults": [1, 2]}))) == {}
+
+
+def test_a_hub_data_set_with_the_hub_unreachable_is_one_line_at_once(tmp_path):
+    """Nothing listens on the endpoint: one line within seconds, not datasets' half-minute of retries."""
+    import os
+    import socket
+    import sys
+    import time
+
+    with socket.socket() as s:  # a port that refuses connections
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_HOME=str(tmp_path / "home"))
+    start = time.monotonic()
+    result = subprocess.run([sys.executable, "train_accelerate.py", "--dataset_name", "zalando-datasets/fashion_mnist",
+                             "--output_dir", str(tmp_path / "out"), "--logger", "none"],
+                            capture_output=True, text=True, env=env, timeout=120, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert result.returncode == 2
+    assert time.monotonic() - start < 20
+    line = error_line(result.stderr)
+    assert "names a Hub data set, but the Hub (http://127.0.0.1:" in line and "--train_data_dir" in line
+    assert "Traceback" not in result.stderr

@@ -66,6 +66,29 @@ def _parquet_files_by_split(root: str) -> dict[str, list[str]]:
     return {str(split): sorted(files) for split, files in resolved.items() if files}
 
 
+def check_hub_reachable(what, timeout=5.0):
+    """Raise ConnectionError at once when the Hub endpoint does not answer, instead of letting `datasets`
+    retry for half a minute and fail with a bare ConnectionError. Does nothing in offline mode
+    (HF_HUB_OFFLINE=1), where `datasets` reads its cache."""
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return
+    try:
+        urllib.request.urlopen(urllib.request.Request(constants.ENDPOINT, method="HEAD"), timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise ConnectionError(
+            f"{what} names a Hub data set, but the Hub ({constants.ENDPOINT}) cannot be reached ({reason}): train on "
+            "a local folder with --train_data_dir, or set HF_HUB_OFFLINE=1 to use a copy in the datasets cache"
+        ) from None
+
+
 def load_training_dataset(
     dataset_name: str | None = None,
     dataset_config_name: str | None = None,
@@ -91,6 +114,8 @@ def load_training_dataset(
             f"got dataset_name={dataset_name!r}, train_data_dir={train_data_dir!r}"
         )
     if dataset_name is not None:
+        if not os.path.exists(dataset_name):
+            check_hub_reachable(f"--dataset_name {dataset_name!r}")
         return datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir, split=split)
 
     root = os.fspath(train_data_dir)

@@ -190,7 +190,7 @@ def load_data(args, accelerator):
         num_classes = count_classes(dataset, args.label_column) if args.label_column else None
     except TrainingConfigError:
         raise
-    except (ValueError, FileNotFoundError, KeyError) as error:
+    except (ValueError, OSError, KeyError) as error:  # OSError: a missing file, an unreachable Hub
         raise TrainingConfigError(f"cannot use the training data ({describe_data(args)}): {error}") from None
     dataset.set_transform(data.make_transform(
         args.resolution, channels, args.center_crop, args.random_flip, args.image_column, args.label_column,

@@ -71,8 +71,7 @@ def check_finite(step, output_dir, loss=None, grad_norm=None):
         if value is not None and not math.isfinite(value):
             raise TrainingDiverged(
                 f"training diverged at step {step}: the {name} is {value}; {last_good_checkpoint(output_dir)}. "
-                "Nothing was saved from the diverged weights. Lower --learning_rate (or --max_grad_norm) and "
-                "resume with --resume_from_checkpoint latest --accept_changed_args"
+                f"Nothing was saved from the diverged weights. {_advice(output_dir)}"
             )
 
 
@@ -86,6 +85,12 @@ def refuse_non_finite_weights(model, step, output_dir, what):
     if not all_finite(model.parameters()):
         raise TrainingDiverged(
             f"training diverged by step {step}: the weights hold NaN or inf, so {what} was not written; "
-            f"{last_good_checkpoint(output_dir)}. Lower --learning_rate and resume with "
-            "--resume_from_checkpoint latest --accept_changed_args"
+            f"{last_good_checkpoint(output_dir)}. {_advice(output_dir)}"
         )
+
+
+def _advice(output_dir):
+    if any(not missing_files(path) for path in list_checkpoints(output_dir)):
+        return ("Lower --learning_rate (or --max_grad_norm) and resume with --resume_from_checkpoint latest "
+                "--accept_changed_args")
+    return "Lower --learning_rate (or --max_grad_norm) and start again"

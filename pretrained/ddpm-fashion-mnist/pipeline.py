@@ -29,6 +29,8 @@ import ast
 import importlib
 import inspect
 import json
+import math
+import numbers
 import os
 import tempfile
 from pathlib import Path
@@ -68,6 +70,16 @@ def check_guidance_interval(guidance_interval, num_train_timesteps=None):
         bound = "" if num_train_timesteps is None else f" < {num_train_timesteps}"
         raise ValueError(f"guidance_interval must be two ints (t_low, t_high) with 0 <= t_low <= t_high{bound} "
                          f"(training timesteps), got {guidance_interval!r}.")
+
+
+class NonFiniteSampleError(FloatingPointError):
+    """Sampling produced NaN or inf: the weights or the scheduler's settings are broken. Raised instead
+    of returning images in which NaN has silently become black."""
+
+
+def _is_int(value):
+    """A Python or numpy integer, not a bool (2.5 or True are not a number of steps or a class label)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class AnnotatedDDPMPipeline(DiffusionPipeline):
@@ -113,10 +125,12 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             )
 
     def _check_inputs(self, batch_size, num_inference_steps, output_type, class_labels, guidance_scale,
-                      guidance_interval=None):
-        if not isinstance(batch_size, int) or batch_size < 1:
+                      guidance_interval=None, generator=None, eta=0.0):
+        if not _is_int(batch_size) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
         num_train_timesteps = self.scheduler.config.num_train_timesteps
+        if not _is_int(num_inference_steps):
+            raise ValueError(f"num_inference_steps must be an integer in 1..{num_train_timesteps}, got {num_inference_steps!r}.")
         if num_inference_steps < 1 or num_inference_steps > num_train_timesteps:
             raise ValueError(
                 f"num_inference_steps={num_inference_steps} is outside 1..{num_train_timesteps}: the scheduler "
@@ -135,8 +149,14 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 "class_labels were given, but the U-Net is unconditional (num_class_embeds=None). "
                 "Sample without class_labels, or train a class-conditional model (--label_column)."
             )
-        if not guidance_scale >= 0:
-            raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance, 0 = the unconditional model), got {guidance_scale}.")
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"Got a list of {len(generator)} generators for batch_size={batch_size}; give one "
+                             "generator, or one per image.")
+        if not (isinstance(eta, numbers.Real) and math.isfinite(eta) and eta >= 0):
+            raise ValueError(f"eta must be a finite number >= 0 (0 = deterministic DDIM, 1 = DDPM-like noise), got {eta!r}.")
+        if not (isinstance(guidance_scale, numbers.Real) and math.isfinite(guidance_scale) and guidance_scale >= 0):
+            raise ValueError(f"guidance_scale must be a finite number >= 0 (1 = no guidance, 0 = the unconditional "
+                             f"model), got {guidance_scale!r}.")
         if guidance_scale != 1.0 and not self.unet.config.get("null_class_embed", False):
             raise ValueError(
                 f"guidance_scale={guidance_scale}: classifier-free guidance needs a class-conditional U-Net with a "
@@ -150,7 +170,10 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         """One label per image; None means the classes in turn, 0, 1, ..., K - 1, 0, 1, ..."""
         if class_labels is None:
             return torch.arange(batch_size, device=device) % self.unet.config.num_class_embeds
-        labels = torch.as_tensor(class_labels, device=device, dtype=torch.long).reshape(-1)
+        labels = torch.as_tensor(class_labels, device=device)
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ValueError(f"class_labels must be integers (class indices), got {class_labels!r}.")
+        labels = labels.to(torch.long).reshape(-1)
         if labels.numel() == 1:
             labels = labels.expand(batch_size)
         num_classes = self.unet.config.num_class_embeds
@@ -245,7 +268,8 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 raise ValueError(f"{type(self.scheduler).__name__}.set_timesteps takes no explicit timesteps; "
                                  "pass num_inference_steps, or swap in a scheduler that does (e.g. DDPMScheduler).")
             num_inference_steps = len(timesteps)
-        self._check_inputs(batch_size, num_inference_steps, output_type, class_labels, guidance_scale, guidance_interval)
+        self._check_inputs(batch_size, num_inference_steps, output_type, class_labels, guidance_scale, guidance_interval,
+                           generator, eta)
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if unknown:
             raise ValueError(f"callback_on_step_end_tensor_inputs {sorted(unknown)} not in {self._callback_tensor_inputs}.")
@@ -272,6 +296,8 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             latents = randn_tensor(shape, generator=generator, device=device, dtype=latents_dtype)
         elif tuple(latents.shape) != shape:
             raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}.")
+        elif not bool(torch.isfinite(latents).all()):
+            raise ValueError("latents hold NaN or inf; x_T must be finite (e.g. drawn from N(0, I)).")
         latents = latents.to(device=device, dtype=latents_dtype) * self.scheduler.init_noise_sigma
 
         if timesteps is None:
@@ -295,6 +321,13 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
                 latents = callback_outputs.get("latents", latents)
 
+        broken = (~torch.isfinite(latents)).flatten(1).any(dim=1)
+        if bool(broken.any()):
+            raise NonFiniteSampleError(
+                f"{int(broken.sum())} of {batch_size} samples hold NaN or inf after the last step "
+                f"({type(self.scheduler).__name__}, {num_inference_steps} steps): the U-Net's weights or the "
+                "scheduler's settings produce non-finite numbers, so no images are returned."
+            )
         # [-1, 1] -> [0, 1], then to the requested type (one-channel images become "L" PIL images).
         images = self.image_processor.postprocess(latents.float(), output_type=output_type)
         self.maybe_free_model_hooks()
@@ -333,16 +366,19 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             return super().push_to_hub(repo_id, commit_message=commit_message, private=private, token=token, create_pr=create_pr, **kwargs)
         with tempfile.TemporaryDirectory() as folder:
             self.save_pretrained(folder)
-            return self._push_folder(folder, repo_id, commit_message=commit_message, private=private, token=token, **kwargs)
+            return self._push_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
+                                     folder_is_temporary=True, **kwargs)
 
     @staticmethod
-    def _push_folder(folder, repo_id, commit_message=None, private=None, token=None, card_kwargs=None, **kwargs):
+    def _push_folder(folder, repo_id, commit_message=None, private=None, token=None, card_kwargs=None,
+                     folder_is_temporary=False, **kwargs):
         """Upload a saved folder through `annotated_pipeline.hub` (card from model_card/template.md)."""
         if kwargs:
             raise ValueError(f"Unexpected keyword arguments for push_to_hub: {sorted(kwargs)}.")
         return _installed("hub").push_folder_to_hub(
             folder, repo_id, token=token, private=bool(private),
             commit_message=commit_message or "Upload AnnotatedDDPMPipeline", card_kwargs=card_kwargs,
+            folder_is_temporary=folder_is_temporary,
         )
 
     # ----------------------------------------------------------------------------------------
@@ -354,36 +390,38 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         """Load a saved pipeline (a local folder or a Hub repo id).
 
         With this package installed, the U-Net and scheduler are built from the installed classes
-        and no code from the folder runs, so `trust_remote_code` is not needed. Components saved
-        as diffusers classes (e.g. a swapped-in `DDIMScheduler`) are built from diffusers. Passing
-        `trust_remote_code=True` (or running this file as remote code) uses diffusers' loader.
+        (or diffusers' own models and schedulers, e.g. a swapped-in `DDIMScheduler`), and no code from
+        the folder runs whatever its `model_index.json` names, so `trust_remote_code` is not needed.
+        Passing `trust_remote_code=True` (or running this file as remote code) uses diffusers' loader,
+        which runs the folder's code files.
         """
         installed = _installed_component_classes()
-        if not installed or kwargs.get("trust_remote_code") or kwargs.get("custom_pipeline"):
+        if not installed or kwargs.get("trust_remote_code"):
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if kwargs.get("custom_pipeline"):
+            raise ValueError("custom_pipeline runs code that is not part of this package: pass trust_remote_code=True "
+                             "as well (diffusers' loader) once you have read that code.")
 
         hub_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only", "force_download") if k in kwargs}
         torch_dtype = kwargs.pop("torch_dtype", None)
-        folder = str(pretrained_model_name_or_path)
-        if not os.path.isdir(folder):
-            from huggingface_hub import snapshot_download
-
-            folder = snapshot_download(folder, ignore_patterns=["*.py", "*.bin", "*.pt", "*.ckpt", "checkpoint-*/*"], **hub_kwargs)
+        folder = _local_folder(pretrained_model_name_or_path, hub_kwargs)
         config = cls.load_config(folder)
 
         components = {}
-        for name in ("unet", "scheduler"):
+        for name, base in (("unet", ModelMixin), ("scheduler", SchedulerMixin)):
             if name in kwargs:
                 components[name] = kwargs.pop(name)
                 continue
             library, class_name = config[name]
             component_cls = installed.get(class_name)
-            if component_cls is None and library in LOADABLE_CLASSES:
-                component_cls = getattr(importlib.import_module(library), class_name, None)
-            if component_cls is None:
+            if component_cls is None and library == "diffusers":
+                component_cls = getattr(importlib.import_module("diffusers"), class_name, None)
+            if not (isinstance(component_cls, type) and issubclass(component_cls, base)):
                 raise ValueError(
-                    f"{name} is saved as [{library!r}, {class_name!r}], which is neither a class of this package "
-                    f"({', '.join(sorted(installed))}) nor of {', '.join(LOADABLE_CLASSES)}."
+                    f"{name} is saved as [{library!r}, {class_name!r}]. With the package installed, a pipeline is "
+                    f"built only from its own classes ({', '.join(sorted(installed))}) and diffusers' "
+                    f"{base.__name__} classes, and no code from the folder runs; to load anything else, read the "
+                    "folder's code and use DiffusionPipeline.from_pretrained(path, trust_remote_code=True)."
                 )
             load_kwargs = {"subfolder": name}
             if issubclass(component_cls, ModelMixin):
@@ -394,6 +432,37 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         pipeline = cls(**components)
         pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
         return pipeline
+
+
+def _local_folder(path_or_repo_id, hub_kwargs):
+    """A local folder for `path_or_repo_id`: the folder itself, or a snapshot of the Hub repo (weights
+    and configs only: code files, pickles and checkpoints are not downloaded).
+
+    A name that can only be a path (absolute, starting with '.' or '~', or not of the Hub's
+    'namespace/name' form) and is not a folder raises ValueError; a Hub download that fails (offline,
+    unreachable, no such repo) raises OSError, in one line that names both readings of the name."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import validate_repo_id
+
+    name = str(path_or_repo_id)
+    if os.path.isdir(name):
+        return name
+    if os.path.exists(name):
+        raise ValueError(f"{name!r} is a file; a saved pipeline is a folder (with model_index.json) or a Hub repo id.")
+    try:
+        validate_repo_id(name)
+        is_repo_id = not name.startswith((".", "~", os.sep)) and name.count("/") <= 1
+    except ValueError:  # HFValidationError
+        is_repo_id = False
+    if not is_repo_id:
+        raise ValueError(f"No folder {name!r} (and it cannot be a Hub repo id, which has the form 'namespace/name').")
+    try:
+        return snapshot_download(name, ignore_patterns=["*.py", "*.bin", "*.pt", "*.ckpt", "*.pkl", "checkpoint-*/*"],
+                                 **hub_kwargs)
+    except Exception as error:  # offline, unreachable, unknown repo, refused token
+        cause = " ".join(str(error).splitlines()[:1])[:300]
+        raise OSError(f"No folder {name!r} here, and downloading it as a Hub repo id failed: "
+                      f"{type(error).__name__}: {cause}") from None
 
 
 def _installed(submodule):

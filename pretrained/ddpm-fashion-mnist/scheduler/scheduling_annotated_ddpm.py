@@ -169,6 +169,7 @@ can be swapped with any diffusers scheduler through `from_config`. This file mus
 saved pipeline: it imports only torch, numpy, diffusers, the standard library and `from .schedules`.
 """
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -248,14 +249,13 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         _check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
         _check_choice("variance_type", variance_type, VARIANCE_TYPES)
         _check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
-        if steps_offset < 0:
-            raise ValueError(f"steps_offset must be >= 0, got {steps_offset}.")
-        if clip_sample_range <= 0:
-            raise ValueError(f"clip_sample_range must be > 0, got {clip_sample_range}.")
+        if not isinstance(steps_offset, (int, np.integer)) or isinstance(steps_offset, bool) or steps_offset < 0:
+            raise ValueError(f"steps_offset must be an integer >= 0, got {steps_offset!r}.")
+        for name, value in (("clip_sample_range", clip_sample_range), ("sample_max_value", sample_max_value)):
+            if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
         if not 0 < dynamic_thresholding_ratio <= 1:
             raise ValueError(f"dynamic_thresholding_ratio must be in (0, 1], got {dynamic_thresholding_ratio}.")
-        if sample_max_value <= 0:
-            raise ValueError(f"sample_max_value must be > 0, got {sample_max_value}.")
 
         if trained_betas is not None:
             betas = torch.as_tensor(np.asarray(trained_betas, dtype=np.float64), dtype=torch.float32).flatten()
@@ -275,6 +275,7 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
             betas = make_betas(schedule, T, beta_start, beta_end)
         if rescale_betas_zero_snr:
             betas = rescale_zero_terminal_snr(betas)
+        _check_signal_survives(betas, schedule)
 
         # The schedule, all float32, indexed by the training step t = 0 .. T-1.
         self.betas = betas
@@ -549,6 +550,28 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         if not return_dict:
             return (prev_sample, x0)
         return AnnotatedDDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
+
+
+def _check_signal_survives(betas: torch.Tensor, schedule: str) -> None:
+    """Refuse a schedule whose alpha_bar_t = prod_{s <= t} (1 - beta_s) reaches 0 (in float32) before t = T - 1.
+
+    Sampling divides by sqrt(alpha_bar_t) to predict x_0 (Ho et al. 2020, eq. (15)):
+
+        x_0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) / sqrt(alpha_bar_t)
+
+    so an alpha_bar_t of 0 at any step but the last (where zero terminal SNR puts it on purpose) can
+    only give NaN. Large betas do this: beta_start=0.5, beta_end=0.9 with T = 1000 underflow by t ~ 100.
+    """
+    alphas_cumprod = torch.cumprod(1.0 - betas.to(torch.float32), dim=0)
+    zero = torch.nonzero(alphas_cumprod[:-1] <= 0)
+    if len(zero):
+        t = int(zero[0])
+        raise ValueError(
+            f"This schedule (beta_schedule={schedule!r}, T = {len(betas)}, betas {float(betas[0]):.3g} .. "
+            f"{float(betas[-1]):.3g}) destroys all signal by t = {t}: alpha_bar_t = prod(1 - beta_s) underflows to 0 "
+            "there, and predicting x_0 divides by sqrt(alpha_bar_t), so sampling could only give NaN. Use smaller "
+            "betas (Ho et al. 2020: 1e-4 .. 0.02 for T = 1000) or beta_schedule='squaredcos_cap_v2'."
+        )
 
 
 def _check_choice(name: str, value, allowed) -> None:
