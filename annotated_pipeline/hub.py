@@ -3,7 +3,7 @@
 A trained pipeline leaves a folder behind (`save_pretrained` + `samples.png`); this module adds
 its card and uploads it:
 
-    model_card(repo_id_or_path, ...)      -> huggingface_hub.ModelCard, rendered from model_card/template.md
+    model_card(repo_id_or_path, ...)      -> huggingface_hub.ModelCard, rendered from templates/model_card.md
     write_model_card(folder, ...)         -> folder/README.md
     push_folder_to_hub(folder, repo_id)   -> rewrite folder/README.md for `repo_id`, then
                                              create_repo(exist_ok=True) + upload_folder: one commit
@@ -32,7 +32,9 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_card" / "template.md"
+from .resources import model_card_template
+
+TEMPLATE_PATH = model_card_template()
 CARD_FILE = "README.md"
 CARD_INPUTS_KEY = "annotated_pipeline"  # YAML metadata key holding the inputs the card was rendered from
 TAGS = ["pytorch", "diffusers", "unconditional-image-generation", "ddpm", "annotated-pipeline"]
@@ -118,7 +120,7 @@ def model_card(
     guidance_scale: float | None = None,
     guidance_interval: tuple[int, int] | None = None,
 ) -> ModelCard:
-    """Render the model card of a trained pipeline from `model_card/template.md`.
+    """Render the model card of a trained pipeline from `templates/model_card.md`.
 
     Args:
         repo_id_or_path: what the card's loading examples pass to `from_pretrained`: the Hub repo id
@@ -136,9 +138,8 @@ def model_card(
     """
     if not TEMPLATE_PATH.is_file():
         raise FileNotFoundError(
-            f"The model card template is missing: expected {TEMPLATE_PATH}. It ships in the repository's "
-            "model_card/ folder, next to the annotated_pipeline package; reinstall from a full checkout "
-            "(pip install -e .) to get it."
+            f"The model card template is missing: expected {TEMPLATE_PATH}. It ships inside the package "
+            "(annotated_pipeline/templates/model_card.md); reinstall the package to get it back."
         )
     if not isinstance(license, str) or not license.strip():
         raise ValueError(f"license must be a non-empty license identifier such as 'mit', got {license!r}.")

@@ -357,7 +357,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         """Save the pipeline (code files, configs, safetensors weights) and upload it as one commit.
 
         With the package installed, the upload goes through `annotated_pipeline.hub`: the model
-        card `README.md` is rendered from `model_card/template.md` (pass `card_kwargs=dict(...)`,
+        card `README.md` is rendered from `templates/model_card.md` (pass `card_kwargs=dict(...)`,
         e.g. `training_args`, `dataset_name`, `samples_file`), the repo is created if needed, and
         an unreachable Hub raises `HubUnavailableError`. As remote code, diffusers' own push is used.
         """
@@ -372,7 +372,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
     @staticmethod
     def _push_folder(folder, repo_id, commit_message=None, private=None, token=None, card_kwargs=None,
                      folder_is_temporary=False, **kwargs):
-        """Upload a saved folder through `annotated_pipeline.hub` (card from model_card/template.md)."""
+        """Upload a saved folder through `annotated_pipeline.hub` (card from templates/model_card.md)."""
         if kwargs:
             raise ValueError(f"Unexpected keyword arguments for push_to_hub: {sorted(kwargs)}.")
         return _installed("hub").push_folder_to_hub(

@@ -151,9 +151,11 @@ def test_card_refuses_bad_inputs_and_a_missing_template(tmp_path, monkeypatch):
         hub.model_card("alice/ddpm")
 
 
-def test_template_lives_where_the_package_expects_it():
+def test_template_ships_inside_the_package_and_the_clone_links_to_it():
     root = Path(__file__).resolve().parents[1]
-    assert hub.TEMPLATE_PATH == root / "model_card" / "template.md" and hub.TEMPLATE_PATH.is_file()
+    assert hub.TEMPLATE_PATH == root / "annotated_pipeline" / "templates" / "model_card.md" and hub.TEMPLATE_PATH.is_file()
+    assert (root / "model_card" / "template.md").resolve() == hub.TEMPLATE_PATH  # one copy, not two
+    assert (root / "data" / "fashion-mnist-sample").resolve() == root / "annotated_pipeline" / "data" / "fashion-mnist-sample"
 
 
 # ------------------------------------------------------------------------------------------------

@@ -32,7 +32,9 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
-DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+from ..resources import package_path
+
+DEFAULT_WEIGHTS_DIR = package_path("evaluation", "weights")
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
 # The SHA-256 of the shipped weights/diffusion_pytorch_model.safetensors; retraining them means updating it.
 SHIPPED_WEIGHTS_SHA256 = "63c82a65d921d9f97b0d07b50bc1cbf51c5baa23606c250bf26d9c9116f95f66"

@@ -35,6 +35,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration, set_seed
 from tqdm.auto import tqdm
 
+from ..resources import EMBEDDED_SAMPLE_DESCRIPTION, embedded_sample
 from .args import TrainingConfigError, args_for_model_card
 from .checkpointing import checkpoint_step, read_training_args, resolve_checkpoint, save_checkpoint
 from .safeguards import (changed_args, check_finite, check_output_dir, describe_changes,
@@ -43,10 +44,7 @@ from .sampling import draw_samples, ema_weights, log_samples, make_pipeline, sav
 
 logger = get_logger(__name__)
 
-EMBEDDED_SAMPLE = os.path.join(
-    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-    "data", "fashion-mnist-sample",
-)
+EMBEDDED_SAMPLE = str(embedded_sample())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -161,7 +159,7 @@ def describe_data(args):
         return args.dataset_name
     if args.train_data_dir:
         return args.train_data_dir
-    return "Fashion-MNIST (2,000-image sample shipped with annotated-pipeline)"
+    return EMBEDDED_SAMPLE_DESCRIPTION
 
 
 def load_data(args, accelerator):
