@@ -170,6 +170,7 @@ def model_card(
         **{CARD_INPUTS_KEY: {k: v for k, v in inputs.items() if v not in (None, {}, "")} or None},
     )
     steps = training_args.get("ddpm_num_inference_steps") or training_args.get("ddpm_num_steps") or 1000
+    T = int(training_args.get("ddpm_num_steps") or 1000)  # a chain is never longer than T
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE_PATH),
@@ -180,6 +181,8 @@ def model_card(
         metric_rows=[(_cell(k), _cell(v)) for k, v in metrics.items()],
         config_rows=[(_cell(k), _cell(v)) for k, v in training_args.items()],
         num_inference_steps=int(steps),
+        ddim_steps=min(50, T),
+        dpm_steps=min(20, T),
         class_conditional=bool(training_args.get("label_column")),
         guidance_scale=None if guidance_scale is None or guidance_scale == 1 else f"{guidance_scale:g}",
         guidance_interval=None if guidance_interval is None else f"({guidance_interval[0]}, {guidance_interval[1]})",

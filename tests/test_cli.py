@@ -1,14 +1,14 @@
 """The `annotated-pipeline` console script, run as a real subprocess (it is installed by `pip install -e .`)."""
 
-import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from annotated_pipeline.cli import SUBCOMMANDS
 
-SCRIPT = shutil.which("annotated-pipeline")
-pytestmark = pytest.mark.skipif(SCRIPT is None, reason="the console script is not installed (pip install -e .)")
+SCRIPT = str(Path(sys.executable).parent / "annotated-pipeline")  # installed beside this interpreter by pip
 
 
 def run(*argv):

@@ -1,0 +1,565 @@
+"""Sampling from a trained DDPM, as a diffusers pipeline.
+
+Ho et al. 2020, Algorithm 2 (Sampling):
+
+    x_T ~ N(0, I)
+    for t = T, ..., 1:
+        z ~ N(0, I) if t > 1, else z = 0
+        x_{t-1} = 1/sqrt(alpha_t) * ( x_t - (1 - alpha_t)/sqrt(1 - alpha_bar_t) * eps_theta(x_t, t) ) + sigma_t z
+    return x_0
+
+The pipeline owns the loop; the scheduler owns one step of it (`scheduler.step`), so any diffusers
+scheduler can be swapped in (DDIM, DPM-Solver, Euler, PNDM) and walk a shorter chain of timesteps.
+
+This file is also the code that a saved pipeline carries. `save_pretrained` copies it to the root
+of the saved folder as `pipeline.py`, and the code files of the U-Net and the scheduler (each
+component's module bundled with the modules it imports relatively) into their subfolders, and
+names them in `model_index.json`. So the folder loads
+
+1. with this package installed: `AnnotatedDDPMPipeline.from_pretrained(path)`, which builds the
+   components from the installed package and never executes code from the folder;
+2. without it: `DiffusionPipeline.from_pretrained(path, trust_remote_code=True)`, which runs the
+   folder's own code files (diffusers' remote-code loader);
+
+and a pipeline loaded by route 2 saves again into a folder that loads by both routes. Therefore
+this module imports nothing from `annotated_pipeline`: only torch, diffusers, huggingface_hub.
+"""
+
+import ast
+import importlib
+import inspect
+import json
+import math
+import numbers
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from diffusers import DiffusionPipeline, ImagePipelineOutput
+from diffusers.image_processor import VaeImageProcessor
+from diffusers.models.modeling_utils import ModelMixin
+from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+from diffusers.utils.torch_utils import randn_tensor
+
+OUTPUT_TYPES = ("pil", "np", "pt")
+
+
+def classifier_free_guidance(conditional, unconditional, guidance_scale):
+    """Classifier-free guidance, Ho & Salimans 2022, eq. (6), written with s = 1 + w:
+
+        eps_tilde(x_t, t, y) = eps(x_t, t, empty) + s * (eps(x_t, t, y) - eps(x_t, t, empty))
+
+    The difference eps(x_t, t, y) - eps(x_t, t, empty) is proportional to -grad log p(y | x_t) of an
+    implicit classifier, so s > 1 samples from p(x_t) p(y | x_t)^s: images more typical of their
+    class, less varied. The combination is linear in the network's output, so it applies the same
+    way to epsilon, v or x_0 predictions.
+    """
+    return unconditional + guidance_scale * (conditional - unconditional)
+
+
+def check_guidance_interval(guidance_interval, num_train_timesteps=None):
+    """Raise a ValueError unless `guidance_interval` is two ints (t_low, t_high), training timesteps with
+    0 <= t_low <= t_high (< num_train_timesteps when that is given)."""
+    ok = (isinstance(guidance_interval, (tuple, list)) and len(guidance_interval) == 2
+          and all(isinstance(v, int) and not isinstance(v, bool) for v in guidance_interval)
+          and 0 <= guidance_interval[0] <= guidance_interval[1]
+          and (num_train_timesteps is None or guidance_interval[1] < num_train_timesteps))
+    if not ok:
+        bound = "" if num_train_timesteps is None else f" < {num_train_timesteps}"
+        raise ValueError(f"guidance_interval must be two ints (t_low, t_high) with 0 <= t_low <= t_high{bound} "
+                         f"(training timesteps), got {guidance_interval!r}.")
+
+
+class NonFiniteSampleError(FloatingPointError):
+    """Sampling produced NaN or inf: the weights or the scheduler's settings are broken. Raised instead
+    of returning images in which NaN has silently become black."""
+
+
+def _is_int(value):
+    """A Python or numpy integer, not a bool (2.5 or True are not a number of steps or a class label)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+class AnnotatedDDPMPipeline(DiffusionPipeline):
+    """Unconditional (or class-conditional) image generation with a DDPM.
+
+    Components:
+        unet: the noise-prediction network eps_theta(x_t, t) (`AnnotatedUNet2DModel`, or any
+            diffusers model with the same call signature, such as `UNet2DModel`).
+        scheduler: `AnnotatedDDPMScheduler`, or any diffusers scheduler built from its config,
+            e.g. `DDIMScheduler.from_config(pipe.scheduler.config)`.
+    """
+
+    model_cpu_offload_seq = "unet"
+    _callback_tensor_inputs = ["latents"]
+
+    def __init__(self, unet: ModelMixin, scheduler: SchedulerMixin):
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+        self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
+
+    # ----------------------------------------------------------------------------------------
+    # Sampling
+    # ----------------------------------------------------------------------------------------
+
+    def _check_sigma_spacing(self, num_inference_steps):
+        """Refuse a chain that diffusers' sigma-spaced schedulers cannot walk, before any step is taken.
+
+        With use_karras_sigmas (or exponential / beta sigmas) the chain is spaced in sigma = sqrt((1 -
+        alpha_bar_t) / alpha_bar_t) and rounded to integer timesteps. The cosine schedule's sigma at t = T - 1
+        is ~20,000 (~640 at T - 2), so the largest sigmas all round to the same timestep, and a solver that counts its steps
+        by timestep runs past its table of sigmas (IndexError) part-way through sampling.
+        """
+        config = self.scheduler.config
+        spacing = [key for key in ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas") if config.get(key)]
+        timesteps = self.scheduler.timesteps
+        if spacing and len(torch.unique(timesteps)) < len(timesteps):
+            raise ValueError(
+                f"{type(self.scheduler).__name__} with {spacing[0]}=True gives repeated timesteps for "
+                f"num_inference_steps={num_inference_steps} with this beta schedule "
+                f"({config.beta_schedule!r}): {timesteps[:10].tolist()} ... Its sigma-spaced chain cannot be "
+                f"walked one timestep per step. Use the scheduler without {spacing[0]} (the saved "
+                f"timestep_spacing, e.g. 'trailing'), or another beta schedule."
+            )
+
+    def _check_inputs(self, batch_size, num_inference_steps, output_type, class_labels, guidance_scale,
+                      guidance_interval=None, generator=None, eta=0.0):
+        if not _is_int(batch_size) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
+        num_train_timesteps = self.scheduler.config.num_train_timesteps
+        if not _is_int(num_inference_steps):
+            raise ValueError(f"num_inference_steps must be an integer in 1..{num_train_timesteps}, got {num_inference_steps!r}.")
+        if num_inference_steps < 1 or num_inference_steps > num_train_timesteps:
+            raise ValueError(
+                f"num_inference_steps={num_inference_steps} is outside 1..{num_train_timesteps}: the scheduler "
+                f"was trained with num_train_timesteps={num_train_timesteps}, and a chain cannot be longer."
+            )
+        if output_type not in OUTPUT_TYPES:
+            raise ValueError(f"Unknown output_type {output_type!r}; allowed: {', '.join(OUTPUT_TYPES)}.")
+        if self.unet.config.get("sample_size") is None:
+            raise ValueError(
+                "unet.config.sample_size is None, so the pipeline does not know what size of image to draw: "
+                "build the U-Net with a sample_size, e.g. Unet(dim=28, channels=1, dim_mults=(1, 2, 4), sample_size=28)."
+            )
+        num_class_embeds = self.unet.config.get("num_class_embeds")
+        if class_labels is not None and num_class_embeds is None:
+            raise ValueError(
+                "class_labels were given, but the U-Net is unconditional (num_class_embeds=None). "
+                "Sample without class_labels, or train a class-conditional model (--label_column)."
+            )
+        if isinstance(generator, list) and len(generator) != batch_size:
+            raise ValueError(f"Got a list of {len(generator)} generators for batch_size={batch_size}; give one "
+                             "generator, or one per image.")
+        if not (isinstance(eta, numbers.Real) and math.isfinite(eta) and eta >= 0):
+            raise ValueError(f"eta must be a finite number >= 0 (0 = deterministic DDIM, 1 = DDPM-like noise), got {eta!r}.")
+        if not (isinstance(guidance_scale, numbers.Real) and math.isfinite(guidance_scale) and guidance_scale >= 0):
+            raise ValueError(f"guidance_scale must be a finite number >= 0 (1 = no guidance, 0 = the unconditional "
+                             f"model), got {guidance_scale!r}.")
+        if guidance_scale != 1.0 and not self.unet.config.get("null_class_embed", False):
+            raise ValueError(
+                f"guidance_scale={guidance_scale}: classifier-free guidance needs a class-conditional U-Net with a "
+                "'no class' embedding (null_class_embed=True, trained with --label_column and --class_dropout_prob); "
+                "this U-Net has none, so use guidance_scale=1.0."
+            )
+        if guidance_interval is not None:
+            check_guidance_interval(guidance_interval, num_train_timesteps)
+
+    def _class_labels_tensor(self, class_labels, batch_size, device):
+        """One label per image; None means the classes in turn, 0, 1, ..., K - 1, 0, 1, ..."""
+        if class_labels is None:
+            return torch.arange(batch_size, device=device) % self.unet.config.num_class_embeds
+        labels = torch.as_tensor(class_labels, device=device)
+        if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
+            raise ValueError(f"class_labels must be integers (class indices), got {class_labels!r}.")
+        labels = labels.to(torch.long).reshape(-1)
+        if labels.numel() == 1:
+            labels = labels.expand(batch_size)
+        num_classes = self.unet.config.num_class_embeds
+        if labels.numel() != batch_size:
+            raise ValueError(f"Got {labels.numel()} class_labels for batch_size={batch_size}; give one or {batch_size}.")
+        if labels.min() < 0 or labels.max() >= num_classes:
+            raise ValueError(f"class_labels must lie in 0..{num_classes - 1}, got {labels.tolist()}.")
+        return labels
+
+    def _step_kwargs(self, generator, eta, use_clipped_model_output):
+        """Only some schedulers' `step` take `generator` (DDPM, DDIM, Euler), `eta` or
+        `use_clipped_model_output` (DDIM); PNDM takes none of them.
+
+        use_clipped_model_output=None means: True when the scheduler clips x_0_hat (`clip_sample` or
+        `thresholding` in its config). DDIM (Song et al. 2021, eq. (12)) writes x_{t-1} from x_0_hat and
+        eps_theta; once x_0_hat is clipped, the eps that goes with it is
+
+            eps = (x_t - sqrt(alphas_cumprod_t) x_0_hat) / sqrt(1 - alphas_cumprod_t),
+
+        and using the unclipped eps_theta instead mixes two different predictions. At t = T - 1 of the
+        cosine schedule (alphas_cumprod ~ 2e-6, where "trailing" spacing starts) x_0_hat divides eps_theta's
+        error by sqrt(alphas_cumprod) ~ 0.0016, so the mix is far off: on a 3,000-step Fashion-MNIST
+        model, DDIM-50 "trailing" scores 77.3 with the unclipped eps and 57.4 with the clipped one
+        (benchmarks/RESULTS.md).
+        """
+        accepted = inspect.signature(self.scheduler.step).parameters
+        kwargs = {}
+        if "generator" in accepted:
+            kwargs["generator"] = generator
+        if "eta" in accepted:
+            kwargs["eta"] = eta
+        if "use_clipped_model_output" in accepted:
+            if use_clipped_model_output is None:
+                config = self.scheduler.config
+                use_clipped_model_output = bool(config.get("clip_sample", False) or config.get("thresholding", False))
+            kwargs["use_clipped_model_output"] = use_clipped_model_output
+        return kwargs
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        batch_size: int = 1,
+        generator=None,
+        num_inference_steps: int = 1000,
+        output_type: str = "pil",
+        return_dict: bool = True,
+        class_labels=None,
+        guidance_scale: float = 1.0,
+        guidance_interval: tuple[int, int] | None = None,
+        callback_on_step_end=None,
+        callback_on_step_end_tensor_inputs=("latents",),
+        eta: float = 0.0,
+        latents: torch.Tensor | None = None,
+        use_clipped_model_output: bool | None = None,
+        timesteps: list[int] | None = None,
+    ):
+        """Generate images: Ho et al. 2020, Algorithm 2, one `scheduler.step` per timestep.
+
+        Args:
+            batch_size: number of images.
+            generator: a `torch.Generator`, or a list of one per image, for reproducible samples.
+            num_inference_steps: length of the chain (1000 walks every training timestep with DDPM;
+                25-100 is enough with DDIM or DPM-Solver swapped in).
+            output_type: "pil" (grayscale "L" images for one-channel models), "np" (B, H, W, C)
+                floats in [0, 1], or "pt" (B, C, H, W) floats in [0, 1].
+            return_dict: return an `ImagePipelineOutput` rather than a tuple.
+            class_labels: for class-conditional U-Nets: an int or one int per image in 0..K-1; None
+                (default) asks for the classes in turn, 0, 1, ..., K - 1, 0, 1, ...
+            guidance_scale: s of classifier-free guidance (Ho & Salimans 2022, eq. (6) with s = 1 + w):
+                eps = eps_theta(x_t, t, empty) + s * (eps_theta(x_t, t, y) - eps_theta(x_t, t, empty)).
+                1.0 (default) is the conditional model alone; s > 1 pushes the samples towards what
+                the class adds, s = 0 is the unconditional model. Needs a U-Net with a "no class"
+                embedding (`null_class_embed`); each guided step runs the U-Net on a doubled batch.
+            guidance_interval: (t_low, t_high), training timesteps: guide only the steps with
+                t_low <= t <= t_high and take the conditional model alone (s = 1, one U-Net call on the
+                plain batch) elsewhere. Kynkäänniemi et al. 2024 find that guidance at high noise levels
+                costs variety and at low noise levels does little. None (default): every step.
+            callback_on_step_end: `fn(pipe, step_index, timestep, callback_kwargs) -> dict`, called
+                after every step with the tensors named in `callback_on_step_end_tensor_inputs`
+                ("latents" is the current x_t); a returned "latents" replaces x_t.
+            eta: DDIM's eta (only passed to schedulers whose `step` takes it).
+            latents: start from this x_T instead of a fresh N(0, I) draw.
+            use_clipped_model_output: for schedulers whose `step` takes it (DDIM): recompute eps from
+                the clipped x_0_hat. None (default): True when the scheduler clips x_0_hat, which
+                diffusers' `DDIMPipeline` leaves off unless asked; see `_step_kwargs`.
+            timesteps: an explicit descending chain (e.g. [999, 800, 500, 200, 0]) instead of
+                `num_inference_steps` spaced by the scheduler, for schedulers whose `set_timesteps`
+                takes one (ours, DDPM, DPM-Solver++, Euler; not DDIM).
+        """
+        if timesteps is not None:
+            if "timesteps" not in inspect.signature(self.scheduler.set_timesteps).parameters:
+                raise ValueError(f"{type(self.scheduler).__name__}.set_timesteps takes no explicit timesteps; "
+                                 "pass num_inference_steps, or swap in a scheduler that does (e.g. DDPMScheduler).")
+            num_inference_steps = len(timesteps)
+        self._check_inputs(batch_size, num_inference_steps, output_type, class_labels, guidance_scale, guidance_interval,
+                           generator, eta)
+        unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
+        if unknown:
+            raise ValueError(f"callback_on_step_end_tensor_inputs {sorted(unknown)} not in {self._callback_tensor_inputs}.")
+
+        device = self._execution_device
+        size = self.unet.config.sample_size
+        height, width = (size, size) if isinstance(size, int) else tuple(size)
+        shape = (batch_size, self.unet.config.in_channels, height, width)
+        conditional = self.unet.config.get("num_class_embeds") is not None
+        labels = self._class_labels_tensor(class_labels, batch_size, device) if conditional else None
+        guided = conditional and guidance_scale != 1.0
+        t_low, t_high = guidance_interval if guidance_interval is not None else (0, self.scheduler.config.num_train_timesteps)
+        if guided:  # one U-Net call on [x_t with y; x_t with "no class" (label K)]
+            guided_kwargs = {"class_labels": torch.cat([labels, torch.full_like(labels, self.unet.config.num_class_embeds)])}
+
+        # x_T ~ N(0, I), scaled by the scheduler's initial sigma (1 for DDPM/DDIM, larger for Euler).
+        # The chain x_T -> x_0 is kept in float32 whatever the U-Net's dtype: a bfloat16 U-Net (8 bits of
+        # mantissa) sees its input cast down and returns eps in bfloat16, but the scheduler's update
+        # x_{t-1} = coef_x0 x_0_hat + coef_xt x_t + sigma_t z adds up 1000 small steps, which bfloat16
+        # latents would round away.
+        unet_dtype = self.unet.dtype
+        latents_dtype = torch.float64 if unet_dtype == torch.float64 else torch.float32
+        if latents is None:
+            latents = randn_tensor(shape, generator=generator, device=device, dtype=latents_dtype)
+        elif tuple(latents.shape) != shape:
+            raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}.")
+        elif not bool(torch.isfinite(latents).all()):
+            raise ValueError("latents hold NaN or inf; x_T must be finite (e.g. drawn from N(0, I)).")
+        latents = latents.to(device=device, dtype=latents_dtype) * self.scheduler.init_noise_sigma
+
+        if timesteps is None:
+            self.scheduler.set_timesteps(num_inference_steps, device=device)
+        else:
+            self.scheduler.set_timesteps(timesteps=list(timesteps), device=device)
+        self._check_sigma_spacing(num_inference_steps)
+        step_kwargs = self._step_kwargs(generator, eta, use_clipped_model_output)
+        unet_kwargs = {} if labels is None else {"class_labels": labels}
+
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
+            model_input = self.scheduler.scale_model_input(latents, t).to(unet_dtype)
+            if guided and t_low <= int(t) <= t_high:
+                model_output = self.unet(torch.cat([model_input, model_input]), t, **guided_kwargs).sample
+                model_output = classifier_free_guidance(*model_output.to(latents_dtype).chunk(2), guidance_scale)
+            else:
+                model_output = self.unet(model_input, t, **unet_kwargs).sample.to(latents_dtype)
+            latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
+            if callback_on_step_end is not None:
+                callback_kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}
+                callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
+                latents = callback_outputs.get("latents", latents)
+
+        broken = (~torch.isfinite(latents)).flatten(1).any(dim=1)
+        if bool(broken.any()):
+            raise NonFiniteSampleError(
+                f"{int(broken.sum())} of {batch_size} samples hold NaN or inf after the last step "
+                f"({type(self.scheduler).__name__}, {num_inference_steps} steps): the U-Net's weights or the "
+                "scheduler's settings produce non-finite numbers, so no images are returned."
+            )
+        # [-1, 1] -> [0, 1], then to the requested type (one-channel images become "L" PIL images).
+        images = self.image_processor.postprocess(latents.float(), output_type=output_type)
+        self.maybe_free_model_hooks()
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
+
+    # ----------------------------------------------------------------------------------------
+    # Saving: a folder that carries its own code
+    # ----------------------------------------------------------------------------------------
+
+    def save_pretrained(self, save_directory, safe_serialization: bool = True, variant=None, push_to_hub: bool = False, **kwargs):
+        """Save weights (safetensors), configs (JSON) and the code files the folder needs to load
+        without this package (see the module docstring). Pushing goes through `push_to_hub`."""
+        if not safe_serialization:
+            raise ValueError("Weights are saved as safetensors only; safe_serialization=False is not supported.")
+        if push_to_hub:
+            repo_id = kwargs.pop("repo_id", Path(save_directory).name)
+            self.save_pretrained(save_directory, variant=variant)
+            if _installed("hub") is None or kwargs.get("create_pr"):  # the cases push_to_hub leaves to diffusers
+                return self.push_to_hub(repo_id, **kwargs)
+            return self._push_folder(save_directory, repo_id, **kwargs)  # upload what was just saved
+        super().save_pretrained(save_directory, safe_serialization=True, variant=variant, **kwargs)
+        write_code_files(self, save_directory)
+
+    def push_to_hub(self, repo_id, commit_message=None, private=None, token=None, create_pr=False, **kwargs):
+        """Save the pipeline (code files, configs, safetensors weights) and upload it as one commit.
+
+        With the package installed, the upload goes through `annotated_pipeline.hub`: the model
+        card `README.md` is rendered from `model_card/template.md` (pass `card_kwargs=dict(...)`,
+        e.g. `training_args`, `dataset_name`, `samples_file`), the repo is created if needed, and
+        an unreachable Hub raises `HubUnavailableError`. As remote code, diffusers' own push is used.
+        """
+        hub = _installed("hub")
+        if hub is None or create_pr:
+            return super().push_to_hub(repo_id, commit_message=commit_message, private=private, token=token, create_pr=create_pr, **kwargs)
+        with tempfile.TemporaryDirectory() as folder:
+            self.save_pretrained(folder)
+            return self._push_folder(folder, repo_id, commit_message=commit_message, private=private, token=token,
+                                     folder_is_temporary=True, **kwargs)
+
+    @staticmethod
+    def _push_folder(folder, repo_id, commit_message=None, private=None, token=None, card_kwargs=None,
+                     folder_is_temporary=False, **kwargs):
+        """Upload a saved folder through `annotated_pipeline.hub` (card from model_card/template.md)."""
+        if kwargs:
+            raise ValueError(f"Unexpected keyword arguments for push_to_hub: {sorted(kwargs)}.")
+        return _installed("hub").push_folder_to_hub(
+            folder, repo_id, token=token, private=bool(private),
+            commit_message=commit_message or "Upload AnnotatedDDPMPipeline", card_kwargs=card_kwargs,
+            folder_is_temporary=folder_is_temporary,
+        )
+
+    # ----------------------------------------------------------------------------------------
+    # Loading with the package installed (route 1)
+    # ----------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """Load a saved pipeline (a local folder or a Hub repo id).
+
+        With this package installed, the U-Net and scheduler are built from the installed classes
+        (or diffusers' own models and schedulers, e.g. a swapped-in `DDIMScheduler`), and no code from
+        the folder runs whatever its `model_index.json` names, so `trust_remote_code` is not needed.
+        Passing `trust_remote_code=True` (or running this file as remote code) uses diffusers' loader,
+        which runs the folder's code files.
+        """
+        installed = _installed_component_classes()
+        if not installed or kwargs.get("trust_remote_code"):
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        if kwargs.get("custom_pipeline"):
+            raise ValueError("custom_pipeline runs code that is not part of this package: pass trust_remote_code=True "
+                             "as well (diffusers' loader) once you have read that code.")
+
+        hub_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only", "force_download") if k in kwargs}
+        torch_dtype = kwargs.pop("torch_dtype", None)
+        folder = _local_folder(pretrained_model_name_or_path, hub_kwargs)
+        config = cls.load_config(folder)
+
+        components = {}
+        for name, base in (("unet", ModelMixin), ("scheduler", SchedulerMixin)):
+            if name in kwargs:
+                components[name] = kwargs.pop(name)
+                continue
+            library, class_name = config[name]
+            component_cls = installed.get(class_name)
+            if component_cls is None and library == "diffusers":
+                component_cls = getattr(importlib.import_module("diffusers"), class_name, None)
+            if not (isinstance(component_cls, type) and issubclass(component_cls, base)):
+                raise ValueError(
+                    f"{name} is saved as [{library!r}, {class_name!r}]. With the package installed, a pipeline is "
+                    f"built only from its own classes ({', '.join(sorted(installed))}) and diffusers' "
+                    f"{base.__name__} classes, and no code from the folder runs; to load anything else, read the "
+                    "folder's code and use DiffusionPipeline.from_pretrained(path, trust_remote_code=True)."
+                )
+            load_kwargs = {"subfolder": name}
+            if issubclass(component_cls, ModelMixin):
+                load_kwargs.update(use_safetensors=True, torch_dtype=torch_dtype)
+            components[name] = component_cls.from_pretrained(folder, **load_kwargs)
+        if kwargs:
+            raise ValueError(f"Unexpected keyword arguments for from_pretrained: {sorted(kwargs)}.")
+        pipeline = cls(**components)
+        pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
+        return pipeline
+
+
+def _local_folder(path_or_repo_id, hub_kwargs):
+    """A local folder for `path_or_repo_id`: the folder itself, or a snapshot of the Hub repo (weights
+    and configs only: code files, pickles and checkpoints are not downloaded).
+
+    A name that can only be a path (absolute, starting with '.' or '~', or not of the Hub's
+    'namespace/name' form) and is not a folder raises ValueError; a Hub download that fails (offline,
+    unreachable, no such repo) raises OSError, in one line that names both readings of the name."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.utils import validate_repo_id
+
+    name = str(path_or_repo_id)
+    if os.path.isdir(name):
+        return name
+    if os.path.exists(name):
+        raise ValueError(f"{name!r} is a file; a saved pipeline is a folder (with model_index.json) or a Hub repo id.")
+    try:
+        validate_repo_id(name)
+        is_repo_id = not name.startswith((".", "~", os.sep)) and name.count("/") <= 1
+    except ValueError:  # HFValidationError
+        is_repo_id = False
+    if not is_repo_id:
+        raise ValueError(f"No folder {name!r} (and it cannot be a Hub repo id, which has the form 'namespace/name').")
+    try:
+        return snapshot_download(name, ignore_patterns=["*.py", "*.bin", "*.pt", "*.ckpt", "*.pkl", "checkpoint-*/*"],
+                                 **hub_kwargs)
+    except Exception as error:  # offline, unreachable, unknown repo, refused token
+        cause = " ".join(str(error).splitlines()[:1])[:300]
+        raise OSError(f"No folder {name!r} here, and downloading it as a Hub repo id failed: "
+                      f"{type(error).__name__}: {cause}") from None
+
+
+def _installed(submodule):
+    """A module of the installed package, or None when this file runs as remote code from a saved
+    folder (it then lives in diffusers' module cache, beside no package)."""
+    package = __package__ or ""
+    if not package or package.split(".")[0] == "diffusers_modules":
+        return None
+    return importlib.import_module(f"{package}.{submodule}")
+
+
+def _installed_component_classes():
+    """{class name: class} for the components of the installed package; {} when running as remote code."""
+    if _installed("unet") is None:
+        return {}
+    classes = {}
+    for subpackage in ("unet", "scheduler"):
+        module = _installed(subpackage)
+        for name in module.__all__:
+            obj = getattr(module, name)
+            if isinstance(obj, type) and issubclass(obj, (ModelMixin, SchedulerMixin)):
+                classes[name] = obj
+    return classes
+
+
+def _relative_imports(tree):
+    """The sibling modules a module imports as `from .x import y`, in order."""
+    return [node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module]
+
+
+def bundle_module(module_file):
+    """One self-contained source file: `module_file` and, before it, every sibling module it
+    imports relatively (depth first, each once), with the relative import lines dropped.
+
+    Why one file: for a folder that holds weights, `DiffusionPipeline.download` fetches only the
+    code file named in `model_index.json`, not the files it imports, so a component's code must
+    travel as a single module. The package keeps one concept per file; the bundle is generated
+    from those files at save time and never checked in.
+    """
+    module_file = Path(module_file)
+    order, seen = [], set()
+
+    def visit(path):
+        if path in seen:
+            return
+        seen.add(path)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for name in _relative_imports(tree):
+            visit(path.parent / f"{name}.py")
+        order.append((path, tree))
+
+    visit(module_file)
+    if len(order) == 1:
+        return module_file.read_text(encoding="utf-8")
+
+    defined = {}
+    parts = [f"# Generated at save time from {', '.join(path.name for path, _ in order)} (annotated-pipeline);"
+             " edit those modules, not this file.\n"]
+    for path, tree in order:
+        for node in tree.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                if node.name in defined:
+                    raise ValueError(f"Cannot bundle {module_file.name}: {node.name!r} is defined in both {defined[node.name]} and {path.name}.")
+                defined[node.name] = path.name
+        lines = path.read_text(encoding="utf-8").splitlines()
+        for node in tree.body:
+            if isinstance(node, ast.ImportFrom) and node.level >= 1:
+                for i in range(node.lineno - 1, node.end_lineno):
+                    lines[i] = None
+        parts.append(f"\n# ---- {path.name} " + "-" * max(0, 80 - len(path.name) - 8) + "\n")
+        parts.append("\n".join(line for line in lines if line is not None) + "\n")
+    return "".join(parts)
+
+
+def write_code_files(pipeline, save_directory):
+    """Make a saved folder self-contained: write the code of the pipeline (to `pipeline.py` at the
+    root) and of every component whose class is not from diffusers/transformers (to its subfolder,
+    one bundled file each), and point `model_index.json` at those files:
+    `"unet": ["unet_2d", "AnnotatedUNet2DModel"]`.
+
+    The code is copied from wherever the classes were imported: the installed package, or the
+    module cache of a pipeline that was itself loaded as remote code.
+    """
+    save_directory = Path(save_directory)
+    index_path = save_directory / "model_index.json"
+    model_index = json.loads(index_path.read_text())
+
+    def write_bundle(cls, folder):
+        source = Path(inspect.getfile(cls))
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / source.name).write_text(bundle_module(source), encoding="utf-8")
+        return [source.stem, cls.__name__]
+
+    model_index["_class_name"] = write_bundle(type(pipeline), save_directory)
+    for name in pipeline.components:
+        component = getattr(pipeline, name)
+        if component is None or type(component).__module__.split(".")[0] in LOADABLE_CLASSES:
+            continue
+        model_index[name] = write_bundle(type(component), save_directory / name)
+    index_path.write_text(json.dumps(model_index, indent=2, sort_keys=True) + "\n")

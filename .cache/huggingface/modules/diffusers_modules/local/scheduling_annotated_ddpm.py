@@ -1,0 +1,579 @@
+# Generated at save time from schedules.py, scheduling_annotated_ddpm.py (annotated-pipeline); edit those modules, not this file.
+
+# ---- schedules.py ------------------------------------------------------------
+"""Noise schedules: the variances beta_1 .. beta_T of the forward process.
+
+The forward process of a DDPM (Ho et al. 2020, eq. 2) adds a little Gaussian noise at each step:
+
+    q(x_t | x_{t-1}) = N(x_t; sqrt(1 - beta_t) x_{t-1}, beta_t I),   t = 1 .. T
+
+Everything else follows from the betas. With alpha_t = 1 - beta_t and
+
+    alpha_bar_t = prod_{s <= t} alpha_s          (called `alphas_cumprod` in code)
+
+a noisy sample can be drawn in one shot from the clean one (Ho et al. 2020, eq. 4):
+
+    q(x_t | x_0) = N(x_t; sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)
+
+so sqrt(alpha_bar_t) is how much signal is left at step t, and sqrt(alpha_bar_T) is the signal the model
+still sees at the very start of sampling, where it is handed pure noise. A good schedule drives
+alpha_bar_T to (almost) zero and does not destroy the signal faster than it has to.
+
+Code indexes steps from 0, so `betas[i]` is beta_{i+1}; each function returns a float32 tensor of
+length T. Names are diffusers' config names, so a config written here loads in diffusers and back.
+"""
+
+import math
+
+import torch
+
+# Extra names accepted for a schedule, mapped to the name stored in the config (diffusers' name).
+SCHEDULE_ALIASES = {
+    "cosine": "squaredcos_cap_v2",
+    "quadratic": "scaled_linear",
+}
+
+
+def linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """Linear schedule (Ho et al. 2020, sec. 4): beta_t rises linearly from beta_start to beta_end.
+
+        beta_t = beta_start + (t - 1) / (T - 1) * (beta_end - beta_start)
+
+    Ho et al. use beta_start = 1e-4, beta_end = 0.02 with T = 1000. These constants are tuned for
+    T = 1000: with fewer steps the same range leaves signal at t = T (see `terminal_signal_level`).
+    """
+    return torch.linspace(beta_start, beta_end, num_train_timesteps, dtype=torch.float32)
+
+
+def scaled_linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """Scaled-linear schedule (Rombach et al. 2022, latent diffusion): linear in sqrt(beta).
+
+        beta_t = (sqrt(beta_start) + (t - 1) / (T - 1) * (sqrt(beta_end) - sqrt(beta_start)))^2
+
+    This is exactly the "quadratic" schedule of The Annotated Diffusion Model blog
+    (linspace(sqrt(beta_start), sqrt(beta_end), T) ** 2): the two names are the same schedule, and
+    "quadratic" is accepted as an alias.
+    """
+    sqrt_betas = torch.linspace(beta_start**0.5, beta_end**0.5, num_train_timesteps, dtype=torch.float32)
+    return sqrt_betas**2
+
+
+def cosine_betas(num_train_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
+    """Cosine schedule (Nichol & Dhariwal 2021, eq. 17), diffusers' "squaredcos_cap_v2".
+
+    The schedule is defined through alpha_bar rather than beta:
+
+        alpha_bar_t = f(t) / f(0),   f(t) = cos(((t / T + s) / (1 + s)) * pi / 2)^2,   s = 0.008
+
+        beta_t = 1 - alpha_bar_t / alpha_bar_{t-1},   clipped to at most max_beta = 0.999
+
+    alpha_bar falls like a cosine: slowly at both ends, linearly in the middle, and f(T) = 0 exactly.
+    The clip stops beta_T = 1 (a singularity at the very end of the chain); it touches only the last
+    step(s). The small offset s keeps beta_1 from being too small near t = 0. Computed in float64 and
+    stored as float32.
+    """
+    t = torch.arange(num_train_timesteps + 1, dtype=torch.float64) / num_train_timesteps
+    f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
+    betas = 1 - f[1:] / f[:-1]  # 1 - alpha_bar_t / alpha_bar_{t-1}; f(0) cancels in the ratio
+    return betas.clamp(max=max_beta).to(torch.float32)
+
+
+def sigmoid_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """Sigmoid schedule (Xu et al. 2022, GeoDiff; also in The Annotated Diffusion Model blog).
+
+        beta_t = sigmoid(u_t) * (beta_end - beta_start) + beta_start,   u = linspace(-6, 6, T)
+
+    Flat near beta_start and beta_end, with a smooth rise in the middle of the chain.
+    """
+    u = torch.linspace(-6, 6, num_train_timesteps, dtype=torch.float32)
+    return torch.sigmoid(u) * (beta_end - beta_start) + beta_start
+
+
+BETA_SCHEDULES = {
+    "linear": linear_betas,
+    "scaled_linear": scaled_linear_betas,
+    "squaredcos_cap_v2": lambda T, beta_start, beta_end: cosine_betas(T),
+    "sigmoid": sigmoid_betas,
+}
+
+# Schedules whose shape depends on beta_start / beta_end (the cosine one does not).
+USES_BETA_RANGE = {"linear", "scaled_linear", "sigmoid"}
+
+ALLOWED_SCHEDULES = sorted(set(BETA_SCHEDULES) | set(SCHEDULE_ALIASES))
+
+
+def canonical_schedule_name(name: str) -> str:
+    """Map a schedule name or alias to diffusers' name; unknown names raise ValueError."""
+    canonical = SCHEDULE_ALIASES.get(name, name)
+    if canonical not in BETA_SCHEDULES:
+        raise ValueError(f"Unknown beta_schedule {name!r}; allowed: {', '.join(ALLOWED_SCHEDULES)}.")
+    return canonical
+
+
+def make_betas(name: str, num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
+    """The betas of schedule `name` (a name in ALLOWED_SCHEDULES) over T = num_train_timesteps steps."""
+    return BETA_SCHEDULES[canonical_schedule_name(name)](num_train_timesteps, beta_start, beta_end)
+
+
+def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
+    """Rescale betas so that the last step has zero signal (Lin et al. 2023, Algorithm 1).
+
+    Most schedules leave a little signal at t = T (sqrt(alpha_bar_T) > 0), yet sampling starts from
+    pure noise, so the model is never trained on what it is given first. Lin et al. shift and scale
+    sqrt(alpha_bar) so that it keeps its first value and ends exactly at zero:
+
+        sqrt(alpha_bar_t)' = (sqrt(alpha_bar_t) - sqrt(alpha_bar_T))
+                             * sqrt(alpha_bar_1) / (sqrt(alpha_bar_1) - sqrt(alpha_bar_T))
+
+    then recover the betas: alpha_t = alpha_bar_t / alpha_bar_{t-1} (alpha_1 = alpha_bar_1), beta_t = 1 - alpha_t.
+    The result has beta_T = 1, so a model predicting eps cannot recover x_0 at t = T; use
+    prediction_type "v_prediction" (or "sample") with it, as Lin et al. do.
+    """
+    sqrt_alpha_bar = torch.cumprod(1 - betas, dim=0).sqrt()
+    first, last = sqrt_alpha_bar[0].clone(), sqrt_alpha_bar[-1].clone()
+    sqrt_alpha_bar = (sqrt_alpha_bar - last) * (first / (first - last))
+    alpha_bar = sqrt_alpha_bar**2
+    alphas = torch.cat([alpha_bar[:1], alpha_bar[1:] / alpha_bar[:-1]])
+    return 1 - alphas
+
+# ---- scheduling_annotated_ddpm.py --------------------------------------------
+"""The DDPM scheduler: the forward process q and one step of the reverse process p_theta.
+
+Ho et al. 2020 in five equations (alpha_t = 1 - beta_t, alpha_bar_t = prod_{s<=t} alpha_s; see schedules.py):
+
+  Forward, in one shot (eq. 4):
+      q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)
+      x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,   eps ~ N(0, I)
+
+  The model sees x_t and predicts eps (or x_0, or v); each gives back x_0 (eq. 15 for eps):
+      x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
+      x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v,  v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0
+                                                              (Salimans & Ho 2022, sec. 4)
+
+  The forward posterior is Gaussian with a closed form (eq. 6, 7):
+      q(x_{t-1} | x_t, x_0) = N(mu_tilde_t, beta_tilde_t I)
+      mu_tilde_t   = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) * x_0
+                   + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * x_t
+      beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t
+
+  The reverse step plugs the predicted x_0 into it (Algorithm 2, written with x_0):
+      x_{t-1} = mu_tilde_t(x_t, x_0_hat) + sigma_t z,   z ~ N(0, I),   no noise at the last step
+      sigma_t^2 = beta_tilde_t ("fixed_small") or beta_t ("fixed_large"); both are in Ho et al. sec. 3.2
+
+Sampling with fewer steps (Nichol & Dhariwal 2021, sec. 4) keeps a subsequence of the training steps;
+between two kept steps t > t' the single-step beta becomes beta_t = 1 - alpha_bar_t / alpha_bar_{t'}
+and every formula above holds with t - 1 replaced by t'. With all T steps this is the plain chain.
+
+The class mirrors diffusers' DDPMScheduler API and config (same keys, meanings and defaults), so it
+can be swapped with any diffusers scheduler through `from_config`. This file must stay copyable into a
+saved pipeline: it imports only torch, numpy, diffusers, the standard library and `from .schedules`.
+"""
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, SchedulerMixin
+from diffusers.utils import BaseOutput
+from diffusers.utils.torch_utils import randn_tensor
+
+
+PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log")
+TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
+
+# Above this sqrt(alpha_bar_T), the first sampling step (pure noise) is far from anything seen in training.
+TERMINAL_SIGNAL_WARN_LEVEL = 0.05
+
+
+@dataclass
+class AnnotatedDDPMSchedulerOutput(BaseOutput):
+    """Output of `AnnotatedDDPMScheduler.step`.
+
+    prev_sample:          x_{t-1} (x_{t'} when respaced), the input of the next step.
+    pred_original_sample: x_0_hat, the model's estimate of the clean sample (after clipping/thresholding).
+    """
+
+    prev_sample: torch.Tensor
+    pred_original_sample: torch.Tensor | None = None
+
+
+class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
+    """DDPM sampling and noising (Ho et al. 2020), written from the paper with diffusers' config.
+
+    Config (same keys, meanings and defaults as diffusers' DDPMScheduler):
+        num_train_timesteps: T, the length of the forward process.
+        beta_start, beta_end: the range of the "linear", "scaled_linear" and "sigmoid" schedules.
+        beta_schedule: one of schedules.ALLOWED_SCHEDULES ("cosine" and "quadratic" are stored under
+            diffusers' names "squaredcos_cap_v2" and "scaled_linear").
+        trained_betas: explicit betas (length T, each in (0, 1), the last may be 1); overrides beta_schedule.
+        variance_type: sigma_t^2 of the reverse step, one of VARIANCE_TYPES.
+        clip_sample, clip_sample_range: clamp x_0_hat to [-range, range].
+        prediction_type: what the model outputs, one of PREDICTION_TYPES.
+        thresholding, dynamic_thresholding_ratio, sample_max_value: Imagen's dynamic thresholding of x_0_hat.
+        timestep_spacing, steps_offset: how `set_timesteps` picks a subsequence (one of TIMESTEP_SPACINGS).
+        rescale_betas_zero_snr: force alpha_bar_T = 0 (Lin et al. 2023).
+    """
+
+    _compatibles = [e.name for e in KarrasDiffusionSchedulers]
+    order = 1
+
+    @register_to_config
+    def __init__(
+        self,
+        num_train_timesteps: int = 1000,
+        beta_start: float = 0.0001,
+        beta_end: float = 0.02,
+        beta_schedule: str = "linear",
+        trained_betas: np.ndarray | list[float] | None = None,
+        variance_type: str = "fixed_small",
+        clip_sample: bool = True,
+        prediction_type: str = "epsilon",
+        thresholding: bool = False,
+        dynamic_thresholding_ratio: float = 0.995,
+        clip_sample_range: float = 1.0,
+        sample_max_value: float = 1.0,
+        timestep_spacing: str = "leading",
+        steps_offset: int = 0,
+        rescale_betas_zero_snr: bool = False,
+    ):
+        T = num_train_timesteps
+        if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or T < 1:
+            raise ValueError(f"num_train_timesteps must be an integer >= 1, got {T!r}.")
+        schedule = canonical_schedule_name(beta_schedule)  # raises on unknown names
+        if schedule != beta_schedule:
+            self.register_to_config(beta_schedule=schedule)  # store diffusers' name so diffusers can load it
+        _check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
+        _check_choice("variance_type", variance_type, VARIANCE_TYPES)
+        _check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
+        if not isinstance(steps_offset, (int, np.integer)) or isinstance(steps_offset, bool) or steps_offset < 0:
+            raise ValueError(f"steps_offset must be an integer >= 0, got {steps_offset!r}.")
+        for name, value in (("clip_sample_range", clip_sample_range), ("sample_max_value", sample_max_value)):
+            if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
+        if not 0 < dynamic_thresholding_ratio <= 1:
+            raise ValueError(f"dynamic_thresholding_ratio must be in (0, 1], got {dynamic_thresholding_ratio}.")
+
+        if trained_betas is not None:
+            betas = torch.as_tensor(np.asarray(trained_betas, dtype=np.float64), dtype=torch.float32).flatten()
+            if betas.numel() != T:
+                raise ValueError(f"trained_betas has {betas.numel()} values; it needs num_train_timesteps = {T}.")
+            if not bool(((betas > 0) & (betas <= 1)).all()):
+                raise ValueError("trained_betas must all lie in (0, 1].")
+            if bool((betas[:-1] >= 1).any()):
+                # beta_t = 1 destroys all signal: alpha_bar is 0 from t on, and eq. (7) divides by it.
+                raise ValueError("trained_betas may equal 1 only at the last step (zero terminal SNR); earlier betas must be < 1.")
+        else:
+            if schedule in USES_BETA_RANGE and not 0 < beta_start <= beta_end < 1:
+                raise ValueError(
+                    f"beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1, "
+                    f"got beta_start={beta_start}, beta_end={beta_end}."
+                )
+            betas = make_betas(schedule, T, beta_start, beta_end)
+        if rescale_betas_zero_snr:
+            betas = rescale_zero_terminal_snr(betas)
+        _check_signal_survives(betas, schedule)
+
+        # The schedule, all float32, indexed by the training step t = 0 .. T-1.
+        self.betas = betas
+        self.alphas = 1.0 - betas
+        self.alphas_cumprod = torch.cumprod(self.alphas, dim=0)  # alpha_bar_t
+        self.sqrt_alphas_cumprod = self.alphas_cumprod.sqrt()
+        self.sqrt_one_minus_alphas_cumprod = (1.0 - self.alphas_cumprod).sqrt()
+        self.one = torch.tensor(1.0)
+        self.init_noise_sigma = 1.0  # x_T ~ N(0, I)
+
+        self.terminal_signal_level = float(self.sqrt_alphas_cumprod[-1])
+        if self.terminal_signal_level > TERMINAL_SIGNAL_WARN_LEVEL:
+            warnings.warn(
+                f"This schedule leaves sqrt(alpha_bar_T) = {self.terminal_signal_level:.3f} of the signal at the "
+                f"last step (T = {T}, beta_schedule = {schedule!r}), but sampling starts from pure noise. Use "
+                "beta_schedule='squaredcos_cap_v2' (cosine), scale the betas by 1000/T (Ho et al.'s linear schedule "
+                f"becomes beta_start={1e-4 * 1000 / T:.3g}, beta_end={0.02 * 1000 / T:.3g}), or set "
+                "rescale_betas_zero_snr=True.",
+                UserWarning,
+                stacklevel=3,
+            )
+
+        # Default chain: every training step, T-1 down to 0.
+        self.num_inference_steps = None
+        self.custom_timesteps = False
+        self._set_chain(np.arange(T - 1, -1, -1, dtype=np.int64), device=None)
+
+    # ----------------------------------------------------------------------------------------------
+    # The chain of sampling steps and the per-step coefficients.
+
+    def _set_chain(self, timesteps: np.ndarray, device) -> None:
+        """Store the descending `timesteps` and precompute every coefficient `step` needs, per step t.
+
+        For consecutive kept steps t > t' (t' = -1 after the last one, where alpha_bar_{-1} = 1):
+            beta_t       = 1 - alpha_bar_t / alpha_bar_t'                        (respaced beta)
+            coef_x0      = sqrt(alpha_bar_t') beta_t / (1 - alpha_bar_t)         (eq. 7)
+            coef_xt      = sqrt(alpha_t) (1 - alpha_bar_t') / (1 - alpha_bar_t)  (eq. 7)
+            beta_tilde_t = (1 - alpha_bar_t') / (1 - alpha_bar_t) * beta_t       (eq. 7)
+        Tables have length T and are filled only at kept steps, so `step` is a few lookups.
+
+        Everything is float32 and computed in the same order as diffusers' DDPMScheduler, which makes the two
+        agree to the last bits. The price is float32's: while beta_t ~ 1e-4, 1 - alpha_bar_t / alpha_bar_t'
+        cancels, and the coefficients of the first ~50 steps are off by up to ~1e-4 from exact arithmetic.
+        """
+        T = self.config.num_train_timesteps
+        self.timesteps = torch.from_numpy(timesteps.copy()).to(device)
+        prev = np.append(timesteps[1:], -1)
+        self._prev_timestep = {int(t): int(p) for t, p in zip(timesteps, prev)}
+
+        self._move_tables(torch.device("cpu"))  # build on the CPU; moved to the samples' device once, below or in step
+        t_idx, prev_idx = torch.from_numpy(timesteps.copy()), torch.from_numpy(prev)
+        alpha_bar_t = self.alphas_cumprod[t_idx]
+        alpha_bar_prev = torch.where(prev_idx >= 0, self.alphas_cumprod[prev_idx.clamp(min=0)], self.one)
+        beta_t = 1 - alpha_bar_t / alpha_bar_prev
+        coef_x0 = alpha_bar_prev**0.5 * beta_t / (1 - alpha_bar_t)
+        coef_xt = (1 - beta_t) ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar_t)
+        beta_tilde = ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * beta_t).clamp(min=1e-20)  # log-safe at t' = -1
+
+        # sigma_t, the standard deviation of the noise added at step t.
+        variance_type = self.config.variance_type
+        if variance_type == "fixed_small":  # sigma^2 = beta_tilde_t, the posterior variance (Ho et al. sec. 3.2)
+            sigma = beta_tilde**0.5
+        elif variance_type == "fixed_small_log":  # the same, through the log (as in Janner et al. 2022's code)
+            sigma = torch.exp(0.5 * torch.log(beta_tilde))
+        elif variance_type == "fixed_large":  # sigma^2 = beta_t, the upper bound (Ho et al. sec. 3.2)
+            sigma = beta_t**0.5
+        else:  # "fixed_large_log": log sigma^2 = log beta_t (GLIDE / improved-diffusion), i.e. sigma = exp(0.5 log beta_t).
+            # diffusers 0.42.1 DDPMScheduler returns log(beta_t) from _get_variance and then takes its square
+            # root, sqrt(log beta_t) of a negative number: every noisy step is NaN. Here it is exp(0.5 log beta_t).
+            sigma = torch.exp(0.5 * torch.log(beta_t))
+
+        def table(values):
+            full = torch.zeros(T, dtype=torch.float32)
+            full[t_idx] = values.to(torch.float32)
+            return full
+
+        self.posterior_beta = table(beta_t)
+        self.posterior_mean_coef_x0 = table(coef_x0)
+        self.posterior_mean_coef_xt = table(coef_xt)
+        self.posterior_variance = table(beta_tilde)
+        self.posterior_sigma = table(sigma)
+        if device is not None:
+            self._move_tables(torch.device(device))
+
+    _TABLES = (
+        "betas", "alphas", "alphas_cumprod", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
+        "posterior_beta", "posterior_mean_coef_x0", "posterior_mean_coef_xt", "posterior_variance", "posterior_sigma",
+    )  # fmt: skip
+
+    def _move_tables(self, device: torch.device) -> None:
+        """Move the schedule tensors to `device` once (not on every step)."""
+        if device == getattr(self, "_tables_device", torch.device("cpu")):
+            return
+        for name in self._TABLES:
+            if name in self.__dict__:
+                setattr(self, name, getattr(self, name).to(device))
+        self._tables_device = device
+
+    def set_timesteps(
+        self,
+        num_inference_steps: int | None = None,
+        device: str | torch.device | None = None,
+        timesteps: list[int] | None = None,
+    ) -> None:
+        """Choose the steps the sampler visits, as a descending subsequence of 0 .. T-1.
+
+        Give either `num_inference_steps` = n, spaced by `config.timestep_spacing` (Lin et al. 2023, Table 2),
+        or explicit `timesteps` (strictly descending, each in [0, T)).
+            "linspace": round(linspace(0, T-1, n)), reversed; includes both t = T-1 and t = 0.
+            "leading":  k * (T // n) + steps_offset for k = n-1 .. 0; starts below T-1 when n does not divide T.
+            "trailing": round(T - k * T / n) - 1 for k = 0 .. n-1; always starts at t = T-1.
+        ("trailing" is computed from k directly: diffusers' np.arange(T, 0, -T/n) returns n + 1 values for
+        some n, e.g. T = 1000, n = 61, the last one being t = -1.)
+        """
+        T = self.config.num_train_timesteps
+        if (num_inference_steps is None) == (timesteps is None):
+            raise ValueError("Pass exactly one of num_inference_steps or timesteps to set_timesteps.")
+
+        if timesteps is not None:
+            chain = np.asarray([int(t) for t in timesteps], dtype=np.int64)
+            if chain.ndim != 1 or chain.size == 0:
+                raise ValueError("timesteps must be a non-empty list of integers.")
+            if np.any(np.diff(chain) >= 0):
+                raise ValueError(f"timesteps must be strictly descending, got {chain.tolist()}.")
+            if chain[0] >= T or chain[-1] < 0:
+                raise ValueError(f"timesteps must lie in [0, num_train_timesteps = {T}), got {chain.tolist()}.")
+            self.custom_timesteps = True
+            self.num_inference_steps = len(chain)
+        else:
+            n = int(num_inference_steps)
+            if n < 1 or n > T:
+                raise ValueError(
+                    f"num_inference_steps must be in [1, num_train_timesteps = {T}] (a model trained on T steps can "
+                    f"only be sampled on a subsequence of them), got {num_inference_steps}."
+                )
+            spacing = self.config.timestep_spacing
+            if spacing == "linspace":
+                chain = np.linspace(0, T - 1, n).round()[::-1].astype(np.int64)
+            elif spacing == "leading":
+                chain = (np.arange(n - 1, -1, -1, dtype=np.int64) * (T // n)) + self.config.steps_offset
+            else:  # "trailing"
+                chain = np.round(T - np.arange(n) * (T / n)).astype(np.int64) - 1
+            if chain[0] >= T:
+                raise ValueError(
+                    f"steps_offset = {self.config.steps_offset} pushes the first timestep to {chain[0]}, past "
+                    f"num_train_timesteps - 1 = {T - 1}; lower steps_offset or num_inference_steps."
+                )
+            self.custom_timesteps = False
+            self.num_inference_steps = n
+        self._set_chain(np.ascontiguousarray(chain), device)
+
+    def previous_timestep(self, timestep: int | torch.Tensor) -> int:
+        """The step after `timestep` in the current chain, t'; -1 after the last step."""
+        t = int(timestep)
+        if t not in self._prev_timestep:
+            raise ValueError(
+                f"timestep {t} is not in the current chain ({len(self.timesteps)} steps from "
+                f"{int(self.timesteps[0])} to {int(self.timesteps[-1])}); step only through scheduler.timesteps."
+            )
+        return self._prev_timestep[t]
+
+    def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
+        """DDPM feeds x_t to the model unscaled (kept for API compatibility with other schedulers)."""
+        return sample
+
+    def __len__(self) -> int:
+        return self.config.num_train_timesteps
+
+    # ----------------------------------------------------------------------------------------------
+    # Forward process.
+
+    def _per_sample(self, table: torch.Tensor, timesteps, like: torch.Tensor) -> torch.Tensor:
+        """table[timesteps] shaped (batch, 1, 1, ...) to broadcast over `like`, in like's dtype."""
+        T = self.config.num_train_timesteps
+        timesteps = torch.as_tensor(timesteps, device=like.device).long()
+        if timesteps.numel() > 0 and (int(timesteps.min()) < 0 or int(timesteps.max()) >= T):
+            raise ValueError(f"timesteps must lie in [0, num_train_timesteps = {T}), got {timesteps.tolist()}.")
+        self._move_tables(like.device)
+        values = table[timesteps].flatten().to(like.dtype)
+        return values.reshape(values.shape + (1,) * (like.ndim - 1))
+
+    def add_noise(self, original_samples: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """Sample q(x_t | x_0) (Ho et al. 2020, eq. 4): x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps.
+
+        `timesteps` holds one t per sample (shape (batch,)) or a single t for all.
+        """
+        if original_samples.shape != noise.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} != sample shape {tuple(original_samples.shape)}.")
+        sqrt_alpha_bar = self._per_sample(self.sqrt_alphas_cumprod, timesteps, original_samples)
+        sqrt_one_minus_alpha_bar = self._per_sample(self.sqrt_one_minus_alphas_cumprod, timesteps, original_samples)
+        return sqrt_alpha_bar * original_samples + sqrt_one_minus_alpha_bar * noise
+
+    def get_velocity(self, sample: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+        """The v-prediction target (Salimans & Ho 2022): v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0."""
+        if sample.shape != noise.shape:
+            raise ValueError(f"noise shape {tuple(noise.shape)} != sample shape {tuple(sample.shape)}.")
+        sqrt_alpha_bar = self._per_sample(self.sqrt_alphas_cumprod, timesteps, sample)
+        sqrt_one_minus_alpha_bar = self._per_sample(self.sqrt_one_minus_alphas_cumprod, timesteps, sample)
+        return sqrt_alpha_bar * noise - sqrt_one_minus_alpha_bar * sample
+
+    # ----------------------------------------------------------------------------------------------
+    # Reverse process.
+
+    def _threshold_sample(self, x0: torch.Tensor) -> torch.Tensor:
+        """Dynamic thresholding (Saharia et al. 2022, Imagen, sec. 2.3).
+
+        Per image, s = the `dynamic_thresholding_ratio` quantile of |x0|, clamped to [1, sample_max_value];
+        then x0 <- clamp(x0, -s, s) / s. With s = 1 this is plain clipping to [-1, 1].
+        """
+        if x0.ndim < 2:
+            raise ValueError(f"thresholding needs a batch of samples (batch, ...), got shape {tuple(x0.shape)}.")
+        dtype = x0.dtype
+        flat = x0.reshape(x0.shape[0], -1)
+        if dtype not in (torch.float32, torch.float64):
+            flat = flat.float()  # quantile needs float32/64
+        s = torch.quantile(flat.abs(), self.config.dynamic_thresholding_ratio, dim=1)
+        s = s.clamp(min=1, max=self.config.sample_max_value).unsqueeze(1)
+        flat = torch.clamp(flat, -s, s) / s
+        return flat.reshape(x0.shape).to(dtype)
+
+    def step(
+        self,
+        model_output: torch.Tensor,
+        timestep: int | torch.Tensor,
+        sample: torch.Tensor,
+        generator: torch.Generator | None = None,
+        return_dict: bool = True,
+    ) -> AnnotatedDDPMSchedulerOutput | tuple:
+        """One reverse step x_t -> x_{t'} (Ho et al. 2020, Algorithm 2 with the posterior of eq. 7).
+
+        1. x_0_hat from the model output (eq. 15 for eps; v and x_0 predictions likewise),
+        2. clip it to [-clip_sample_range, clip_sample_range], or threshold it dynamically,
+        3. mean mu = coef_x0 * x_0_hat + coef_xt * x_t (eq. 7),
+        4. x_{t'} = mu + sigma_t z, z ~ N(0, I), for every t > 0 (no noise at t = 0).
+        The noise is drawn exactly as diffusers' DDPMScheduler draws it, so one generator gives both the
+        same numbers.
+        """
+        if model_output.shape != sample.shape:
+            raise ValueError(
+                f"model_output shape {tuple(model_output.shape)} != sample shape {tuple(sample.shape)}; "
+                f"learned variances are not supported (variance_type must be one of {', '.join(VARIANCE_TYPES)})."
+            )
+        t = int(timestep)
+        self.previous_timestep(t)  # raises if t is not in the current chain
+        self._move_tables(sample.device)
+        sqrt_alpha_bar_t = self.sqrt_alphas_cumprod[t]
+        sqrt_one_minus_alpha_bar_t = self.sqrt_one_minus_alphas_cumprod[t]
+
+        # 1. x_0_hat
+        prediction_type = self.config.prediction_type
+        if prediction_type == "epsilon":  # eq. 15: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
+            x0 = (sample - sqrt_one_minus_alpha_bar_t * model_output) / sqrt_alpha_bar_t
+        elif prediction_type == "sample":
+            x0 = model_output
+        else:  # "v_prediction": x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v
+            x0 = sqrt_alpha_bar_t * sample - sqrt_one_minus_alpha_bar_t * model_output
+
+        # 2. keep x_0_hat in the data range
+        if self.config.thresholding:
+            x0 = self._threshold_sample(x0)
+        elif self.config.clip_sample:
+            x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
+
+        # 3. posterior mean, eq. 7
+        prev_sample = self.posterior_mean_coef_x0[t] * x0 + self.posterior_mean_coef_xt[t] * sample
+
+        # 4. add sigma_t z
+        if t > 0:
+            z = randn_tensor(model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype)
+            prev_sample = prev_sample + self.posterior_sigma[t] * z
+
+        if not return_dict:
+            return (prev_sample, x0)
+        return AnnotatedDDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
+
+
+def _check_signal_survives(betas: torch.Tensor, schedule: str) -> None:
+    """Refuse a schedule whose alpha_bar_t = prod_{s <= t} (1 - beta_s) reaches 0 (in float32) before t = T - 1.
+
+    Sampling divides by sqrt(alpha_bar_t) to predict x_0 (Ho et al. 2020, eq. (15)):
+
+        x_0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) / sqrt(alpha_bar_t)
+
+    so an alpha_bar_t of 0 at any step but the last (where zero terminal SNR puts it on purpose) can
+    only give NaN. Large betas do this: beta_start=0.5, beta_end=0.9 with T = 1000 underflow by t ~ 100.
+    """
+    alphas_cumprod = torch.cumprod(1.0 - betas.to(torch.float32), dim=0)
+    zero = torch.nonzero(alphas_cumprod[:-1] <= 0)
+    if len(zero):
+        t = int(zero[0])
+        raise ValueError(
+            f"This schedule (beta_schedule={schedule!r}, T = {len(betas)}, betas {float(betas[0]):.3g} .. "
+            f"{float(betas[-1]):.3g}) destroys all signal by t = {t}: alpha_bar_t = prod(1 - beta_s) underflows to 0 "
+            "there, and predicting x_0 divides by sqrt(alpha_bar_t), so sampling could only give NaN. Use smaller "
+            "betas (Ho et al. 2020: 1e-4 .. 0.02 for T = 1000) or beta_schedule='squaredcos_cap_v2'."
+        )
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"Unknown {name} {value!r}; allowed: {', '.join(allowed)}.")
