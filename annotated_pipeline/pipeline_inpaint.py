@@ -44,6 +44,24 @@ from .pipeline_editing import AnnotatedDDPMEditingPipeline
 
 # Schedulers whose `step` depends only on (model output, t, x_t), so the chain can be walked back up.
 RESAMPLING_SCHEDULERS = ("AnnotatedDDPMScheduler", "DDPMScheduler", "DDIMScheduler")
+KEEP_SIDES = ("left", "right", "top", "bottom")
+
+
+def half_mask(side, height, width):
+    """A (1, 1, H, W) mask that keeps one half of the image (1 = keep): `side` in KEEP_SIDES. An odd side
+    length keeps the smaller half (floor(W / 2) columns or floor(H / 2) rows)."""
+    if side not in KEEP_SIDES:
+        raise ValueError(f"Unknown side {side!r}; allowed: {', '.join(KEEP_SIDES)}.")
+    mask = torch.zeros(1, 1, height, width)
+    if side == "left":
+        mask[..., : width // 2] = 1
+    elif side == "right":
+        mask[..., width - width // 2 :] = 1
+    elif side == "top":
+        mask[..., : height // 2, :] = 1
+    else:
+        mask[..., height - height // 2 :, :] = 1
+    return mask
 
 
 def repaint_walk(num_inference_steps, jump_length, jump_n_sample):
