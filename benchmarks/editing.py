@@ -10,10 +10,11 @@ class. The project's classifier (annotated_pipeline.evaluation.classifier) then 
     complete   the whole test images: what the classifier can do at best;
     kept half  the inputs with the unknown half black (-1): what the kept half alone tells it;
     completed  the inpainted images: with the kept half, the label the model's completion supports;
+    filled half  the inpainted images with the kept half black: the model's half alone;
 
 and the report is each one's share of the images' true labels (chance: 10%). "completed" above
-"kept half" means the completions add evidence of the right class; the rate also says how often the
-model completes a garment as the kind it is.
+"kept half" means the completions add evidence of the right class; "filled half" well above chance
+means the half the model drew, seen alone, is of the input's kind.
 
 SDEdit (annotated_pipeline.pipeline_img2img). The same test images, edited at each `--strengths`
 value t_0: the mean absolute distance to the input (pixels in [0, 1]), and the share the classifier
@@ -83,6 +84,7 @@ def measure_inpainting(pipe, classifier, images, labels, keep="left", scheduler=
         "rate_complete": label_rate(classifier, images, labels),
         "rate_kept_half": label_rate(classifier, images * mask, labels),
         "rate_completed": label_rate(classifier, completed, labels),
+        "rate_filled_half": label_rate(classifier, completed * (1 - mask), labels),
         "kept_pixels_exact": kept_exactly,
         "mean_abs_change_filled": (completed - images).abs().mul(1 - mask).sum().item() / ((1 - mask).sum().item() * len(images)),
     }
@@ -139,6 +141,7 @@ def main(argv=None):
             print(f"RePaint keep {result['keep']}, {result['scheduler']} {result['num_inference_steps']} steps, "
                   f"j = {result['jump_length']}, r = {r}, N = {result['num_images']} ({result['seconds']} s): "
                   f"true class {result['rate_completed']:.1%} completed, {result['rate_kept_half']:.1%} kept half only, "
+                  f"{result['rate_filled_half']:.1%} filled half only, "
                   f"{result['rate_complete']:.1%} complete images; kept pixels exact: {result['kept_pixels_exact']}",
                   flush=True)
     if "img2img" not in args.skip:
