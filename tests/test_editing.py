@@ -135,19 +135,20 @@ def test_inpainting_with_everything_kept_returns_the_input(caplog):
 
 def test_inpainting_completes_the_shipped_model_s_images_as_their_class(shipped, sample_images):
     """Keep the left half of 30 Fashion-MNIST images (3 per class), fill in the right half with no class
-    given; the classifier must label the completions, and the filled-in half alone, as the true class
-    well above chance (10%). benchmarks/editing.py measures 300 test images: RESULTS.md, "Editing"."""
+    given (DDIM 10 steps, j = 2, r = 3); the classifier must label the completions, and the filled-in half
+    alone (the kept half black), as the true class well above chance (10%). benchmarks/editing.py measures 300 test images: RESULTS.md, "Editing"."""
     x, labels = sample_images
     pipe = AnnotatedDDPMInpaintPipeline.from_pipe(shipped)
     set_scheduler(pipe, "ddim")
     mask = half_mask("left", 28, 28)
-    out = pipe(x, mask, num_inference_steps=10, jump_n_sample=1, generator=gen(0), output_type="pt").images
+    out = pipe(x, mask, num_inference_steps=10, jump_length=2, jump_n_sample=3, generator=gen(0), output_type="pt").images
     assert torch.equal((out * 255).round() * mask, (x * 255).round() * mask)
     classifier = load_default_classifier()
     completed = (embed(classifier, out * 2 - 1)[1] == labels).float().mean().item()
     filled_half = (embed(classifier, out * (1 - mask) * 2 - 1)[1] == labels).float().mean().item()
-    assert completed > 0.4, completed
-    assert filled_half > 0.3, filled_half
+    # measured here 0.80 / 0.80 / 0.63 (completed) and 0.47 / 0.63 / 0.33 (filled half) for seeds 0 / 1 / 2
+    assert completed > 0.5, completed
+    assert filled_half > 0.25, filled_half
 
 
 @pytest.mark.parametrize(
