@@ -6,6 +6,8 @@ The package is laid out the way the model is built:
     scheduler/   the forward process q and the reverse step p_theta: schedules, DDPM scheduler
     losses.py    the training objective (Ho et al. 2020, eq. 14 and its variants)
     pipeline.py  the sampling loop (Ho et al. 2020, Algorithm 2) as a diffusers pipeline
+    pipeline_inpaint.py, pipeline_img2img.py, pipeline_interpolate.py
+                 editing with a trained DDPM: RePaint, SDEdit, interpolation (pipeline_editing.py: shared)
     training/    data, arguments and the Accelerate training loop behind train_accelerate.py
     hub.py       the model card and the push to the Hugging Face Hub
     evaluation/  an offline Frechet distance for Fashion-MNIST
@@ -23,6 +25,9 @@ _EXPORTS = {
     "Unet": ".unet",
     "AnnotatedDDPMScheduler": ".scheduler",
     "AnnotatedDDPMPipeline": ".pipeline",
+    "AnnotatedDDPMInpaintPipeline": ".pipeline_inpaint",
+    "AnnotatedDDPMImg2ImgPipeline": ".pipeline_img2img",
+    "AnnotatedDDPMInterpolationPipeline": ".pipeline_interpolate",
     "p_losses": ".losses",
     "q_sample": ".losses",
 }
