@@ -404,6 +404,15 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
 
         hub_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only", "force_download") if k in kwargs}
         torch_dtype = kwargs.pop("torch_dtype", None)
+        dtype = kwargs.pop("dtype", None)  # diffusers' newer name for torch_dtype
+        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+            raise ValueError(f"Got torch_dtype={torch_dtype} and dtype={dtype}; give one of them.")
+        torch_dtype = torch_dtype if torch_dtype is not None else dtype
+        variant = kwargs.pop("variant", None)
+        if kwargs.pop("use_safetensors", True) is False:
+            raise ValueError("use_safetensors=False: weights are loaded from safetensors only (a pickle can run code).")
+        if kwargs.pop("device_map", None) is not None:
+            raise ValueError("device_map is not supported by this pipeline (it is small): load it, then pipe.to(device).")
         folder = _local_folder(pretrained_model_name_or_path, hub_kwargs)
         config = cls.load_config(folder)
 
@@ -425,7 +434,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 )
             load_kwargs = {"subfolder": name}
             if issubclass(component_cls, ModelMixin):
-                load_kwargs.update(use_safetensors=True, torch_dtype=torch_dtype)
+                load_kwargs.update(use_safetensors=True, torch_dtype=torch_dtype, variant=variant)
             components[name] = component_cls.from_pretrained(folder, **load_kwargs)
         if kwargs:
             raise ValueError(f"Unexpected keyword arguments for from_pretrained: {sorted(kwargs)}.")

@@ -477,3 +477,17 @@ def test_corrupted_weights_fail_clearly(pipe, tmp_path):
     with pytest.raises(Exception) as info:
         AnnotatedDDPMPipeline.from_pretrained(tmp_path / "saved")
     assert "safetensors" in str(info.value).lower() or "header" in str(info.value).lower() or "unable" in str(info.value).lower()
+
+
+def test_diffusers_loading_keywords_work_or_are_refused_by_name(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "saved")
+    pipe.save_pretrained(tmp_path / "saved", variant="fp16")
+    for kwargs in (dict(torch_dtype=torch.float64), dict(dtype=torch.float64)):
+        assert AnnotatedDDPMPipeline.from_pretrained(tmp_path / "saved", **kwargs).unet.dtype == torch.float64
+    loaded = AnnotatedDDPMPipeline.from_pretrained(tmp_path / "saved", variant="fp16", use_safetensors=True)
+    assert all(torch.equal(a, b) for a, b in zip(loaded.unet.parameters(), pipe.unet.parameters()))
+    for kwargs, message in ((dict(use_safetensors=False), "safetensors only"), (dict(device_map="auto"), "device_map"),
+                            (dict(torch_dtype=torch.float16, dtype=torch.float64), "give one of them"),
+                            (dict(low_cpu_mem_usage=True), "Unexpected keyword arguments.*low_cpu_mem_usage")):
+        with pytest.raises(ValueError, match=message):
+            AnnotatedDDPMPipeline.from_pretrained(tmp_path / "saved", **kwargs)
