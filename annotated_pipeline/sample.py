@@ -17,7 +17,7 @@ import time
 import torch
 
 from .errors import run_reporting
-from .evaluation.evaluate import SCHEDULERS, set_scheduler
+from .samplers import SCHEDULERS, set_scheduler
 from .pipeline import AnnotatedDDPMPipeline
 from .training.sampling import to_grid
 

@@ -61,9 +61,9 @@ from annotated_pipeline.evaluation.classifier import FashionMNISTClassifier, loa
 from annotated_pipeline.evaluation.frechet import frechet_distance_between
 from annotated_pipeline.errors import run_reporting
 from annotated_pipeline.pipeline import NonFiniteSampleError
+from annotated_pipeline.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
-SCHEDULERS = ("default", "ddim", "dpmsolver", "ddpm")
 NOT_FID_NOTE = (
     "Frechet distance in the feature space of our Fashion-MNIST classifier (128-d penultimate layer); "
     "NOT an Inception FID and NOT comparable to published FIDs."
@@ -83,32 +83,6 @@ def load_pipeline(pipeline_or_path):
     from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
 
     return AnnotatedDDPMPipeline.from_pretrained(os.fspath(pipeline_or_path))
-
-
-def set_scheduler(pipeline, name: str):
-    """Swap the pipeline's sampler for one built from the same config (same betas, same timesteps).
-
-    "default" keeps the pipeline's own scheduler; "ddim" (Song et al. 2021, eta = 0), "dpmsolver"
-    (Lu et al. 2022, DPM-Solver++(2M) multistep) and "ddpm" (Ho et al. 2020, ancestral) are diffusers'.
-
-    DPM-Solver++ places its steps uniformly in lambda_t = log(alpha_t / sigma_t), half the log-SNR
-    (`use_lu_lambdas`, the spacing the DPM-Solver paper recommends), unless the current config already
-    says otherwise. On the cosine schedule lambda runs from about -9.9 at t = 999 (-6.5 at t = 998) to about +5 at
-    t = 0; steps uniform in t spend few of their number on either end, and with them the same 50 steps score
-    worse (benchmarks/RESULTS.md, "Spacing DPM-Solver++'s steps in log-SNR").
-    """
-    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
-
-    classes = {"ddim": DDIMScheduler, "dpmsolver": DPMSolverMultistepScheduler, "ddpm": DDPMScheduler}
-    if name not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {name!r}; choose one of {SCHEDULERS}")
-    if name == "dpmsolver":
-        config = pipeline.scheduler.config
-        pipeline.scheduler = DPMSolverMultistepScheduler.from_config(
-            config, use_lu_lambdas=config.get("use_lu_lambdas", True))
-    elif name != "default":
-        pipeline.scheduler = classes[name].from_config(pipeline.scheduler.config)
-    return pipeline
 
 
 def conditioning_labels(pipeline, num_samples: int) -> torch.Tensor | None:

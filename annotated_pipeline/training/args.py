@@ -20,6 +20,8 @@ import importlib.util
 import math
 import os
 
+from ..samplers import SCHEDULERS
+
 LOGGERS = ("tensorboard", "wandb", "none")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 LR_SCHEDULERS = (
@@ -151,8 +153,11 @@ def build_parser(prog="train_accelerate.py"):
                        help="The U-Net's residual block: ResNet (Ho et al. 2020) or ConvNeXt.")
     model.add_argument("--ddpm_num_steps", type=int, default=1000,
                        help="T, the number of forward-process steps.")
-    model.add_argument("--ddpm_num_inference_steps", type=int, default=1000,
-                       help="Reverse-process steps used to draw the sample grids.")
+    model.add_argument("--ddpm_num_inference_steps", type=int, default=20,
+                       help="Steps of the chain that draws the sample grids (with --grid_scheduler).")
+    model.add_argument("--grid_scheduler", type=str, default="dpmsolver", choices=SCHEDULERS,
+                       help="The sampler of the sample grids: dpmsolver (DPM-Solver++, log-SNR steps: 20 are enough), "
+                            "ddim, ddpm, or default (the pipeline's own DDPM scheduler, one step per timestep).")
     model.add_argument("--ddpm_beta_schedule", type=str, default="squaredcos_cap_v2",
                        help="The beta schedule: squaredcos_cap_v2 (alias cosine; Nichol & Dhariwal 2021), "
                             "linear (Ho et al. 2020), scaled_linear, sigmoid or quadratic.")

@@ -22,6 +22,7 @@ import torch
 from diffusers.utils import make_image_grid
 
 from ..pipeline import AnnotatedDDPMPipeline
+from ..samplers import set_scheduler
 from .args import args_for_model_card
 
 SAMPLES_FILE = "samples.png"
@@ -55,19 +56,28 @@ def sample_class_labels(batch_size, num_classes):
     return [i % num_classes for i in range(batch_size)]
 
 
-def draw_samples(pipeline, batch_size, num_inference_steps, seed, num_classes=None):
-    """Ho et al. 2020, Algorithm 2 for `batch_size` images; a fixed seed so grids are comparable over training.
+def draw_samples(pipeline, batch_size, num_inference_steps, seed, num_classes=None, scheduler="default",
+                 progress=False):
+    """`batch_size` samples with the sampler `scheduler` (`samplers.SCHEDULERS`; the pipeline's own one is
+    put back afterwards); a fixed seed so grids are comparable over training. With `progress`, a progress
+    bar counts the steps.
 
     Returns a float array (B, H, W, C) in [0, 1].
     """
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    return pipeline(
-        batch_size=batch_size,
-        generator=generator,
-        num_inference_steps=num_inference_steps,
-        output_type="np",
-        class_labels=sample_class_labels(batch_size, num_classes),
-    ).images
+    own_scheduler = pipeline.scheduler
+    set_scheduler(pipeline, scheduler)
+    pipeline.set_progress_bar_config(disable=not progress, desc="Sample grid", leave=False)
+    try:
+        return pipeline(
+            batch_size=batch_size,
+            generator=torch.Generator(device="cpu").manual_seed(seed),
+            num_inference_steps=num_inference_steps,
+            output_type="np",
+            class_labels=sample_class_labels(batch_size, num_classes),
+        ).images
+    finally:
+        pipeline.scheduler = own_scheduler
+        pipeline.set_progress_bar_config(disable=True)
 
 
 def to_grid(images):
