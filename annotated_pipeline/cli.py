@@ -17,6 +17,10 @@ SUBCOMMANDS = {
     "train": ("annotated_pipeline.train", "train a DDPM with Accelerate (Ho et al. 2020, Algorithm 1)"),
     "sample": ("annotated_pipeline.sample", "sample a grid of images from a saved pipeline"),
     "evaluate": ("annotated_pipeline.evaluation.evaluate", "offline Frechet distance of a Fashion-MNIST pipeline"),
+    "attention": ("annotated_pipeline.visualize.attention", "draw what the U-Net's attention looks at while sampling (PNG)"),
+    "denoise": ("annotated_pipeline.visualize.denoising", "x_t and the predicted x_0 along the chain (GIF and PNG strip)"),
+    "forward": ("annotated_pipeline.visualize.forward", "a real image under q(x_t | x_0) for each beta schedule (PNG)"),
+    "schedules": ("annotated_pipeline.visualize.schedules", "alpha_bar_t and log SNR of the beta schedules (PNG, matplotlib)"),
 }
 
 
