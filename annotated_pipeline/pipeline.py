@@ -78,9 +78,11 @@ def predicted_original_sample(scheduler, model_output, timestep, sample):
         v_prediction:  x_0_hat = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v_theta      (Salimans & Ho 2022)
 
     then bounded as the scheduler itself bounds it (its own `thresholding`, else `clip_sample`; a key merely carried
-    over in the config from another scheduler is not applied). For schedulers whose `step`
-    does not return it (DPM-Solver++, PNDM); it is what DPM-Solver++'s `convert_model_output` computes as its
-    data prediction. Needs a scheduler whose latents are x_t itself (init_noise_sigma = 1), not Euler's scaled ones.
+    over in the config from another scheduler is not applied). For schedulers whose `step` does not return it
+    (DPM-Solver++, PNDM): the model's own estimate at the timestep t it was given. That is DPM-Solver++'s data
+    prediction (`convert_model_output`) when its chain's timesteps are exact; with log-SNR steps
+    (`use_lu_lambdas`) the solver uses its chain's unrounded sigma, slightly off alpha_bar at the rounded t.
+    Needs a scheduler whose latents are x_t itself (init_noise_sigma = 1), not Euler's scaled ones.
     """
     config = scheduler.config
     if float(scheduler.init_noise_sigma) != 1.0:
