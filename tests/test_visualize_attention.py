@@ -70,6 +70,8 @@ def test_recording_changes_no_pixel_and_puts_the_processors_back(pipe):
     assert len(store.records) == 20
     chain = pipe.scheduler.timesteps.tolist()
     assert [r.timestep for r in store.records if r.module == "mid_attention.fn"] == chain
+    assert [r.step for r in store.records if r.module == "mid_attention.fn"] == [0, 1, 2, 3]
+    assert store.get("mid_attention.fn", step=2).timestep == chain[2]
     for r in store.records:
         assert r.weights.shape[0] == (6 if 20 <= r.timestep <= 49 else 3)
         assert r.weights.shape[1:] == (HEADS, r.height * r.width, r.height * r.width)

@@ -77,12 +77,14 @@ class AttentionStore:
     def recording(self):
         return self.timesteps is None or self._timestep in self.timesteps
 
-    def get(self, module, timestep):
-        """The record of `module` at `timestep` (the last one, if the layer ran more than once then)."""
-        found = [r for r in self.records if r.module == module and r.timestep == timestep]
+    def get(self, module, timestep=None, step=None):
+        """The record of `module` at a training `timestep` (its last call then) or at a chain `step` (0-based;
+        the way to tell steps apart when a chain repeats a timestep, as DPM-Solver++'s log-SNR chain does)."""
+        found = [r for r in self.records if r.module == module
+                 and (timestep is None or r.timestep == timestep) and (step is None or r.step == step)]
         if not found:
-            raise ValueError(f"nothing recorded for {module!r} at t = {timestep}; recorded: "
-                             f"{sorted({(r.module, r.timestep) for r in self.records})}")
+            raise ValueError(f"nothing recorded for {module!r} at timestep={timestep}, step={step}; recorded: "
+                             f"{sorted({(r.module, r.step, r.timestep) for r in self.records})}")
         return found[-1]
 
 
@@ -125,12 +127,13 @@ def record_attention(unet, timesteps=None, modules=None):
         unet.set_attn_processor(dict(original))
 
 
-def chain_timesteps(pipe, num_inference_steps, count):
-    """`count` timesteps spread evenly over the chain the pipeline's scheduler walks (first and last included)."""
+def chain_steps(pipe, num_inference_steps, count):
+    """The chain the pipeline's scheduler walks, and `count` step indices spread evenly over it (first and last
+    included)."""
     pipe.scheduler.set_timesteps(num_inference_steps)
-    chain = pipe.scheduler.timesteps.tolist()
+    chain = [int(t) for t in pipe.scheduler.timesteps]
     picks = np.linspace(0, len(chain) - 1, min(count, len(chain))).round().astype(int)
-    return [int(chain[i]) for i in dict.fromkeys(picks)]
+    return chain, list(dict.fromkeys(picks.tolist()))
 
 
 def query_map(record, image, query="peak", head="mean"):
@@ -163,12 +166,13 @@ def attention_figure(pipe, num_images=4, timesteps=None, num_timesteps=4, module
     """
     if head != "mean" and not (isinstance(head, int) and 0 <= head < pipe.unet.config.attention_heads):
         raise ValueError(f"head must be 'mean' or a head index in 0..{pipe.unet.config.attention_heads - 1}, got {head!r}")
-    chain = chain_timesteps(pipe, num_inference_steps, 10**9)
-    timesteps = chain_timesteps(pipe, num_inference_steps, num_timesteps) if timesteps is None else list(timesteps)
-    missing = [t for t in timesteps if t not in chain]
-    if missing:
-        raise ValueError(f"timesteps {missing} are not in the sampler's chain of {num_inference_steps} steps: {chain}")
-    with record_attention(pipe.unet, timesteps=timesteps, modules=[module]) as store:
+    chain, steps = chain_steps(pipe, num_inference_steps, num_timesteps)
+    if timesteps is not None:
+        missing = [t for t in timesteps if t not in chain]
+        if missing:
+            raise ValueError(f"timesteps {missing} are not in the sampler's chain of {num_inference_steps} steps: {chain}")
+        steps = [chain.index(t) for t in timesteps]  # a repeated timestep: its first step
+    with record_attention(pipe.unet, timesteps={chain[i] for i in steps}, modules=[module]) as store:
         samples = pipe(batch_size=num_images, generator=generator(seed), num_inference_steps=num_inference_steps,
                        output_type="pt", **pipe_kwargs).images * 2 - 1
     size = samples.shape[-2:]
@@ -176,8 +180,8 @@ def attention_figure(pipe, num_images=4, timesteps=None, num_timesteps=4, module
     for b in range(num_images):
         background = to_pil(samples[b], scale)
         row = [background]
-        for t in timesteps:
-            record = store.get(module, t)
+        for i in steps:
+            record = store.get(module, step=i)
             weights, (qr, qc) = query_map(record, b, query, head)
             big = F.interpolate(weights[None, None], size=(size[0] * scale, size[1] * scale), mode="bilinear",
                                 align_corners=False)[0, 0]
@@ -187,7 +191,7 @@ def attention_figure(pipe, num_images=4, timesteps=None, num_timesteps=4, module
                                            outline=(0, 255, 255), width=max(1, scale // 2))
             row.append(cell)
         rows.append(row)
-    return labelled_grid(rows, ["sample"] + [f"t = {t}" for t in timesteps])
+    return labelled_grid(rows, ["sample"] + [f"t = {chain[i]}" for i in steps])
 
 
 def main(argv=None, prog="python -m annotated_pipeline.visualize.attention"):

@@ -31,11 +31,8 @@ def log_snr(alphas_cumprod):
 def schedules_figure(schedules=SCHEDULES, t_values=T_VALUES, dpi=100):
     """A PIL image of a 2 x len(t_values) grid of plots: alpha_bar_t (top) and log SNR (bottom) against t / T,
     one line per schedule, one column per T."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+    try:  # the object-oriented API: no pyplot, so no global backend is changed (a notebook keeps its inline plots)
+        from matplotlib.figure import Figure
     except ImportError as error:
         raise ImportError('the schedule plots need matplotlib: pip install "annotated-pipeline[plots]"') from error
     from PIL import Image
@@ -43,7 +40,8 @@ def schedules_figure(schedules=SCHEDULES, t_values=T_VALUES, dpi=100):
     unknown = [s for s in schedules if s not in SCHEDULES]
     if unknown:
         raise ValueError(f"unknown schedules {unknown}; allowed: {', '.join(SCHEDULES)}")
-    fig, axes = plt.subplots(2, len(t_values), figsize=(4.2 * len(t_values), 6), squeeze=False, sharex=True)
+    fig = Figure(figsize=(4.2 * len(t_values), 6))
+    axes = fig.subplots(2, len(t_values), squeeze=False, sharex=True)
     for j, T in enumerate(t_values):
         for name in schedules:
             alpha_bar = schedule_scheduler(name, T).alphas_cumprod
@@ -61,7 +59,6 @@ def schedules_figure(schedules=SCHEDULES, t_values=T_VALUES, dpi=100):
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=dpi)
-    plt.close(fig)
     buffer.seek(0)
     return Image.open(buffer).convert("RGB")
 

@@ -326,19 +326,15 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             else:
                 model_output = self.unet(model_input, t, **unet_kwargs).sample.to(latents_dtype)
             step_output = self.scheduler.step(model_output, t, latents, **step_kwargs)
+            x_t, latents = latents, step_output.prev_sample
             if callback_on_step_end is not None:
-                callback_kwargs = {}
-                if "pred_original_sample" in callback_on_step_end_tensor_inputs:  # x_0_hat from this x_t
+                callback_kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}
+                if "pred_original_sample" in callback_on_step_end_tensor_inputs:  # x_0_hat from this step's x_t
                     x0 = getattr(step_output, "pred_original_sample", None)
                     callback_kwargs["pred_original_sample"] = (
-                        x0 if x0 is not None else predicted_original_sample(self.scheduler, model_output, t, latents))
-                latents = step_output.prev_sample
-                if "latents" in callback_on_step_end_tensor_inputs:
-                    callback_kwargs["latents"] = latents
+                        x0 if x0 is not None else predicted_original_sample(self.scheduler, model_output, t, x_t))
                 callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
                 latents = callback_outputs.get("latents", latents)
-            else:
-                latents = step_output.prev_sample
 
         # [-1, 1] -> [0, 1], then to the requested type (one-channel images become "L" PIL images).
         images = self.image_processor.postprocess(latents.float(), output_type=output_type)
