@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import ImageDraw
 
 from .images import labelled_grid, overlay, to_pil
-from .options import add_sampling_options, check_sampling_options, generator, load_pipeline, sampling_kwargs
+from .options import add_sampling_options, check_sampling_options, generator, load_for_figures, sampling_kwargs
 
 BOTTLENECK = "mid_attention.fn"  # the softmax attention layer of AnnotatedUNet2DModel
 HEAD_CHOICES = ("mean",)  # or a head index
@@ -212,7 +212,7 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.attention"):
     if args.num_timesteps < 1 or args.scale < 1:
         parser.error("--num_timesteps and --scale must be >= 1")
     start = time.perf_counter()
-    pipe = load_pipeline(args)
+    pipe = load_for_figures(args)
     try:
         figure = attention_figure(pipe, args.num_images, args.timesteps, args.num_timesteps, args.module,
                                   tuple(args.query) if args.query else "peak",

@@ -23,7 +23,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .images import labelled_grid, to_pil
-from .options import add_sampling_options, check_sampling_options, generator, load_pipeline, sampling_kwargs
+from .options import add_sampling_options, check_sampling_options, generator, load_for_figures, sampling_kwargs
 
 
 @dataclass
@@ -49,7 +49,6 @@ def collect_trajectory(pipe, num_images=4, every=1, seed=0, **pipe_kwargs):
     x_t = randn_tensor((num_images, pipe.unet.config.in_channels, height, width), generator=g, dtype=torch.float32)
     kept = Trajectory([], [], [], [], None)
     state = {"x_t": x_t * pipe.scheduler.init_noise_sigma}
-    num_steps = pipe_kwargs.get("num_inference_steps", 1000)
 
     def callback(p, i, t, tensors):
         if i % every == 0 or i == len(p.scheduler.timesteps) - 1:
@@ -61,8 +60,7 @@ def collect_trajectory(pipe, num_images=4, every=1, seed=0, **pipe_kwargs):
         return tensors
 
     images = pipe(batch_size=num_images, generator=g, latents=x_t, output_type="pt", callback_on_step_end=callback,
-                  callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
-                  num_inference_steps=num_steps, **{k: v for k, v in pipe_kwargs.items() if k != "num_inference_steps"}).images
+                  callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"], **pipe_kwargs).images
     kept.samples = images * 2 - 1
     return kept
 
@@ -118,7 +116,7 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.denoising"):
     if not args.output.lower().endswith(".gif"):
         parser.error(f"--output must be a .gif file, got {args.output!r}")
     start = time.perf_counter()
-    pipe = load_pipeline(args)
+    pipe = load_for_figures(args)
     kwargs = sampling_kwargs(args)
     seed = kwargs.pop("seed")
     try:

@@ -11,8 +11,8 @@
 
 import torch
 
+from ..evaluation import evaluate
 from ..evaluation.evaluate import SCHEDULERS, set_scheduler
-from ..pipeline import AnnotatedDDPMPipeline
 
 
 def add_sampling_options(parser, num_images, num_inference_steps, output):
@@ -40,9 +40,9 @@ def check_sampling_options(parser, args):
         parser.error(f"--class_labels takes one class or one per image ({args.num_images}), got {len(args.class_labels)}")
 
 
-def load_pipeline(args):
+def load_for_figures(args):
     """The pipeline of `args.pipeline` with `args.scheduler` swapped in and no progress bar."""
-    pipe = AnnotatedDDPMPipeline.from_pretrained(args.pipeline)
+    pipe = evaluate.load_pipeline(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
     return set_scheduler(pipe, args.scheduler)
 
