@@ -20,6 +20,10 @@ SUBCOMMANDS = {
     "inpaint": ("annotated_pipeline.inpaint", "fill in the masked part of PNG images (RePaint, Lugmayr et al. 2022)"),
     "img2img": ("annotated_pipeline.img2img", "noise PNG images part-way and denoise them (SDEdit, Meng et al. 2022)"),
     "interpolate": ("annotated_pipeline.interpolate", "a row of images between two seeds and/or classes (slerp of x_T)"),
+    "attention": ("annotated_pipeline.visualize.attention", "draw what the U-Net's attention looks at while sampling (PNG)"),
+    "denoise": ("annotated_pipeline.visualize.denoising", "x_t and the predicted x_0 along the chain (GIF and PNG strip)"),
+    "forward": ("annotated_pipeline.visualize.forward", "a real image under q(x_t | x_0) for each beta schedule (PNG)"),
+    "schedules": ("annotated_pipeline.visualize.schedules", "alpha_bar_t and log SNR of the beta schedules (PNG, matplotlib)"),
 }
 
 

@@ -28,6 +28,13 @@ seed's 1x1 convolution, here an nn.Linear's weight W) is one batched product W @
 v then come out contiguous with N last, each head a (d, N) slice, and every step below is a plain
 batched matmul or softmax without copies (on CPU about twice as fast as 1x1 convolutions producing the
 wide qkv tensor).
+
+Processors (diffusers' convention): each attention module calls `self.processor(self, x)`, and its default
+processor (`LinearAttnProcessor`, `SoftmaxAttnProcessor`) is the math above. Another processor, installed with
+`AnnotatedUNet2DModel.set_attn_processor` (e.g. one that records the weights, annotated_pipeline.visualize),
+changes what runs without forking the model. `attention_weights(x)` gives each module's N x N weights per head,
+computed explicitly: softmax(Q K^T / sqrt(d)) for softmax attention, and for linear attention the weights it
+applies implicitly (see `LinearAttention.attention_weights`).
 """
 
 import torch
@@ -45,7 +52,60 @@ def _qkv(to_qkv, tokens):
     return [_pointwise(w, tokens) for w in to_qkv.weight.chunk(3, dim=0)]
 
 
-class LinearAttention(nn.Module):
+class LinearAttnProcessor:
+    """The default processor of `LinearAttention`: Shen et al. 2018, eq. (4), with W_out folded in (see there)."""
+
+    def __call__(self, attn, x):
+        b, c, h, w = x.shape
+        n = h * w
+        tokens = x.reshape(b, c, n)  # (B, C, N): a view for contiguous x
+        q, k, v = _qkv(attn.to_qkv, tokens)  # each (B, heads * d, N)
+        q = q.view(b * attn.heads, attn.head_dim, n).softmax(dim=-2)  # rho_q: over each query's d features
+        k = k.view(b * attn.heads, attn.head_dim, n).softmax(dim=-1)  # rho_k: over the N positions
+        v = v.view(b * attn.heads, attn.head_dim, n)
+        # context[d, e] = sum_n rho_k(K)[d, n] V[e, n], a (d, d) summary per head; the 1/sqrt(d) on the
+        # queries is applied to this small matrix instead (the same product, N/d times fewer multiplies).
+        context = torch.bmm(k, v.transpose(1, 2)).view(b, attn.heads, attn.head_dim, attn.head_dim) * attn.scale
+        # mix[o, (head, d)] = sum_e W_out[o, (head, e)] context[head, d, e]: W_out folded into the context.
+        w_out = attn.to_out.weight.view(c, attn.heads, attn.head_dim)
+        mix = torch.einsum("ohe,bhde->bohd", w_out.to(context.dtype), context).reshape(b, c, -1)
+        out = torch.baddbmm(attn.to_out.bias[:, None].to(mix.dtype), mix, q.view(b, -1, n))  # (B, C, N)
+        return attn.norm_out(out.view(b, c, h, w))
+
+
+class SoftmaxAttnProcessor:
+    """The default processor of `Attention`: Vaswani et al. 2017, eq. (1), through fused SDPA."""
+
+    def __call__(self, attn, x):
+        b, c, h, w = x.shape
+        n = h * w
+        q, k, v = _qkv(attn.to_qkv, x.reshape(b, c, n))  # each (B, heads * d, N)
+        q, k, v = (t.view(b, attn.heads, attn.head_dim, n).transpose(-1, -2) for t in (q, k, v))
+        # scaled_dot_product_attention takes (B, heads, N, d) and scales by 1/sqrt(d) itself.
+        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
+        out = out.transpose(-1, -2).reshape(b, attn.heads * attn.head_dim, n)
+        weight, bias = attn.to_out.weight.to(out.dtype), attn.to_out.bias[:, None].to(out.dtype)
+        out = torch.baddbmm(bias, weight.expand(b, -1, -1), out)  # W_out @ out + b, the output projection
+        return out.view(b, c, h, w)
+
+
+class _ProcessorMixin:
+    """diffusers' processor protocol: the module's forward is `self.processor(self, x)`; `get_processor` and
+    `set_processor` are what `AttentionMixin.attn_processors` / `set_attn_processor` look for."""
+
+    def get_processor(self):
+        return self.processor
+
+    def set_processor(self, processor):
+        if not callable(processor):
+            raise ValueError(f"an attention processor must be callable as processor(attn, x), got {processor!r}")
+        self.processor = processor
+
+    def forward(self, x):
+        return self.processor(self, x)
+
+
+class LinearAttention(_ProcessorMixin, nn.Module):
     """Shen et al. 2018, eq. (4): out = rho_q(Q) (rho_k(K)^T V), O(N) in the number of pixels N.
 
     The pointwise projections (1x1 convolutions in the seed) are matrix products over the channel axis
@@ -66,26 +126,30 @@ class LinearAttention(nn.Module):
         self.to_qkv = nn.Linear(dim, 3 * hidden, bias=False)
         self.to_out = nn.Linear(hidden, dim)
         self.norm_out = nn.GroupNorm(1, dim)
+        self.processor = LinearAttnProcessor()
 
-    def forward(self, x):
+    def attention_weights(self, x):
+        """The (B, heads, N, N) weights A that this linear attention applies, row n for query n.
+
+        Linear attention never forms an N x N matrix, but it applies one exactly: with rho_q(Q), rho_k(K)
+        of shape (d, N),
+
+            out_n = (1 / sqrt(d)) sum_m V_m A[n, m],   A[n, m] = sum_d rho_q(Q)[d, n] rho_k(K)[d, m]
+
+        (associativity: rho_q(Q)^T (rho_k(K) V^T) = (rho_q(Q)^T rho_k(K)) V^T), the feature-map form phi(q_n)^T
+        psi(k_m) of kernelised attention, with rho_k normalising each key feature over the positions. Every entry is >= 0 and each row sums to 1 (rho_k sums
+        to 1 over the positions m, rho_q to 1 over the features d), so A is a genuine attention matrix and
+        needs no further normalisation; the 1/sqrt(d) scales the output, not the weights.
+        """
         b, c, h, w = x.shape
         n = h * w
-        tokens = x.reshape(b, c, n)  # (B, C, N): a view for contiguous x
-        q, k, v = _qkv(self.to_qkv, tokens)  # each (B, heads * d, N)
-        q = q.view(b * self.heads, self.head_dim, n).softmax(dim=-2)  # rho_q: over each query's d features
-        k = k.view(b * self.heads, self.head_dim, n).softmax(dim=-1)  # rho_k: over the N positions
-        v = v.view(b * self.heads, self.head_dim, n)
-        # context[d, e] = sum_n rho_k(K)[d, n] V[e, n], a (d, d) summary per head; the 1/sqrt(d) on the
-        # queries is applied to this small matrix instead (the same product, N/d times fewer multiplies).
-        context = torch.bmm(k, v.transpose(1, 2)).view(b, self.heads, self.head_dim, self.head_dim) * self.scale
-        # mix[o, (head, d)] = sum_e W_out[o, (head, e)] context[head, d, e]: W_out folded into the context.
-        w_out = self.to_out.weight.view(c, self.heads, self.head_dim)
-        mix = torch.einsum("ohe,bhde->bohd", w_out.to(context.dtype), context).reshape(b, c, -1)
-        out = torch.baddbmm(self.to_out.bias[:, None].to(mix.dtype), mix, q.view(b, -1, n))  # (B, C, N)
-        return self.norm_out(out.view(b, c, h, w))
+        q, k, _ = _qkv(self.to_qkv, x.reshape(b, c, n))
+        q = q.view(b, self.heads, self.head_dim, n).softmax(dim=-2)
+        k = k.view(b, self.heads, self.head_dim, n).softmax(dim=-1)
+        return q.transpose(-1, -2) @ k  # (B, heads, N, N)
 
 
-class Attention(nn.Module):
+class Attention(_ProcessorMixin, nn.Module):
     """Vaswani et al. 2017, eq. (1): softmax(Q K^T / sqrt(d)) V over all N pixels, through fused SDPA."""
 
     def __init__(self, dim, heads=4, head_dim=32):
@@ -95,18 +159,15 @@ class Attention(nn.Module):
         hidden = heads * head_dim
         self.to_qkv = nn.Linear(dim, 3 * hidden, bias=False)
         self.to_out = nn.Linear(hidden, dim)
+        self.processor = SoftmaxAttnProcessor()
 
-    def forward(self, x):
+    def attention_weights(self, x):
+        """softmax(Q K^T / sqrt(d)) per head, (B, heads, N, N), row n for query n: what SDPA applies, written out."""
         b, c, h, w = x.shape
         n = h * w
-        q, k, v = _qkv(self.to_qkv, x.reshape(b, c, n))  # each (B, heads * d, N)
-        q, k, v = (t.view(b, self.heads, self.head_dim, n).transpose(-1, -2) for t in (q, k, v))
-        # scaled_dot_product_attention takes (B, heads, N, d) and scales by 1/sqrt(d) itself.
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
-        out = out.transpose(-1, -2).reshape(b, self.heads * self.head_dim, n)
-        weight, bias = self.to_out.weight.to(out.dtype), self.to_out.bias[:, None].to(out.dtype)
-        out = torch.baddbmm(bias, weight.expand(b, -1, -1), out)  # W_out @ out + b, the output projection
-        return out.view(b, c, h, w)
+        q, k, _ = _qkv(self.to_qkv, x.reshape(b, c, n))
+        q, k = (t.view(b, self.heads, self.head_dim, n) for t in (q, k))
+        return (q.transpose(-1, -2) @ k * self.head_dim**-0.5).softmax(dim=-1)  # (B, heads, N, N)
 
 
 class PreNormResidual(nn.Module):

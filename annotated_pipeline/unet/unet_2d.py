@@ -33,7 +33,10 @@ every block sees (t, y); it is what classifier-free guidance (Ho & Salimans 2022
 
 Everything that shapes the network is a `register_to_config` argument, so `save_pretrained` /
 `from_pretrained` rebuild it from config.json alone, and the model is a drop-in `unet` for diffusers'
-pipelines: forward(sample, timestep).sample.
+pipelines: forward(sample, timestep).sample. Its attention layers follow diffusers' processor convention
+(`AttentionMixin`): `unet.attn_processors` is a dict keyed by module path + ".processor" (e.g.
+"mid_attention.fn.processor"), and `unet.set_attn_processor(p)` (one processor, or such a dict) swaps what
+they compute, e.g. for a processor that records the weights (annotated_pipeline.visualize.attention).
 
 This file imports its siblings directly (embeddings, blocks, attention) and nothing from the package,
 so that diffusers' remote-code loader can copy it with those files into a saved pipeline.
@@ -45,10 +48,11 @@ from math import gcd
 import torch
 from torch import nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.attention import AttentionMixin
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
-from .attention import Attention, LinearAttention, PreNormResidual
+from .attention import Attention, LinearAttention, LinearAttnProcessor, PreNormResidual, SoftmaxAttnProcessor
 from .blocks import ConvNextBlock, Downsample, ResnetBlock, Upsample
 from .embeddings import TimeEmbedding
 
@@ -109,7 +113,7 @@ def _check_spatial(what, height, width, num_levels):
             )
 
 
-class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
+class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
     """eps_theta(x_t, t[, y]): the seed's U-Net as a diffusers model.
 
     Args:
@@ -303,6 +307,14 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin):
 
         self.final_block = block(widths[0] + init_dim, dim)
         self.final_conv = nn.Conv2d(dim, out_channels if out_channels is not None else in_channels, kernel_size=1)
+
+    def set_default_attn_processor(self):
+        """Give every attention layer its default processor back (the math of attention.py)."""
+        self.set_attn_processor({
+            name: SoftmaxAttnProcessor() if isinstance(self.get_submodule(name.rsplit(".", 1)[0]), Attention)
+            else LinearAttnProcessor()
+            for name in self.attn_processors
+        })
 
     def _per_example(self, name, value, batch, device):
         """An int/float, a 0-d tensor or a (B,) / (1,) tensor -> a (B,) tensor on `device` (no host sync)."""

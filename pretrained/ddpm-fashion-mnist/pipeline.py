@@ -82,6 +82,41 @@ def _is_int(value):
     return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
+def predicted_original_sample(scheduler, model_output, timestep, sample):
+    """x_0_hat, the clean image the model predicts from x_t (Ho et al. 2020, eq. (15) for eps):
+
+        epsilon:       x_0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_bar_t)
+        sample:        x_0_hat = the model output
+        v_prediction:  x_0_hat = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v_theta      (Salimans & Ho 2022)
+
+    then bounded as the scheduler itself bounds it (its own `thresholding`, else `clip_sample`; a key merely carried
+    over in the config from another scheduler is not applied). For schedulers whose `step` does not return it
+    (DPM-Solver++, PNDM): the model's own estimate at the timestep t it was given. That is DPM-Solver++'s data
+    prediction (`convert_model_output`) when its chain's timesteps are exact; with log-SNR steps
+    (`use_lu_lambdas`) the solver uses its chain's unrounded sigma, slightly off alpha_bar at the rounded t.
+    Needs a scheduler whose latents are x_t itself (init_noise_sigma = 1), not Euler's scaled ones.
+    """
+    config = scheduler.config
+    if float(scheduler.init_noise_sigma) != 1.0:
+        raise ValueError(f"{type(scheduler).__name__} scales its latents (init_noise_sigma = {float(scheduler.init_noise_sigma):g}), "
+                         "so x_0_hat cannot be read from alpha_bar_t; its step output should carry pred_original_sample.")
+    alpha_bar_t = scheduler.alphas_cumprod[int(timestep)].to(device=sample.device, dtype=sample.dtype)
+    if config.prediction_type == "epsilon":
+        x0 = (sample - (1 - alpha_bar_t).sqrt() * model_output) / alpha_bar_t.sqrt()
+    elif config.prediction_type == "sample":
+        x0 = model_output
+    elif config.prediction_type == "v_prediction":
+        x0 = alpha_bar_t.sqrt() * sample - (1 - alpha_bar_t).sqrt() * model_output
+    else:
+        raise ValueError(f"unknown prediction_type {config.prediction_type!r}; allowed: epsilon, sample, v_prediction")
+    own = inspect.signature(type(scheduler).__init__).parameters  # a bound the scheduler applies itself, not a carried key
+    if "thresholding" in own and config.thresholding:
+        return scheduler._threshold_sample(x0)
+    if "clip_sample" in own and config.clip_sample:
+        return x0.clamp(-config.clip_sample_range, config.clip_sample_range)
+    return x0
+
+
 class AnnotatedDDPMPipeline(DiffusionPipeline):
     """Unconditional (or class-conditional) image generation with a DDPM.
 
@@ -93,7 +128,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "unet"
-    _callback_tensor_inputs = ["latents"]
+    _callback_tensor_inputs = ["latents", "pred_original_sample"]
 
     def __init__(self, unet: ModelMixin, scheduler: SchedulerMixin):
         super().__init__()
@@ -253,7 +288,8 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 costs variety and at low noise levels does little. None (default): every step.
             callback_on_step_end: `fn(pipe, step_index, timestep, callback_kwargs) -> dict`, called
                 after every step with the tensors named in `callback_on_step_end_tensor_inputs`
-                ("latents" is the current x_t); a returned "latents" replaces x_t.
+                ("latents" is x_{t'} after the step; "pred_original_sample" is x_0_hat predicted from the
+                step's x_t, see `predicted_original_sample`); a returned "latents" replaces x_{t'}.
             eta: DDIM's eta (only passed to schedulers whose `step` takes it).
             latents: start from this x_T instead of a fresh N(0, I) draw.
             use_clipped_model_output: for schedulers whose `step` takes it (DDIM): recompute eps from
@@ -315,9 +351,14 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 model_output = classifier_free_guidance(*model_output.to(latents_dtype).chunk(2), guidance_scale)
             else:
                 model_output = self.unet(model_input, t, **unet_kwargs).sample.to(latents_dtype)
-            latents = self.scheduler.step(model_output, t, latents, **step_kwargs).prev_sample
+            step_output = self.scheduler.step(model_output, t, latents, **step_kwargs)
+            x_t, latents = latents, step_output.prev_sample
             if callback_on_step_end is not None:
                 callback_kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}
+                if "pred_original_sample" in callback_on_step_end_tensor_inputs:  # x_0_hat from this step's x_t
+                    x0 = getattr(step_output, "pred_original_sample", None)
+                    callback_kwargs["pred_original_sample"] = (
+                        x0 if x0 is not None else predicted_original_sample(self.scheduler, model_output, t, x_t))
                 callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
                 latents = callback_outputs.get("latents", latents)
 
@@ -357,7 +398,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         """Save the pipeline (code files, configs, safetensors weights) and upload it as one commit.
 
         With the package installed, the upload goes through `annotated_pipeline.hub`: the model
-        card `README.md` is rendered from `model_card/template.md` (pass `card_kwargs=dict(...)`,
+        card `README.md` is rendered from `templates/model_card.md` (pass `card_kwargs=dict(...)`,
         e.g. `training_args`, `dataset_name`, `samples_file`), the repo is created if needed, and
         an unreachable Hub raises `HubUnavailableError`. As remote code, diffusers' own push is used.
         """
@@ -372,7 +413,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
     @staticmethod
     def _push_folder(folder, repo_id, commit_message=None, private=None, token=None, card_kwargs=None,
                      folder_is_temporary=False, **kwargs):
-        """Upload a saved folder through `annotated_pipeline.hub` (card from model_card/template.md)."""
+        """Upload a saved folder through `annotated_pipeline.hub` (card from templates/model_card.md)."""
         if kwargs:
             raise ValueError(f"Unexpected keyword arguments for push_to_hub: {sorted(kwargs)}.")
         return _installed("hub").push_folder_to_hub(
@@ -404,6 +445,15 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
 
         hub_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only", "force_download") if k in kwargs}
         torch_dtype = kwargs.pop("torch_dtype", None)
+        dtype = kwargs.pop("dtype", None)  # diffusers' newer name for torch_dtype
+        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
+            raise ValueError(f"Got torch_dtype={torch_dtype} and dtype={dtype}; give one of them.")
+        torch_dtype = torch_dtype if torch_dtype is not None else dtype
+        variant = kwargs.pop("variant", None)
+        if kwargs.pop("use_safetensors", True) is False:
+            raise ValueError("use_safetensors=False: weights are loaded from safetensors only (a pickle can run code).")
+        if kwargs.pop("device_map", None) is not None:
+            raise ValueError("device_map is not supported by this pipeline (it is small): load it, then pipe.to(device).")
         folder = _local_folder(pretrained_model_name_or_path, hub_kwargs)
         config = cls.load_config(folder)
 
@@ -425,7 +475,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 )
             load_kwargs = {"subfolder": name}
             if issubclass(component_cls, ModelMixin):
-                load_kwargs.update(use_safetensors=True, torch_dtype=torch_dtype)
+                load_kwargs.update(use_safetensors=True, torch_dtype=torch_dtype, variant=variant)
             components[name] = component_cls.from_pretrained(folder, **load_kwargs)
         if kwargs:
             raise ValueError(f"Unexpected keyword arguments for from_pretrained: {sorted(kwargs)}.")
