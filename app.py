@@ -89,12 +89,13 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False):
                 class_name = gr.Dropdown(choices, value=defaults.class_name, label="Class")
                 num_images = gr.Slider(1, demo.MAX_IMAGES, value=defaults.num_images, step=1, label="Number of images")
                 sampler = gr.Radio(list(demo.SAMPLERS), value=defaults.sampler, label="Sampler")
-                steps = gr.Slider(1, demo.MAX_STEPS, value=defaults.steps, step=1, label="Steps")
+                steps = gr.Slider(1, demo.MAX_STEPS, value=defaults.steps, step=1, label="Steps", elem_id="steps")
                 guidance_scale = gr.Slider(0, 8, value=defaults.guidance_scale, step=0.1, interactive=guided,
                                            label="Guidance scale s (1 = none)")
                 with gr.Row():
                     t_low = gr.Number(defaults.guidance_interval[0], precision=0, label="Guide from t =", interactive=guided)
-                    t_high = gr.Number(defaults.guidance_interval[1], precision=0, label="to t =", interactive=guided)
+                    t_high = gr.Number(defaults.guidance_interval[1], precision=0, label="to t =", interactive=guided,
+                                       elem_id="t_high")
                 seed = gr.Number(defaults.seed, precision=0, label="Seed")
                 show_denoising = gr.Checkbox(defaults.show_denoising, label="Show the denoising")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")

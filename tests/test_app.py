@@ -113,20 +113,17 @@ def test_api_draws_the_asked_images_deterministically_and_refuses_bad_input(app_
                          (dict(t_high=1000), "guidance_interval must be two ints")]:
         with pytest.raises(AppError, match=message):
             generate(**bad)
-    again, _, _ = generate(seed=1)  # and the app still serves after refusing
-    other, _, _ = generate(seed=2)
+    # The app still serves after refusing; two requests at once are queued and both answered.
+    jobs = [client.submit("all classes", 4, "DDIM", 3, 2.0, 200, 700, seed, False, api_name="/generate") for seed in (1, 2)]
+    again, other = (Image.open(job.result(timeout=REQUEST_TIMEOUT)[0]) for job in jobs)
     assert np.array_equal(np.asarray(again), np.asarray(first)) and not np.array_equal(np.asarray(other), np.asarray(first))
     assert np.asarray(first).std() > 10  # not a blank grid
 
 
-def browser_screenshot(url, path, show_denoising=False, timeout=REQUEST_TIMEOUT):
-    """Open the page in headless Chromium, (tick "Show the denoising" and) click Generate, wait for the samples
-    and save a screenshot to `path`. Returns (screenshot, the samples' <img> box (left, top, right, bottom) in it,
-    the samples image the page was sent, the texts of any error toasts)."""
+def chromium():
+    """Headless Debian Chromium through its own chromedriver (selenium never fetches a browser or a driver)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
 
     options = webdriver.ChromeOptions()
     options.binary_location = shutil.which("chromium")
@@ -134,29 +131,41 @@ def browser_screenshot(url, path, show_denoising=False, timeout=REQUEST_TIMEOUT)
                      "--force-device-scale-factor=1"):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(executable_path=shutil.which("chromedriver")))
-    try:
-        driver.set_page_load_timeout(60)
-        driver.get(url)
-        wait = WebDriverWait(driver, timeout)
-        button = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#generate"))
-        if show_denoising:
-            driver.find_element(By.XPATH, "//label[contains(., 'Show the denoising')]//input").click()
-        button.click()
-        image = wait.until(lambda d: next((img for img in d.find_elements(By.CSS_SELECTOR, "#samples img")
-                                           if d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)),
-                                          None))
-        if show_denoising:
-            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#denoising img"))
-        time.sleep(1)  # let the page settle (progress bar gone, images painted)
-        driver.save_screenshot(str(path))
-        rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]",
-                                     image)
-        with urllib.request.urlopen(image.get_attribute("src"), timeout=30) as response:
-            sent = Image.open(io.BytesIO(response.read())).convert("L")
-        errors = [toast.text for toast in driver.find_elements(By.CSS_SELECTOR, "[class*='toast']") if toast.text.strip()]
-        return Image.open(path), tuple(round(v) for v in rect), sent, errors
-    finally:
-        driver.quit()
+    driver.set_page_load_timeout(60)
+    return driver
+
+
+def generate_in_page(driver, url, path, show_denoising=False, timeout=REQUEST_TIMEOUT):
+    """Open the page, (tick "Show the denoising" and) click Generate, wait for the samples and save a screenshot to
+    `path`. Returns (screenshot, the samples' <img> box (left, top, right, bottom) in it, the samples image the page
+    was sent, the texts of any error toasts)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver.get(url)
+    wait = WebDriverWait(driver, timeout)
+    button = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#generate"))
+    if show_denoising:
+        driver.find_element(By.XPATH, "//label[contains(., 'Show the denoising')]//input").click()
+    button.click()
+    image = wait.until(lambda d: next((img for img in d.find_elements(By.CSS_SELECTOR, "#samples img")
+                                       if d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)),
+                                      None))
+    if show_denoising:
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#denoising img"))
+    time.sleep(1)  # let the page settle (progress bar gone, images painted)
+    driver.save_screenshot(str(path))
+    rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]",
+                                 image)
+    with urllib.request.urlopen(image.get_attribute("src"), timeout=30) as response:
+        sent = Image.open(io.BytesIO(response.read())).convert("L")
+    return Image.open(path), tuple(round(v) for v in rect), sent, error_toasts(driver)
+
+
+def error_toasts(driver):
+    from selenium.webdriver.common.by import By
+
+    return [toast.text for toast in driver.find_elements(By.CSS_SELECTOR, ".toast-body.error") if toast.text.strip()]
 
 
 def test_browser_page_generates_and_shows_the_grid(app_url, tmp_path):
@@ -164,14 +173,30 @@ def test_browser_page_generates_and_shows_the_grid(app_url, tmp_path):
     if missing or importlib.util.find_spec("selenium") is None:
         pytest.skip(f"needs Debian's chromium and chromium-driver and selenium (.ci/run installs them); missing: "
                     f"{missing or ['selenium']}")
-    screenshot, box, sent, errors = browser_screenshot(app_url, tmp_path / "demo.png")
-    assert errors == []
-    assert sent.size == (4 * 28, 4 * 28)  # the default: 16 images
-    shown = np.asarray(screenshot.convert("L").crop(box), dtype=np.float32)
-    assert shown.shape[0] > 200 and shown.shape[1] > 200 and shown.std() > 30  # a large, not blank, image
-    # What the screenshot shows inside the <img> box is the grid the app sent, enlarged (letterboxed if need be).
-    expected = np.asarray(sent.resize(shown.shape[::-1], Image.NEAREST), dtype=np.float32)
-    assert np.abs(shown - expected).mean() < 25, np.abs(shown - expected).mean()
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    driver = chromium()
+    try:
+        screenshot, box, sent, errors = generate_in_page(driver, app_url, tmp_path / "demo.png")
+        assert errors == []
+        assert sent.size == (4 * 28, 4 * 28)  # the default: 16 images
+        shown = np.asarray(screenshot.convert("L").crop(box), dtype=np.float32)
+        assert shown.shape[0] > 200 and shown.shape[1] > 200 and shown.std() > 30  # a large, not blank, image
+        # What the screenshot shows inside the <img> box is the grid the app sent, enlarged.
+        expected = np.asarray(sent.resize(shown.shape[::-1], Image.NEAREST), dtype=np.float32)
+        assert np.abs(shown - expected).mean() < 25, np.abs(shown - expected).mean()
+
+        # A bad setting typed into the page comes back as an error box in the page.
+        field = driver.find_element(By.CSS_SELECTOR, "#t_high input")
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys("1000", Keys.TAB)
+        driver.find_element(By.CSS_SELECTOR, "#generate").click()
+        errors = WebDriverWait(driver, REQUEST_TIMEOUT).until(error_toasts)
+        assert any("guidance_interval must be two ints" in error and "got (200, 1000)" in error for error in errors), errors
+    finally:
+        driver.quit()
 
 
 def load_app_module():
@@ -213,6 +238,19 @@ def tiny_pipe():
     return pipe
 
 
+def test_the_remote_code_route_needs_its_flag_and_draws_the_same_images():
+    app = load_app_module()
+    request = demo.DemoRequest(class_name="Bag", num_images=2, sampler="DDIM", steps=2)
+    grids = []
+    for trust_remote_code in (False, True):
+        pipe, error = app.load_model(app.DEFAULT_MODEL, trust_remote_code=trust_remote_code)
+        assert error is None, error
+        from_folder = type(pipe).__module__ != "annotated_pipeline.pipeline"  # diffusers ran the folder's pipeline.py
+        assert from_folder == trust_remote_code, type(pipe).__module__
+        grids.append(np.asarray(demo.generate(pipe, request).grid))
+    np.testing.assert_array_equal(*grids)
+
+
 def test_requests_beyond_the_bounds_are_refused_by_name(tiny_pipe):
     assert demo.class_choices(tiny_pipe) == ["all classes", "class 0", "class 1", "class 2"]
     for bad, message in [(dict(steps=0), "steps must be a whole number from 1 to 1000"),
@@ -223,7 +261,7 @@ def test_requests_beyond_the_bounds_are_refused_by_name(tiny_pipe):
         with pytest.raises(ValueError, match=message):
             demo.generate(tiny_pipe, demo.DemoRequest(**bad))
     scheduler = tiny_pipe.scheduler
-    result = demo.generate(tiny_pipe, demo.DemoRequest(class_name="class 2", num_images=3, steps=4, guidance_interval=(10, 30),
+    result = demo.generate(tiny_pipe, demo.DemoRequest(class_name="class 2", num_images=3, sampler="DDIM", steps=4, guidance_interval=(10, 30),
                                                        show_denoising=True))
     assert tiny_pipe.scheduler is scheduler and result.grid.size == (2 * 8, 2 * 8) and len(result.denoising) == 4
     assert sorted(demo.frame_steps(1000)) == [0, 200, 400, 599, 799, 999]
