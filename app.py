@@ -67,7 +67,9 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False):
     """The Gradio Blocks of the page, with the model loaded (or the reason it did not)."""
     pipe, error = load_model(model, trust_remote_code)
     guided = pipe is not None and bool(pipe.unet.config.get("null_class_embed", False))
-    defaults = demo.DemoRequest(guidance_scale=2.0 if guided else 1.0)
+    defaults = demo.DemoRequest(**demo.card_guidance(model)) if guided else demo.DemoRequest()
+    last_t = pipe.scheduler.config.num_train_timesteps - 1 if pipe is not None else 999
+    interval = defaults.guidance_interval or (0, last_t)  # no interval: every step
 
     def run(class_name, num_images, sampler, steps, guidance_scale, t_low, t_high, seed, show_denoising,
             progress=gr.Progress()):
@@ -79,6 +81,8 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False):
             result = demo.generate(pipe, request, on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"))
         except ValueError as bad_input:
             raise gr.Error(str(bad_input)) from None
+        except Exception as failure:  # noqa: BLE001 -- shown in the page; the app keeps serving
+            raise gr.Error(f"Sampling failed: {type(failure).__name__}: {failure}") from None
         return result.grid, result.denoising, result.summary
 
     with gr.Blocks(title="annotated-pipeline DDPM demo", analytics_enabled=False) as page:
@@ -94,8 +98,8 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False):
                 guidance_scale = gr.Slider(0, 8, value=defaults.guidance_scale, step=0.1, interactive=guided,
                                            label="Guidance scale s (1 = none)")
                 with gr.Row():
-                    t_low = gr.Number(defaults.guidance_interval[0], precision=0, label="Guide from t =", interactive=guided)
-                    t_high = gr.Number(defaults.guidance_interval[1], precision=0, label="to t =", interactive=guided,
+                    t_low = gr.Number(interval[0], precision=0, label="Guide from t =", interactive=guided)
+                    t_high = gr.Number(interval[1], precision=0, label="to t =", interactive=guided,
                                        elem_id="t_high")
                 seed = gr.Number(defaults.seed, precision=0, label="Seed")
                 show_denoising = gr.Checkbox(defaults.show_denoising, label="Show the denoising")

@@ -1,7 +1,7 @@
 """What the browser demo (`app.py`) does with one click, without Gradio: check the settings, sample, time it.
 
     result = generate(pipe, DemoRequest(class_name="Sneaker", num_images=16, sampler="DPM-Solver++", steps=20,
-                                        guidance_scale=2.0, guidance_interval=(200, 700), seed=0))
+                                        seed=0, **card_guidance("pretrained/ddpm-fashion-mnist")))
     result.grid, result.denoising, result.summary
 
 Sampling is Ho et al. 2020, Algorithm 2, with the chain shortened by a diffusers scheduler built from the
@@ -10,6 +10,9 @@ in log-SNR), DDIM (Song et al. 2021, eta = 0) or DDPM (ancestral, Ho et al. 2020
 pipeline with a "no class" embedding is guided (Ho & Salimans 2022, eq. (6)):
 
     eps_tilde = eps(x_t, t, empty) + s * (eps(x_t, t, y) - eps(x_t, t, empty)),  at t_low <= t <= t_high only
+
+with, by default, the s and (t_low, t_high) the model's card says it samples with (`card_guidance`; the
+shipped model: s = 2 at t = 200..700).
 
 The work one request may ask for is bounded (`MAX_IMAGES`, `MAX_STEPS`), so a public page cannot be
 made to hang; what the pipeline itself refuses (guidance on an unconditional model, an interval outside
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from pathlib import Path
 
 import torch
 
@@ -53,8 +57,8 @@ class DemoRequest:
     num_images: int = 16
     sampler: str = "DPM-Solver++"
     steps: int = 20
-    guidance_scale: float = 2.0
-    guidance_interval: tuple[int, int] = (200, 700)
+    guidance_scale: float = 1.0
+    guidance_interval: tuple[int, int] | None = None
     seed: int = 0
     show_denoising: bool = False
 
@@ -81,6 +85,29 @@ def class_names(pipe) -> tuple[str, ...]:
 def class_choices(pipe) -> list[str]:
     """What the class control offers: "all classes" (the classes in turn, or the unconditional model), then each class."""
     return [ALL_CLASSES, *class_names(pipe)]
+
+
+def card_guidance(model) -> dict:
+    """The guidance a model's card says it samples with: {"guidance_scale": s, "guidance_interval": (t_low, t_high)},
+    as much of it as the card's metadata holds (`hub.model_card` writes it there); {} for a model without one, or
+    a Hub repo id whose card cannot be fetched."""
+    from .hub import CARD_FILE, _card_inputs
+
+    folder = Path(model)
+    if not folder.is_dir():
+        try:
+            from huggingface_hub import hf_hub_download
+
+            folder = Path(hf_hub_download(str(model), CARD_FILE)).parent
+        except Exception:  # noqa: BLE001 -- offline, no such repo, no card: no recommendation
+            return {}
+    inputs = _card_inputs(folder)
+    guidance = {}
+    if isinstance(inputs.get("guidance_scale"), (int, float)):
+        guidance["guidance_scale"] = float(inputs["guidance_scale"])
+    if isinstance(inputs.get("guidance_interval"), list) and len(inputs["guidance_interval"]) == 2:
+        guidance["guidance_interval"] = tuple(int(t) for t in inputs["guidance_interval"])
+    return guidance
 
 
 def check_request(pipe, request: DemoRequest) -> int | None:
@@ -146,10 +173,10 @@ def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
     try:
         set_scheduler(pipe, SAMPLERS[request.sampler])
         kwargs = {"class_labels": label} if conditional and label is not None else {}
-        if conditional and pipe.unet.config.get("null_class_embed", False):
-            kwargs.update(guidance_scale=float(request.guidance_scale), guidance_interval=tuple(request.guidance_interval))
-        elif request.guidance_scale != 1.0:
-            kwargs["guidance_scale"] = float(request.guidance_scale)  # the pipeline says why it cannot
+        if request.guidance_scale != 1.0:  # the pipeline says so if this model cannot be guided
+            kwargs["guidance_scale"] = float(request.guidance_scale)
+            if request.guidance_interval is not None:
+                kwargs["guidance_interval"] = tuple(request.guidance_interval)
         start = time.perf_counter()
         images = pipe(batch_size=request.num_images, generator=torch.Generator().manual_seed(request.seed),
                       num_inference_steps=request.steps, output_type="np", callback_on_step_end=callback,
@@ -157,9 +184,9 @@ def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
         seconds = time.perf_counter() - start
     finally:
         pipe.scheduler = original_scheduler
-    guidance = ""
-    if "guidance_interval" in kwargs and request.guidance_scale != 1.0:
-        guidance = ", guidance {:g} at t in {}..{}".format(request.guidance_scale, *request.guidance_interval)
+    guidance = f", guidance {request.guidance_scale:g}" if "guidance_scale" in kwargs else ""
+    if "guidance_interval" in kwargs:
+        guidance += " at t in {}..{}".format(*request.guidance_interval)
     summary = (f"{request.num_images} images of {request.class_name} ({request.sampler}, {request.steps} steps{guidance}, "
                f"seed {request.seed}) in {seconds:.2f} s")
     return DemoResult(to_grid(images), denoising_frames(captured, request.steps), seconds, summary)

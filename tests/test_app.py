@@ -200,6 +200,8 @@ def test_browser_page_generates_and_shows_the_grid(app_url, tmp_path):
         screenshot, box, sent, errors = generate_in_page(driver, app_url, tmp_path / "demo.png")
         assert errors == []
         assert sent.size == (4 * 28, 4 * 28)  # the default: 16 images
+        timing = driver.find_element(By.CSS_SELECTOR, "#timing").text  # the defaults: the card's guidance
+        assert timing.startswith("16 images of all classes (DPM-Solver++, 20 steps, guidance 2 at t in 200..700, seed 0) in ")
         shown = np.asarray(screenshot.convert("L").crop(box), dtype=np.float32)
         assert shown.shape[0] > 200 and shown.shape[1] > 200 and shown.std() > 30  # a large, not blank, image
         # What the screenshot shows inside the <img> box is the grid the app sent, enlarged.
@@ -277,10 +279,19 @@ def test_requests_beyond_the_bounds_are_refused_by_name(tiny_pipe):
         with pytest.raises(ValueError, match=message):
             demo.generate(tiny_pipe, demo.DemoRequest(**bad))
     scheduler = tiny_pipe.scheduler
-    result = demo.generate(tiny_pipe, demo.DemoRequest(class_name="class 2", num_images=3, sampler="DDIM", steps=4, guidance_interval=(10, 30),
+    result = demo.generate(tiny_pipe, demo.DemoRequest(class_name="class 2", num_images=3, sampler="DDIM", steps=4, guidance_scale=2.0,
+                                                       guidance_interval=(10, 30),
                                                        show_denoising=True))
     assert tiny_pipe.scheduler is scheduler and result.grid.size == (2 * 8, 2 * 8) and len(result.denoising) == 4
+    assert result.summary.startswith("3 images of class 2 (DDIM, 4 steps, guidance 2 at t in 10..30, seed 0) in ")
     assert sorted(demo.frame_steps(1000)) == [0, 200, 400, 599, 799, 999]
+
+
+def test_the_page_samples_with_the_guidance_the_model_card_names(tmp_path):
+    assert demo.card_guidance(ROOT / demo.DEFAULT_MODEL_FOLDER) == {"guidance_scale": 2.0, "guidance_interval": (200, 700)}
+    assert demo.card_guidance(tmp_path) == {}  # no card
+    (tmp_path / "README.md").write_text("# a card without metadata\n")
+    assert demo.card_guidance(tmp_path) == {}
 
 
 def test_the_space_folder_is_complete(space_folder, tmp_path):
