@@ -25,10 +25,9 @@ imports it), so it imports nothing from the package except relatively.
 import numpy as np
 import PIL.Image
 import torch
-from diffusers import ImagePipelineOutput
 from diffusers.utils import logging
 
-from .pipeline import AnnotatedDDPMPipeline, classifier_free_guidance
+from .pipeline import AnnotatedDDPMPipeline
 
 logger = logging.get_logger(__name__)
 
@@ -138,29 +137,6 @@ class AnnotatedDDPMEditingPipeline(AnnotatedDDPMPipeline):
             raise ValueError(f"guidance_scale={guidance_scale} guides towards a class: pass class_labels as well "
                              "(without them the edit uses the 'no class' embedding, the unconditional model).")
         return torch.full((batch_size,), num_classes, device=device, dtype=torch.long)
-
-    def _noise_prediction(self, latents, t, labels, guidance_scale=1.0, guidance_interval=None):
-        """eps_theta(x_t, t, y), with classifier-free guidance (Ho & Salimans 2022, eq. (6), s = guidance_scale)
-        where guidance_interval[0] <= t <= guidance_interval[1] (every t when it is None), exactly as
-        `AnnotatedDDPMPipeline.__call__` computes it. Returned in the latents' dtype."""
-        model_input = self.scheduler.scale_model_input(latents, t).to(self.unet.dtype)
-        t_low, t_high = guidance_interval if guidance_interval is not None else (0, self.scheduler.config.num_train_timesteps)
-        if labels is not None and guidance_scale != 1.0 and t_low <= int(t) <= t_high:
-            null = torch.full_like(labels, self.unet.config.num_class_embeds)
-            output = self.unet(torch.cat([model_input, model_input]), t, class_labels=torch.cat([labels, null])).sample
-            return classifier_free_guidance(*output.to(latents.dtype).chunk(2), guidance_scale)
-        unet_kwargs = {} if labels is None else {"class_labels": labels}
-        return self.unet(model_input, t, **unet_kwargs).sample.to(latents.dtype)
-
-    def _latents_dtype(self):
-        """The chain is kept in float32 (float64 for a float64 U-Net) whatever the U-Net's dtype; see pipeline.py."""
-        return torch.float64 if self.unet.dtype == torch.float64 else torch.float32
-
-    def _finish(self, latents, output_type, return_dict):
-        """[-1, 1] -> [0, 1] -> the requested type, as `AnnotatedDDPMPipeline.__call__` returns it."""
-        images = self.image_processor.postprocess(latents.float(), output_type=output_type)
-        self.maybe_free_model_hooks()
-        return ImagePipelineOutput(images=images) if return_dict else (images,)
 
 
 def _positive_int(name, value):

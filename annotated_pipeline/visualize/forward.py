@@ -13,7 +13,6 @@ With T = 300 the linear and quadratic schedules (the blog's trap) still show the
 import argparse
 import time
 
-import numpy as np
 import torch
 
 from ..losses import q_sample

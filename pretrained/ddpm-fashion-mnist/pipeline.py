@@ -316,18 +316,9 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         shape = (batch_size, self.unet.config.in_channels, height, width)
         conditional = self.unet.config.get("num_class_embeds") is not None
         labels = self._class_labels_tensor(class_labels, batch_size, device) if conditional else None
-        guided = conditional and guidance_scale != 1.0
-        t_low, t_high = guidance_interval if guidance_interval is not None else (0, self.scheduler.config.num_train_timesteps)
-        if guided:  # one U-Net call on [x_t with y; x_t with "no class" (label K)]
-            guided_kwargs = {"class_labels": torch.cat([labels, torch.full_like(labels, self.unet.config.num_class_embeds)])}
 
         # x_T ~ N(0, I), scaled by the scheduler's initial sigma (1 for DDPM/DDIM, larger for Euler).
-        # The chain x_T -> x_0 is kept in float32 whatever the U-Net's dtype: a bfloat16 U-Net (8 bits of
-        # mantissa) sees its input cast down and returns eps in bfloat16, but the scheduler's update
-        # x_{t-1} = coef_x0 x_0_hat + coef_xt x_t + sigma_t z adds up 1000 small steps, which bfloat16
-        # latents would round away.
-        unet_dtype = self.unet.dtype
-        latents_dtype = torch.float64 if unet_dtype == torch.float64 else torch.float32
+        latents_dtype = self._latents_dtype()
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=latents_dtype)
         elif tuple(latents.shape) != shape:
@@ -342,15 +333,9 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             self.scheduler.set_timesteps(timesteps=list(timesteps), device=device)
         self._check_sigma_spacing(num_inference_steps)
         step_kwargs = self._step_kwargs(generator, eta, use_clipped_model_output)
-        unet_kwargs = {} if labels is None else {"class_labels": labels}
 
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            model_input = self.scheduler.scale_model_input(latents, t).to(unet_dtype)
-            if guided and t_low <= int(t) <= t_high:
-                model_output = self.unet(torch.cat([model_input, model_input]), t, **guided_kwargs).sample
-                model_output = classifier_free_guidance(*model_output.to(latents_dtype).chunk(2), guidance_scale)
-            else:
-                model_output = self.unet(model_input, t, **unet_kwargs).sample.to(latents_dtype)
+            model_output = self._noise_prediction(latents, t, labels, guidance_scale, guidance_interval)
             step_output = self.scheduler.step(model_output, t, latents, **step_kwargs)
             x_t, latents = latents, step_output.prev_sample
             if callback_on_step_end is not None:
@@ -362,19 +347,45 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
                 latents = callback_outputs.get("latents", latents)
 
+        return self._finish(latents, output_type, return_dict)
+
+    def _latents_dtype(self):
+        """The chain x_T -> x_0 is kept in float32 (float64 for a float64 U-Net) whatever the U-Net's dtype: a
+        bfloat16 U-Net (8 bits of mantissa) sees its input cast down and returns eps in bfloat16, but the
+        scheduler's update x_{t-1} = coef_x0 x_0_hat + coef_xt x_t + sigma_t z adds up 1000 small steps, which
+        bfloat16 latents would round away."""
+        return torch.float64 if self.unet.dtype == torch.float64 else torch.float32
+
+    def _noise_prediction(self, latents, t, labels, guidance_scale=1.0, guidance_interval=None):
+        """The network's output at x_t (eps_theta(x_t, t, y) for an epsilon model), in the latents' dtype.
+
+        With classifier-free guidance (guidance_scale s != 1, a class-conditional U-Net) at a t inside
+        guidance_interval (every t when it is None): one U-Net call on the doubled batch [x_t with y; x_t
+        with "no class" (label K)], combined by `classifier_free_guidance` (Ho & Salimans 2022, eq. (6)).
+        Elsewhere the conditional (or unconditional) model alone, on the plain batch.
+        """
+        model_input = self.scheduler.scale_model_input(latents, t).to(self.unet.dtype)
+        t_low, t_high = guidance_interval if guidance_interval is not None else (0, self.scheduler.config.num_train_timesteps)
+        if labels is not None and guidance_scale != 1.0 and t_low <= int(t) <= t_high:
+            null = torch.full_like(labels, self.unet.config.num_class_embeds)
+            output = self.unet(torch.cat([model_input, model_input]), t, class_labels=torch.cat([labels, null])).sample
+            return classifier_free_guidance(*output.to(latents.dtype).chunk(2), guidance_scale)
+        unet_kwargs = {} if labels is None else {"class_labels": labels}
+        return self.unet(model_input, t, **unet_kwargs).sample.to(latents.dtype)
+
+    def _finish(self, latents, output_type, return_dict):
+        """x_0 in [-1, 1] -> [0, 1] -> the requested type ("L" PIL images for one-channel models); a sample that
+        holds NaN or inf raises NonFiniteSampleError instead of turning into a black image."""
         broken = (~torch.isfinite(latents)).flatten(1).any(dim=1)
         if bool(broken.any()):
             raise NonFiniteSampleError(
-                f"{int(broken.sum())} of {batch_size} samples hold NaN or inf after the last step "
-                f"({type(self.scheduler).__name__}, {num_inference_steps} steps): the U-Net's weights or the "
-                "scheduler's settings produce non-finite numbers, so no images are returned."
+                f"{int(broken.sum())} of {len(latents)} samples hold NaN or inf after the last step "
+                f"({type(self.scheduler).__name__}): the U-Net's weights or the scheduler's settings produce "
+                "non-finite numbers, so no images are returned."
             )
-        # [-1, 1] -> [0, 1], then to the requested type (one-channel images become "L" PIL images).
         images = self.image_processor.postprocess(latents.float(), output_type=output_type)
         self.maybe_free_model_hooks()
-        if not return_dict:
-            return (images,)
-        return ImagePipelineOutput(images=images)
+        return ImagePipelineOutput(images=images) if return_dict else (images,)
 
     # ----------------------------------------------------------------------------------------
     # Saving: a folder that carries its own code
