@@ -577,3 +577,15 @@ def test_terminal_signal_warning_for_linear_T300_and_not_for_cosine():
             dict(),
         ):
             assert AnnotatedDDPMScheduler(**config).terminal_signal_level < 0.05
+
+
+def test_previous_timestep_has_diffusers_type():
+    """A tensor timestep gives a tensor (diffusers' own test_custom_timesteps calls .item() on it), an int an int."""
+    for chain in (dict(timesteps=[999, 500, 0]), dict(num_inference_steps=10)):
+        ours, theirs = AnnotatedDDPMScheduler(), DDPMScheduler()
+        ours.set_timesteps(**chain), theirs.set_timesteps(**chain)
+        for t in ours.timesteps[:-1]:
+            expected = theirs.previous_timestep(t)
+            got = ours.previous_timestep(t)
+            assert isinstance(got, torch.Tensor) and got.item() == expected.item() and got.dtype == t.dtype
+            assert ours.previous_timestep(int(t)) == expected.item()

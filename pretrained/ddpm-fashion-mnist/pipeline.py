@@ -1,3 +1,4 @@
+# Generated at save time from pipeline.py (annotated-pipeline); edit that module, not this file.
 """Sampling from a trained DDPM, as a diffusers pipeline.
 
 Ho et al. 2020, Algorithm 2 (Sampling):
@@ -576,12 +577,16 @@ def bundle_module(module_file):
         order.append((path, tree))
 
     visit(module_file)
-    if len(order) == 1:
-        return module_file.read_text(encoding="utf-8")
+    header = (f"# Generated at save time from {', '.join(path.name for path, _ in order)} (annotated-pipeline);"
+              f" edit {'that module' if len(order) == 1 else 'those modules'}, not this file.\n")
+    if len(order) == 1:  # (a generated file saved again, from a pipeline loaded as remote code, keeps one header)
+        source = module_file.read_text(encoding="utf-8")
+        if source.startswith("# Generated at save time from "):
+            return source
+        return header + source
 
     defined = {}
-    parts = [f"# Generated at save time from {', '.join(path.name for path, _ in order)} (annotated-pipeline);"
-             " edit those modules, not this file.\n"]
+    parts = [header]
     for path, tree in order:
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):

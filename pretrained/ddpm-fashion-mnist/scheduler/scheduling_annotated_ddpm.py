@@ -427,14 +427,17 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
             self.num_inference_steps = n
         self._set_chain(np.ascontiguousarray(chain), device)
 
-    def previous_timestep(self, timestep: int | torch.Tensor) -> int:
-        """The step after `timestep` in the current chain, t'; -1 after the last step."""
+    def previous_timestep(self, timestep: int | torch.Tensor) -> int | torch.Tensor:
+        """The step after `timestep` in the current chain, t'; -1 after the last step. Like diffusers'
+        DDPMScheduler, a tensor timestep gives a tensor (same dtype and device), an int an int."""
         t = int(timestep)
         if t not in self._prev_timestep:
             raise ValueError(
                 f"timestep {t} is not in the current chain ({len(self.timesteps)} steps from "
                 f"{int(self.timesteps[0])} to {int(self.timesteps[-1])}); step only through scheduler.timesteps."
             )
+        if isinstance(timestep, torch.Tensor):
+            return torch.tensor(self._prev_timestep[t], dtype=timestep.dtype, device=timestep.device)
         return self._prev_timestep[t]
 
     def scale_model_input(self, sample: torch.Tensor, timestep: int | None = None) -> torch.Tensor:
