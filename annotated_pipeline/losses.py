@@ -30,10 +30,9 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
-from .scheduler import AnnotatedDDPMScheduler
+from .scheduler import PREDICTION_TYPES, AnnotatedDDPMScheduler  # noqa: F401 (PREDICTION_TYPES: the targets)
 
 LOSS_TYPES = {"l1": F.l1_loss, "l2": F.mse_loss, "huber": F.smooth_l1_loss}
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
 
 @lru_cache(maxsize=1)

@@ -4,7 +4,12 @@
     scheduling_annotated_ddpm.py  AnnotatedDDPMScheduler, a diffusers-compatible DDPM scheduler
 """
 
-from .scheduling_annotated_ddpm import AnnotatedDDPMScheduler, AnnotatedDDPMSchedulerOutput
+from .scheduling_annotated_ddpm import (
+    PREDICTION_TYPES,
+    TIMESTEP_SPACINGS,
+    AnnotatedDDPMScheduler,
+    AnnotatedDDPMSchedulerOutput,
+)
 from .schedules import (
     ALLOWED_SCHEDULES,
     cosine_betas,
@@ -17,6 +22,8 @@ from .schedules import (
 
 __all__ = [
     "ALLOWED_SCHEDULES",
+    "PREDICTION_TYPES",
+    "TIMESTEP_SPACINGS",
     "AnnotatedDDPMScheduler",
     "AnnotatedDDPMSchedulerOutput",
     "cosine_betas",

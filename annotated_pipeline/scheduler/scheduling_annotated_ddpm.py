@@ -33,6 +33,7 @@ saved pipeline: it imports only torch, numpy, diffusers, the standard library an
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -43,9 +44,11 @@ from diffusers.utils.torch_utils import randn_tensor
 
 from .schedules import USES_BETA_RANGE, canonical_schedule_name, make_betas, rescale_zero_terminal_snr
 
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
+PredictionType = Literal["epsilon", "sample", "v_prediction"]
+PREDICTION_TYPES = get_args(PredictionType)
 VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log")
-TIMESTEP_SPACINGS = ("linspace", "leading", "trailing")
+TimestepSpacing = Literal["linspace", "leading", "trailing"]
+TIMESTEP_SPACINGS = get_args(TimestepSpacing)
 
 # Above this sqrt(alpha_bar_T), the first sampling step (pure noise) is far from anything seen in training.
 TERMINAL_SIGNAL_WARN_LEVEL = 0.05
@@ -93,12 +96,12 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         trained_betas: np.ndarray | list[float] | None = None,
         variance_type: str = "fixed_small",
         clip_sample: bool = True,
-        prediction_type: str = "epsilon",
+        prediction_type: PredictionType = "epsilon",
         thresholding: bool = False,
         dynamic_thresholding_ratio: float = 0.995,
         clip_sample_range: float = 1.0,
         sample_max_value: float = 1.0,
-        timestep_spacing: str = "leading",
+        timestep_spacing: TimestepSpacing = "leading",
         steps_offset: int = 0,
         rescale_betas_zero_snr: bool = False,
     ):

@@ -20,7 +20,10 @@ import importlib.util
 import math
 import os
 
+from ..losses import LOSS_TYPES
 from ..samplers import SCHEDULERS
+from ..scheduler import PREDICTION_TYPES, TIMESTEP_SPACINGS
+from ..unet import BLOCK_TYPES, LINEAR_ATTENTION_NAMES
 
 LOGGERS = ("tensorboard", "wandb", "none")
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -34,10 +37,6 @@ LR_SCHEDULERS = (
     "warmup_stable_decay",
 )
 CONSTANT_LR_SCHEDULERS = ("constant", "constant_with_warmup")  # nothing to decay: --lr_decay_steps is meaningless
-LOSS_TYPES = ("huber", "l1", "l2")
-BLOCK_TYPES = ("resnet", "convnext")
-LINEAR_ATTENTION_NAMES = ("middle", "below_full_resolution", "all")  # or level indices such as 1,2
-PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 
 
 class TrainingConfigError(ValueError):
@@ -161,7 +160,7 @@ def build_parser(prog="train_accelerate.py"):
     model.add_argument("--ddpm_beta_schedule", type=str, default="squaredcos_cap_v2",
                        help="The beta schedule: squaredcos_cap_v2 (alias cosine; Nichol & Dhariwal 2021), "
                             "linear (Ho et al. 2020), scaled_linear, sigmoid or quadratic.")
-    model.add_argument("--timestep_spacing", type=str, default="trailing", choices=("linspace", "leading", "trailing"),
+    model.add_argument("--timestep_spacing", type=str, default="trailing", choices=TIMESTEP_SPACINGS,
                        help="Which timesteps a shorter sampling chain visits (saved in the scheduler config; "
                             "training does not read it). trailing (default) starts at t = T - 1 (Lin et al. 2023); "
                             "leading is diffusers' DDPMScheduler default.")

@@ -6,6 +6,6 @@
     unet_2d.py     the U-Net that wires them together, AnnotatedUNet2DModel, and the seed's Unet(...)
 """
 
-from .unet_2d import AnnotatedUNet2DModel, AnnotatedUNet2DOutput, Unet
+from .unet_2d import BLOCK_TYPES, LINEAR_ATTENTION_NAMES, AnnotatedUNet2DModel, AnnotatedUNet2DOutput, Unet
 
-__all__ = ["AnnotatedUNet2DModel", "AnnotatedUNet2DOutput", "Unet"]
+__all__ = ["BLOCK_TYPES", "LINEAR_ATTENTION_NAMES", "AnnotatedUNet2DModel", "AnnotatedUNet2DOutput", "Unet"]

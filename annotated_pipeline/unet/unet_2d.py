@@ -57,7 +57,7 @@ from .blocks import ConvNextBlock, Downsample, ResnetBlock, Upsample
 from .embeddings import TimeEmbedding
 
 BLOCK_TYPES = ("resnet", "convnext")
-LINEAR_ATTENTION_NAMES = ("middle", "below_full_resolution")
+LINEAR_ATTENTION_NAMES = ("middle", "below_full_resolution", "all")  # or level indices such as (1, 2)
 
 
 def _named_levels(name, num_levels):

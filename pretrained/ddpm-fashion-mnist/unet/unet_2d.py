@@ -445,7 +445,7 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 
 
 BLOCK_TYPES = ("resnet", "convnext")
-LINEAR_ATTENTION_NAMES = ("middle", "below_full_resolution")
+LINEAR_ATTENTION_NAMES = ("middle", "below_full_resolution", "all")  # or level indices such as (1, 2)
 
 
 def _named_levels(name, num_levels):
