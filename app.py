@@ -36,9 +36,8 @@ Pick a class (or all of them in turn), a sampler and its number of steps, and pr
 "Show the denoising" adds x_t beside the model's prediction of the clean image x_0-hat along the chain (a strip and
 an animation); "Show the attention" adds where the U-Net's bottleneck attention looks at four steps.
 """
-# The samples fill their box, and 28x28 tiles are enlarged without blur.
-CSS = ("#samples img { object-fit: contain !important; } "
-       "#samples img, #denoising img, #animation img, #attention img { image-rendering: pixelated; }")
+# The samples fill their box, and 28x28 tiles are enlarged without blur (the pictures, which hold text, are smoothed).
+CSS = "#samples img { object-fit: contain !important; image-rendering: pixelated; }"
 
 
 def load_model(model, trust_remote_code=False):
@@ -118,14 +117,13 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False):
                 show_denoising = gr.Checkbox(defaults.show_denoising, label="Show the denoising")
                 show_attention = gr.Checkbox(defaults.show_attention, label="Show the attention")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
+                animation = gr.Image(label="Denoising, animated", type="filepath", elem_id="animation")
             with gr.Column(scale=2):
                 grid = gr.Image(label="Samples", type="pil", format="png", elem_id="samples", height=448)
                 timing = gr.Markdown(elem_id="timing")
-                with gr.Row():
-                    denoising = gr.Image(label="Denoising: x_t and x_0-hat along the chain", type="pil", format="png",
-                                         elem_id="denoising")
-                    animation = gr.Image(label="Denoising, animated", type="filepath", elem_id="animation")
-                attention = gr.Image(label="Attention of the bottleneck: one query pixel (cyan) at four steps", type="pil",
+                denoising = gr.Image(label="Denoising", type="pil", format="png",
+                                     elem_id="denoising")
+                attention = gr.Image(label="Attention", type="pil",
                                      format="png", elem_id="attention")
         button.click(run, [class_name, num_images, sampler, steps, guidance_scale, t_low, t_high, seed, show_denoising,
                            show_attention],
