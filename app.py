@@ -10,18 +10,21 @@ package (`AnnotatedDDPMPipeline.from_pretrained`: no code from the folder runs);
 loads it through plain diffusers instead, running the folder's own code files.
 
 One click samples with `annotated_pipeline.demo.generate` (the settings, their bounds and the sampling
-live there). Requests are queued and run one at a time; a bad setting or a model that did not load is
-shown as an error in the page, and the app keeps serving.
+live there; the denoising and attention pictures are `annotated_pipeline.visualize`'s). Requests are
+queued and run one at a time; a bad setting or a model that did not load is shown as an error in the
+page, and the app keeps serving (a picture that cannot be drawn is said so under the samples).
 """
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 
 import gradio as gr
 import torch
 
 from annotated_pipeline import demo
+from annotated_pipeline.visualize.denoising import save_gif
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_MODEL = str(HERE / demo.DEFAULT_MODEL_FOLDER)
@@ -31,9 +34,11 @@ DESCRIPTION = """\
 A from-scratch, annotated DDPM (Ho et al. 2020, cosine schedule) packaged as a diffusers pipeline.
 The shipped model has 0.86M parameters and is class-conditional, with classifier-free guidance.
 Pick a class (or all of them in turn), a sampler and its number of steps, and press **Generate**.
+"Show the denoising" adds x_t beside the model's prediction of the clean image x_0-hat along the chain (a strip and
+an animation); "Show the attention" adds where the U-Net's bottleneck attention looks at four steps.
 """
-# The samples fill their box, and 28x28 tiles are enlarged without blur.
-CSS = "#samples img { object-fit: contain !important; } #samples img, #denoising img { image-rendering: pixelated; }"
+# The samples fill their box, and 28x28 tiles are enlarged without blur (the pictures, which hold text, are smoothed).
+CSS = "#samples img { object-fit: contain !important; image-rendering: pixelated; }"
 
 
 def load_model(model, trust_remote_code=False):
@@ -70,20 +75,28 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False):
     defaults = demo.DemoRequest(**demo.card_guidance(model)) if guided else demo.DemoRequest()
     last_t = pipe.scheduler.config.num_train_timesteps - 1 if pipe is not None else 999
     interval = defaults.guidance_interval or (0, last_t)  # no interval: every step
+    animations = tempfile.TemporaryDirectory(prefix="annotated-pipeline-demo-")  # GIFs, until Gradio copies them
 
     def run(class_name, num_images, sampler, steps, guidance_scale, t_low, t_high, seed, show_denoising,
-            progress=gr.Progress()):
+            show_attention, progress=gr.Progress()):
         if pipe is None:
             raise gr.Error(error)
         try:
             request = demo.DemoRequest(class_name, _whole(num_images), sampler, _whole(steps), float(guidance_scale),
-                                       (_whole(t_low), _whole(t_high)), _whole(seed), bool(show_denoising))
-            result = demo.generate(pipe, request, on_step=lambda i, n: progress((i, n), desc="sampling", unit="steps"))
+                                       (_whole(t_low), _whole(t_high)), _whole(seed), bool(show_denoising),
+                                       bool(show_attention))
+            result = demo.generate(pipe, request, on_step=lambda i, n, what: progress((i, n), desc=what, unit="steps"))
         except ValueError as bad_input:
             raise gr.Error(str(bad_input)) from None
         except Exception as failure:  # noqa: BLE001 -- shown in the page; the app keeps serving
             raise gr.Error(f"Sampling failed: {type(failure).__name__}: {failure}") from None
-        return result.grid, result.denoising, result.summary
+        animation = None
+        if result.animation:
+            for old in Path(animations.name).glob("*.gif"):  # the last request's, which Gradio has copied by now
+                old.unlink()
+            animation = tempfile.NamedTemporaryFile(suffix=".gif", dir=animations.name, delete=False).name
+            save_gif(result.animation, animation)
+        return result.grid, result.denoising, animation, result.attention, result.summary
 
     with gr.Blocks(title="annotated-pipeline DDPM demo", analytics_enabled=False) as page:
         gr.Markdown(DESCRIPTION)
@@ -103,14 +116,19 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False):
                                        elem_id="t_high")
                 seed = gr.Number(defaults.seed, precision=0, label="Seed")
                 show_denoising = gr.Checkbox(defaults.show_denoising, label="Show the denoising")
+                show_attention = gr.Checkbox(defaults.show_attention, label="Show the attention")
                 button = gr.Button("Generate", variant="primary", elem_id="generate")
+                animation = gr.Image(label="Denoising, animated", type="filepath", elem_id="animation")
             with gr.Column(scale=2):
                 grid = gr.Image(label="Samples", type="pil", format="png", elem_id="samples", height=448)
                 timing = gr.Markdown(elem_id="timing")
-                denoising = gr.Gallery(label="Denoising: x_t after a few steps", format="png", columns=3,
-                                       elem_id="denoising")
-        button.click(run, [class_name, num_images, sampler, steps, guidance_scale, t_low, t_high, seed, show_denoising],
-                     [grid, denoising, timing], api_name="generate", concurrency_limit=1)
+                denoising = gr.Image(label="Denoising", type="pil", format="png",
+                                     elem_id="denoising")
+                attention = gr.Image(label="Attention", type="pil",
+                                     format="png", elem_id="attention")
+        button.click(run, [class_name, num_images, sampler, steps, guidance_scale, t_low, t_high, seed, show_denoising,
+                           show_attention],
+                     [grid, denoising, animation, attention, timing], api_name="generate", concurrency_limit=1)
     page.queue(max_size=32)
     return page
 

@@ -2,7 +2,7 @@
 
     result = generate(pipe, DemoRequest(class_name="Sneaker", num_images=16, sampler="DPM-Solver++", steps=20,
                                         seed=0, **card_guidance("pretrained/ddpm-fashion-mnist")))
-    result.grid, result.denoising, result.summary
+    result.grid, result.denoising, result.animation, result.attention, result.summary
 
 Sampling is Ho et al. 2020, Algorithm 2, with the chain shortened by a diffusers scheduler built from the
 pipeline's own config (`evaluation.evaluate.set_scheduler`): DPM-Solver++ (Lu et al. 2022, steps uniform
@@ -18,15 +18,19 @@ The work one request may ask for is bounded (`MAX_IMAGES`, `MAX_STEPS`), so a pu
 made to hang; what the pipeline itself refuses (guidance on an unconditional model, an interval outside
 0..T-1) comes back as its own ValueError.
 
-The denoising view is the chain's x_t, read after each step through the pipeline's
-`callback_on_step_end` (and x_0-hat beside it when the pipeline offers "pred_original_sample" among its
-callback tensors). `denoising_frames` only tiles them with `training.sampling.to_grid`: the drawing of
-the denoising animation and the attention maps belongs to the visualisation module, which replaces it.
+The pictures are the visualisation module's, drawn for the first `FIGURE_IMAGES` images of the batch:
+"show the denoising" samples through `visualize.denoising.collect_trajectory` (the same samples, with x_t
+and x_0-hat = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t), Ho et al. 2020, eq. (15), kept along
+the chain) and returns its `denoising_strip` and the frames of its animation (`denoising_frames`);
+"show the attention" draws `visualize.attention.attention_figure` (the bottleneck's attention weights at
+four steps), which samples those first images once more. A failure of the attention figure does not lose
+the samples: the summary says why it is missing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from pathlib import Path
 
@@ -35,6 +39,8 @@ import torch
 from .evaluation.evaluate import SCHEDULERS, set_scheduler
 from .training.fashion_mnist import FASHION_MNIST_CLASSES
 from .training.sampling import to_grid
+from .visualize.attention import attention_figure
+from .visualize.denoising import collect_trajectory, denoising_frames, denoising_strip
 
 # Where app.py finds its model: this folder beside it (where a checkout, and a Space built with
 # space/build_space.py --bundle_model, keeps the shipped model), unless this environment variable names another.
@@ -46,7 +52,8 @@ SAMPLERS = {"DPM-Solver++": "dpmsolver", "DDIM": "ddim", "DDPM": "ddpm"}
 assert set(SAMPLERS.values()) <= set(SCHEDULERS)
 MAX_IMAGES = 64
 MAX_STEPS = 1000
-NUM_DENOISING_FRAMES = 6  # x_t shown at this many steps of the chain (the last is the sample x_0)
+FIGURE_IMAGES = 4  # the denoising and attention pictures show the first this many images of the batch
+ANIMATION_FRAMES = 25  # the animation keeps a step in every ceil(steps / 25), and the last (bounds its size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,14 +68,17 @@ class DemoRequest:
     guidance_interval: tuple[int, int] | None = None
     seed: int = 0
     show_denoising: bool = False
+    show_attention: bool = False
 
 
 @dataclasses.dataclass
 class DemoResult:
     grid: object  # PIL image: the samples tiled by `to_grid`
-    denoising: list  # [(PIL image, caption)], empty unless asked for
     seconds: float  # wall time of the sampling alone
-    summary: str  # one line: what was drawn, how, and how long it took
+    summary: str  # what was drawn, how, and how long it took (and why a picture asked for is missing)
+    denoising: object = None  # PIL image: visualize's `denoising_strip`, when asked for
+    animation: list = dataclasses.field(default_factory=list)  # PIL frames of visualize's `denoising_frames`
+    attention: object = None  # PIL image: visualize's `attention_figure`, when asked for and drawn
 
 
 def class_names(pipe) -> tuple[str, ...]:
@@ -126,49 +136,22 @@ def check_request(pipe, request: DemoRequest) -> int | None:
     return None if request.class_name == ALL_CLASSES else class_names(pipe).index(request.class_name)
 
 
-def denoising_frames(frames: list[tuple[int, int, dict]], num_steps: int) -> list:
-    """[(PIL grid, caption)] for the captured steps: x_t of the whole batch, tiled by `to_grid`, and x_0-hat
-    beside it when the pipeline gave it. x_t lives in [-1, 1] plus noise, so it is mapped by (x + 1) / 2 and
-    clipped to [0, 1] for display.
-
-    frames: (step index i, timestep t of that step, {"latents": x_t after it, ["pred_original_sample": x_0-hat]}).
-    (A placeholder for the visualisation module's denoising animation, which will replace it.)
-    """
-    shown = []
-    for i, t, tensors in frames:
-        for key, what in (("latents", "x_t"), ("pred_original_sample", "x_0-hat")):
-            if key in tensors:
-                images = ((tensors[key].float().cpu() + 1) / 2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-                shown.append((to_grid(images), f"{what} after step {i + 1}/{num_steps} (t = {t})"))
-    return shown
-
-
-def frame_steps(num_steps: int, num_frames: int = NUM_DENOISING_FRAMES) -> set[int]:
-    """Step indices spread evenly over 0..num_steps - 1, the last step always among them."""
-    if num_steps <= num_frames:
-        return set(range(num_steps))
-    return {round(k * (num_steps - 1) / (num_frames - 1)) for k in range(num_frames)}
+def first_images(trajectory, k):
+    """The trajectory of the batch's first k images (the same steps)."""
+    return dataclasses.replace(trajectory, x_t=[x[:k] for x in trajectory.x_t], x0_hat=[x[:k] for x in trajectory.x0_hat],
+                               samples=trajectory.samples[:k])
 
 
 @torch.no_grad()
 def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
-    """Sample `request.num_images` images as the request says; deterministic for a seed.
+    """Sample `request.num_images` images as the request says; deterministic for a seed, and the same images
+    whether or not the pictures are asked for.
 
-    on_step(i, n): called after each of the n steps (the page's progress bar). The pipeline leaves with
-    the scheduler it came with."""
+    on_step(i, n, what): called after each of the n steps of a sampling run, what = "sampling" or "attention"
+    (the page's progress bar). The pipeline leaves with the scheduler it came with."""
     label = check_request(pipe, request)
     conditional = pipe.unet.config.get("num_class_embeds") is not None
-    available = getattr(pipe, "_callback_tensor_inputs", ["latents"])
-    tensor_inputs = [name for name in ("latents", "pred_original_sample") if name in available]
-    captured, wanted = [], frame_steps(request.steps) if request.show_denoising else set()
-
-    def callback(pipeline, i, t, tensors):
-        if i in wanted:
-            captured.append((i, int(t), {name: tensors[name].clone() for name in tensor_inputs if name in tensors}))
-        if on_step is not None:
-            on_step(i + 1, request.steps)
-        return {}
-
+    report = on_step or (lambda i, n, what: None)
     original_scheduler = pipe.scheduler
     try:
         set_scheduler(pipe, SAMPLERS[request.sampler])
@@ -178,15 +161,44 @@ def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
             if request.guidance_interval is not None:
                 kwargs["guidance_interval"] = tuple(request.guidance_interval)
         start = time.perf_counter()
-        images = pipe(batch_size=request.num_images, generator=torch.Generator().manual_seed(request.seed),
-                      num_inference_steps=request.steps, output_type="np", callback_on_step_end=callback,
-                      callback_on_step_end_tensor_inputs=tensor_inputs, **kwargs).images
+        if request.show_denoising:
+            trajectory = collect_trajectory(pipe, request.num_images, every=math.ceil(request.steps / ANIMATION_FRAMES),
+                                            seed=request.seed, on_step=lambda i, n: report(i, n, "sampling"),
+                                            num_inference_steps=request.steps, **kwargs)
+            samples = trajectory.samples  # x_0 in [-1, 1]
+        else:
+            def callback(pipeline, i, t, tensors):
+                report(i + 1, request.steps, "sampling")
+                return {}
+
+            samples = pipe(batch_size=request.num_images, generator=torch.Generator().manual_seed(request.seed),
+                           num_inference_steps=request.steps, output_type="pt", callback_on_step_end=callback,
+                           **kwargs).images * 2 - 1  # x_0 in [-1, 1], as collect_trajectory keeps it
         seconds = time.perf_counter() - start
+        result = DemoResult(to_grid(((samples + 1) / 2).permute(0, 2, 3, 1).numpy()), seconds, "")
+        shown = min(request.num_images, FIGURE_IMAGES)
+        if request.show_denoising:
+            trajectory = first_images(trajectory, shown)
+            result.denoising = denoising_strip(trajectory)
+            result.animation = denoising_frames(pipe, scale=3, trajectory=trajectory)
+        notes = []
+        if request.show_attention:
+            try:
+                result.attention = attention_figure(
+                    pipe, shown, seed=request.seed, num_inference_steps=request.steps,
+                    callback_on_step_end=lambda p, i, t, tensors: report(i + 1, request.steps, "attention") or {},
+                    **kwargs)
+            except Exception as failure:  # noqa: BLE001 -- the samples stand; the page says why the maps do not
+                notes.append(f"The attention maps could not be drawn: {type(failure).__name__}: {failure}")
     finally:
         pipe.scheduler = original_scheduler
     guidance = f", guidance {request.guidance_scale:g}" if "guidance_scale" in kwargs else ""
     if "guidance_interval" in kwargs:
         guidance += " at t in {}..{}".format(*request.guidance_interval)
-    summary = (f"{request.num_images} images of {request.class_name} ({request.sampler}, {request.steps} steps{guidance}, "
-               f"seed {request.seed}) in {seconds:.2f} s")
-    return DemoResult(to_grid(images), denoising_frames(captured, request.steps), seconds, summary)
+    pictures = [what for what, asked in (("denoising", request.show_denoising), ("attention", result.attention is not None))
+                if asked]
+    if pictures and shown < request.num_images:
+        notes.insert(0, f"The {' and '.join(pictures)} pictures show the first {shown} of the {request.num_images} images.")
+    result.summary = "\n\n".join([f"{request.num_images} images of {request.class_name} ({request.sampler}, {request.steps} "
+                                   f"steps{guidance}, seed {request.seed}) in {seconds:.2f} s", *notes])
+    return result

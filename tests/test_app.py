@@ -5,6 +5,7 @@ The app is served as its Space would serve it: from the folder space/build_space
 by file against this checkout: app.py, the package's source, the shipped model), so that one start of the
 app tests both the app and that the Space's files alone are enough to run it."""
 
+import dataclasses
 import importlib.util
 import io
 import os
@@ -24,7 +25,10 @@ from PIL import Image
 
 from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel, demo
 from annotated_pipeline.evaluation.classifier import load_default_classifier, to_classifier_range
+from annotated_pipeline.evaluation.evaluate import set_scheduler
 from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES
+from annotated_pipeline.visualize.attention import attention_figure
+from annotated_pipeline.visualize.denoising import collect_trajectory, denoising_frames, denoising_strip
 
 ROOT = Path(__file__).resolve().parent.parent
 STARTUP_TIMEOUT = 180  # seconds for `python app.py` to answer (imports torch, diffusers, gradio; loads the model)
@@ -107,32 +111,52 @@ def test_api_draws_the_asked_images_deterministically_and_refuses_bad_input(app_
     client = Client(app_url, verbose=False, download_files=str(tmp_path))
 
     def generate(class_name="all classes", num_images=4, sampler="DDIM", steps=3, guidance=2.0, t_low=200, t_high=700,
-                 seed=0, show_denoising=False):
+                 seed=0, show_denoising=False, show_attention=False):
         job = client.submit(class_name, num_images, sampler, steps, guidance, t_low, t_high, seed, show_denoising,
-                            api_name="/generate")
-        grid, frames, summary = job.result(timeout=REQUEST_TIMEOUT)
-        return Image.open(grid), frames, summary
+                            show_attention, api_name="/generate")
+        grid, *pictures, summary = job.result(timeout=REQUEST_TIMEOUT)
+        return Image.open(grid), pictures, summary
 
     # Class-conditional samples: 9 sneakers, which the project's classifier should mostly call sneakers.
-    grid, frames, summary = generate("Sneaker", num_images=9, sampler="DPM-Solver++", steps=8)
-    assert grid.size == (3 * 28, 3 * 28) and frames == []
+    grid, pictures, summary = generate("Sneaker", num_images=9, sampler="DPM-Solver++", steps=8)
+    assert grid.size == (3 * 28, 3 * 28) and pictures == [None, None, None]
     assert summary.startswith("9 images of Sneaker (DPM-Solver++, 8 steps, guidance 2 at t in 200..700, seed 0) in ")
     with torch.no_grad():
         predicted = load_default_classifier()(to_classifier_range(tiles(grid, 9))).argmax(dim=1)
     assert (predicted == FASHION_MNIST_CLASSES.index("Sneaker")).sum() >= 6, predicted.tolist()
 
-    # The same seed draws the same images; another seed others.
-    first, frames, _ = generate(seed=1, show_denoising=True)
-    assert first.size == (2 * 28, 2 * 28)
-    assert [frame["caption"].split(" (")[0] for frame in frames] == [f"x_t after step {i}/3" for i in (1, 2, 3)]
-    assert np.array_equal(np.asarray(Image.open(frames[-1]["image"])), np.asarray(first))  # x_t after the last step is the sample
+    # The pictures are the visualisation module's, drawn here in-process with the same settings (DDIM, 3 steps,
+    # the card's guidance, seed 1), pixel for pixel: the strip, the animation's frames and the attention maps.
+    # (With the app's one torch thread: another thread count sums in another order, a gray level off here and there.)
+    first, (strip, animation, attention), summary = generate(seed=1, show_denoising=True, show_attention=True)
+    assert first.size == (2 * 28, 2 * 28) and summary.count("\n") == 0  # 4 images: all shown, nothing failed
+    pipe = set_scheduler(AnnotatedDDPMPipeline.from_pretrained(ROOT / demo.DEFAULT_MODEL_FOLDER), "ddim")
+    pipe.set_progress_bar_config(disable=True)
+    guidance = dict(guidance_scale=2.0, guidance_interval=(200, 700), num_inference_steps=3)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        trajectory = collect_trajectory(pipe, 4, seed=1, **guidance)
+        expected_attention = attention_figure(pipe, 4, seed=1, **guidance)
+    finally:
+        torch.set_num_threads(threads)
+    for sent, expected in ((strip, denoising_strip(trajectory)), (attention, expected_attention)):
+        sent = Image.open(sent)
+        assert sent.size == expected.size and np.asarray(sent).std() > 10  # not blank
+        np.testing.assert_array_equal(np.asarray(sent.convert(expected.mode)), np.asarray(expected))
+    with Image.open(animation) as gif:
+        frames = denoising_frames(pipe, scale=3, trajectory=trajectory)
+        assert (gif.format, gif.n_frames, gif.size) == ("GIF", len(frames), frames[0].size) and len(frames) == 3 + 1
+        np.testing.assert_array_equal(np.asarray(gif.convert("L")), np.asarray(frames[0]))
     for bad, message in [(dict(steps=0), "minimum value 1"), (dict(steps=1001), "maximum value 1000"),
                          (dict(num_images=65), "maximum value 64"), (dict(class_name="Cat"), "not in the list of choices"),
                          (dict(t_high=1000), "guidance_interval must be two ints")]:
         with pytest.raises(AppError, match=message):
             generate(**bad)
     # The app still serves after refusing; two requests at once are queued and both answered.
-    jobs = [client.submit("all classes", 4, "DDIM", 3, 2.0, 200, 700, seed, False, api_name="/generate") for seed in (1, 2)]
+    # The pictures change no sample: the same seed without them draws the same grid.
+    jobs = [client.submit("all classes", 4, "DDIM", 3, 2.0, 200, 700, seed, False, False, api_name="/generate")
+            for seed in (1, 2)]
     again, other = (Image.open(job.result(timeout=REQUEST_TIMEOUT)[0]) for job in jobs)
     assert np.array_equal(np.asarray(again), np.asarray(first)) and not np.array_equal(np.asarray(other), np.asarray(first))
     assert np.asarray(first).std() > 10  # not a blank grid
@@ -153,24 +177,30 @@ def chromium():
     return driver
 
 
-def generate_in_page(driver, url, path, show_denoising=False, timeout=REQUEST_TIMEOUT):
-    """Open the page, (tick "Show the denoising" and) click Generate, wait for the samples and save a screenshot to
-    `path`. Returns (screenshot, the samples' <img> box (left, top, right, bottom) in it, the samples image the page
-    was sent, the texts of any error toasts)."""
+PICTURES = {"Show the denoising": ("#denoising img", "#animation img"), "Show the attention": ("#attention img",)}
+
+
+def generate_in_page(driver, url, path, show_pictures=False, timeout=REQUEST_TIMEOUT):
+    """Open the page, (tick "Show the denoising" and "Show the attention" and) click Generate, wait for the samples
+    (and the pictures, loaded) and save a screenshot to `path`. Returns (screenshot, the samples' <img> box (left,
+    top, right, bottom) in it, the samples image the page was sent, the texts of any error toasts)."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(url)
     wait = WebDriverWait(driver, timeout)
     button = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#generate"))
-    if show_denoising:
-        driver.find_element(By.XPATH, "//label[contains(., 'Show the denoising')]//input").click()
+    for label in PICTURES if show_pictures else ():
+        driver.find_element(By.XPATH, f"//label[contains(., '{label}')]//input").click()
     button.click()
-    image = wait.until(lambda d: next((img for img in d.find_elements(By.CSS_SELECTOR, "#samples img")
-                                       if d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)),
-                                      None))
-    if show_denoising:
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#denoising img"))
+
+    def loaded(selector):
+        return lambda d: next((img for img in d.find_elements(By.CSS_SELECTOR, selector)
+                               if d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img)), None)
+
+    image = wait.until(loaded("#samples img"))
+    for selector in (selector for selectors in PICTURES.values() for selector in selectors) if show_pictures else ():
+        wait.until(loaded(selector))
     time.sleep(1)  # let the page settle (progress bar gone, images painted)
     driver.save_screenshot(str(path))
     rect = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]",
@@ -186,7 +216,7 @@ def error_toasts(driver):
     return [toast.text for toast in driver.find_elements(By.CSS_SELECTOR, ".toast-body.error") if toast.text.strip()]
 
 
-def test_browser_page_generates_and_shows_the_grid(app_url, tmp_path):
+def test_browser_page_generates_and_shows_the_grid_and_the_pictures(app_url, tmp_path):
     missing = [tool for tool in ("chromium", "chromedriver") if shutil.which(tool) is None]
     if missing or importlib.util.find_spec("selenium") is None:
         pytest.skip(f"needs Debian's chromium and chromium-driver and selenium (.ci/run installs them); missing: "
@@ -197,11 +227,16 @@ def test_browser_page_generates_and_shows_the_grid(app_url, tmp_path):
 
     driver = chromium()
     try:
-        screenshot, box, sent, errors = generate_in_page(driver, app_url, tmp_path / "demo.png")
+        screenshot, box, sent, errors = generate_in_page(driver, app_url, tmp_path / "demo.png", show_pictures=True)
         assert errors == []
         assert sent.size == (4 * 28, 4 * 28)  # the default: 16 images
         timing = driver.find_element(By.CSS_SELECTOR, "#timing").text  # the defaults: the card's guidance
         assert timing.startswith("16 images of all classes (DPM-Solver++, 20 steps, guidance 2 at t in 200..700, seed 0) in ")
+        assert timing.endswith("The denoising and attention pictures show the first 4 of the 16 images.")
+        for selector in ("#denoising img", "#animation img", "#attention img"):  # each picture is on the page, not tiny
+            size = driver.execute_script("const r = arguments[0].getBoundingClientRect(); return [r.width, r.height]",
+                                         driver.find_element(By.CSS_SELECTOR, selector))
+            assert min(size) > 100, (selector, size)
         shown = np.asarray(screenshot.convert("L").crop(box), dtype=np.float32)
         assert shown.shape[0] > 200 and shown.shape[1] > 200 and shown.std() > 30  # a large, not blank, image
         # What the screenshot shows inside the <img> box is the grid the app sent, enlarged.
@@ -240,7 +275,8 @@ def test_a_model_that_does_not_load_is_an_error_in_the_page_and_the_app_keeps_se
         client = Client(url, verbose=False, download_files=str(tmp_path))
         for _ in range(2):
             with pytest.raises(AppError, match="did not load"):
-                client.submit("all classes", 4, "DDIM", 3, 1.0, 200, 700, 0, False, api_name="/generate").result(timeout=60)
+                client.submit("all classes", 4, "DDIM", 3, 1.0, 200, 700, 0, False, False,
+                              api_name="/generate").result(timeout=60)
         assert "did not load" in str(page.config)  # the status line at the top of the page says it too
     finally:
         page.close()
@@ -279,12 +315,35 @@ def test_requests_beyond_the_bounds_are_refused_by_name(tiny_pipe):
         with pytest.raises(ValueError, match=message):
             demo.generate(tiny_pipe, demo.DemoRequest(**bad))
     scheduler = tiny_pipe.scheduler
-    result = demo.generate(tiny_pipe, demo.DemoRequest(class_name="class 2", num_images=3, sampler="DDIM", steps=4, guidance_scale=2.0,
-                                                       guidance_interval=(10, 30),
-                                                       show_denoising=True))
-    assert tiny_pipe.scheduler is scheduler and result.grid.size == (2 * 8, 2 * 8) and len(result.denoising) == 4
-    assert result.summary.startswith("3 images of class 2 (DDIM, 4 steps, guidance 2 at t in 10..30, seed 0) in ")
-    assert sorted(demo.frame_steps(1000)) == [0, 200, 400, 599, 799, 999]
+    progress = []
+    result = demo.generate(tiny_pipe, demo.DemoRequest(class_name="class 2", num_images=6, sampler="DDIM", steps=4,
+                                                       guidance_scale=2.0, guidance_interval=(10, 30), show_denoising=True,
+                                                       show_attention=True),
+                           on_step=lambda *step: progress.append(step))
+    assert tiny_pipe.scheduler is scheduler and result.grid.size == (3 * 8, 2 * 8)
+    assert progress == [(i, 4, what) for what in ("sampling", "attention") for i in range(1, 5)]
+    assert len(result.animation) == 4 + 1 and result.denoising.size and result.attention.size  # x_0 is the last frame
+    assert result.summary.startswith("6 images of class 2 (DDIM, 4 steps, guidance 2 at t in 10..30, seed 0) in ")
+    assert result.summary.endswith("The denoising and attention pictures show the first 4 of the 6 images.")
+
+
+def test_a_failed_attention_figure_is_said_in_the_summary_and_the_samples_stand():
+    """A pipeline around diffusers' own UNet2DModel samples, but has none of the attention layers the figure reads."""
+    from diffusers import UNet2DModel
+
+    torch.manual_seed(0)
+    unet = UNet2DModel(sample_size=8, in_channels=1, out_channels=1, block_out_channels=(8, 16), norm_num_groups=4,
+                       layers_per_block=1, down_block_types=("DownBlock2D", "AttnDownBlock2D"),
+                       up_block_types=("AttnUpBlock2D", "UpBlock2D"), attention_head_dim=4)
+    pipe = AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="cosine"))
+    pipe.set_progress_bar_config(disable=True)
+    request = demo.DemoRequest(num_images=2, sampler="DDIM", steps=2, show_denoising=True, show_attention=True)
+    result = demo.generate(pipe, request)
+    plain = demo.generate(pipe, dataclasses.replace(request, show_denoising=False, show_attention=False))
+    assert result.attention is None and len(result.animation) == 2 + 1
+    assert np.array_equal(np.asarray(result.grid), np.asarray(plain.grid))
+    assert result.summary.split("\n\n")[1] == ("The attention maps could not be drawn: AttributeError: 'UNet2DModel' object "
+                                                "has no attribute 'attn_processors'")
 
 
 def test_the_page_samples_with_the_guidance_the_model_card_names(tmp_path):

@@ -75,8 +75,11 @@ def test_trajectory_keeps_the_samples_and_pairs_x_t_with_its_x0_hat(swap, tmp_pa
     if swap is not None:
         pipe.scheduler = swap.from_config(pipe.scheduler.config)
     plain = pipe(batch_size=3, generator=torch.Generator().manual_seed(5), num_inference_steps=7, output_type="pt").images
-    trajectory = collect_trajectory(pipe, num_images=3, every=3, seed=5, num_inference_steps=7)
+    progress = []
+    trajectory = collect_trajectory(pipe, num_images=3, every=3, seed=5, num_inference_steps=7,
+                                    on_step=lambda i, n: progress.append((i, n)))
     assert torch.equal((trajectory.samples + 1) / 2, plain)  # collecting changes no sample
+    assert progress == [(i, 7) for i in range(1, 8)]  # after each step of the chain
     assert trajectory.steps == [0, 3, 6]
     chain = pipe.scheduler.timesteps.tolist()
     assert trajectory.timesteps == [chain[0], chain[3], chain[6]]

@@ -38,8 +38,10 @@ class Trajectory:
     samples: torch.Tensor
 
 
-def collect_trajectory(pipe, num_images=4, every=1, seed=0, **pipe_kwargs):
-    """Sample `num_images` images and keep (x_t, x_0_hat) every `every` steps and at the last step."""
+def collect_trajectory(pipe, num_images=4, every=1, seed=0, on_step=None, **pipe_kwargs):
+    """Sample `num_images` images and keep (x_t, x_0_hat) every `every` steps and at the last step.
+
+    on_step(i, n): called after each of the chain's n steps (a progress bar, such as the demo's)."""
     if not isinstance(every, int) or every < 1:
         raise ValueError(f"every must be a positive integer, got {every!r}")
     g = generator(seed)
@@ -57,6 +59,8 @@ def collect_trajectory(pipe, num_images=4, every=1, seed=0, **pipe_kwargs):
             kept.x_t.append(state["x_t"].float().cpu())
             kept.x0_hat.append(tensors["pred_original_sample"].float().cpu())
         state["x_t"] = tensors["latents"]
+        if on_step is not None:
+            on_step(i + 1, len(p.scheduler.timesteps))
         return tensors
 
     images = pipe(batch_size=num_images, generator=g, latents=x_t, output_type="pt", callback_on_step_end=callback,
