@@ -27,7 +27,7 @@ NOT_RUN = ("bash quickstart.sh", "python3 -m venv .venv", 'pip install ".[demo]"
 SCALE = {
     "annotated-pipeline sample": [("--num_inference_steps 20", "--num_inference_steps 4")],
     "I=docs/images/edit-inputs": [("--num_inference_steps 50", "--num_inference_steps 4"),
-                                  ("--num_samples 4", "--num_samples 1")],
+                                  ("--num_samples 4", "--num_samples 1"), ("--jump_n_sample 3", "--jump_n_sample 1")],
     "# 300 steps": [("--max_train_steps 300", "--max_train_steps 2"), ("--max_train_steps 600", "--max_train_steps 4"),
                     ("--checkpointing_steps 300", "--checkpointing_steps 2"), ("--max_train_steps 7000", "--max_train_steps 2"),
                     ("--checkpointing_steps 200", "--checkpointing_steps 1"), ("--train_batch_size 128", "--train_batch_size 8")],
