@@ -161,12 +161,15 @@ def model_card(
     dataset_id = _hub_dataset_id(dataset_name, training_args)
     inputs = {"training_args": training_args, "dataset_name": dataset_name, "samples_file": samples_file,
               "metrics": metrics, "extra": extra, "guidance_scale": guidance_scale, "guidance_interval": guidance_interval}
+    model_name = Path(str(repo_id_or_path)).name or str(repo_id_or_path)
     card_data = ModelCardData(
         library_name="diffusers",
         license=license,
         tags=list(TAGS),
         datasets=[dataset_id] if dataset_id else None,
         pipeline_tag=PIPELINE_TAG,
+        model_name=model_name,
+        eval_results=_eval_results(metrics, dataset_id, dataset_name) or None,
         **{CARD_INPUTS_KEY: {k: v for k, v in inputs.items() if v not in (None, {}, "")} or None},
     )
     steps = training_args.get("ddpm_num_inference_steps") or training_args.get("ddpm_num_steps") or 1000
@@ -174,7 +177,7 @@ def model_card(
     card = ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE_PATH),
-        model_name=Path(str(repo_id_or_path)).name or str(repo_id_or_path),
+        model_name=model_name,
         repo_id_or_path=str(repo_id_or_path),
         dataset_name=dataset_name,
         samples_file=samples_file,
@@ -190,6 +193,21 @@ def model_card(
         extra=extra,
     )
     return card
+
+
+def _eval_results(metrics, dataset_id, dataset_name):
+    """The card's numeric metrics as `model-index` results, which the Hub shows beside the model. The
+    distances are the offline Frechet distance of annotated_pipeline.evaluation, not Inception FIDs, and
+    their metric type says so."""
+    from huggingface_hub import EvalResult
+
+    return [
+        EvalResult(task_type=PIPELINE_TAG, dataset_type=dataset_id or "custom", dataset_name=dataset_name or "training data",
+                   metric_type=f"{name} (classifier features, not an Inception FID)" if "frechet" in name else name,
+                   metric_name=name, metric_value=value)
+        for name, value in metrics.items()
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and not name.startswith("guidance")
+    ]
 
 
 def write_model_card(folder, repo_id_or_path=None, **kwargs) -> Path:

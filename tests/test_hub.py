@@ -327,3 +327,16 @@ def test_the_cards_python_snippets_run_on_the_saved_pipeline(tmp_path, monkeypat
     images = namespace["images"]
     assert len(images) == 16 and np.asarray(images[0]).shape[:2] == (8, 8)
     assert Image.open("grid.png").size == (4 * 8, 4 * 8)
+
+
+def test_card_metrics_are_model_index_results_the_hub_shows(tmp_path):
+    hub.write_model_card(tmp_path, repo_id_or_path="alice/ddpm", dataset_name="zalando-datasets/fashion_mnist",
+                         metrics={"frechet_distance_ddim50_n1000": 9.6, "label_accuracy": 0.93, "guidance_scale": 2.0,
+                                  "note": "text"})
+    card = ModelCard.load(tmp_path / "README.md")
+    results = {r.metric_name: r for r in card.data.eval_results}
+    assert set(results) == {"frechet_distance_ddim50_n1000", "label_accuracy"}
+    fd = results["frechet_distance_ddim50_n1000"]
+    assert fd.metric_value == 9.6 and "not an Inception FID" in fd.metric_type
+    assert fd.task_type == "unconditional-image-generation" and fd.dataset_type == "zalando-datasets/fashion_mnist"
+    assert "model-index:" in (tmp_path / "README.md").read_text()
