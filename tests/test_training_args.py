@@ -276,3 +276,25 @@ def test_label_dropout_replaces_labels_by_no_class_at_rate_p(p):
     # Each label is dropped independently with probability p: the count is Binomial(4000, p), sd <= 28.
     assert abs(dropped.sum().item() - p * n) <= 4 * (n * p * (1 - p)) ** 0.5 + 1e-9
     torch.testing.assert_close(seen[~dropped], labels[~dropped])  # the rest keep their label
+
+
+def test_gradient_checkpointing_trains_the_same_weights(capsys, caplog, tmp_path, tiny_data):
+    """--gradient_checkpointing changes memory, not the result: 3 optimizer steps give the same weights."""
+    from safetensors.torch import load_file
+
+    full, _ = tiny_data
+    weights = {}
+    caplog.set_level("INFO")
+    for flag in ([], ["--gradient_checkpointing"]):
+        caplog.clear()
+        out = tmp_path / ("ckpt" if flag else "plain")
+        code = cli(["--train_data_dir", str(full), "--output_dir", str(out), "--logger", "none", "--dim", "8",
+                    "--dim_mults", "1,2", "--resolution", "16", "--max_train_steps", "3", "--train_batch_size", "2",
+                    "--ddpm_num_steps", "20", "--ddpm_num_inference_steps", "2", "--eval_batch_size", "2",
+                    "--lr_warmup_steps", "1", "--learning_rate", "1e-3", *flag])
+        err = capsys.readouterr().err
+        assert code == 0, err[-2000:]
+        assert ("Gradient checkpointing on" in caplog.text) == bool(flag)
+        weights[bool(flag)] = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
+    for name, value in weights[False].items():
+        torch.testing.assert_close(weights[True][name], value, rtol=0, atol=1e-6, msg=name)

@@ -441,3 +441,32 @@ def test_linear_attention_levels_default_is_the_middle_and_all_is_the_seed(tmp_p
 def test_bad_linear_attention_levels_raise(levels):
     with pytest.raises(ValueError, match="linear_attention_levels must"):
         tiny(linear_attention_levels=levels)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    """enable_gradient_checkpointing() (diffusers' switch) recomputes activations in the backward pass: the
+    loss and every gradient equal those of the plain model; sampling (no grad) is unchanged."""
+    torch.manual_seed(0)
+    model = AnnotatedUNet2DModel(sample_size=16, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2,
+                                 attention_head_dim=8, num_class_embeds=3)
+    x, t, y = torch.randn(2, 1, 16, 16), torch.tensor([3, 700]), torch.tensor([0, 2])
+
+    def loss_and_grads():
+        model.zero_grad()
+        loss = model(x, t, class_labels=y).sample.pow(2).mean()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    plain_loss, plain = loss_and_grads()
+    calls = []
+    model.enable_gradient_checkpointing(lambda block, *args: calls.append(block) or torch.utils.checkpoint.checkpoint(
+        block.__call__, *args, use_reentrant=False))
+    assert model.is_gradient_checkpointing
+    loss, grads = loss_and_grads()
+    assert len(calls) > 0 and torch.equal(loss, plain_loss) and grads.keys() == plain.keys()
+    for name in plain:
+        torch.testing.assert_close(grads[name], plain[name], rtol=0, atol=1e-7, msg=name)
+    calls.clear()
+    with torch.no_grad():
+        model(x, t, class_labels=y)
+    assert calls == []  # no checkpointing without gradients

@@ -206,6 +206,9 @@ def build_parser(prog="train_accelerate.py"):
     opt.add_argument("--adam_epsilon", type=finite_float, default=1e-8, help="AdamW epsilon.")
     opt.add_argument("--max_grad_norm", type=finite_float, default=1.0,
                      help="Gradients are clipped to this global norm before each optimizer step.")
+    opt.add_argument("--gradient_checkpointing", action="store_true",
+                     help="Recompute the U-Net's activations in the backward pass instead of storing them: the "
+                          "same gradients in less memory (for large images), for a second forward pass per block.")
     opt.add_argument("--mixed_precision", type=str, default=None, choices=MIXED_PRECISION,
                      help="Mixed precision (bf16 works on CPU; fp16 needs a GPU). Default: whatever "
                           "`accelerate launch`/`accelerate config` chose, else no.")

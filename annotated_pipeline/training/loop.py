@@ -569,6 +569,9 @@ def main(args):
     set_seed(args.seed, device_specific=True)  # different noise on each process, same everywhere on rerun
 
     dataset, noise_scheduler, model, num_classes = setup(args, accelerator)
+    if args.gradient_checkpointing:
+        model.enable_gradient_checkpointing()
+        logger.info("Gradient checkpointing on: activations are recomputed in the backward pass")
     from . import data
 
     dataloader = data.make_dataloader(dataset, args.train_batch_size, True, args.dataloader_num_workers)

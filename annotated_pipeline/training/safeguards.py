@@ -25,7 +25,7 @@ RESUMABLE_ARGS = frozenset({
     "accept_changed_args", "resumed_with_changes", "checkpointing_steps", "checkpoints_total_limit",
     "save_images_epochs", "save_model_epochs", "eval_batch_size", "ddpm_num_inference_steps", "grid_scheduler",
     "dataloader_num_workers", "cache_dir", "ddp_timeout", "push_to_hub", "hub_model_id", "hub_private_repo",
-    "hub_token", "mixed_precision",
+    "hub_token", "mixed_precision", "gradient_checkpointing",
 })
 
 

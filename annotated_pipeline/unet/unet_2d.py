@@ -150,7 +150,13 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
     better sample quality in the same minutes of training, though not in the same number of steps;
     benchmarks/RESULTS.md has the measurements. `AnnotatedUNet2DModel(dim=28, linear_attention_levels="all")`
     is the seed's network.
+
+    Gradient checkpointing (`enable_gradient_checkpointing()`, diffusers' switch) recomputes each block's
+    activations in the backward pass instead of storing them: the same gradients for less memory, at
+    the cost of a second forward pass through each block.
     """
+
+    _supports_gradient_checkpointing = True
 
     @register_to_config
     def __init__(
@@ -171,6 +177,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
         null_class_embed=False,
     ):
         super().__init__()
+        self.gradient_checkpointing = False  # set by enable_gradient_checkpointing() (ModelMixin)
         # ---- fail early: every impossible configuration is refused here, with what would work ----
         _check_int("in_channels", in_channels)
         _check_int("out_channels", out_channels, allow_none=True)
@@ -329,6 +336,12 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
             )
         return value.to(device).expand(batch)
 
+    def _run_block(self, block, *inputs):
+        """block(*inputs), through the checkpointing function while training with gradient checkpointing on."""
+        if self.gradient_checkpointing and torch.is_grad_enabled():
+            return self._gradient_checkpointing_func(block, *inputs)
+        return block(*inputs)
+
     def forward(self, sample, timestep, class_labels=None, return_dict=True):
         """eps_theta(x_t, t[, y]).
 
@@ -369,26 +382,27 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
                 raise ValueError(f"class_labels must lie in {allowed}; got {labels.tolist()}")
             emb = emb + self.class_embedding(labels)
 
+        run = self._run_block
         x = self.init_conv(sample)
         r = x
         skips = []
         for level in self.down_levels:
-            x = level["block1"](x, emb)
+            x = run(level["block1"], x, emb)
             skips.append(x)
-            x = level["attention"](level["block2"](x, emb))
+            x = run(level["attention"], run(level["block2"], x, emb))
             skips.append(x)
             x = level["downsample"](x)
 
-        x = self.mid_block1(x, emb)
-        x = self.mid_attention(x)
-        x = self.mid_block2(x, emb)
+        x = run(self.mid_block1, x, emb)
+        x = run(self.mid_attention, x)
+        x = run(self.mid_block2, x, emb)
 
         for level in self.up_levels:
-            x = level["block1"](torch.cat([x, skips.pop()], dim=1), emb)
-            x = level["block2"](torch.cat([x, skips.pop()], dim=1), emb)
-            x = level["upsample"](level["attention"](x))
+            x = run(level["block1"], torch.cat([x, skips.pop()], dim=1), emb)
+            x = run(level["block2"], torch.cat([x, skips.pop()], dim=1), emb)
+            x = level["upsample"](run(level["attention"], x))
 
-        x = self.final_block(torch.cat([x, r], dim=1), emb)
+        x = run(self.final_block, torch.cat([x, r], dim=1), emb)
         out = self.final_conv(x)
         if not return_dict:
             return (out,)
