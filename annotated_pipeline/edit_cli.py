@@ -8,7 +8,6 @@ refuses) is one line on stderr, `PROG: error: ...`, and exit status 2.
 """
 
 import argparse
-import sys
 from pathlib import Path
 
 import PIL.Image
@@ -38,16 +37,6 @@ def editing_parser(prog, description, default_scheduler, default_steps, with_see
     parser.add_argument("--figure", default=None, help="also write one enlarged PNG with a row per input")
     parser.add_argument("--scale", type=int, default=4, help="enlarge the figure this many times (nearest neighbour)")
     return parser
-
-
-def run(prog, body):
-    """Call body(); a ValueError (bad input, or one the pipeline raises) becomes one line and status 2."""
-    try:
-        body()
-    except ValueError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    return 0
 
 
 def load_editing_pipeline(pipeline_class, path, scheduler):

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .edit_cli import InputError, editing_parser, figure, load_editing_pipeline, read_png, run, save_pngs
+from .edit_cli import InputError, editing_parser, figure, load_editing_pipeline, read_png, save_pngs
+from .errors import run_reporting
 from .pipeline_editing import PIL_MODES
 from .pipeline_img2img import AnnotatedDDPMImg2ImgPipeline
 
@@ -61,7 +62,7 @@ def main(argv=None, prog="python -m annotated_pipeline.img2img"):
             figure(rows, args.scale).save(args.figure)
             print(f"figure (input, then the edits by strength, per row) -> {args.figure}")
 
-    return run(prog, body)
+    return run_reporting(prog, body)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from .edit_cli import InputError, editing_parser, figure, load_editing_pipeline, mask_to_pil, read_png, run, save_pngs
+from .edit_cli import InputError, editing_parser, figure, load_editing_pipeline, mask_to_pil, read_png, save_pngs
+from .errors import run_reporting
 from .pipeline_editing import PIL_MODES
 from .pipeline_inpaint import KEEP_SIDES, AnnotatedDDPMInpaintPipeline, half_mask
 
@@ -57,7 +58,7 @@ def main(argv=None, prog="python -m annotated_pipeline.inpaint"):
             figure(rows, args.scale).save(args.figure)
             print(f"figure (input, mask, {n} completions per row) -> {args.figure}")
 
-    return run(prog, body)
+    return run_reporting(prog, body)
 
 
 if __name__ == "__main__":

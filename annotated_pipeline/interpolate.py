@@ -11,7 +11,8 @@ every row. Outputs: OUTPUT_DIR/rowR-I.png; the figure has the rows.
 
 import time
 
-from .edit_cli import InputError, editing_parser, figure, load_editing_pipeline, run, save_pngs
+from .edit_cli import InputError, editing_parser, figure, load_editing_pipeline, save_pngs
+from .errors import run_reporting
 from .pipeline_interpolate import AnnotatedDDPMInterpolationPipeline
 
 
@@ -44,7 +45,7 @@ def main(argv=None, prog="python -m annotated_pipeline.interpolate"):
             figure(rows, args.scale).save(args.figure)
             print(f"figure (one row per seed pair) -> {args.figure}")
 
-    return run(prog, body)
+    return run_reporting(prog, body)
 
 
 if __name__ == "__main__":

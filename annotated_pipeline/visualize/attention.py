@@ -212,12 +212,12 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.attention"):
     if args.num_timesteps < 1 or args.scale < 1:
         parser.error("--num_timesteps and --scale must be >= 1")
     start = time.perf_counter()
-    pipe = load_for_figures(args)
     try:
+        pipe = load_for_figures(args)
         figure = attention_figure(pipe, args.num_images, args.timesteps, args.num_timesteps, args.module,
                                   tuple(args.query) if args.query else "peak",
                                   "mean" if args.head == "mean" else int(args.head), args.scale, **sampling_kwargs(args))
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # bad settings, a folder that does not load
         parser.error(str(error))
     figure.save(args.output)
     print(f"attention of {args.module} for {args.num_images} samples ({args.scheduler}, {args.num_inference_steps} steps, "

@@ -120,12 +120,12 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.denoising"):
     if not args.output.lower().endswith(".gif"):
         parser.error(f"--output must be a .gif file, got {args.output!r}")
     start = time.perf_counter()
-    pipe = load_for_figures(args)
     kwargs = sampling_kwargs(args)
     seed = kwargs.pop("seed")
     try:
+        pipe = load_for_figures(args)
         trajectory = collect_trajectory(pipe, args.num_images, args.every, seed, **kwargs)
-    except ValueError as error:
+    except (ValueError, OSError) as error:  # bad settings, a folder that does not load
         parser.error(str(error))
     save_gif(denoising_frames(pipe, scale=args.scale, trajectory=trajectory), args.output, args.frame_ms)
     strip = args.strip or args.output[: -len(".gif")] + ".png"
