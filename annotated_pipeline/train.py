@@ -11,18 +11,10 @@ import sys
 
 from .training.args import TrainingConfigError, parse_args
 from .training.checkpointing import CheckpointWriteError
+from .training.distributed import collective_timeout_message, is_collective_timeout
 from .training.loop import HubPushError
 from .training.loop import main as train
 from .training.safeguards import TrainingDiverged
-
-
-def _collective_timeout(error):
-    """True for torch.distributed's error when a peer did not answer within the process group's timeout."""
-    import torch.distributed as dist
-
-    text = str(error).lower()
-    return (dist.is_available() and dist.is_initialized()
-            and ("timed out" in text or "timeout" in text or isinstance(error, getattr(dist, "DistError", ()))))
 
 
 def main(argv=None, prog=None):
@@ -39,16 +31,9 @@ def main(argv=None, prog=None):
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 1
     except RuntimeError as error:
-        if not _collective_timeout(error):
+        if not is_collective_timeout(error):
             raise
-        import torch.distributed as dist
-
-        rank, world = dist.get_rank(), dist.get_world_size()
-        others = ", ".join(str(r) for r in range(world) if r != rank)
-        print(f"{prog}: error: process {rank} of {world} waited more than --ddp_timeout {args.ddp_timeout} s for "
-              f"rank(s) {others} in a collective operation: a peer died or stopped responding; the run stops here "
-              f"(resume with --resume_from_checkpoint latest). {' '.join(str(error).splitlines()[:1])[:300]}",
-              file=sys.stderr)
+        print(f"{prog}: error: {collective_timeout_message(error, args.ddp_timeout)}", file=sys.stderr)
         sys.stderr.flush()
         os._exit(1)  # destroying a process group whose peer hangs would block again
     return 0

@@ -113,6 +113,30 @@ def test_a_failed_write_keeps_the_previous_checkpoint_and_says_why(tmp_path, err
     assert sorted(os.listdir(tmp_path)) == ["checkpoint-2"] and not missing_files(tmp_path / "checkpoint-2")
 
 
+def test_a_peer_timeout_inside_a_checkpoint_is_reported_as_a_timeout_not_a_write_failure(tmp_path):
+    """gloo's timeout can land inside `save_state`'s collectives: it must reach train.main as itself, which
+    prints the --ddp_timeout line (tests/test_train_accelerate.py runs that for real with two processes)."""
+    import torch.distributed as dist
+
+    from annotated_pipeline.training.distributed import collective_timeout_message
+
+    fake_checkpoint(tmp_path / "checkpoint-2")
+    timeout = RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:78] Timed out waiting 10000ms for recv operation")
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        with pytest.raises(RuntimeError) as info:
+            save_checkpoint(OneProcess(fail=timeout), str(tmp_path / "out"), 4)
+        assert info.value is timeout
+        message = collective_timeout_message(timeout, 10)
+    finally:
+        dist.destroy_process_group()
+    assert message.startswith("process 0 of 1 waited more than --ddp_timeout 10 s") and "Timed out waiting" in message
+    with pytest.raises(CheckpointWriteError):  # without a process group the same text is an ordinary failure
+        save_checkpoint(OneProcess(fail=timeout), str(tmp_path), 4)
+    assert os.listdir(tmp_path / "out") == []  # the half-written folder is gone in both cases
+    assert "checkpoint-2" in os.listdir(tmp_path) and not missing_files(tmp_path / "checkpoint-2")
+
+
 # ------------------------------------------------------------------------------------------------
 # Real runs: a kill during a checkpoint write, and a full disk
 # ------------------------------------------------------------------------------------------------

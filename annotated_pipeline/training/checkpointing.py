@@ -27,6 +27,8 @@ import os
 import re
 import shutil
 
+from .distributed import is_collective_timeout
+
 CHECKPOINT_PREFIX = "checkpoint-"
 TRAINING_ARGS_FILE = "training_args.json"
 _CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
@@ -177,9 +179,12 @@ def save_checkpoint(accelerator, output_dir, global_step, total_limit=None, trai
                 os.replace(incomplete, path)
             removed = prune_checkpoints(output_dir, total_limit)
     except Exception as error:
-        failure = _write_failure(error, output_dir, name)
+        # A peer that stopped answering is not a write failure: that error goes on as it is (distributed.py).
+        failure = error if is_collective_timeout(error) else _write_failure(error, output_dir, name)
         if accelerator.is_main_process:
             shutil.rmtree(incomplete, ignore_errors=True)
+        if failure is error:
+            raise
         raise failure from error
     accelerator.wait_for_everyone()
     return path, removed

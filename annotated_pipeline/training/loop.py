@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from ..resources import EMBEDDED_SAMPLE_DESCRIPTION, embedded_sample
 from .args import TrainingConfigError, args_for_model_card
 from .checkpointing import checkpoint_step, read_training_args, resolve_checkpoint, save_checkpoint
+from .distributed import is_collective_timeout
 from .safeguards import (changed_args, check_finite, check_output_dir, describe_changes,
                          refuse_non_finite_weights)
 from .sampling import draw_samples, ema_weights, log_samples, make_pipeline, save_output_folder
@@ -389,6 +390,8 @@ def resume_global_step(args, accelerator):
     try:
         accelerator.load_state(path)
     except (FileNotFoundError, RuntimeError, KeyError, ValueError) as error:
+        if is_collective_timeout(error):  # a peer stopped answering: train.main reports that
+            raise
         first_lines = " ".join(str(error).splitlines()[:2])
         raise TrainingConfigError(
             f"cannot resume from {path}: {type(error).__name__}: {first_lines} ... (was it saved with the "

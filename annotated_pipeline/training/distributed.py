@@ -1,0 +1,29 @@
+"""What a multi-process run does when a peer stops answering.
+
+torch.distributed raises a RuntimeError (gloo: "Timed out waiting 10000ms for recv operation"; NCCL: a
+watchdog "Timeout") when a collective operation waits longer than the process group's timeout, which
+`--ddp_timeout` sets. Such an error can surface anywhere a collective runs: in the backward pass, in
+`wait_for_everyone`, or inside `save_state`. Every place that wraps errors into its own message lets
+this one through, so the run ends with the one line `train.main` prints for it.
+"""
+
+
+def is_collective_timeout(error):
+    """True for torch.distributed's error when a peer did not answer within the process group's timeout."""
+    import torch.distributed as dist
+
+    text = str(error).lower()
+    return (dist.is_available() and dist.is_initialized()
+            and ("timed out" in text or "timeout" in text or isinstance(error, getattr(dist, "DistError", ()))))
+
+
+def collective_timeout_message(error, timeout_s):
+    """One line: which process waited, for whom, how long, and what to do next."""
+    import torch.distributed as dist
+
+    rank, world = dist.get_rank(), dist.get_world_size()
+    others = ", ".join(str(r) for r in range(world) if r != rank)
+    first_line = " ".join(str(error).splitlines()[:1])[:300]
+    return (f"process {rank} of {world} waited more than --ddp_timeout {timeout_s} s for rank(s) {others} in a "
+            f"collective operation: a peer died or stopped responding; the run stops here (resume with "
+            f"--resume_from_checkpoint latest). {first_line}")
