@@ -3,7 +3,7 @@
     accelerate launch -m annotated_pipeline.train --output_dir ddpm-fashion-mnist   # any number of processes
     annotated-pipeline train --max_train_steps 200 --dim 16 --output_dir out        # one process
 
-`--help` lists every option. The loop itself lives in annotated_pipeline/training/loop.py.
+`--help` lists every option. The run itself lives in annotated_pipeline/training/loop.py.
 """
 
 import os
@@ -12,7 +12,7 @@ import sys
 from .training.args import TrainingConfigError, parse_args
 from .training.checkpointing import CheckpointWriteError
 from .training.distributed import collective_timeout_message, is_collective_timeout
-from .training.loop import HubPushError
+from .training.push import HubPushError
 from .training.loop import main as train
 from .training.safeguards import TrainingDiverged
 

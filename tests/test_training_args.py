@@ -193,7 +193,7 @@ def learning_rates(argv, max_train_steps):
     """The rate of each optimizer step of a run with these arguments (`build_lr_scheduler`, one process)."""
     import torch
 
-    from annotated_pipeline.training.loop import TrainingPlan, build_lr_scheduler
+    from annotated_pipeline.training.build import TrainingPlan, build_lr_scheduler
 
     args = parse_args(["--logger", "none", "--max_train_steps", str(max_train_steps), *argv])
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=args.learning_rate)
@@ -230,7 +230,7 @@ def test_warmup_stable_decay_follows_its_closed_form_across_stages():
 def test_cooldown_longer_than_the_schedule_is_refused():
     import torch
 
-    from annotated_pipeline.training.loop import TrainingPlan, build_lr_scheduler
+    from annotated_pipeline.training.build import TrainingPlan, build_lr_scheduler
 
     args = parse_args(["--logger", "none", "--lr_scheduler", "warmup_stable_decay", "--lr_warmup_steps", "5",
                        "--lr_cooldown_steps", "8", "--max_train_steps", "10"])
@@ -264,7 +264,7 @@ class RecordingModel(torch.nn.Module):
 @pytest.mark.parametrize("p", [0.0, 0.25])
 def test_label_dropout_replaces_labels_by_no_class_at_rate_p(p):
     from annotated_pipeline.scheduler import AnnotatedDDPMScheduler
-    from annotated_pipeline.training.loop import training_step
+    from annotated_pipeline.training.step import training_step
 
     model, n = RecordingModel(), 4000
     labels = torch.arange(n) % 10

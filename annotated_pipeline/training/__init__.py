@@ -1,4 +1,17 @@
-"""Training: data loading (fashion_mnist.py, data.py), arguments (args.py) and the Accelerate loop (loop.py).
+"""Training with Accelerate, one concept per module, in the order a run meets them:
+
+    args.py           the command line (every option, with its allowed values and checks)
+    data.py           the training images: a Hub data set, a folder, or the embedded sample
+    fashion_mnist.py  the Fashion-MNIST files (IDX, SHA-256 checked) and class names
+    build.py          accelerator, noise scheduler, U-Net, data, plan, optimizer, LR schedule, EMA
+    step.py           one step of Ho et al. 2020, Algorithm 1
+    resume.py         --resume_from_checkpoint, and the check of changed arguments
+    checkpointing.py  atomic checkpoints, `latest`, pruning
+    safeguards.py     a run that diverges, an output folder that cannot be written
+    distributed.py    a peer that stops answering
+    sampling.py       sample grids and the saved pipeline folder
+    push.py           --push_to_hub
+    loop.py           the run: all of the above, in order
 
 Nothing is imported here so that `import annotated_pipeline.training.fashion_mnist` stays cheap;
 import the submodule you need.

@@ -8,7 +8,7 @@ for what that script does not have: the loss (`--loss_type`), the shape of our U
 Two kinds of checks keep a bad run from starting:
 
     validate_args(args)   what can be judged from the arguments alone (here, in-process, instantly);
-    loop.setup(...)       what needs the data or the model/scheduler constructors (a resolution the
+    build.setup(...)      what needs the data or the model/scheduler constructors (a resolution the
                           U-Net cannot downsample, an unknown beta schedule, an empty data set, ...).
 
 Both raise `TrainingConfigError`; `train_accelerate.py` turns it into one line on stderr and exit

@@ -5,7 +5,7 @@ A checkpoint holds everything needed to continue a run as if it had never stoppe
     model.safetensors          the training weights theta
     optimizer.bin              AdamW's moments and step count
     scheduler.bin              the learning-rate schedule's position
-    custom_checkpoint_0.pkl    the generator that draws t and eps (loop.NoiseGenerator)
+    custom_checkpoint_0.pkl    the generator that draws t and eps (step.NoiseGenerator)
     custom_checkpoint_1.pkl    the EMA of the weights, with --use_ema
     random_states_{rank}.pkl   every process's global RNG state (random crops and flips)
     training_args.json         the arguments the run was trained with, and any change accepted on resume

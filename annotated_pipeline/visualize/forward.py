@@ -39,7 +39,7 @@ def embedded_image(index=0):
     """Image `index` of the embedded 2,000-image Fashion-MNIST sample as x_0 in [-1, 1], (1, 28, 28), and its class name."""
     from ..training.data import image_to_tensor, load_training_dataset
     from ..training.fashion_mnist import FASHION_MNIST_CLASSES
-    from ..training.loop import EMBEDDED_SAMPLE
+    from ..training.build import EMBEDDED_SAMPLE
 
     data = load_training_dataset(train_data_dir=EMBEDDED_SAMPLE)
     if not 0 <= index < len(data):
