@@ -72,7 +72,7 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False):
     """The Gradio Blocks of the page, with the model loaded (or the reason it did not)."""
     pipe, error = load_model(model, trust_remote_code)
     guided = pipe is not None and bool(pipe.unet.config.get("null_class_embed", False))
-    defaults = demo.DemoRequest(**demo.card_guidance(model)) if guided else demo.DemoRequest()
+    defaults = demo.DemoRequest(**demo.recommended_settings(pipe)) if pipe is not None else demo.DemoRequest()
     last_t = pipe.scheduler.config.num_train_timesteps - 1 if pipe is not None else 999
     interval = defaults.guidance_interval or (0, last_t)  # no interval: every step
     animations = tempfile.TemporaryDirectory(prefix="annotated-pipeline-demo-")  # GIFs, until Gradio copies them

@@ -1,7 +1,7 @@
 """What the browser demo (`app.py`) does with one click, without Gradio: check the settings, sample, time it.
 
     result = generate(pipe, DemoRequest(class_name="Sneaker", num_images=16, sampler="DPM-Solver++", steps=20,
-                                        seed=0, **card_guidance("pretrained/ddpm-fashion-mnist")))
+                                        seed=0, **recommended_settings(pipe)))
     result.grid, result.denoising, result.animation, result.attention, result.summary
 
 Sampling is Ho et al. 2020, Algorithm 2, with the chain shortened by a diffusers scheduler built from the
@@ -11,8 +11,8 @@ pipeline with a "no class" embedding is guided (Ho & Salimans 2022, eq. (6)):
 
     eps_tilde = eps(x_t, t, empty) + s * (eps(x_t, t, y) - eps(x_t, t, empty)),  at t_low <= t <= t_high only
 
-with, by default, the s and (t_low, t_high) the model's card says it samples with (`card_guidance`; the
-shipped model: s = 2 at t = 200..700).
+with, by default, the steps, s and (t_low, t_high) the model's folder recommends (`recommended_settings`;
+the shipped model: 20 steps, s = 2 at t = 200..700).
 
 The work one request may ask for is bounded (`MAX_IMAGES`, `MAX_STEPS`), so a public page cannot be
 made to hang; what the pipeline itself refuses (guidance on an unconditional model, an interval outside
@@ -32,7 +32,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from pathlib import Path
 
 import torch
 
@@ -97,27 +96,19 @@ def class_choices(pipe) -> list[str]:
     return [ALL_CLASSES, *class_names(pipe)]
 
 
-def card_guidance(model) -> dict:
-    """The guidance a model's card says it samples with: {"guidance_scale": s, "guidance_interval": (t_low, t_high)},
-    as much of it as the card's metadata holds (`hub.model_card` writes it there); {} for a model without one, or
-    a Hub repo id whose card cannot be fetched."""
-    from .hub import CARD_FILE, _card_inputs
-
-    folder = Path(model)
-    if not folder.is_dir():
-        try:
-            from huggingface_hub import hf_hub_download
-
-            folder = Path(hf_hub_download(str(model), CARD_FILE)).parent
-        except Exception:  # noqa: BLE001 -- offline, no such repo, no card: no recommendation
-            return {}
-    inputs = _card_inputs(folder)
-    guidance = {}
-    if isinstance(inputs.get("guidance_scale"), (int, float)):
-        guidance["guidance_scale"] = float(inputs["guidance_scale"])
-    if isinstance(inputs.get("guidance_interval"), list) and len(inputs["guidance_interval"]) == 2:
-        guidance["guidance_interval"] = tuple(int(t) for t in inputs["guidance_interval"])
-    return guidance
+def recommended_settings(pipe) -> dict:
+    """The DemoRequest fields the pipeline's folder recommends (`AnnotatedDDPMPipeline.sampling_defaults`, from
+    its model_index.json): {"steps": n, "guidance_scale": s, "guidance_interval": (t_low, t_high)}, as much of
+    it as the folder sets; {} for a folder that recommends nothing."""
+    config = pipe.config
+    settings = {}
+    if config.get("default_num_inference_steps") is not None:
+        settings["steps"] = int(config["default_num_inference_steps"])
+    if config.get("default_guidance_scale") is not None:
+        settings["guidance_scale"] = float(config["default_guidance_scale"])
+        if config.get("default_guidance_interval") is not None:
+            settings["guidance_interval"] = tuple(int(t) for t in config["default_guidance_interval"])
+    return settings
 
 
 def check_request(pipe, request: DemoRequest) -> int | None:
@@ -156,8 +147,8 @@ def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
     try:
         set_scheduler(pipe, SAMPLERS[request.sampler])
         kwargs = {"class_labels": label} if conditional and label is not None else {}
+        kwargs["guidance_scale"] = float(request.guidance_scale)  # explicit, even 1: not the folder's default
         if request.guidance_scale != 1.0:  # the pipeline says so if this model cannot be guided
-            kwargs["guidance_scale"] = float(request.guidance_scale)
             if request.guidance_interval is not None:
                 kwargs["guidance_interval"] = tuple(request.guidance_interval)
         start = time.perf_counter()
@@ -192,7 +183,7 @@ def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
                 notes.append(f"The attention maps could not be drawn: {type(failure).__name__}: {failure}")
     finally:
         pipe.scheduler = original_scheduler
-    guidance = f", guidance {request.guidance_scale:g}" if "guidance_scale" in kwargs else ""
+    guidance = f", guidance {request.guidance_scale:g}" if request.guidance_scale != 1.0 else ""
     if "guidance_interval" in kwargs:
         guidance += " at t in {}..{}".format(*request.guidance_interval)
     pictures = [what for what, asked in (("denoising", request.show_denoising), ("attention", result.attention is not None))

@@ -9,9 +9,11 @@ its card and uploads it:
                                              create_repo(exist_ok=True) + upload_folder: one commit
 
 The card is data first: its YAML metadata (`library_name: diffusers`, `pipeline_tag`, `tags`,
-`license`, `datasets`) is what the Hub indexes, and the inputs the card was rendered from are kept
-in that metadata too (key `annotated_pipeline`), so that a push can re-render the card for the repo
-it goes to without losing the training configuration. Secrets never reach the card: any key that
+`license`, `datasets`, `model-index` with the evaluation numbers) is what the Hub indexes. The inputs
+the card was rendered from (training configuration, metrics, ...) are kept beside it, in
+`card_inputs.json`, so that a push can re-render the card for the repo it goes to without losing
+them. How the card says to sample comes from the saved pipeline itself: its scheduler and the
+sampling defaults in `model_index.json` (`AnnotatedDDPMPipeline.sampling_defaults`). Secrets never reach the card: any key that
 contains "token" (or "password", "secret", "api_key") is dropped, at any depth.
 
 The push uploads exactly the saved pipeline: checkpoints (`checkpoint-*/`), logs (`logs/`, `runs/`,
@@ -36,7 +38,8 @@ from .resources import model_card_template
 
 TEMPLATE_PATH = model_card_template()
 CARD_FILE = "README.md"
-CARD_INPUTS_KEY = "annotated_pipeline"  # YAML metadata key holding the inputs the card was rendered from
+CARD_INPUTS_FILE = "card_inputs.json"  # beside README.md: the inputs the card was rendered from
+LEGACY_CARD_INPUTS_KEY = "annotated_pipeline"  # where older cards kept them, in their YAML metadata
 TAGS = ["pytorch", "diffusers", "unconditional-image-generation", "ddpm", "annotated-pipeline"]
 PIPELINE_TAG = "unconditional-image-generation"
 SECRET_KEY_PARTS = ("token", "password", "secret", "api_key", "apikey")
@@ -119,6 +122,7 @@ def model_card(
     extra: str | None = None,
     guidance_scale: float | None = None,
     guidance_interval: tuple[int, int] | None = None,
+    sampling_defaults: dict | None = None,
 ) -> ModelCard:
     """Render the model card of a trained pipeline from `templates/model_card.md`.
 
@@ -135,6 +139,9 @@ def model_card(
         guidance_scale: for a class-conditional model trained with label dropout, the classifier-free
             guidance its sampling examples use (None: the pipeline's default, 1, no guidance).
         guidance_interval: (t_low, t_high), the timesteps those examples guide (None: every step).
+        sampling_defaults: what the saved pipeline samples with when called without settings
+            (`folder_sampling_defaults`; `write_model_card` reads it from the folder); the first
+            sampling snippet then calls `pipe(batch_size=16, generator=generator)` and says so.
     """
     if not TEMPLATE_PATH.is_file():
         raise FileNotFoundError(
@@ -148,9 +155,7 @@ def model_card(
     if guidance_interval is not None:
         from .pipeline import check_guidance_interval  # the pipeline's own rule (imported here: it needs torch)
 
-        check_guidance_interval(guidance_interval)
-        if guidance_scale is None or guidance_scale == 1:
-            raise ValueError("guidance_interval says which steps to guide; give a guidance_scale other than 1 with it.")
+        check_guidance_interval(guidance_interval, guidance_scale=1.0 if guidance_scale is None else guidance_scale)
         guidance_interval = [int(v) for v in guidance_interval]
     for name, value in (("training_args", training_args), ("metrics", metrics)):
         if value is not None and not isinstance(value, dict):
@@ -170,7 +175,6 @@ def model_card(
         pipeline_tag=PIPELINE_TAG,
         model_name=model_name,
         eval_results=_eval_results(metrics, dataset_id, dataset_name) or None,
-        **{CARD_INPUTS_KEY: {k: v for k, v in inputs.items() if v not in (None, {}, "")} or None},
     )
     steps = training_args.get("ddpm_num_inference_steps") or training_args.get("ddpm_num_steps") or 1000
     T = int(training_args.get("ddpm_num_steps") or 1000)  # a chain is never longer than T
@@ -191,8 +195,42 @@ def model_card(
         guidance_interval=None if guidance_interval is None else f"({guidance_interval[0]}, {guidance_interval[1]})",
         beta_schedule=training_args.get("ddpm_beta_schedule"),
         extra=extra,
+        folder_defaults=_describe_defaults(sampling_defaults),
     )
+    card.inputs = {k: v for k, v in inputs.items() if v not in (None, {}, "")}  # what write_model_card keeps
     return card
+
+
+def _describe_defaults(sampling_defaults):
+    """A short line for the card's first sampling snippet: what `pipe()` uses when called without settings."""
+    if not sampling_defaults:
+        return None
+    words = [sampling_defaults.get("scheduler") or "its scheduler"]
+    if sampling_defaults.get("num_inference_steps"):
+        words.append(f"{sampling_defaults['num_inference_steps']} steps")
+    scale = sampling_defaults.get("guidance_scale")
+    if scale not in (None, 1, 1.0):
+        interval = sampling_defaults.get("guidance_interval")
+        words.append(f"guidance_scale={scale:g}" + (f" at {interval[0]} <= t <= {interval[1]}" if interval else ""))
+    return ", ".join(words)
+
+
+def folder_sampling_defaults(folder) -> dict | None:
+    """The sampling a saved folder recommends, read from its files (no weights loaded): {"scheduler": class
+    name, "num_inference_steps", "guidance_scale", "guidance_interval"}; None when model_index.json sets none."""
+    folder = Path(folder)
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    from .pipeline import SAMPLING_DEFAULT_KEYS  # the pipeline's own names (imported here: it needs torch)
+
+    defaults = {key[len("default_"):]: index.get(key) for key in SAMPLING_DEFAULT_KEYS}
+    if all(value is None for value in defaults.values()):
+        return None
+    scheduler = index.get("scheduler")
+    defaults["scheduler"] = scheduler[1] if isinstance(scheduler, list) and len(scheduler) == 2 else None
+    return defaults
 
 
 def _eval_results(metrics, dataset_id, dataset_name):
@@ -222,22 +260,33 @@ def write_model_card(folder, repo_id_or_path=None, **kwargs) -> Path:
     samples_file = kwargs.get("samples_file", "samples.png")
     if samples_file and not (folder / samples_file).is_file():
         kwargs["samples_file"] = None
+    if "sampling_defaults" not in kwargs:
+        kwargs["sampling_defaults"] = folder_sampling_defaults(folder)
     card = model_card(str(folder) if repo_id_or_path is None else repo_id_or_path, **kwargs)
     path = folder / CARD_FILE
     card.save(path)
+    (folder / CARD_INPUTS_FILE).write_text(json.dumps(card.inputs, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return path
 
 
 def _card_inputs(folder: Path) -> dict:
-    """The `model_card` inputs stored in the metadata of folder/README.md ({} if there are none)."""
-    path = folder / CARD_FILE
-    if not path.is_file():
-        return {}
-    try:
-        data = ModelCard.load(path).data.to_dict()
-    except Exception:  # a hand-written README without (valid) metadata: start from scratch
-        return {}
-    inputs = data.get(CARD_INPUTS_KEY)
+    """The `model_card` inputs a folder's card was rendered from ({} if there are none): card_inputs.json,
+    or for a card written before that file existed, the `annotated_pipeline` key of its YAML metadata."""
+    folder = Path(folder)
+    inputs = None
+    if (folder / CARD_INPUTS_FILE).is_file():
+        try:
+            inputs = json.loads((folder / CARD_INPUTS_FILE).read_text(encoding="utf-8"))
+        except ValueError:
+            inputs = None
+    data = {}
+    if (folder / CARD_FILE).is_file():
+        try:
+            data = ModelCard.load(folder / CARD_FILE).data.to_dict()
+        except Exception:  # a hand-written README without (valid) metadata: start from scratch
+            data = {}
+    if inputs is None:
+        inputs = data.get(LEGACY_CARD_INPUTS_KEY)
     if not isinstance(inputs, dict):
         return {}
     if data.get("license"):
@@ -302,9 +351,10 @@ def push_folder_to_hub(
 
     inputs = {**_card_inputs(folder), **card_kwargs}
     card_path = write_model_card(folder, repo_id_or_path=repo_id, **inputs)
-    secret = token or get_token()  # belt and braces: the token in use never reaches the card
-    if secret and secret in card_path.read_text(encoding="utf-8"):
-        card_path.write_text(card_path.read_text(encoding="utf-8").replace(secret, "***"), encoding="utf-8")
+    secret = token or get_token()  # belt and braces: the token in use never reaches the card or its inputs
+    for path in (card_path, folder / CARD_INPUTS_FILE):
+        if secret and path.is_file() and secret in path.read_text(encoding="utf-8"):
+            path.write_text(path.read_text(encoding="utf-8").replace(secret, "***"), encoding="utf-8")
 
     try:
         create_repo(repo_id, exist_ok=True, private=private, token=token)

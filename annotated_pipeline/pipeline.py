@@ -22,16 +22,14 @@ names them in `model_index.json`. So the folder loads
    folder's own code files (diffusers' remote-code loader);
 
 and a pipeline loaded by route 2 saves again into a folder that loads by both routes. Therefore
-this module imports nothing from `annotated_pipeline`: only torch, diffusers, huggingface_hub.
+this module imports nothing from `annotated_pipeline` but its siblings pipeline_loading.py (route 1)
+and pipeline_saving.py (the code files), which are bundled into the saved `pipeline.py` with it;
+otherwise only torch, diffusers, huggingface_hub.
 """
 
-import ast
-import importlib
 import inspect
-import json
 import math
 import numbers
-import os
 import tempfile
 from pathlib import Path
 
@@ -39,11 +37,15 @@ import torch
 from diffusers import DiffusionPipeline, ImagePipelineOutput
 from diffusers.image_processor import VaeImageProcessor
 from diffusers.models.modeling_utils import ModelMixin
-from diffusers.pipelines.pipeline_loading_utils import LOADABLE_CLASSES
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
+from .pipeline_loading import installed_component_classes, installed_module, load_with_installed_classes
+from .pipeline_saving import write_code_files
+
 OUTPUT_TYPES = ("pil", "np", "pt")
+# The pipeline config keys (model_index.json) that hold a folder's recommended sampling settings.
+SAMPLING_DEFAULT_KEYS = ("default_num_inference_steps", "default_guidance_scale", "default_guidance_interval")
 
 
 def classifier_free_guidance(conditional, unconditional, guidance_scale):
@@ -59,9 +61,14 @@ def classifier_free_guidance(conditional, unconditional, guidance_scale):
     return unconditional + guidance_scale * (conditional - unconditional)
 
 
-def check_guidance_interval(guidance_interval, num_train_timesteps=None):
+def check_guidance_interval(guidance_interval, num_train_timesteps=None, guidance_scale=None):
     """Raise a ValueError unless `guidance_interval` is two ints (t_low, t_high), training timesteps with
-    0 <= t_low <= t_high (< num_train_timesteps when that is given)."""
+    0 <= t_low <= t_high (< num_train_timesteps when that is given), and, when `guidance_scale` is given,
+    unless it guides (an interval with s = 1 would say where to guide but guide nowhere). The one rule
+    for the pipeline, `evaluate` and the model card."""
+    if guidance_scale is not None and guidance_scale == 1.0:
+        raise ValueError(f"guidance_interval={guidance_interval!r} says where to guide, but guidance_scale is 1 "
+                         "(no guidance): give a guidance_scale other than 1 with it, or no interval.")
     ok = (isinstance(guidance_interval, (tuple, list)) and len(guidance_interval) == 2
           and all(isinstance(v, int) and not isinstance(v, bool) for v in guidance_interval)
           and 0 <= guidance_interval[0] <= guidance_interval[1]
@@ -130,10 +137,59 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "unet"
     _callback_tensor_inputs = ["latents", "pred_original_sample"]
 
-    def __init__(self, unet: ModelMixin, scheduler: SchedulerMixin):
+    def __init__(self, unet: ModelMixin, scheduler: SchedulerMixin, default_num_inference_steps: int | None = None,
+                 default_guidance_scale: float | None = None, default_guidance_interval: list[int] | None = None):
         super().__init__()
         self.register_modules(unet=unet, scheduler=scheduler)
         self.image_processor = VaeImageProcessor(do_resize=False, do_normalize=True)
+        self.set_sampling_defaults(default_num_inference_steps, default_guidance_scale, default_guidance_interval)
+
+    def set_sampling_defaults(self, num_inference_steps: int | None = None, guidance_scale: float | None = None,
+                              guidance_interval: tuple[int, int] | None = None):
+        """Record what `pipe()` samples with when a call leaves these out (None: every training timestep,
+        unguided, every step); they are config, so `save_pretrained` writes them to model_index.json and
+        `from_pretrained` reads them back. The sampler is the scheduler component itself."""
+        T = self.scheduler.config.num_train_timesteps
+        if num_inference_steps is not None and not (_is_int(num_inference_steps) and 1 <= num_inference_steps <= T):
+            raise ValueError(f"default num_inference_steps must be an integer in 1..{T}, got {num_inference_steps!r}.")
+        if guidance_scale is not None and not (isinstance(guidance_scale, numbers.Real)
+                                               and math.isfinite(guidance_scale) and guidance_scale >= 0):
+            raise ValueError(f"default guidance_scale must be a finite number >= 0, got {guidance_scale!r}.")
+        if guidance_interval is not None:
+            check_guidance_interval(guidance_interval, T, 1.0 if guidance_scale is None else guidance_scale)
+            guidance_interval = [int(t) for t in guidance_interval]
+        self.register_to_config(default_num_inference_steps=num_inference_steps,
+                                default_guidance_scale=None if guidance_scale is None else float(guidance_scale),
+                                default_guidance_interval=guidance_interval)
+        return self
+
+    @property
+    def sampling_defaults(self) -> dict:
+        """What `pipe()` samples with when a call leaves these arguments out: the folder's recommended
+        settings (saved in model_index.json) where it has them, else every training timestep, unguided.
+        The sampler itself is the folder's scheduler (`pipe.scheduler`)."""
+        config = self.config
+        steps = config.get("default_num_inference_steps")
+        scale = config.get("default_guidance_scale")
+        interval = config.get("default_guidance_interval")
+        return {
+            "num_inference_steps": steps if steps is not None else self.scheduler.config.num_train_timesteps,
+            "guidance_scale": scale if scale is not None else 1.0,
+            "guidance_interval": tuple(interval) if interval is not None else None,
+        }
+
+    def resolve_sampling(self, num_inference_steps=None, guidance_scale=None, guidance_interval=None):
+        """(num_inference_steps, guidance_scale, guidance_interval) as a call samples with them: each one
+        given, else the folder's (`sampling_defaults`); a guidance_scale left out brings the folder's
+        interval with it (the two were chosen together), an explicit one guides every step unless an
+        interval is given too."""
+        defaults = self.sampling_defaults
+        if guidance_scale is None:
+            guidance_scale = defaults["guidance_scale"]
+            guidance_interval = defaults["guidance_interval"] if guidance_interval is None else guidance_interval
+        if num_inference_steps is None:
+            num_inference_steps = defaults["num_inference_steps"]
+        return num_inference_steps, guidance_scale, guidance_interval
 
     # ----------------------------------------------------------------------------------------
     # Sampling
@@ -199,7 +255,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 "this U-Net has none, so use guidance_scale=1.0."
             )
         if guidance_interval is not None:
-            check_guidance_interval(guidance_interval, num_train_timesteps)
+            check_guidance_interval(guidance_interval, num_train_timesteps, guidance_scale)
 
     def _class_labels_tensor(self, class_labels, batch_size, device):
         """One label per image; None means the classes in turn, 0, 1, ..., K - 1, 0, 1, ..."""
@@ -252,11 +308,11 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         self,
         batch_size: int = 1,
         generator=None,
-        num_inference_steps: int = 1000,
+        num_inference_steps: int | None = None,
         output_type: str = "pil",
         return_dict: bool = True,
         class_labels=None,
-        guidance_scale: float = 1.0,
+        guidance_scale: float | None = None,
         guidance_interval: tuple[int, int] | None = None,
         callback_on_step_end=None,
         callback_on_step_end_tensor_inputs=("latents",),
@@ -270,8 +326,10 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         Args:
             batch_size: number of images.
             generator: a `torch.Generator`, or a list of one per image, for reproducible samples.
-            num_inference_steps: length of the chain (1000 walks every training timestep with DDPM;
-                25-100 is enough with DDIM or DPM-Solver swapped in).
+            num_inference_steps: length of the chain (T walks every training timestep with DDPM;
+                20-100 are enough with DDIM or DPM-Solver). None: the folder's recommended number
+                (`sampling_defaults`), else T. Likewise `guidance_scale` (else 1.0): left out, it
+                comes with the folder's `guidance_interval`. Explicit arguments win over the folder's.
             output_type: "pil" (grayscale "L" images for one-channel models), "np" (B, H, W, C)
                 floats in [0, 1], or "pt" (B, C, H, W) floats in [0, 1].
             return_dict: return an `ImagePipelineOutput` rather than a tuple.
@@ -279,13 +337,14 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 (default) asks for the classes in turn, 0, 1, ..., K - 1, 0, 1, ...
             guidance_scale: s of classifier-free guidance (Ho & Salimans 2022, eq. (6) with s = 1 + w):
                 eps = eps_theta(x_t, t, empty) + s * (eps_theta(x_t, t, y) - eps_theta(x_t, t, empty)).
-                1.0 (default) is the conditional model alone; s > 1 pushes the samples towards what
-                the class adds, s = 0 is the unconditional model. Needs a U-Net with a "no class"
+                1.0 is the conditional model alone (the default where the folder recommends no scale);
+                s > 1 pushes the samples towards what the class adds, s = 0 is the unconditional model. Needs a U-Net with a "no class"
                 embedding (`null_class_embed`); each guided step runs the U-Net on a doubled batch.
             guidance_interval: (t_low, t_high), training timesteps: guide only the steps with
                 t_low <= t <= t_high and take the conditional model alone (s = 1, one U-Net call on the
                 plain batch) elsewhere. Kynkäänniemi et al. 2024 find that guidance at high noise levels
-                costs variety and at low noise levels does little. None (default): every step.
+                costs variety and at low noise levels does little. None: every step, or the folder's
+                interval when `guidance_scale` is left out too.
             callback_on_step_end: `fn(pipe, step_index, timestep, callback_kwargs) -> dict`, called
                 after every step with the tensors named in `callback_on_step_end_tensor_inputs`
                 ("latents" is x_{t'} after the step; "pred_original_sample" is x_0_hat predicted from the
@@ -299,6 +358,11 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 `num_inference_steps` spaced by the scheduler, for schedulers whose `set_timesteps`
                 takes one (ours, DDPM, DPM-Solver++, Euler; not DDIM).
         """
+        if timesteps is None:
+            num_inference_steps, guidance_scale, guidance_interval = self.resolve_sampling(
+                num_inference_steps, guidance_scale, guidance_interval)
+        else:
+            _, guidance_scale, guidance_interval = self.resolve_sampling(1, guidance_scale, guidance_interval)
         if timesteps is not None:
             if "timesteps" not in inspect.signature(self.scheduler.set_timesteps).parameters:
                 raise ValueError(f"{type(self.scheduler).__name__}.set_timesteps takes no explicit timesteps; "
@@ -399,7 +463,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         if push_to_hub:
             repo_id = kwargs.pop("repo_id", Path(save_directory).name)
             self.save_pretrained(save_directory, variant=variant)
-            if _installed("hub") is None or kwargs.get("create_pr"):  # the cases push_to_hub leaves to diffusers
+            if installed_module("hub") is None or kwargs.get("create_pr"):  # the cases push_to_hub leaves to diffusers
                 return self.push_to_hub(repo_id, **kwargs)
             return self._push_folder(save_directory, repo_id, **kwargs)  # upload what was just saved
         super().save_pretrained(save_directory, safe_serialization=True, variant=variant, **kwargs)
@@ -413,7 +477,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         e.g. `training_args`, `dataset_name`, `samples_file`), the repo is created if needed, and
         an unreachable Hub raises `HubUnavailableError`. As remote code, diffusers' own push is used.
         """
-        hub = _installed("hub")
+        hub = installed_module("hub")
         if hub is None or create_pr:
             return super().push_to_hub(repo_id, commit_message=commit_message, private=private, token=token, create_pr=create_pr, **kwargs)
         with tempfile.TemporaryDirectory() as folder:
@@ -427,7 +491,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         """Upload a saved folder through `annotated_pipeline.hub` (card from templates/model_card.md)."""
         if kwargs:
             raise ValueError(f"Unexpected keyword arguments for push_to_hub: {sorted(kwargs)}.")
-        return _installed("hub").push_folder_to_hub(
+        return installed_module("hub").push_folder_to_hub(
             folder, repo_id, token=token, private=bool(private),
             commit_message=commit_message or "Upload AnnotatedDDPMPipeline", card_kwargs=card_kwargs,
             folder_is_temporary=folder_is_temporary,
@@ -443,188 +507,11 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
 
         With this package installed, the U-Net and scheduler are built from the installed classes
         (or diffusers' own models and schedulers, e.g. a swapped-in `DDIMScheduler`), and no code from
-        the folder runs whatever its `model_index.json` names, so `trust_remote_code` is not needed.
-        Passing `trust_remote_code=True` (or running this file as remote code) uses diffusers' loader,
-        which runs the folder's code files.
+        the folder runs whatever its `model_index.json` names, so `trust_remote_code` is not needed
+        (pipeline_loading.py). Passing `trust_remote_code=True` (or running this file as remote code)
+        uses diffusers' loader, which runs the folder's code files.
         """
-        installed = _installed_component_classes()
+        installed = installed_component_classes()
         if not installed or kwargs.get("trust_remote_code"):
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        if kwargs.get("custom_pipeline"):
-            raise ValueError("custom_pipeline runs code that is not part of this package: pass trust_remote_code=True "
-                             "as well (diffusers' loader) once you have read that code.")
-
-        hub_kwargs = {k: kwargs.pop(k) for k in ("cache_dir", "revision", "token", "local_files_only", "force_download") if k in kwargs}
-        torch_dtype = kwargs.pop("torch_dtype", None)
-        dtype = kwargs.pop("dtype", None)  # diffusers' newer name for torch_dtype
-        if dtype is not None and torch_dtype is not None and dtype != torch_dtype:
-            raise ValueError(f"Got torch_dtype={torch_dtype} and dtype={dtype}; give one of them.")
-        torch_dtype = torch_dtype if torch_dtype is not None else dtype
-        variant = kwargs.pop("variant", None)
-        if kwargs.pop("use_safetensors", True) is False:
-            raise ValueError("use_safetensors=False: weights are loaded from safetensors only (a pickle can run code).")
-        if kwargs.pop("device_map", None) is not None:
-            raise ValueError("device_map is not supported by this pipeline (it is small): load it, then pipe.to(device).")
-        folder = _local_folder(pretrained_model_name_or_path, hub_kwargs)
-        config = cls.load_config(folder)
-
-        components = {}
-        for name, base in (("unet", ModelMixin), ("scheduler", SchedulerMixin)):
-            if name in kwargs:
-                components[name] = kwargs.pop(name)
-                continue
-            library, class_name = config[name]
-            component_cls = installed.get(class_name)
-            if component_cls is None and library == "diffusers":
-                component_cls = getattr(importlib.import_module("diffusers"), class_name, None)
-            if not (isinstance(component_cls, type) and issubclass(component_cls, base)):
-                raise ValueError(
-                    f"{name} is saved as [{library!r}, {class_name!r}]. With the package installed, a pipeline is "
-                    f"built only from its own classes ({', '.join(sorted(installed))}) and diffusers' "
-                    f"{base.__name__} classes, and no code from the folder runs; to load anything else, read the "
-                    "folder's code and use DiffusionPipeline.from_pretrained(path, trust_remote_code=True)."
-                )
-            load_kwargs = {"subfolder": name}
-            if issubclass(component_cls, ModelMixin):
-                load_kwargs.update(use_safetensors=True, torch_dtype=torch_dtype, variant=variant)
-            components[name] = component_cls.from_pretrained(folder, **load_kwargs)
-        if kwargs:
-            raise ValueError(f"Unexpected keyword arguments for from_pretrained: {sorted(kwargs)}.")
-        pipeline = cls(**components)
-        pipeline.register_to_config(_name_or_path=str(pretrained_model_name_or_path))
-        return pipeline
-
-
-def _local_folder(path_or_repo_id, hub_kwargs):
-    """A local folder for `path_or_repo_id`: the folder itself, or a snapshot of the Hub repo (weights
-    and configs only: code files, pickles and checkpoints are not downloaded).
-
-    A name that can only be a path (absolute, starting with '.' or '~', or not of the Hub's
-    'namespace/name' form) and is not a folder raises ValueError; a Hub download that fails (offline,
-    unreachable, no such repo) raises OSError, in one line that names both readings of the name."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.utils import validate_repo_id
-
-    name = str(path_or_repo_id)
-    if os.path.isdir(name):
-        return name
-    if os.path.exists(name):
-        raise ValueError(f"{name!r} is a file; a saved pipeline is a folder (with model_index.json) or a Hub repo id.")
-    try:
-        validate_repo_id(name)
-        is_repo_id = not name.startswith((".", "~", os.sep)) and name.count("/") <= 1
-    except ValueError:  # HFValidationError
-        is_repo_id = False
-    if not is_repo_id:
-        raise ValueError(f"No folder {name!r} (and it cannot be a Hub repo id, which has the form 'namespace/name').")
-    try:
-        return snapshot_download(name, ignore_patterns=["*.py", "*.bin", "*.pt", "*.ckpt", "*.pkl", "checkpoint-*/*"],
-                                 **hub_kwargs)
-    except Exception as error:  # offline, unreachable, unknown repo, refused token
-        cause = " ".join(str(error).splitlines()[:1])[:300]
-        raise OSError(f"No folder {name!r} here, and downloading it as a Hub repo id failed: "
-                      f"{type(error).__name__}: {cause}") from None
-
-
-def _installed(submodule):
-    """A module of the installed package, or None when this file runs as remote code from a saved
-    folder (it then lives in diffusers' module cache, beside no package)."""
-    package = __package__ or ""
-    if not package or package.split(".")[0] == "diffusers_modules":
-        return None
-    return importlib.import_module(f"{package}.{submodule}")
-
-
-def _installed_component_classes():
-    """{class name: class} for the components of the installed package; {} when running as remote code."""
-    if _installed("unet") is None:
-        return {}
-    classes = {}
-    for subpackage in ("unet", "scheduler"):
-        module = _installed(subpackage)
-        for name in module.__all__:
-            obj = getattr(module, name)
-            if isinstance(obj, type) and issubclass(obj, (ModelMixin, SchedulerMixin)):
-                classes[name] = obj
-    return classes
-
-
-def _relative_imports(tree):
-    """The sibling modules a module imports as `from .x import y`, in order."""
-    return [node.module for node in tree.body if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module]
-
-
-def bundle_module(module_file):
-    """One self-contained source file: `module_file` and, before it, every sibling module it
-    imports relatively (depth first, each once), with the relative import lines dropped.
-
-    Why one file: for a folder that holds weights, `DiffusionPipeline.download` fetches only the
-    code file named in `model_index.json`, not the files it imports, so a component's code must
-    travel as a single module. The package keeps one concept per file; the bundle is generated
-    from those files at save time and never checked in.
-    """
-    module_file = Path(module_file)
-    order, seen = [], set()
-
-    def visit(path):
-        if path in seen:
-            return
-        seen.add(path)
-        tree = ast.parse(path.read_text(encoding="utf-8"))
-        for name in _relative_imports(tree):
-            visit(path.parent / f"{name}.py")
-        order.append((path, tree))
-
-    visit(module_file)
-    header = (f"# Generated at save time from {', '.join(path.name for path, _ in order)} (annotated-pipeline);"
-              f" edit {'that module' if len(order) == 1 else 'those modules'}, not this file.\n")
-    if len(order) == 1:  # (a generated file saved again, from a pipeline loaded as remote code, keeps one header)
-        source = module_file.read_text(encoding="utf-8")
-        if source.startswith("# Generated at save time from "):
-            return source
-        return header + source
-
-    defined = {}
-    parts = [header]
-    for path, tree in order:
-        for node in tree.body:
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                if node.name in defined:
-                    raise ValueError(f"Cannot bundle {module_file.name}: {node.name!r} is defined in both {defined[node.name]} and {path.name}.")
-                defined[node.name] = path.name
-        lines = path.read_text(encoding="utf-8").splitlines()
-        for node in tree.body:
-            if isinstance(node, ast.ImportFrom) and node.level >= 1:
-                for i in range(node.lineno - 1, node.end_lineno):
-                    lines[i] = None
-        parts.append(f"\n# ---- {path.name} " + "-" * max(0, 80 - len(path.name) - 8) + "\n")
-        parts.append("\n".join(line for line in lines if line is not None) + "\n")
-    return "".join(parts)
-
-
-def write_code_files(pipeline, save_directory):
-    """Make a saved folder self-contained: write the code of the pipeline (to `pipeline.py` at the
-    root) and of every component whose class is not from diffusers/transformers (to its subfolder,
-    one bundled file each), and point `model_index.json` at those files:
-    `"unet": ["unet_2d", "AnnotatedUNet2DModel"]`.
-
-    The code is copied from wherever the classes were imported: the installed package, or the
-    module cache of a pipeline that was itself loaded as remote code.
-    """
-    save_directory = Path(save_directory)
-    index_path = save_directory / "model_index.json"
-    model_index = json.loads(index_path.read_text())
-
-    def write_bundle(cls, folder):
-        source = Path(inspect.getfile(cls))
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / source.name).write_text(bundle_module(source), encoding="utf-8")
-        return [source.stem, cls.__name__]
-
-    model_index["_class_name"] = write_bundle(type(pipeline), save_directory)
-    for name in pipeline.components:
-        component = getattr(pipeline, name)
-        if component is None or type(component).__module__.split(".")[0] in LOADABLE_CLASSES:
-            continue
-        model_index[name] = write_bundle(type(component), save_directory / name)
-    index_path.write_text(json.dumps(model_index, indent=2, sort_keys=True) + "\n")
+        return load_with_installed_classes(cls, pretrained_model_name_or_path, installed, kwargs)

@@ -27,7 +27,7 @@ import PIL.Image
 import torch
 from diffusers.utils import logging
 
-from .pipeline import AnnotatedDDPMPipeline
+from .pipeline import SAMPLING_DEFAULT_KEYS, AnnotatedDDPMPipeline
 
 logger = logging.get_logger(__name__)
 
@@ -41,7 +41,7 @@ class AnnotatedDDPMEditingPipeline(AnnotatedDDPMPipeline):
     def from_pipe(cls, pipeline, **kwargs):
         """This pipeline on the components of another (no copy, no reload), e.g.
         `AnnotatedDDPMInpaintPipeline.from_pipe(AnnotatedDDPMPipeline.from_pretrained(path))`; `unet=` or
-        `scheduler=` replace one.
+        `scheduler=` replace one. The folder's sampling defaults (`sampling_defaults`) come along.
 
         Not diffusers' `from_pipe`: that one carries a model over only when its type is exactly the one
         annotated in `__init__` (`ModelMixin` here, never a subclass such as `AnnotatedUNet2DModel`), and
@@ -49,7 +49,8 @@ class AnnotatedDDPMEditingPipeline(AnnotatedDDPMPipeline):
         components = {name: kwargs.pop(name, getattr(pipeline, name)) for name in ("unet", "scheduler")}
         if kwargs:
             raise ValueError(f"from_pipe takes only unet= and scheduler=, got {sorted(kwargs)}.")
-        new = cls(**components)
+        defaults = {key: pipeline.config.get(key) for key in SAMPLING_DEFAULT_KEYS}
+        new = cls(**components, **defaults)
         name_or_path = pipeline.config.get("_name_or_path")
         if name_or_path is not None:
             new.register_to_config(_name_or_path=name_or_path)

@@ -1,13 +1,13 @@
 """Sample a grid of images from a saved pipeline (a folder or a Hub repo id), from the command line:
 
-    python -m annotated_pipeline.sample pretrained/ddpm-fashion-mnist --num_inference_steps 50
+    python -m annotated_pipeline.sample pretrained/ddpm-fashion-mnist
 
-Ho et al. 2020, Algorithm 2 with the pipeline's own DDPM scheduler ("default", one step per training
-timestep), or a shorter chain through a diffusers scheduler built from the same config: "ddim" (Song
-et al. 2021) or "dpmsolver" (DPM-Solver++, Lu et al. 2022, steps uniform in log-SNR), the default: on
-the shipped model, with the guidance it is packaged with (`--guidance_scale 2 --guidance_interval 200
-700`), it scores 7.5 with 50 steps and 7.6 with 20, against DDIM's 9.6 with 50 (Frechet distance to the
-whole test split at N = 1000; benchmarks/RESULTS.md, "Guidance limited to an interval of noise levels").
+Left out, the sampler, the number of steps and the guidance are the folder's own (its scheduler and
+`sampling_defaults`): for the shipped model DPM-Solver++ (Lu et al. 2022, steps uniform in log-SNR),
+20 steps, guidance 2 at t = 200..700, which score 7.6 against DDIM's 9.6 with 50 steps (Frechet
+distance to the whole test split at N = 1000; benchmarks/RESULTS.md). `--scheduler` swaps in one
+built from the same config: "ddim" (Song et al. 2021), "dpmsolver", or "ddpm" (Ho et al. 2020,
+Algorithm 2, one step per training timestep).
 """
 
 import argparse
@@ -22,11 +22,11 @@ from .pipeline import AnnotatedDDPMPipeline
 from .training.sampling import to_grid
 
 
-def sample_grid(pipeline_or_path, num_images=16, scheduler="dpmsolver", num_inference_steps=50, seed=0, bf16=False,
-                guidance_scale=1.0, guidance_interval=None):
+def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_inference_steps=None, seed=0, bf16=False,
+                guidance_scale=None, guidance_interval=None):
     """A PIL grid of `num_images` samples; deterministic for a seed. A class-conditional pipeline draws
     the classes in turn (0, 1, ..., K - 1, 0, ...), with classifier-free guidance `guidance_scale`
-    (at the timesteps in `guidance_interval` only, if given).
+    (at the timesteps in `guidance_interval` only, if given). None: the pipeline's `sampling_defaults`.
 
     A pipeline passed in leaves with the scheduler and U-Net dtype it came with."""
     pipe = pipeline_or_path
@@ -48,14 +48,18 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="dpmsolver", num_infe
 
 
 def main(argv=None, prog="python -m annotated_pipeline.sample"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("pipeline", help="a saved pipeline folder or a Hub repo id")
     parser.add_argument("--num_images", type=int, default=16)
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="dpmsolver")
-    parser.add_argument("--num_inference_steps", type=int, default=50)
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default="default",
+                        help="'default': the folder's own scheduler; the others are built from its config")
+    parser.add_argument("--num_inference_steps", type=int, default=None,
+                        help="length of the chain (default: the folder's recommendation, else every training timestep)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--guidance_scale", type=float, default=1.0,
-                        help="classifier-free guidance for class-conditional pipelines with a 'no class' embedding (1 = none)")
+    parser.add_argument("--guidance_scale", type=float, default=None,
+                        help="classifier-free guidance for class-conditional pipelines with a 'no class' embedding "
+                             "(1 = none; default: the folder's recommendation, with its interval)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
     parser.add_argument("--bf16", action="store_true", help="U-Net weights in bfloat16 (faster on CPUs with bf16)")
@@ -66,15 +70,18 @@ def main(argv=None, prog="python -m annotated_pipeline.sample"):
 
 
 def _run(args):
+    pipe = AnnotatedDDPMPipeline.from_pretrained(args.pipeline)
+    steps, scale, interval = pipe.resolve_sampling(args.num_inference_steps, args.guidance_scale,
+                                                   args.guidance_interval)
+    sampler = type(pipe.scheduler).__name__ if args.scheduler == "default" else args.scheduler
     start = time.perf_counter()
-    grid = sample_grid(args.pipeline, args.num_images, args.scheduler, args.num_inference_steps, args.seed, args.bf16,
-                       args.guidance_scale, args.guidance_interval)
+    grid = sample_grid(pipe, args.num_images, args.scheduler, steps, args.seed, args.bf16, scale, interval)
     grid = grid.resize((grid.width * args.scale, grid.height * args.scale), resample=0)
     grid.save(args.output)
-    guidance = f", guidance {args.guidance_scale:g}" if args.guidance_scale != 1.0 else ""
-    if args.guidance_interval is not None:
-        guidance += " at t in {}..{}".format(*args.guidance_interval)
-    print(f"{args.num_images} samples ({args.scheduler}, {args.num_inference_steps} steps{guidance}, seed {args.seed}) "
+    guidance = f", guidance {scale:g}" if scale != 1.0 else ""
+    if scale != 1.0 and interval is not None:
+        guidance += " at t in {}..{}".format(*interval)
+    print(f"{args.num_images} samples ({sampler}, {steps} steps{guidance}, seed {args.seed}) "
           f"in {time.perf_counter() - start:.1f} s -> {args.output}")
 
 

@@ -70,9 +70,9 @@ OUR_CONFIG = {}  # --ours_config: overrides of our configuration, e.g. {"linear_
 
 
 def our_unet(quick=False):
-    """Our default configuration, AnnotatedUNet2DModel(): the seed's Unet(channels=1, dim_mults=(1, 2, 4)) at
+    """Our default configuration, AnnotatedUNet2DModel(): the blog's Unet(channels=1, dim_mults=(1, 2, 4)) at
     dim 16 with one linear attention per direction at 14x14 (--ours_config '{"dim": 28, "linear_attention_levels":
-    "all"}' builds the seed's Unet(dim=28, ...))."""
+    "all"}' builds the blog's Unet(dim=28, ...))."""
     from annotated_pipeline.unet import AnnotatedUNet2DModel
 
     if quick:

@@ -20,7 +20,7 @@ for the classes in turn), and its DPM-Solver++ rows are also measured without gu
     python pretrained/package_reference.py --code_only
 
 rewrites only the code files of the target folder (pipeline.py, unet/unet_2d.py,
-scheduler/scheduling_annotated_ddpm.py) from the package's current modules, after a change to them that
+and scheduler/scheduling_annotated_ddpm.py if the scheduler is ours) from the package's current modules, after a change to them that
 leaves the weights valid; tests/test_pretrained.py fails until the shipped code matches the package.
 """
 
@@ -36,8 +36,10 @@ from huggingface_hub import ModelCard
 
 from annotated_pipeline.evaluation.evaluate import evaluate, format_report
 from annotated_pipeline.hub import write_model_card
-from annotated_pipeline.pipeline import AnnotatedDDPMPipeline, write_code_files
+from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
+from annotated_pipeline.pipeline_saving import write_code_files
 from annotated_pipeline.sample import sample_grid
+from annotated_pipeline.samplers import set_scheduler
 from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES
 
 
@@ -135,6 +137,17 @@ def row(label, report):
             f"{report['seconds_per_sample']:.3f} |")
 
 
+RECOMMENDED_STEPS = 20  # DPM-Solver++ in log-SNR steps: 20 score within 0.1 of 50 on this model (the card's table)
+
+
+def recommend_sampling(pipe, num_inference_steps, guidance_scale, guidance_interval):
+    """Make what the card recommends the folder's own defaults: DPM-Solver++ with log-SNR steps as the
+    scheduler component, and the steps and guidance in model_index.json, so that `pipe()` samples so."""
+    set_scheduler(pipe, "dpmsolver")
+    return pipe.set_sampling_defaults(num_inference_steps, None if guidance_scale == 1.0 else guidance_scale,
+                                      guidance_interval)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="runs/cfg-v14")
@@ -187,7 +200,8 @@ def main():
     target.mkdir(parents=True)
     # Load and save rather than copy: the folder gets the package's current code files (pipeline.py,
     # unet/, scheduler/) beside the trained weights and configs.
-    AnnotatedDDPMPipeline.from_pretrained(str(final)).save_pretrained(str(target))
+    pipe = AnnotatedDDPMPipeline.from_pretrained(str(final))
+    recommend_sampling(pipe, RECOMMENDED_STEPS, g, gi).save_pretrained(str(target))
     for config_file in [target / "model_index.json", *target.glob("*/config.json")]:  # no local run path in the configs
         config = json.loads(config_file.read_text())
         if config.pop("_name_or_path", None) is not None:

@@ -346,11 +346,13 @@ def test_a_failed_attention_figure_is_said_in_the_summary_and_the_samples_stand(
                                                 "has no attribute 'attn_processors'")
 
 
-def test_the_page_samples_with_the_guidance_the_model_card_names(tmp_path):
-    assert demo.card_guidance(ROOT / demo.DEFAULT_MODEL_FOLDER) == {"guidance_scale": 2.0, "guidance_interval": (200, 700)}
-    assert demo.card_guidance(tmp_path) == {}  # no card
-    (tmp_path / "README.md").write_text("# a card without metadata\n")
-    assert demo.card_guidance(tmp_path) == {}
+def test_the_page_starts_from_the_settings_the_model_folder_recommends():
+    shipped = AnnotatedDDPMPipeline.from_pretrained(ROOT / demo.DEFAULT_MODEL_FOLDER)
+    assert demo.recommended_settings(shipped) == {"steps": 20, "guidance_scale": 2.0, "guidance_interval": (200, 700)}
+    unet = AnnotatedUNet2DModel(sample_size=8, in_channels=1, dim=8, dim_mults=(1, 2))
+    plain = AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=50))
+    assert demo.recommended_settings(plain) == {}
+    assert demo.recommended_settings(plain.set_sampling_defaults(num_inference_steps=7)) == {"steps": 7}
 
 
 def test_the_space_folder_is_complete(space_folder, tmp_path):

@@ -92,7 +92,7 @@ def test_ours_config_overrides_our_model_only():
     try:
         benchmark.parse_args(["--quick", "--ours_config", '{"linear_attention_levels": "all"}'])
         model = benchmark.our_unet(quick=True)
-        assert model.config.linear_attention_levels is None  # the seed's: every level
+        assert model.config.linear_attention_levels is None  # the blog's: every level
         assert hasattr(model.down_levels[0]["attention"], "fn")  # level 0 with its linear attention
     finally:
         benchmark.parse_args(["--quick"])  # back to the default for the other tests

@@ -42,14 +42,16 @@ def test_the_shipped_cards_code_runs_as_written(tmp_path):
     assert (tmp_path / "grid.png").is_file()
 
 
-@pytest.mark.parametrize("conditional", [False, True])
-def test_a_generated_cards_code_runs_as_written(tmp_path, conditional):
+@pytest.mark.parametrize("conditional, recommends", [(False, False), (True, False), (True, True)])
+def test_a_generated_cards_code_runs_as_written(tmp_path, conditional, recommends):
     torch.manual_seed(0)
     unet = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2,
                                 attention_head_dim=8, num_class_embeds=3 if conditional else None,
                                 null_class_embed=conditional)
     pipe = AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=30,
                                                                              beta_schedule="squaredcos_cap_v2"))
+    if recommends:  # the folder's own sampling defaults: the card's first snippet calls pipe() without settings
+        pipe.set_sampling_defaults(num_inference_steps=6, guidance_scale=2.0, guidance_interval=(5, 20))
     folder = tmp_path / "model"
     pipe.save_pretrained(folder)
     training_args = {"ddpm_num_steps": 30, "ddpm_num_inference_steps": 30, "ddpm_beta_schedule": "squaredcos_cap_v2",
@@ -59,5 +61,7 @@ def test_a_generated_cards_code_runs_as_written(tmp_path, conditional):
                          guidance_interval=(5, 20) if conditional else None)
     blocks = code_blocks((folder / "README.md").read_text())
     assert len(blocks) == 3 and ("guidance_scale=2" in blocks[2]) == conditional
+    assert ("images = pipe(batch_size=16, generator=generator).images" in blocks[2]) == recommends
+    assert ("AnnotatedDDPMScheduler, 6 steps, guidance_scale=2 at 5 <= t <= 20" in blocks[2]) == recommends
     run_blocks(blocks, cwd=tmp_path)
     assert (tmp_path / "grid.png").is_file()

@@ -347,7 +347,7 @@ def test_guidance_scale_reaches_the_pipeline_and_the_report(classifier, referenc
     assert intervals == [(5, 15), (5, 15)] and limited["guidance_interval"] == [5, 15]
     assert "guidance 2 at t in 5..15," in format_report(limited)
     assert limited["frechet_distance"] not in (plain["frechet_distance"], guided["frechet_distance"])
-    with pytest.raises(ValueError, match="give both"):
+    with pytest.raises(ValueError, match="says where to guide, but guidance_scale is 1"):
         evaluate(pipe, guidance_interval=(5, 15), **kwargs)
 
 

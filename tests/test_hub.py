@@ -195,10 +195,10 @@ def test_push_uploads_the_pipeline_only_and_pushing_again_is_a_new_commit(local_
 
     # Exactly the pipeline + card went up: no checkpoint, logs, pickles or caches.
     repo = local_hub.files("alice/ddpm")
-    assert sorted(repo) == sorted([*pipeline, "README.md", ".gitattributes"])
+    assert sorted(repo) == sorted([*pipeline, "README.md", hub.CARD_INPUTS_FILE, ".gitattributes"])
     assert repo["samples.png"] == b"new samples"
     assert local_hub.files("alice/ddpm", revision=first)["samples.png"] == pipeline["samples.png"]
-    assert {k: v for k, v in repo.items() if k not in ("README.md", "samples.png", ".gitattributes")} == \
+    assert {k: v for k, v in repo.items() if k not in ("README.md", hub.CARD_INPUTS_FILE, "samples.png", ".gitattributes")} == \
         {k: v for k, v in pipeline.items() if k != "samples.png"}
 
     # The card was re-rendered for the repo, kept the training configuration, and holds no token.
@@ -284,10 +284,12 @@ def test_push_to_a_down_endpoint_raises_a_clear_error_and_keeps_the_folder(tmp_p
     after = read_tree(out_dir)
     # Every file is still there, byte for byte; only the card was re-rendered, now for the repo.
     assert sorted(after) == sorted(before)
-    assert {k: v for k, v in after.items() if k != "README.md"} == {k: v for k, v in before.items() if k != "README.md"}
+    card_files = ("README.md", hub.CARD_INPUTS_FILE)
+    assert {k: v for k, v in after.items() if k not in card_files} == {k: v for k, v in before.items() if k not in card_files}
     assert 'from_pretrained("alice/ddpm"' in after["README.md"].decode()
-    # Even a token pasted into the card's free text does not get written.
+    # Even a token pasted into the card's free text does not get written, in the card or in its inputs.
     assert "Notes: ***" in after["README.md"].decode() and SECRET.encode() not in after["README.md"]
+    assert "Notes: ***" in after[hub.CARD_INPUTS_FILE].decode() and SECRET.encode() not in after[hub.CARD_INPUTS_FILE]
 
 
 def test_malformed_repo_id_is_huggingface_hubs_own_error_and_writes_nothing(tmp_path):

@@ -1,4 +1,4 @@
-"""p_losses and q_sample: the seed's calls, the targets of each prediction type, and a tiny overfit."""
+"""p_losses and q_sample: the blog's calls, the targets of each prediction type, and a tiny overfit."""
 
 import pytest
 import torch

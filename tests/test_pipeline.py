@@ -183,6 +183,51 @@ def test_guided_pipeline_round_trips_through_both_loaders(tmp_path):
     np.testing.assert_allclose(sample(remote, batch_size=3, guidance_scale=2.0), expected, atol=1e-6)
 
 
+def test_sampling_defaults_come_from_the_folder_and_explicit_arguments_win(tmp_path):
+    """pipe() with no settings samples as the folder recommends (model_index.json); each explicit argument
+    wins; a guidance_scale left out brings the folder's interval, an explicit one guides every step."""
+    p = tiny_pipeline(num_class_embeds=3, null_class_embed=True)
+    assert p.sampling_defaults == {"num_inference_steps": 50, "guidance_scale": 1.0, "guidance_interval": None}
+    p.set_sampling_defaults(num_inference_steps=3, guidance_scale=2.0, guidance_interval=(10, 30))
+    recommended = sample(p, batch_size=3, num_inference_steps=3, guidance_scale=2.0, guidance_interval=(10, 30))
+    np.testing.assert_array_equal(p(batch_size=3, generator=torch.Generator().manual_seed(0), output_type="np").images,
+                                  recommended)
+    every_step = sample(p, batch_size=3, num_inference_steps=3, guidance_scale=2.0, guidance_interval=(0, 49))
+    assert not np.array_equal(every_step, recommended)  # the interval matters, so the next line can fail
+    np.testing.assert_array_equal(sample(p, batch_size=3, num_inference_steps=3, guidance_scale=2.0), every_step)
+    p.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    assert (index["default_num_inference_steps"], index["default_guidance_scale"], index["default_guidance_interval"]) == (
+        3, 2.0, [10, 30])
+    for loaded in (AnnotatedDDPMPipeline.from_pretrained(tmp_path),
+                   DiffusionPipeline.from_pretrained(tmp_path, trust_remote_code=True)):
+        loaded.set_progress_bar_config(disable=True)
+        assert loaded.sampling_defaults == {"num_inference_steps": 3, "guidance_scale": 2.0, "guidance_interval": (10, 30)}
+        images = loaded(batch_size=3, generator=torch.Generator().manual_seed(0), output_type="np").images
+        np.testing.assert_allclose(images, recommended, atol=1e-6)
+    overridden = AnnotatedDDPMPipeline.from_pretrained(tmp_path, default_num_inference_steps=5)
+    assert overridden.sampling_defaults["num_inference_steps"] == 5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(num_inference_steps=0), r"default num_inference_steps must be an integer in 1\.\.50, got 0"),
+    (dict(num_inference_steps=2.5), "got 2.5"),
+    (dict(guidance_scale=float("nan")), "default guidance_scale must be a finite number >= 0"),
+    (dict(guidance_scale=2.0, guidance_interval=(30, 10)), "guidance_interval"),
+    (dict(guidance_scale=2.0, guidance_interval=(0, 50)), "guidance_interval"),
+])
+def test_bad_sampling_defaults_are_refused_when_set_and_when_loaded(tmp_path, kwargs, message):
+    p = tiny_pipeline()
+    with pytest.raises(ValueError, match=message):
+        p.set_sampling_defaults(**kwargs)
+    p.save_pretrained(tmp_path)
+    index = json.loads((tmp_path / "model_index.json").read_text())
+    index.update({f"default_{key}": list(value) if isinstance(value, tuple) else value for key, value in kwargs.items()})
+    (tmp_path / "model_index.json").write_text(json.dumps(index))
+    with pytest.raises(ValueError, match=message):
+        AnnotatedDDPMPipeline.from_pretrained(tmp_path)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
@@ -191,7 +236,8 @@ def test_guided_pipeline_round_trips_through_both_loaders(tmp_path):
         (dict(class_labels=[0, 1]), "unconditional"),
         (dict(output_type="jpeg"), "output_type"),
         (dict(guidance_scale=3.0), "guidance"),
-        (dict(num_inference_steps=None), r"num_inference_steps must be an integer in 1\.\.50, got None"),
+        (dict(num_inference_steps="4"), r"num_inference_steps must be an integer in 1\.\.50, got '4'"),
+        (dict(guidance_interval=(10, 30)), "says where to guide, but guidance_scale is 1"),
         (dict(num_inference_steps=2.5), r"num_inference_steps must be an integer in 1\.\.50, got 2\.5"),
         (dict(batch_size=2.0), "batch_size must be a positive integer, got 2.0"),
         (dict(generator=[torch.Generator()] * 3), "Got a list of 3 generators for batch_size=2"),

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from diffusers import DDIMScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from huggingface_hub import ModelCard
 
 from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
@@ -31,7 +31,7 @@ np.save(sys.argv[2], images)
 
 def test_shipped_pipeline_loads_by_both_routes_with_the_same_images(tmp_path):
     pipe = AnnotatedDDPMPipeline.from_pretrained(PRETRAINED)
-    assert type(pipe.unet) is AnnotatedUNet2DModel and type(pipe.scheduler) is AnnotatedDDPMScheduler
+    assert type(pipe.unet) is AnnotatedUNet2DModel and type(pipe.scheduler) is DPMSolverMultistepScheduler
     # The project's defaults: the shipped model is what `AnnotatedUNet2DModel()` builds.
     defaults = AnnotatedUNet2DModel().config
     for key in ("dim", "dim_mults", "block_type", "resnet_block_groups", "attention_heads", "sample_size",
@@ -52,15 +52,35 @@ def test_shipped_pipeline_loads_by_both_routes_with_the_same_images(tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "r2.npy"), images)
 
 
+def test_shipped_pipeline_samples_as_its_card_says_with_no_arguments():
+    """pipe() draws what the card's numbers describe: DPM-Solver++ in log-SNR steps, 20 steps, guidance 2 at
+    t = 200..700 (the folder's scheduler and model_index.json), and Algorithm 2 is one swap away."""
+    pipe = AnnotatedDDPMPipeline.from_pretrained(PRETRAINED)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.scheduler.config.use_lu_lambdas and pipe.scheduler.config.thresholding
+    assert pipe.sampling_defaults == {"num_inference_steps": 20, "guidance_scale": 2.0, "guidance_interval": (200, 700)}
+    plain = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), output_type="np").images
+    explicit = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), output_type="np", num_inference_steps=20,
+                    guidance_scale=2.0, guidance_interval=(200, 700)).images
+    np.testing.assert_array_equal(plain, explicit)
+    card = ModelCard.load(PRETRAINED / "README.md")
+    assert "images = pipe(batch_size=16, generator=generator).images" in card.content
+    assert "DPMSolverMultistepScheduler, 20 steps, guidance_scale=2 at 200 <= t <= 700" in card.content
+    assert "annotated_pipeline" not in card.data.to_dict()  # the card's inputs live in card_inputs.json
+    pipe.scheduler = AnnotatedDDPMScheduler.from_config(pipe.scheduler.config)
+    assert pipe.scheduler.config.timestep_spacing == "trailing" and pipe.scheduler.config.clip_sample
+
+
 def test_shipped_code_is_the_packages_code_bundled_as_save_pretrained_writes_it():
     """The folder's code files are generated (one bundle per component); they may not drift from the source."""
     from annotated_pipeline import pipeline as pipeline_module
-    from annotated_pipeline.scheduler import scheduling_annotated_ddpm
+    from annotated_pipeline.pipeline_saving import bundle_module
     from annotated_pipeline.unet import unet_2d
 
-    for module, shipped in [(pipeline_module, "pipeline.py"), (unet_2d, "unet/unet_2d.py"),
-                            (scheduling_annotated_ddpm, "scheduler/scheduling_annotated_ddpm.py")]:
-        expected = pipeline_module.bundle_module(Path(module.__file__))
+    # The scheduler is diffusers' DPMSolverMultistepScheduler: no code file of its own.
+    assert sorted(os.listdir(PRETRAINED / "scheduler")) == ["scheduler_config.json"]
+    for module, shipped in [(pipeline_module, "pipeline.py"), (unet_2d, "unet/unet_2d.py")]:
+        expected = bundle_module(Path(module.__file__))
         assert (PRETRAINED / shipped).read_text(encoding="utf-8") == expected, (
             f"{shipped} differs from the package's code: run `python pretrained/package_reference.py --code_only`")
 

@@ -17,7 +17,8 @@ def test_sample_command_writes_a_deterministic_grid(tmp_path, capsys):
                                 attention_heads=2, attention_head_dim=8)
     AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="cosine")
                           ).save_pretrained(tmp_path / "pipe")
-    args = [str(tmp_path / "pipe"), "--num_images", "6", "--num_inference_steps", "3", "--scale", "2"]
+    args = [str(tmp_path / "pipe"), "--num_images", "6", "--num_inference_steps", "3", "--scale", "2",
+            "--scheduler", "dpmsolver"]
     main(args + ["--output", str(tmp_path / "a.png")])
     assert "6 samples (dpmsolver, 3 steps, seed 0)" in capsys.readouterr().out
     grid = Image.open(tmp_path / "a.png")
@@ -26,7 +27,7 @@ def test_sample_command_writes_a_deterministic_grid(tmp_path, capsys):
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     np.testing.assert_array_equal(np.asarray(grid), np.asarray(Image.open(tmp_path / "b.png")))
-    other = sample_grid(str(tmp_path / "pipe"), num_images=6, num_inference_steps=3, seed=1)
+    other = sample_grid(str(tmp_path / "pipe"), num_images=6, scheduler="dpmsolver", num_inference_steps=3, seed=1)
     assert not np.array_equal(np.asarray(other), np.asarray(Image.open(tmp_path / "b.png").resize(other.size)))
 
 
@@ -50,12 +51,28 @@ def test_guided_grid_of_a_class_conditional_pipeline(tmp_path, capsys):
                           ).save_pretrained(tmp_path / "pipe")
     args = [str(tmp_path / "pipe"), "--num_images", "6", "--num_inference_steps", "3", "--scale", "1"]
     main(args + ["--guidance_scale", "2", "--output", str(tmp_path / "guided.png")])
-    assert "6 samples (dpmsolver, 3 steps, guidance 2, seed 0)" in capsys.readouterr().out
+    assert "6 samples (AnnotatedDDPMScheduler, 3 steps, guidance 2, seed 0)" in capsys.readouterr().out
     main(args + ["--guidance_scale", "2", "--guidance_interval", "10", "30", "--output", str(tmp_path / "limited.png")])
-    assert "6 samples (dpmsolver, 3 steps, guidance 2 at t in 10..30, seed 0)" in capsys.readouterr().out
+    assert "6 samples (AnnotatedDDPMScheduler, 3 steps, guidance 2 at t in 10..30, seed 0)" in capsys.readouterr().out
     main(args + ["--output", str(tmp_path / "plain.png")])
     guided, plain = (np.asarray(Image.open(tmp_path / name)) for name in ("guided.png", "plain.png"))
     assert guided.shape == plain.shape == (16, 24) and not np.array_equal(guided, plain)
+
+
+def test_left_out_settings_come_from_the_folder(tmp_path, capsys):
+    """No --scheduler, --num_inference_steps or --guidance_scale: the folder's scheduler and sampling defaults;
+    each flag given wins."""
+    torch.manual_seed(0)
+    unet = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2,
+                                attention_head_dim=8, num_class_embeds=3, null_class_embed=True)
+    pipe = AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="cosine"))
+    pipe.set_sampling_defaults(num_inference_steps=4, guidance_scale=3.0, guidance_interval=(10, 30))
+    pipe.save_pretrained(tmp_path / "pipe")
+    main([str(tmp_path / "pipe"), "--num_images", "3", "--output", str(tmp_path / "a.png")])
+    assert "3 samples (AnnotatedDDPMScheduler, 4 steps, guidance 3 at t in 10..30, seed 0)" in capsys.readouterr().out
+    main([str(tmp_path / "pipe"), "--num_images", "3", "--guidance_scale", "1", "--num_inference_steps", "2",
+          "--output", str(tmp_path / "b.png")])
+    assert "3 samples (AnnotatedDDPMScheduler, 2 steps, seed 0)" in capsys.readouterr().out
 
 
 def test_sample_command_failures_are_one_line(tmp_path):

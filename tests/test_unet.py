@@ -54,7 +54,7 @@ def test_downsample_is_pixel_unshuffle_then_1x1_conv():
     torch.manual_seed(0)
     down = Downsample(3, 5)
     x = torch.randn(2, 3, 8, 6)
-    # The seed's form: space-to-depth (C, 2H, 2W) -> (4C, H, W), then a 1x1 conv with the same weights.
+    # The blog's form: space-to-depth (C, 2H, 2W) -> (4C, H, W), then a 1x1 conv with the same weights.
     w1 = down.conv.weight.reshape(5, 12, 1, 1)
     reference = F.conv2d(F.pixel_unshuffle(x, 2), w1, down.conv.bias)
     torch.testing.assert_close(down(x), reference, rtol=1e-5, atol=1e-5)
@@ -306,7 +306,7 @@ def test_seed_constructor_builds_the_model_and_its_config_reproduces_it():
 
 
 def test_the_seeds_training_step_runs_unchanged():
-    """The seed's p_losses: predicted_noise = denoise_model(x_noisy, t); F.smooth_l1_loss(noise, predicted_noise)."""
+    """The blog's p_losses: predicted_noise = denoise_model(x_noisy, t); F.smooth_l1_loss(noise, predicted_noise)."""
     torch.manual_seed(0)
     model = Unet(dim=8, channels=1, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2, attention_head_dim=4)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -318,7 +318,7 @@ def test_the_seeds_training_step_runs_unchanged():
     loss.backward()
     optimizer.step()
     assert torch.isfinite(loss) and model.final_conv.weight.grad is not None
-    # The seed's sampling step: model_mean = sqrt_recip_alphas_t * (x - betas_t * model(x, t) / sqrt(1 - alpha_bar_t)).
+    # The blog's sampling step: model_mean = sqrt_recip_alphas_t * (x - betas_t * model(x, t) / sqrt(1 - alpha_bar_t)).
     betas_t, sqrt_one_minus = torch.full((4, 1, 1, 1), 0.02), torch.full((4, 1, 1, 1), 0.5)
     with torch.no_grad():
         mean = 1.01 * (x_noisy - betas_t * model(x_noisy, t) / sqrt_one_minus)
@@ -344,7 +344,7 @@ def test_the_folder_loads_as_remote_code_without_the_package(tmp_path):
     """Copy unet_2d.py and its direct relative imports, as diffusers does for a saved pipeline, and
     load them with diffusers' remote-code loader in a process where `annotated_pipeline` cannot import."""
     needed = sorted(get_relative_imports(os.path.join(UNET_DIR, "unet_2d.py")))
-    assert needed == ["attention", "blocks", "embeddings"]  # the entry file names every sibling itself
+    assert needed == ["attention", "blocks", "config", "embeddings"]  # the entry file names every sibling itself
     code = tmp_path / "code"
     code.mkdir()
     for name in ["unet_2d"] + needed:
@@ -420,7 +420,7 @@ def test_linear_attention_levels_default_is_the_middle_and_all_is_the_seed(tmp_p
     assert seed.config.linear_attention_levels is None  # "all" is stored as None, as configs saved before
     assert levels_with_attention(seed) == ([0, 1], [0, 1])
     assert levels_with_attention(tiny(linear_attention_levels=None)) == ([0, 1], [0, 1])
-    # Unet(), the seed's constructor, keeps the seed's linear attention on every level.
+    # Unet(), the blog's constructor, keeps the blog's linear attention on every level.
     assert levels_with_attention(Unet(dim=8, channels=1, dim_mults=(1, 2))) == ([0, 1], [0, 1])
     assert Unet(dim=8, channels=1, dim_mults=(1, 2), linear_attention_levels=(1,)).config.linear_attention_levels == (1,)
     removed = sum(p.numel() for p in seed.parameters()) - sum(p.numel() for p in below_two.parameters())

@@ -48,6 +48,7 @@ SHA-256, see annotated_pipeline.training.fashion_mnist), or a folder holding `te
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -60,7 +61,7 @@ import torch
 from annotated_pipeline.evaluation.classifier import FashionMNISTClassifier, load_default_classifier
 from annotated_pipeline.evaluation.frechet import frechet_distance_between
 from annotated_pipeline.errors import run_reporting
-from annotated_pipeline.pipeline import NonFiniteSampleError
+from annotated_pipeline.pipeline import NonFiniteSampleError, check_guidance_interval
 from annotated_pipeline.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
@@ -113,8 +114,8 @@ def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch
         extra = {"eta": eta} if eta else {}  # pipelines without an eta argument (DDPMPipeline) still work
         if class_labels is not None:
             extra["class_labels"] = class_labels[start:start + n].tolist()
-        if guidance_scale != 1.0:
-            extra["guidance_scale"] = guidance_scale
+        if guidance_scale != 1.0 or "guidance_scale" in inspect.signature(pipeline.__call__).parameters:
+            extra["guidance_scale"] = guidance_scale  # explicit: not the folder's recommended scale
         if guidance_interval is not None:
             extra["guidance_interval"] = guidance_interval
         images = pipeline(
@@ -255,8 +256,8 @@ def evaluate(
         raise ValueError(f"eta must lie in [0, 1] (0 deterministic DDIM, 1 DDPM-like noise), got {eta}")
     if not guidance_scale >= 0:
         raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
-    if guidance_interval is not None and guidance_scale == 1.0:
-        raise ValueError("guidance_interval says where to guide, but guidance_scale is 1 (no guidance): give both")
+    if guidance_interval is not None:
+        check_guidance_interval(guidance_interval, guidance_scale=guidance_scale)
     if num_reference is not None and (not isinstance(num_reference, int) or isinstance(num_reference, bool) or num_reference < 2):
         raise ValueError(f"num_reference must be None (the whole test split) or an int >= 2, got {num_reference!r}")
     t_start = time.perf_counter()

@@ -139,7 +139,7 @@ def build_parser(prog="train_accelerate.py"):
 
     model = parser.add_argument_group("model and diffusion")
     model.add_argument("--dim", type=int, default=16,
-                       help="Base channel width of the U-Net (the seed's is 28).")
+                       help="Base channel width of the U-Net (the blog's is 28).")
     model.add_argument("--dim_mults", type=parse_dim_mults, default=(1, 2, 4),
                        help="Channel multipliers per U-Net level, comma-separated; the resolution must be "
                             "divisible by 2**(levels-1).")
@@ -147,7 +147,7 @@ def build_parser(prog="train_accelerate.py"):
                        default="middle",
                        help="U-Net levels with a linear attention: middle (default: neither the full nor the "
                             "bottleneck's resolution), below_full_resolution (every level but the first), all "
-                            "(the seed's architecture), or indices such as 1,2.")
+                            "(the blog's architecture), or indices such as 1,2.")
     model.add_argument("--block_type", type=str, default="resnet", choices=BLOCK_TYPES,
                        help="The U-Net's residual block: ResNet (Ho et al. 2020) or ConvNeXt.")
     model.add_argument("--ddpm_num_steps", type=int, default=1000,

@@ -93,7 +93,7 @@ def end_of_epoch(args, accelerator, state, epoch, global_step, last):
             refuse_non_finite_weights(unet, global_step, args.output_dir, "the pipeline or a sample grid")
             pipeline = make_pipeline(unet, state.noise_scheduler)
             images = draw_samples(pipeline, args.eval_batch_size, args.ddpm_num_inference_steps, args.seed,
-                                  state.num_classes, scheduler=args.grid_scheduler, progress=True)
+                                  scheduler=args.grid_scheduler, progress=True)
             if args.logger != "none":
                 log_samples(accelerator, args.logger, images, global_step)
             if save_model:

@@ -49,18 +49,11 @@ def make_pipeline(unet, noise_scheduler):
     return pipeline
 
 
-def sample_class_labels(batch_size, num_classes):
-    """For a class-conditional model, cycle through the classes: 0, 1, ..., K-1, 0, 1, ..."""
-    if num_classes is None:
-        return None
-    return [i % num_classes for i in range(batch_size)]
-
-
-def draw_samples(pipeline, batch_size, num_inference_steps, seed, num_classes=None, scheduler="default",
-                 progress=False):
+def draw_samples(pipeline, batch_size, num_inference_steps, seed, scheduler="default", progress=False):
     """`batch_size` samples with the sampler `scheduler` (`samplers.SCHEDULERS`; the pipeline's own one is
-    put back afterwards); a fixed seed so grids are comparable over training. With `progress`, a progress
-    bar counts the steps.
+    put back afterwards); a fixed seed so grids are comparable over training. A class-conditional model
+    draws the classes in turn (the pipeline's `class_labels=None`). With `progress`, a progress bar counts
+    the steps.
 
     Returns a float array (B, H, W, C) in [0, 1].
     """
@@ -73,7 +66,7 @@ def draw_samples(pipeline, batch_size, num_inference_steps, seed, num_classes=No
             generator=torch.Generator(device="cpu").manual_seed(seed),
             num_inference_steps=num_inference_steps,
             output_type="np",
-            class_labels=sample_class_labels(batch_size, num_classes),
+            guidance_scale=1.0,
         ).images
     finally:
         pipeline.scheduler = own_scheduler

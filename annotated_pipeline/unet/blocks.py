@@ -1,7 +1,7 @@
 """The convolutional building blocks of the U-Net, each conditioned on the time embedding.
 
 ResnetBlock, the Wide-ResNet block (Zagoruyko & Komodakis 2016) that Ho et al. 2020 (appendix B) use,
-with GroupNorm (Wu & He 2018) and SiLU, in the seed's order (conv -> norm -> act). The time embedding
+with GroupNorm (Wu & He 2018) and SiLU, in the blog's order (conv -> norm -> act). The time embedding
 enters by scale-shift (FiLM, Perez et al. 2018; "AdaGN" in Nichol & Dhariwal 2021) after the first norm:
 
     [scale, shift] = Linear(SiLU(emb))                          emb: the (B, time_dim) time embedding
@@ -18,7 +18,7 @@ and a per-example affine is a per-channel affine of the batch seen as one exampl
 and B * groups groups ((B, C, H, W) -> (1, B * C, H, W), a view). One kernel instead of a norm and a
 broadcast multiply-add over the full feature map (5x faster in bfloat16 on CPU).
 
-ConvNextBlock, the ConvNeXt block (Liu et al. 2022) as the seed adapts it. The time embedding is added
+ConvNextBlock, the ConvNeXt block (Liu et al. 2022) as the blog adapts it. The time embedding is added
 (not scale-shifted) after the depthwise convolution:
 
     h   = DepthwiseConv7x7(x) + Linear(GELU(emb))
@@ -87,7 +87,7 @@ class ResnetBlock(nn.Module):
 
 
 class ConvNextBlock(nn.Module):
-    """ConvNeXt block (Liu et al. 2022) as in the seed, time embedding added after the depthwise conv."""
+    """ConvNeXt block (Liu et al. 2022) as in the blog, time embedding added after the depthwise conv."""
 
     def __init__(self, dim_in, dim_out, time_dim, mult=2):
         super().__init__()

@@ -6,7 +6,7 @@ and a step to a tensor of the same shape:
 
     eps_theta: (B, C, H, W) x (B,) -> (B, C_out, H, W)          (C_out = C when it predicts eps)
 
-The architecture is the seed's (Rogge & Rasul 2022, "The Annotated Diffusion Model"), itself a small
+The architecture is the blog's (Rogge & Rasul 2022, "The Annotated Diffusion Model"), itself a small
 version of Ho et al.'s PixelCNN++-style U-Net (Ronneberger et al. 2015). With L = len(dim_mults) levels,
 widths w_i = dim * dim_mults[i], S the input size and emb the time embedding (embeddings.py):
 
@@ -24,7 +24,7 @@ Every block sees emb; "[x, pop]" concatenates the skip pushed by the mirror bloc
 seed concatenates after each block, so two skips per level). Blocks are ResNet or ConvNeXt (blocks.py);
 attention is softmax in the bottleneck and linear elsewhere (attention.py): by default only on the
 levels between the full resolution and the bottleneck's ("linear attn" above is skipped at i = 0 and
-i = L-1), on every level as in the seed with linear_attention_levels="all" (what `Unet()` builds).
+i = L-1), on every level as in the blog with linear_attention_levels="all" (what `Unet()` builds).
 The input size must survive L - 1 halvings: H and W multiples of 2^(L-1) (28 -> 14 -> 7 for
 dim_mults (1, 2, 4)).
 
@@ -38,12 +38,11 @@ pipelines: forward(sample, timestep).sample. Its attention layers follow diffuse
 "mid_attention.fn.processor"), and `unet.set_attn_processor(p)` (one processor, or such a dict) swaps what
 they compute, e.g. for a processor that records the weights (annotated_pipeline.visualize.attention).
 
-This file imports its siblings directly (embeddings, blocks, attention) and nothing from the package,
+This file imports its siblings directly (embeddings, blocks, attention, config) and nothing from the package,
 so that diffusers' remote-code loader can copy it with those files into a saved pipeline.
 """
 
 from dataclasses import dataclass
-from math import gcd
 
 import torch
 from torch import nn
@@ -54,16 +53,9 @@ from diffusers.models.unets.unet_2d import UNet2DOutput
 
 from .attention import Attention, LinearAttention, LinearAttnProcessor, PreNormResidual, SoftmaxAttnProcessor
 from .blocks import ConvNextBlock, Downsample, ResnetBlock, Upsample
+from .config import check_config, check_spatial
 from .embeddings import TimeEmbedding
 
-BLOCK_TYPES = ("resnet", "convnext")
-LINEAR_ATTENTION_NAMES = ("middle", "below_full_resolution", "all")  # or level indices such as (1, 2)
-
-
-def _named_levels(name, num_levels):
-    """The level indices a named linear_attention_levels stands for in a U-Net of num_levels levels."""
-    last = num_levels - 1  # the bottleneck's resolution
-    return tuple(range(1, last)) if name == "middle" else tuple(range(1, last + 1))
 
 
 @dataclass
@@ -71,7 +63,7 @@ class AnnotatedUNet2DOutput(UNet2DOutput):
     """diffusers' `UNet2DOutput` (`.sample`, `[0]`, `.to_tuple()`) that torch functions also accept as a tensor.
 
     Any torch function given this object sees its `.sample` (the `__torch_function__` protocol), so the
-    seed's loss `F.smooth_l1_loss(noise, model(x_noisy, t))` and `betas_t * model(x, t)` work unchanged,
+    blog's loss `F.smooth_l1_loss(noise, model(x_noisy, t))` and `betas_t * model(x, t)` work unchanged,
     while diffusers' pipelines keep reading `model(x, t).sample`.
     """
 
@@ -87,41 +79,15 @@ class AnnotatedUNet2DOutput(UNet2DOutput):
         return func(*unwrap(tuple(args)), **{k: unwrap(v) for k, v in (kwargs or {}).items()})
 
 
-def _check_int(name, value, minimum=1, allow_none=False):
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        allowed = f"an integer >= {minimum}" + (" or None" if allow_none else "")
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-
-
-def _halvings(size, n):
-    """'30 -> 15 -> 7.5' : what n halvings do to a side of `size` pixels."""
-    sizes = [size / 2**k for k in range(n + 1)]
-    return " -> ".join(f"{s:g}" for s in sizes)
-
-
-def _check_spatial(what, height, width, num_levels):
-    factor = 2 ** (num_levels - 1)
-    for side in (height, width):
-        if side % factor != 0:
-            raise ValueError(
-                f"{what} {side} cannot be halved {num_levels - 1} times by the {num_levels}-level U-Net "
-                f"({_halvings(side, num_levels - 1)}); sizes that work are multiples of 2**{num_levels - 1} = "
-                f"{factor} (e.g. {max(factor, side // factor * factor)} or {(side // factor + 1) * factor}), "
-                f"or use fewer dim_mults"
-            )
-
-
 class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
-    """eps_theta(x_t, t[, y]): the seed's U-Net as a diffusers model.
+    """eps_theta(x_t, t[, y]): the blog's U-Net as a diffusers model.
 
     Args:
         sample_size: image side (int) or (height, width); None accepts any size that fits (pipelines need it).
         in_channels: channels of x_t (1 for Fashion-MNIST).
         out_channels: channels of the prediction; None means in_channels (predicting eps).
         dim: base width; the time embedding is sinusoidal of width dim, projected to 4 * dim.
-        init_dim: width of the 7x7 input convolution; None means dim // 3 * 2, as in the seed.
+        init_dim: width of the 7x7 input convolution; None means dim // 3 * 2, as in the blog.
         dim_mults: width multiplier of each level, w_i = dim * dim_mults[i]; one level per entry.
         block_type: "resnet" (Wide-ResNet, GroupNorm + SiLU, time as scale-shift) or "convnext".
         resnet_block_groups: GroupNorm groups of the ResNet blocks; must divide every block width.
@@ -133,7 +99,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
             U-Nets have no attention there either), nor the bottleneck's resolution, where the softmax
             attention already sees every position: for dim_mults (1, 2, 4), one linear attention per
             direction at 14x14. "below_full_resolution" means levels 1 .. L-1 (14x14 and 7x7, the default
-            before "middle"); "all" (or None, its spelling in older configs) means every level, the seed's
+            before "middle"); "all" (or None, its spelling in older configs) means every level, the blog's
             architecture, which `Unet()` builds. A sequence of level indices picks them explicitly. The
             bottleneck's softmax attention is always there. Saved configs hold the resolved tuple.
         num_class_embeds: number of classes for class conditioning; None for an unconditional model.
@@ -143,13 +109,13 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
             inside the conditional one (Ho & Salimans 2022). Such a model also accepts
             class_labels=None, which means label K for every image.
 
-    Defaults are the seed's Fashion-MNIST setting (28x28x1 images, dim_mults (1, 2, 4), ResNet blocks with
-    4 groups, attention 4 heads x 32) at base width 16 instead of the seed's 28, with linear attention at
+    Defaults are the blog's Fashion-MNIST setting (28x28x1 images, dim_mults (1, 2, 4), ResNet blocks with
+    4 groups, attention 4 heads x 32) at base width 16 instead of the blog's 28, with linear attention at
     the middle level only (see linear_attention_levels). On 2 CPU cores this trains about 2x as many
     images per minute as the previous default (dim 28, linear attention at 14x14 and 7x7) and reaches a
     better sample quality in the same minutes of training, though not in the same number of steps;
     benchmarks/RESULTS.md has the measurements. `AnnotatedUNet2DModel(dim=28, linear_attention_levels="all")`
-    is the seed's network.
+    is the blog's network.
 
     Gradient checkpointing (`enable_gradient_checkpointing()`, diffusers' switch) recomputes each block's
     activations in the backward pass instead of storing them: the same gradients for less memory, at
@@ -179,80 +145,14 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
         super().__init__()
         self.gradient_checkpointing = False  # set by enable_gradient_checkpointing() (ModelMixin)
         # ---- fail early: every impossible configuration is refused here, with what would work ----
-        _check_int("in_channels", in_channels)
-        _check_int("out_channels", out_channels, allow_none=True)
-        _check_int("dim", dim, minimum=2)
-        if dim % 2 != 0:
-            raise ValueError(f"dim must be even (the sinusoidal time embedding pairs a sine and a cosine), got {dim}")
-        if init_dim is None:
-            init_dim = dim // 3 * 2
-        _check_int("init_dim", init_dim)
-        if isinstance(dim_mults, (str, bytes)) or not hasattr(dim_mults, "__len__") or len(dim_mults) == 0:
-            raise ValueError(f"dim_mults must be a non-empty sequence of positive integers, got {dim_mults!r}")
-        for m in dim_mults:
-            _check_int("every entry of dim_mults", m)
-        dim_mults = tuple(dim_mults)
-        if block_type not in BLOCK_TYPES:
-            raise ValueError(f"block_type must be one of {BLOCK_TYPES}, got {block_type!r}")
-        _check_int("resnet_block_groups", resnet_block_groups)
-        _check_int("convnext_mult", convnext_mult)
-        _check_int("attention_heads", attention_heads)
-        _check_int("attention_head_dim", attention_head_dim)
-        _check_int("num_class_embeds", num_class_embeds, allow_none=True)
-        if not isinstance(null_class_embed, bool):
-            raise ValueError(f"null_class_embed must be True or False, got {null_class_embed!r}")
-        if null_class_embed and num_class_embeds is None:
-            raise ValueError("null_class_embed=True needs num_class_embeds (the classes it stands beside); "
-                             "an unconditional model has no class to drop")
-
-        num_levels = len(dim_mults)
-        if linear_attention_levels is None or linear_attention_levels == "all":
-            linear_attention_levels = None  # every level; stored as None, its spelling in older configs
-            attended = set(range(num_levels))
-        elif linear_attention_levels in LINEAR_ATTENTION_NAMES:
-            linear_attention_levels = _named_levels(linear_attention_levels, num_levels)
-            attended = set(linear_attention_levels)
-        else:
-            if isinstance(linear_attention_levels, (str, bytes)) or not hasattr(linear_attention_levels, "__iter__"):
-                raise ValueError(
-                    f"linear_attention_levels must be \"middle\" (the levels strictly between 0 and {num_levels - 1}), "
-                    f"\"below_full_resolution\" (levels 1..{num_levels - 1}), \"all\" or None (every level), "
-                    f"or a sequence of level indices in 0..{num_levels - 1}, "
-                    f"got {linear_attention_levels!r}"
-                )
-            linear_attention_levels = tuple(linear_attention_levels)
-            bad = [i for i in linear_attention_levels
-                   if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_levels]
-            if bad or len(set(linear_attention_levels)) != len(linear_attention_levels):
-                raise ValueError(
-                    f"linear_attention_levels must hold distinct level indices in 0..{num_levels - 1} (one per entry "
-                    f"of dim_mults={dim_mults}), got {linear_attention_levels!r}"
-                )
-            attended = set(linear_attention_levels)
-            linear_attention_levels = tuple(sorted(attended))
+        init_dim, dim_mults, sample_size, linear_attention_levels, attended = check_config(
+            sample_size=sample_size, in_channels=in_channels, out_channels=out_channels, dim=dim, init_dim=init_dim,
+            dim_mults=dim_mults, block_type=block_type, resnet_block_groups=resnet_block_groups,
+            convnext_mult=convnext_mult, attention_heads=attention_heads, attention_head_dim=attention_head_dim,
+            num_class_embeds=num_class_embeds, linear_attention_levels=linear_attention_levels,
+            null_class_embed=null_class_embed)
         widths = [dim * m for m in dim_mults]
-        if block_type == "resnet":
-            normed = sorted(set(widths) | {dim})  # every ResNet block ends at one of these widths
-            if any(w % resnet_block_groups for w in normed):
-                common = 0
-                for w in normed:
-                    common = gcd(common, w)
-                valid = [g for g in range(1, common + 1) if common % g == 0]
-                raise ValueError(
-                    f"resnet_block_groups={resnet_block_groups} does not divide every ResNet block width "
-                    f"{normed} (dim={dim} x dim_mults={dim_mults}); GroupNorm needs it to. Valid values: {valid}"
-                )
-        if sample_size is not None:
-            if isinstance(sample_size, int) and not isinstance(sample_size, bool):
-                height = width = sample_size
-            elif isinstance(sample_size, (list, tuple)) and len(sample_size) == 2:
-                height, width = sample_size
-                sample_size = (height, width)
-            else:
-                raise ValueError(f"sample_size must be an int, a (height, width) pair or None, got {sample_size!r}")
-            _check_int("sample_size", height)
-            _check_int("sample_size", width)
-            _check_spatial(f"sample_size={sample_size}: side", height, width, num_levels)
+        num_levels = len(dim_mults)
         # Lists and tuples both come back as lists from config.json: store one canonical form.
         self.register_to_config(dim_mults=dim_mults, sample_size=sample_size, linear_attention_levels=linear_attention_levels)
 
@@ -361,7 +261,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
                 f"{config.in_channels}, got {tuple(sample.shape)}"
             )
         num_levels = len(config.dim_mults)
-        _check_spatial("input side", sample.shape[2], sample.shape[3], num_levels)
+        check_spatial("input side", sample.shape[2], sample.shape[3], num_levels)
         batch = sample.shape[0]
 
         emb = self.time_embedding(self._per_example("timestep", timestep, batch, sample.device))
@@ -425,14 +325,14 @@ def Unet(
     linear_attention_levels="all",
     **kwargs,
 ):
-    """The seed's constructor, `Unet(dim=28, channels=1, dim_mults=(1, 2, 4))`, building an AnnotatedUNet2DModel.
+    """The blog's constructor, `Unet(dim=28, channels=1, dim_mults=(1, 2, 4))`, building an AnnotatedUNet2DModel.
 
-    Argument names are the seed's (channels, out_dim, use_convnext); they map to the model's config
+    Argument names are the blog's (channels, out_dim, use_convnext); they map to the model's config
     (in_channels, out_channels, block_type). sample_size=None leaves the size open (any multiple of
-    2**(len(dim_mults) - 1)); pass it to use the model in a diffusers pipeline. Like the seed it puts a
+    2**(len(dim_mults) - 1)); pass it to use the model in a diffusers pipeline. Like the blog it puts a
     linear attention on every level (linear_attention_levels="all"; AnnotatedUNet2DModel's default skips
     the full-resolution level). Extra keyword arguments: attention_heads, attention_head_dim,
-    num_class_embeds, null_class_embed; the seed's self_condition=False and with_time_emb=True are accepted (their only
+    num_class_embeds, null_class_embed; the blog's self_condition=False and with_time_emb=True are accepted (their only
     supported values).
     """
     if kwargs.pop("self_condition", False):
@@ -442,7 +342,7 @@ def Unet(
     unknown = sorted(set(kwargs) - set(_UNET_EXTRA_KWARGS))
     if unknown:
         raise ValueError(
-            f"Unet() got unknown arguments {unknown}; besides the seed's it accepts {list(_UNET_EXTRA_KWARGS)}"
+            f"Unet() got unknown arguments {unknown}; besides the blog's it accepts {list(_UNET_EXTRA_KWARGS)}"
         )
     return AnnotatedUNet2DModel(
         sample_size=sample_size,
