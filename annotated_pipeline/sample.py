@@ -48,8 +48,9 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_infere
 
 
 def main(argv=None, prog="python -m annotated_pipeline.sample"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     description="Sample a grid of images from a saved pipeline (a folder or a Hub "
+                                                 "repo id); settings left out are the folder's own.")
     parser.add_argument("pipeline", help="a saved pipeline folder or a Hub repo id")
     parser.add_argument("--num_images", type=int, default=16)
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="default",
