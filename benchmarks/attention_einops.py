@@ -9,7 +9,8 @@ the same modules with the same weights: the "before" processors are installed in
 (diffusers' processor protocol), so only the reshape code differs. tests/test_attention_einops.py checks
 that the outputs are bit-identical; this times them.
 
-Timed, each a median over `--repeats` repetitions in which before and after alternate (A B, then B A, ...):
+Timed, each the fastest of `--repeats` repetitions in which before and after alternate (A B, then B A, ...;
+the fastest is the one least disturbed by other load on a shared machine):
     every attention block of the default AnnotatedUNet2DModel(), on the input shape it sees in the U-Net,
         forward at the sampling batch (no grad) and forward + backward at the training batch,
     the whole U-Net: forward at the sampling batch, forward + backward at the training batch.
@@ -18,7 +19,6 @@ Timed, each a median over `--repeats` repetitions in which before and after alte
 from __future__ import annotations
 
 import argparse
-import statistics
 import subprocess
 import sys
 import time
@@ -93,14 +93,14 @@ def forward_fn(module, shape, grad, call=None):
 
 
 def ab(label, fn_for, variants, repeats, iters):
-    """Alternate the variants' timings `repeats` times; return (label, {variant: median seconds per call})."""
+    """Alternate the variants' timings `repeats` times; return (label, {variant: fastest seconds per call})."""
     times = {name: [] for name in variants}
     for r in range(repeats):
         order = list(variants) if r % 2 == 0 else list(variants)[::-1]
         for name in order:
             variants[name]()  # install this variant
             times[name].append(seconds_per_call(fn_for(), iters))
-    return label, {name: statistics.median(ts) for name, ts in times.items()}
+    return label, {name: min(ts) for name, ts in times.items()}
 
 
 def run(args):
@@ -138,7 +138,7 @@ def run(args):
     install(model, after)
 
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; before = {MODULE} at {args.before}, "
-          f"after = the installed einops code; median of {args.repeats} alternated repetitions")
+          f"after = the installed einops code; fastest of {args.repeats} alternated repetitions")
     print("| block | before (ms) | after (ms) | after / before |")
     print("|---|---:|---:|---:|")
     for label, t in rows:
@@ -151,7 +151,7 @@ def parse_args(argv=None):
     parser.add_argument("--quick", action="store_true", help="a tiny U-Net, one repetition, few calls (a smoke test)")
     parser.add_argument("--before", default="db902af", help="git revision of the 'before' attention.py")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=7, help="alternated repetitions (medians are reported)")
+    parser.add_argument("--repeats", type=int, default=7, help="alternated repetitions (the fastest is reported)")
     parser.add_argument("--iters", type=int, default=40, help="calls per timing of one block")
     parser.add_argument("--sample_batch", type=int, default=16)
     parser.add_argument("--train_batch", type=int, default=64)

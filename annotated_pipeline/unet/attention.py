@@ -28,8 +28,9 @@ seed's 1x1 convolution, here an nn.Linear's weight W) is one batched product W @
 v then come out contiguous with N last, each head a (d, N) slice, and every step below is a plain
 batched matmul or softmax without copies (on CPU about twice as fast as 1x1 convolutions producing the
 wide qkv tensor). The reshapes are written in einops notation, as in the blog, e.g.
-rearrange(q, "b (h d) n -> (b h) d n", h=heads) splits the channels into heads; on contiguous tensors each
-is a view, so the numbers are those of plain .view / .transpose (benchmarks/attention_einops.py times it).
+rearrange(q, "b (h d) n -> (b h) d n", h=heads) splits the channels into heads. On contiguous tensors each
+is a view, so the numbers are bit for bit those of plain .view / .transpose; each call costs a few
+microseconds of Python more (benchmarks/attention_einops.py, benchmarks/RESULTS.md).
 
 Processors (diffusers' convention): each attention module calls `self.processor(self, x)`, and its default
 processor (`LinearAttnProcessor`, `SoftmaxAttnProcessor`) is the math above. Another processor, installed with
