@@ -45,7 +45,8 @@ SETTINGS = {
     "ddim-leading-noclip-eta1": ("ddim", dict(_LEADING_CLIP, clip_sample=False), 50, 1.0, False),
     "ddim-trailing-clip-eta1": ("ddim", _TRAILING_CLIP, 50, 1.0, False),
     "ddim-trailing-clip-eps-from-clipped-eta1": ("ddim", _TRAILING_CLIP, 50, 1.0, True),
-    "dpmsolver-leading-50": ("dpmsolver", dict(timestep_spacing="leading", thresholding=False), 50, 0.0, None),
+    "dpmsolver-leading-50": ("dpmsolver", dict(timestep_spacing="leading", thresholding=False, use_lu_lambdas=False),
+                             50, 0.0, None),
     "dpmsolver-trailing-bound-20": ("dpmsolver", dict(timestep_spacing="trailing", thresholding=True,
                                                       sample_max_value=1.0, use_lu_lambdas=False), 20, 0.0, None),
     "dpmsolver-trailing-bound-50": ("dpmsolver", dict(timestep_spacing="trailing", thresholding=True,
@@ -67,49 +68,36 @@ SETTINGS = {
 }
 
 
-class _WithCallArguments:
-    """A pipeline whose every call gets extra keyword arguments (here use_clipped_model_output)."""
-
-    def __init__(self, pipeline, **call_kwargs):
-        self.pipeline, self.call_kwargs = pipeline, call_kwargs
-        self.unet = pipeline.unet
-
-    @property
-    def scheduler(self):
-        return self.pipeline.scheduler
-
-    @scheduler.setter
-    def scheduler(self, scheduler):
-        self.pipeline.scheduler = scheduler
-
-    def set_progress_bar_config(self, **kwargs):
-        self.pipeline.set_progress_bar_config(**kwargs)
-
-    def __call__(self, **kwargs):
-        return self.pipeline(**kwargs, **self.call_kwargs)
+# Samplers the project does not offer by name (annotated_pipeline.samplers); each is built from the saved config.
+OTHER_SCHEDULERS = ("unipc", "deis")
 
 
 def run_setting(pipeline, name, num_samples, batch_size=250, seed=0, data_root=None, classifier=None):
-    """Evaluate `pipeline` (an AnnotatedDDPMPipeline) with one named setting; returns evaluate's report."""
-    from diffusers import DDIMScheduler, DEISMultistepScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+    """Evaluate `pipeline` (an AnnotatedDDPMPipeline) with one named setting; returns evaluate's report.
+
+    The sampler is the project's (`annotated_pipeline.samplers.set_scheduler`) for "ddim" and "dpmsolver", with
+    the setting's config changes on top; evaluate() keeps them (it rebuilds the sampler from the current config).
+    use_clipped_model_output reaches the pipeline's calls through evaluate's `pipeline_kwargs`."""
+    from diffusers import DEISMultistepScheduler, UniPCMultistepScheduler
 
     from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT, evaluate
+    from annotated_pipeline.samplers import SCHEDULERS, set_scheduler
 
     if name not in SETTINGS:
         raise ValueError(f"unknown setting {name!r}; choose from {sorted(SETTINGS)}")
     kind, overrides, steps, eta, clipped_eps = SETTINGS[name]
-    scheduler_class = {"ddim": DDIMScheduler, "dpmsolver": DPMSolverMultistepScheduler, "unipc": UniPCMultistepScheduler,
-                       "deis": DEISMultistepScheduler}[kind]
     original = pipeline.scheduler
     try:
-        # evaluate() rebuilds a ddim or dpmsolver scheduler from the current config, i.e. keeps these
-        # settings; the other kinds are sampled as they are ("default")
-        pipeline.scheduler = scheduler_class.from_config(original.config, **overrides)
-        call_kwargs = {} if clipped_eps is None else {"use_clipped_model_output": clipped_eps}
-        return evaluate(_WithCallArguments(pipeline, **call_kwargs), num_samples=num_samples,
-                        scheduler=kind if kind in ("ddim", "dpmsolver") else "default",
+        if kind in SCHEDULERS:
+            set_scheduler(pipeline, kind)
+        else:
+            other = {"unipc": UniPCMultistepScheduler, "deis": DEISMultistepScheduler}[kind]
+            pipeline.scheduler = other.from_config(original.config)
+        pipeline.scheduler = type(pipeline.scheduler).from_config(pipeline.scheduler.config, **overrides)
+        return evaluate(pipeline, num_samples=num_samples, scheduler=kind if kind in SCHEDULERS else "default",
                         num_inference_steps=steps, batch_size=batch_size, seed=seed, eta=eta,
-                        data_root=data_root or DEFAULT_ROOT, classifier=classifier)
+                        data_root=data_root or DEFAULT_ROOT, classifier=classifier,
+                        pipeline_kwargs=None if clipped_eps is None else {"use_clipped_model_output": clipped_eps})
     finally:
         pipeline.scheduler = original
 

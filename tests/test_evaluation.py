@@ -497,3 +497,28 @@ def test_the_shipped_classifier_is_checked_against_its_recorded_hash(tmp_path):
     (tampered / WEIGHTS_FILE).write_bytes(bytes(data))
     with pytest.raises(ValueError, match="do not match the recorded SHA-256"):
         load_default_classifier(weights_dir=tampered)
+
+
+def test_pipeline_kwargs_reach_every_call_and_the_report(classifier, reference_root, monkeypatch):
+    """pipeline_kwargs are passed to every pipeline call: DDIM's use_clipped_model_output changes what a clipping
+    scheduler samples (True is our pipeline's own default there, so it scores as no argument does); the report
+    records them; the call arguments evaluate sets itself are refused by name."""
+    pipe = annotated_tiny_pipeline()
+    seen = []
+    original_call = type(pipe).__call__
+
+    def recording_call(self, *args, **kwargs):
+        seen.append(kwargs.get("use_clipped_model_output", "absent"))
+        return original_call(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(pipe), "__call__", recording_call)
+    kwargs = dict(num_samples=12, scheduler="ddim", num_inference_steps=3, batch_size=6, data_root=reference_root,
+                  classifier=classifier)
+    model_eps = evaluate(pipe, pipeline_kwargs={"use_clipped_model_output": False}, **kwargs)
+    assert seen == [False, False] and model_eps["pipeline_kwargs"] == {"use_clipped_model_output": False}
+    clipped_eps = evaluate(pipe, pipeline_kwargs={"use_clipped_model_output": True}, **kwargs)
+    default = evaluate(pipe, **kwargs)
+    assert seen[2:] == [True, True, "absent", "absent"] and "pipeline_kwargs" not in default
+    assert clipped_eps["frechet_distance"] == default["frechet_distance"] != model_eps["frechet_distance"]
+    with pytest.raises(ValueError, match="pipeline_kwargs may not set eta, num_inference_steps: evaluate passes"):
+        evaluate(pipe, pipeline_kwargs={"num_inference_steps": 5, "eta": 1.0}, **kwargs)

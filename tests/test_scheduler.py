@@ -1,6 +1,7 @@
 """Tests for annotated_pipeline/scheduler: parity with diffusers' DDPMScheduler, closed-form math,
 config round trips, the saved-pipeline copy, and the errors and warnings."""
 
+import itertools
 import json
 import math
 import os
@@ -40,16 +41,17 @@ def model_fn(x, t, prediction_type):
     return out if prediction_type != "sample" else out * 1.2  # exercises clipping of x_0_hat
 
 
-def run_chains(ours, theirs, shape=(2, 1, 3, 3), seed=0):
+def run_chains(ours, theirs, shape=(2, 1, 3, 3), seed=0, steps=slice(None)):
     """Run both schedulers' full chains on their own samples with the same model and generator seed.
 
+    `steps` picks the chain's steps to take (each feeds the next its prev_sample), all by default.
     Returns the largest difference of prev_sample and pred_original_sample over all steps."""
     assert torch.equal(ours.timesteps, theirs.timesteps)
     prediction_type = ours.config.prediction_type
     x_ours = x_theirs = torch.randn(shape, generator=torch.Generator().manual_seed(seed + 1))
     g_ours, g_theirs = torch.Generator().manual_seed(seed), torch.Generator().manual_seed(seed)
     ours_steps, theirs_steps = [], []
-    for t in ours.timesteps:
+    for t in ours.timesteps[steps]:
         a = ours.step(model_fn(x_ours, t, prediction_type), t, x_ours, generator=g_ours)
         b = theirs.step(model_fn(x_theirs, t, prediction_type), t, x_theirs, generator=g_theirs)
         ours_steps += [a.prev_sample, a.pred_original_sample]
@@ -62,6 +64,21 @@ def run_chains(ours, theirs, shape=(2, 1, 3, 3), seed=0):
 
 def trained_betas_for(T):
     return np.linspace(2e-4, 0.03, T) ** 1.5 + 1e-4
+
+
+def schedule_config(schedule, T):
+    """The config keys that choose `schedule` ("trained" = explicit trained_betas) for T training steps."""
+    if schedule == "trained":
+        return dict(num_train_timesteps=T, trained_betas=trained_betas_for(T).tolist())
+    return dict(num_train_timesteps=T, beta_schedule=schedule)
+
+
+# The three ways step() can bound x_0_hat (clip_sample defaults to True, so "none" turns it off).
+X0_BOUNDS = {
+    "none": dict(clip_sample=False),
+    "clip": dict(clip_sample=True, clip_sample_range=0.8),
+    "threshold": dict(clip_sample=False, thresholding=True, dynamic_thresholding_ratio=0.9, sample_max_value=1.5),
+}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -131,6 +148,83 @@ def test_clipping_and_thresholding_match_diffusers(prediction_type, clip_sample,
     ours.set_timesteps(200)
     theirs.set_timesteps(200)
     assert run_chains(ours, theirs, shape=(3, 2, 4, 4)) <= ATOL
+
+
+CHAIN_ENDS = [0, 1, 2, -2, -1]  # a chain's first three and last two steps, where its coefficients are extreme
+
+
+@pytest.mark.parametrize("T", [1000, 400])
+@pytest.mark.parametrize("schedule", DIFFUSERS_SCHEDULES + ["trained"])
+def test_wide_grid_matches_diffusers_bit_for_bit(T, schedule):
+    """Per schedule and T, every spacing x steps (7, 50) x x_0 bound x prediction x variance type: 162 chains.
+
+    "linspace" and "trailing" start at t = T-1, where the cosine schedule's beta is clipped at 0.999 and the
+    respaced alpha_t = alpha_bar_t / alpha_bar_t' is ~1e-8 (issue 21: there prev_sample once differed by 1e-4).
+    7-step chains run whole; 50-step chains at their ends (their middles: test_respaced_chain_matches_diffusers).
+    """
+    differing = []
+    for spacing, n, bound, prediction_type, variance_type in itertools.product(
+        ("linspace", "leading", "trailing"), (7, 50), X0_BOUNDS, PREDICTIONS, COMPARABLE_VARIANCES
+    ):
+        ours, theirs = pair(
+            **schedule_config(schedule, T), timestep_spacing=spacing, prediction_type=prediction_type,
+            variance_type=variance_type, **X0_BOUNDS[bound],
+        )  # fmt: skip
+        ours.set_timesteps(n)
+        theirs.set_timesteps(n)
+        assert (int(ours.timesteps[0]) == T - 1) == (spacing != "leading")
+        diff = run_chains(ours, theirs, steps=slice(None) if n == 7 else CHAIN_ENDS)
+        if diff != 0:
+            differing.append((spacing, n, bound, prediction_type, variance_type, diff))
+    assert differing == []
+
+
+@pytest.mark.parametrize("T, n, spacing", [(1000, 7, "linspace"), (1000, 7, "trailing"), (1000, 50, "trailing"),
+                                           (400, 7, "trailing"), (400, 50, "linspace")])  # fmt: skip
+@pytest.mark.parametrize("bound", ["clip", "threshold"])
+def test_first_cosine_step_from_T_minus_1_is_eq7_in_float64(T, n, spacing, bound):
+    """The step issue 21 reported, against Ho et al. 2020 eq. (7) computed in float64 with the respaced beta:
+
+        alpha_t = alpha_bar_t / alpha_bar_t',  beta_t = 1 - alpha_t
+        mu_tilde = sqrt(alpha_bar_t') beta_t / (1 - alpha_bar_t) x_0 + sqrt(alpha_t) (1 - alpha_bar_t') / (1 - alpha_bar_t) x_t
+        x_t' = mu_tilde + sqrt(beta_tilde_t) z,  beta_tilde_t = (1 - alpha_bar_t') / (1 - alpha_bar_t) beta_t
+
+    from the same float32 alpha_bar, x_0_hat and z. Both facts: ours equals diffusers' prev_sample bit for bit,
+    and both are within 1e-6 of float64; the order this scheduler used before, sqrt(1 - beta_t) in float32 for
+    sqrt(alpha_t), is over 10x (up to ~1000x) farther off, because 1 - beta_t cancels where beta_t ~ 1.
+    """
+    ours, theirs = pair(
+        num_train_timesteps=T, beta_schedule="squaredcos_cap_v2", timestep_spacing=spacing, prediction_type="sample",
+        **X0_BOUNDS[bound],
+    )  # fmt: skip
+    ours.set_timesteps(n)
+    theirs.set_timesteps(n)
+    t = T - 1
+    t_prev = ours.previous_timestep(t)
+    assert int(ours.timesteps[0]) == t and ours.betas[t].item() == pytest.approx(0.999)
+    x = 3 * torch.randn(4, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    model_output = model_fn(x, t, "sample")
+    a = ours.step(model_output, t, x, generator=torch.Generator().manual_seed(1))
+    b = theirs.step(model_output, t, x, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.pred_original_sample, b.pred_original_sample)
+    assert torch.equal(a.prev_sample, b.prev_sample)
+
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))  # the noise step drew
+    alpha_bar_t, alpha_bar_prev = ours.alphas_cumprod[t], ours.alphas_cumprod[t_prev]  # float32
+    ab_t, ab_prev, x0, xt = alpha_bar_t.double(), alpha_bar_prev.double(), a.pred_original_sample.double(), x.double()
+    alpha_t = ab_t / ab_prev
+    beta_t = 1 - alpha_t
+    assert alpha_t < 2e-5
+    mu = (ab_prev.sqrt() * beta_t * x0 + alpha_t.sqrt() * (1 - ab_prev) * xt) / (1 - ab_t)
+    reference = mu + ((1 - ab_prev) / (1 - ab_t) * beta_t).sqrt() * z.double()
+    error = (a.prev_sample.double() - reference).abs().max().item()
+    assert error < 1e-6
+
+    beta_t32 = 1 - alpha_bar_t / alpha_bar_prev
+    old_coef_xt = (1 - beta_t32) ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar_t)  # the old order, float32
+    old = ours.posterior_mean_coef_x0[t] * a.pred_original_sample + old_coef_xt * x + ours.posterior_sigma[t] * z
+    old_error = (old.double() - reference).abs().max().item()
+    assert old_error > 10 * max(error, 1e-7)
 
 
 @pytest.mark.parametrize("prediction_type", PREDICTIONS)

@@ -65,6 +65,9 @@ from annotated_pipeline.pipeline import NonFiniteSampleError, check_guidance_int
 from annotated_pipeline.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
+# The call arguments evaluate itself gives the pipeline (not settable through pipeline_kwargs).
+RESERVED_CALL_ARGUMENTS = ("batch_size", "generator", "num_inference_steps", "output_type", "eta", "class_labels",
+                           "guidance_scale", "guidance_interval")
 NOT_FID_NOTE = (
     "Frechet distance in the feature space of our Fashion-MNIST classifier (128-d penultimate layer); "
     "NOT an Inception FID and NOT comparable to published FIDs."
@@ -98,13 +101,15 @@ def conditioning_labels(pipeline, num_samples: int) -> torch.Tensor | None:
 @torch.no_grad()
 def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch_size: int, seed: int,
                      eta: float = 0.0, class_labels: torch.Tensor | None = None,
-                     guidance_scale: float = 1.0, guidance_interval: tuple[int, int] | None = None) -> torch.Tensor:
+                     guidance_scale: float = 1.0, guidance_interval: tuple[int, int] | None = None,
+                     pipeline_kwargs: dict | None = None) -> torch.Tensor:
     """N samples as a float tensor (N, C, H, W) in [0, 1]; one generator seeded once drives every batch.
 
     eta is DDIM's (Song et al. 2021, eq. (16)): 0 the deterministic sampler, 1 DDPM's noise level; the
     pipeline passes it only to schedulers whose `step` takes it. class_labels: one per sample, for a
     class-conditional pipeline; guidance_scale: its classifier-free guidance (1 = none), applied only
-    where guidance_interval[0] <= t <= guidance_interval[1] if that is given."""
+    where guidance_interval[0] <= t <= guidance_interval[1] if that is given. pipeline_kwargs: more keyword
+    arguments for every pipeline call (e.g. use_clipped_model_output)."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
     if hasattr(pipeline, "set_progress_bar_config"):
         pipeline.set_progress_bar_config(disable=True)
@@ -118,6 +123,7 @@ def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch
             extra["guidance_scale"] = guidance_scale  # explicit: not the folder's recommended scale
         if guidance_interval is not None:
             extra["guidance_interval"] = guidance_interval
+        extra.update(pipeline_kwargs or {})
         images = pipeline(
             batch_size=n, generator=generator, num_inference_steps=num_inference_steps, output_type="pt", **extra
         ).images
@@ -234,6 +240,7 @@ def evaluate(
     guidance_scale: float = 1.0,
     num_reference: int | None = None,
     guidance_interval: tuple[int, int] | None = None,
+    pipeline_kwargs: dict | None = None,
 ) -> dict:
     """Sample `num_samples` images and return the report (see the module docstring) as a dict.
 
@@ -243,7 +250,8 @@ def evaluate(
     eta: DDIM's stochasticity (scheduler "ddim" only; 0 = deterministic, 1 = as much noise as DDPM).
     guidance_scale: classifier-free guidance of a class-conditional pipeline with a "no class"
     embedding (1 = none; see `AnnotatedDDPMPipeline.__call__`); guidance_interval (t_low, t_high): guide
-    only those timesteps (our pipeline's argument)."""
+    only those timesteps (our pipeline's argument). pipeline_kwargs: more keyword arguments for every
+    pipeline call, e.g. {"use_clipped_model_output": False}; not those evaluate sets itself (RESERVED_CALL_ARGUMENTS)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
     if num_samples < 2:
@@ -260,6 +268,10 @@ def evaluate(
         check_guidance_interval(guidance_interval, guidance_scale=guidance_scale)
     if num_reference is not None and (not isinstance(num_reference, int) or isinstance(num_reference, bool) or num_reference < 2):
         raise ValueError(f"num_reference must be None (the whole test split) or an int >= 2, got {num_reference!r}")
+    taken = sorted(set(pipeline_kwargs or {}) & set(RESERVED_CALL_ARGUMENTS))
+    if taken:
+        raise ValueError(f"pipeline_kwargs may not set {', '.join(taken)}: evaluate passes those itself "
+                         f"(reserved: {', '.join(RESERVED_CALL_ARGUMENTS)}); use its own arguments")
     t_start = time.perf_counter()
     classifier = load_default_classifier() if classifier is None else classifier
     # Fail before sampling, not after: the splits must have enough images.
@@ -277,7 +289,7 @@ def evaluate(
     try:
         set_scheduler(pipeline, scheduler)
         report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps,
-                                     batch_size, seed, eta, guidance_scale, guidance_interval)
+                                     batch_size, seed, eta, guidance_scale, guidance_interval, pipeline_kwargs)
         scheduler_used = type(pipeline.scheduler).__name__
     finally:
         pipeline.scheduler = original_scheduler  # a pipeline passed in leaves with the scheduler it came with
@@ -293,6 +305,7 @@ def evaluate(
         "eta": eta,
         "guidance_scale": guidance_scale,
         **({"guidance_interval": list(guidance_interval)} if guidance_interval is not None else {}),
+        **({"pipeline_kwargs": dict(pipeline_kwargs)} if pipeline_kwargs else {}),
         "seed": seed,
         "sampling_seconds": round(report["sampling_seconds"], 2),
         "seconds_per_sample": round(report["sampling_seconds"] / num_samples, 4),
@@ -304,7 +317,7 @@ def evaluate(
 
 
 def _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size,
-                        seed, eta=0.0, guidance_scale=1.0, guidance_interval=None) -> dict:
+                        seed, eta=0.0, guidance_scale=1.0, guidance_interval=None, pipeline_kwargs=None) -> dict:
     """Check the image shape, sample, embed: the distance, its floor, class coverage and the sampling time."""
     size = classifier.config.image_size
     expected = (classifier.config.in_channels, size, size)
@@ -320,7 +333,7 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
     t_sampling = time.perf_counter()
     labels = conditioning_labels(pipeline, num_samples)
     samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed, eta, labels, guidance_scale,
-                               guidance_interval)
+                               guidance_interval, pipeline_kwargs)
     sampling_seconds = time.perf_counter() - t_sampling
     if tuple(samples.shape[1:]) != expected:
         raise ValueError(f"the classifier reads {expected} images; the pipeline produced {tuple(samples.shape[1:])}")

@@ -175,15 +175,20 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         """Store the descending `timesteps` and precompute every coefficient `step` needs, per step t.
 
         For consecutive kept steps t > t' (t' = -1 after the last one, where alpha_bar_{-1} = 1):
-            beta_t       = 1 - alpha_bar_t / alpha_bar_t'                        (respaced beta)
+            alpha_t      = alpha_bar_t / alpha_bar_t',   beta_t = 1 - alpha_t    (respaced beta)
             coef_x0      = sqrt(alpha_bar_t') beta_t / (1 - alpha_bar_t)         (eq. 7)
             coef_xt      = sqrt(alpha_t) (1 - alpha_bar_t') / (1 - alpha_bar_t)  (eq. 7)
             beta_tilde_t = (1 - alpha_bar_t') / (1 - alpha_bar_t) * beta_t       (eq. 7)
         Tables have length T and are filled only at kept steps, so `step` is a few lookups.
 
         Everything is float32 and computed in the same order as diffusers' DDPMScheduler, which makes the two
-        agree to the last bits. The price is float32's: while beta_t ~ 1e-4, 1 - alpha_bar_t / alpha_bar_t'
-        cancels, and the coefficients of the first ~50 steps are off by up to ~1e-4 from exact arithmetic.
+        agree bit for bit. The order matters at both ends of a chain:
+        - alpha_t is the ratio itself, never 1 - beta_t. Where beta_t ~ 1 (the cosine schedule's first step
+          from t = T-1, clipped at beta = 0.999 and respaced, has alpha_t ~ 4e-8), 1 - beta_t in float32 keeps
+          almost no digits: sqrt(1 - beta_t) put coef_xt 27% off (T = 1000, 7 steps) and prev_sample 1e-4 off.
+          The ratio is within 1e-7 (relative) of float64 eq. (7) there (tests/test_scheduler.py).
+        - While beta_t ~ 1e-4, 1 - alpha_bar_t / alpha_bar_t' cancels, and the coefficients of the first
+          ~50 steps are off by up to ~1e-4 from exact arithmetic, in diffusers as here.
         """
         T = self.config.num_train_timesteps
         self.timesteps = torch.from_numpy(timesteps.copy()).to(device)
@@ -194,9 +199,10 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         t_idx, prev_idx = torch.from_numpy(timesteps.copy()), torch.from_numpy(prev)
         alpha_bar_t = self.alphas_cumprod[t_idx]
         alpha_bar_prev = torch.where(prev_idx >= 0, self.alphas_cumprod[prev_idx.clamp(min=0)], self.one)
-        beta_t = 1 - alpha_bar_t / alpha_bar_prev
+        alpha_t = alpha_bar_t / alpha_bar_prev  # the ratio, not 1 - beta_t (see above)
+        beta_t = 1 - alpha_t
         coef_x0 = alpha_bar_prev**0.5 * beta_t / (1 - alpha_bar_t)
-        coef_xt = (1 - beta_t) ** 0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar_t)
+        coef_xt = alpha_t**0.5 * (1 - alpha_bar_prev) / (1 - alpha_bar_t)
         beta_tilde = ((1 - alpha_bar_prev) / (1 - alpha_bar_t) * beta_t).clamp(min=1e-20)  # log-safe at t' = -1
 
         # sigma_t, the standard deviation of the noise added at step t.

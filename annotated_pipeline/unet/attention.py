@@ -27,7 +27,10 @@ Layout note: the pixels are kept as the columns of a (B, C, N) matrix, so a poin
 seed's 1x1 convolution, here an nn.Linear's weight W) is one batched product W @ x per example. q, k and
 v then come out contiguous with N last, each head a (d, N) slice, and every step below is a plain
 batched matmul or softmax without copies (on CPU about twice as fast as 1x1 convolutions producing the
-wide qkv tensor).
+wide qkv tensor). The reshapes are written in einops notation, as in the blog, e.g.
+rearrange(q, "b (h d) n -> (b h) d n", h=heads) splits the channels into heads. On contiguous tensors each
+is a view, so the numbers are bit for bit those of plain .view / .transpose; each call costs a few
+microseconds of Python more (benchmarks/attention_einops.py, benchmarks/RESULTS.md).
 
 Processors (diffusers' convention): each attention module calls `self.processor(self, x)`, and its default
 processor (`LinearAttnProcessor`, `SoftmaxAttnProcessor`) is the math above. Another processor, installed with
@@ -39,6 +42,7 @@ applies implicitly (see `LinearAttention.attention_weights`).
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange
 from torch import nn
 
 
@@ -56,37 +60,32 @@ class LinearAttnProcessor:
     """The default processor of `LinearAttention`: Shen et al. 2018, eq. (4), with W_out folded in (see there)."""
 
     def __call__(self, attn, x):
-        b, c, h, w = x.shape
-        n = h * w
-        tokens = x.reshape(b, c, n)  # (B, C, N): a view for contiguous x
-        q, k, v = _qkv(attn.to_qkv, tokens)  # each (B, heads * d, N)
-        q = q.view(b * attn.heads, attn.head_dim, n).softmax(dim=-2)  # rho_q: over each query's d features
-        k = k.view(b * attn.heads, attn.head_dim, n).softmax(dim=-1)  # rho_k: over the N positions
-        v = v.view(b * attn.heads, attn.head_dim, n)
+        tokens = rearrange(x, "b c x y -> b c (x y)")  # (B, C, N): a view for contiguous x
+        q, k, v = (rearrange(t, "b (h d) n -> (b h) d n", h=attn.heads) for t in _qkv(attn.to_qkv, tokens))
+        q = q.softmax(dim=-2)  # rho_q: over each query's d features
+        k = k.softmax(dim=-1)  # rho_k: over the N positions
         # context[d, e] = sum_n rho_k(K)[d, n] V[e, n], a (d, d) summary per head; the 1/sqrt(d) on the
         # queries is applied to this small matrix instead (the same product, N/d times fewer multiplies).
-        context = torch.bmm(k, v.transpose(1, 2)).view(b, attn.heads, attn.head_dim, attn.head_dim) * attn.scale
+        context = rearrange(torch.bmm(k, v.transpose(1, 2)), "(b h) d e -> b h d e", h=attn.heads) * attn.scale
         # mix[o, (head, d)] = sum_e W_out[o, (head, e)] context[head, d, e]: W_out folded into the context.
-        w_out = attn.to_out.weight.view(c, attn.heads, attn.head_dim)
-        mix = torch.einsum("ohe,bhde->bohd", w_out.to(context.dtype), context).reshape(b, c, -1)
-        out = torch.baddbmm(attn.to_out.bias[:, None].to(mix.dtype), mix, q.view(b, -1, n))  # (B, C, N)
-        return attn.norm_out(out.view(b, c, h, w))
+        w_out = rearrange(attn.to_out.weight, "o (h e) -> o h e", h=attn.heads)
+        mix = rearrange(torch.einsum("ohe,bhde->bohd", w_out.to(context.dtype), context), "b o h d -> b o (h d)")
+        q = rearrange(q, "(b h) d n -> b (h d) n", h=attn.heads)
+        out = torch.baddbmm(attn.to_out.bias[:, None].to(mix.dtype), mix, q)  # (B, C, N)
+        return attn.norm_out(rearrange(out, "b c (x y) -> b c x y", x=x.shape[2]))
 
 
 class SoftmaxAttnProcessor:
     """The default processor of `Attention`: Vaswani et al. 2017, eq. (1), through fused SDPA."""
 
     def __call__(self, attn, x):
-        b, c, h, w = x.shape
-        n = h * w
-        q, k, v = _qkv(attn.to_qkv, x.reshape(b, c, n))  # each (B, heads * d, N)
-        q, k, v = (t.view(b, attn.heads, attn.head_dim, n).transpose(-1, -2) for t in (q, k, v))
+        qkv = _qkv(attn.to_qkv, rearrange(x, "b c x y -> b c (x y)"))  # each (B, heads * d, N)
+        q, k, v = (rearrange(t, "b (h d) n -> b h n d", h=attn.heads) for t in qkv)
         # scaled_dot_product_attention takes (B, heads, N, d) and scales by 1/sqrt(d) itself.
-        out = F.scaled_dot_product_attention(q, k, v)  # (B, heads, N, d)
-        out = out.transpose(-1, -2).reshape(b, attn.heads * attn.head_dim, n)
+        out = rearrange(F.scaled_dot_product_attention(q, k, v), "b h n d -> b (h d) n")
         weight, bias = attn.to_out.weight.to(out.dtype), attn.to_out.bias[:, None].to(out.dtype)
-        out = torch.baddbmm(bias, weight.expand(b, -1, -1), out)  # W_out @ out + b, the output projection
-        return out.view(b, c, h, w)
+        out = torch.baddbmm(bias, weight.expand(x.shape[0], -1, -1), out)  # W_out @ out + b, the output projection
+        return rearrange(out, "b c (x y) -> b c x y", x=x.shape[2])
 
 
 class _ProcessorMixin:
@@ -141,12 +140,9 @@ class LinearAttention(_ProcessorMixin, nn.Module):
         to 1 over the positions m, rho_q to 1 over the features d), so A is a genuine attention matrix and
         needs no further normalisation; the 1/sqrt(d) scales the output, not the weights.
         """
-        b, c, h, w = x.shape
-        n = h * w
-        q, k, _ = _qkv(self.to_qkv, x.reshape(b, c, n))
-        q = q.view(b, self.heads, self.head_dim, n).softmax(dim=-2)
-        k = k.view(b, self.heads, self.head_dim, n).softmax(dim=-1)
-        return q.transpose(-1, -2) @ k  # (B, heads, N, N)
+        q, k, _ = (rearrange(t, "b (h d) n -> b h d n", h=self.heads)
+                   for t in _qkv(self.to_qkv, rearrange(x, "b c x y -> b c (x y)")))
+        return q.softmax(dim=-2).transpose(-1, -2) @ k.softmax(dim=-1)  # (B, heads, N, N)
 
 
 class Attention(_ProcessorMixin, nn.Module):
@@ -163,10 +159,8 @@ class Attention(_ProcessorMixin, nn.Module):
 
     def attention_weights(self, x):
         """softmax(Q K^T / sqrt(d)) per head, (B, heads, N, N), row n for query n: what SDPA applies, written out."""
-        b, c, h, w = x.shape
-        n = h * w
-        q, k, _ = _qkv(self.to_qkv, x.reshape(b, c, n))
-        q, k = (t.view(b, self.heads, self.head_dim, n) for t in (q, k))
+        q, k, _ = (rearrange(t, "b (h d) n -> b h d n", h=self.heads)
+                   for t in _qkv(self.to_qkv, rearrange(x, "b c x y -> b c (x y)")))
         return (q.transpose(-1, -2) @ k * self.head_dim**-0.5).softmax(dim=-1)  # (B, heads, N, N)
 
 
