@@ -5,7 +5,7 @@
 Each image is one shape of one of `SHAPE_CLASSES` (circle, cross, ring, square, triangle) in a
 random colour, at a random position, size and rotation, on a background of another random colour:
 
-    centre (c_x, c_y) ~ U(r, S - r)^2,  radius r ~ U(0.2 S, 0.4 S),  rotation ~ U(0, 2 pi)
+    centre (c_x, c_y) ~ U(r, S - r)^2,  radius r ~ U(0.3 S, 0.45 S),  rotation ~ U(-pi/12, pi/12)
     foreground, background ~ U{0..255}^3, redrawn until ||foreground - background||_2 >= 120
 
 drawn at 4x the size and reduced with a box filter (anti-aliased edges). The classes are balanced
@@ -57,9 +57,9 @@ def draw_shape(shape: str, image_size: int, rng: np.random.Generator):
         raise ValueError(f"unknown shape {shape!r}; choose one of {SHAPE_CLASSES}")
     big = image_size * SUPERSAMPLING
     foreground, background = _colours(rng)
-    radius = rng.uniform(0.2, 0.4) * big
+    radius = rng.uniform(0.3, 0.45) * big
     cx, cy = rng.uniform(radius, big - radius, size=2)
-    rotation = rng.uniform(0, 2 * math.pi)
+    rotation = rng.uniform(-math.pi / 12, math.pi / 12)
     image = Image.new("RGB", (big, big), background)
     draw = ImageDraw.Draw(image)
     box = (cx - radius, cy - radius, cx + radius, cy + radius)
@@ -68,9 +68,9 @@ def draw_shape(shape: str, image_size: int, rng: np.random.Generator):
     elif shape == "ring":
         draw.ellipse(box, outline=foreground, width=max(1, round(0.35 * radius)))
     elif shape == "square":
-        draw.polygon(_polygon(cx, cy, radius, rotation, 4), fill=foreground)
+        draw.polygon(_polygon(cx, cy, radius, rotation + math.pi / 4, 4), fill=foreground)  # sides ~axis-aligned
     elif shape == "triangle":
-        draw.polygon(_polygon(cx, cy, radius, rotation, 3), fill=foreground)
+        draw.polygon(_polygon(cx, cy, radius, rotation - math.pi / 2, 3), fill=foreground)  # apex ~up
     else:  # cross: two bars of width 0.5 r through the centre, at right angles
         for angle in (rotation, rotation + math.pi / 2):
             dx, dy = math.cos(angle), math.sin(angle)

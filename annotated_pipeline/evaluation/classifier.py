@@ -11,6 +11,7 @@ R^128 is the embedding.
       -> conv 5x5 (32) -> batch norm -> ReLU -> max pool 2   : 32 x 14 x 14
       -> conv 5x5 (64) -> batch norm -> ReLU -> max pool 2   : 64 x 7 x 7
       -> flatten -> linear (3136 -> 128) -> ReLU              : phi(x), the features
+         (pooling "max": the maximum over the 7 x 7 positions -> linear (64 -> 128) instead)
       -> linear (128 -> 10)                                   : logits over the 10 classes
 
 Input range. The classifier reads images in [-1, 1], the range the diffusion model itself works in
@@ -44,6 +45,9 @@ from ..resources import package_path
 
 DEFAULT_WEIGHTS_DIR = package_path("evaluation", "weights")
 WEIGHTS_FILE = "diffusion_pytorch_model.safetensors"
+# How the last feature map reaches fc_features: "flatten" keeps every position (the shipped weights: Fashion-MNIST
+# is centred), "max" takes each channel's maximum over the positions (objects anywhere in the image).
+POOLINGS = ("flatten", "max")
 # The SHA-256 of the shipped weights/diffusion_pytorch_model.safetensors; retraining them means updating it.
 SHIPPED_WEIGHTS_SHA256 = "63c82a65d921d9f97b0d07b50bc1cbf51c5baa23606c250bf26d9c9116f95f66"
 
@@ -61,6 +65,7 @@ class ImageClassifier(ModelMixin, ConfigMixin):
         feature_dim: int = 128,
         num_classes: int = 10,
         class_names: tuple | None = None,
+        pooling: str = "flatten",
     ):
         super().__init__()
         channels = tuple(channels)
@@ -68,6 +73,8 @@ class ImageClassifier(ModelMixin, ConfigMixin):
             raise ValueError(f"channels must be two positive ints (one per conv stage), got {channels}")
         if image_size < 4:
             raise ValueError(f"image_size must be >= 4 (two 2x poolings), got {image_size}")
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
         if class_names is not None and len(class_names) != num_classes:
             raise ValueError(f"class_names must name the {num_classes} classes, got {len(class_names)} names")
         if kernel_size < 1 or kernel_size % 2 == 0:
@@ -83,7 +90,8 @@ class ImageClassifier(ModelMixin, ConfigMixin):
         self.bn1 = nn.BatchNorm2d(c1)
         self.conv2 = nn.Conv2d(c1, c2, kernel_size=k, padding=pad, bias=False)
         self.bn2 = nn.BatchNorm2d(c2)
-        self.fc_features = nn.Linear(c2 * (image_size // 2 // 2) ** 2, feature_dim)
+        positions = (image_size // 2 // 2) ** 2 if pooling == "flatten" else 1
+        self.fc_features = nn.Linear(c2 * positions, feature_dim)
         self.fc_logits = nn.Linear(feature_dim, num_classes)
 
     @property
@@ -107,7 +115,8 @@ class ImageClassifier(ModelMixin, ConfigMixin):
         self._check_input(x)
         h = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
         h = F.max_pool2d(F.relu(self.bn2(self.conv2(h))), 2)
-        return F.relu(self.fc_features(h.flatten(1)))
+        h = h.flatten(1) if self.config.pooling == "flatten" else h.amax(dim=(2, 3))
+        return F.relu(self.fc_features(h))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits, shape (B, num_classes). x in [-1, 1]."""
