@@ -110,7 +110,7 @@ def write_shapes(out_dir: str | os.PathLike, num_images: int = 1000, num_test: i
         "# Shapes\n\n"
         f"{counts['train']} training and {counts['test']} held-out {image_size}x{image_size} RGB images of "
         f"{len(SHAPE_CLASSES)} classes ({', '.join(SHAPE_CLASSES)}), one sub-folder per class, drawn by "
-        f"`python -m annotated_pipeline.shapes {out.name} --num_images {num_images} --num_test {num_test} "
+        f"`python -m annotated_pipeline.shapes OUT --num_images {num_images} --num_test {num_test} "
         f"--seed {seed} --image_size {image_size}`.\n\nLicence: {LICENCE}. Generated, not collected: no person, "
         "photograph or third-party work is in it.\n"
     )

@@ -86,3 +86,25 @@ def holdout_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.
         raise ValueError(f"holding out {held} of {n} images leaves none to train on")
     order = np.random.default_rng(seed).permutation(n)
     return np.sort(order[held:]), np.sort(order[:held])
+
+
+def reference_splits(reference, image_shape, image_column: str = "image", seed: int = 0):
+    """(reference images, the floor's pool of training images, what the reference is), both (N, C, S, S) in
+    [-1, 1]: DATA's test and train splits, or two seeded halves of a DATA without a test split. ValueError
+    when DATA's images are not `image_shape` (C, S, S), the classifier's."""
+    train_set, test_set = open_split(reference, "train"), open_split(reference, "test")
+    if train_set is None:
+        raise ValueError(f"the reference {reference} has no train split")
+    c, size, _ = image_shape
+    for name, split in (("train", train_set), ("test", test_set)):
+        if split is None:
+            continue
+        found_c, found_size = image_shape_of(split, image_column)
+        if (found_c, found_size) != (c, size):
+            raise ValueError(f"the reference {reference} ({name} split) holds {found_c}-channel {found_size}x{found_size} "
+                             f"images; the classifier reads {c}-channel {size}x{size} images")
+    pool, _ = to_tensors(train_set, size, c, image_column, require_size=True)
+    if test_set is not None:
+        return to_tensors(test_set, size, c, image_column, require_size=True)[0], pool, "test images"
+    kept, held = holdout_indices(len(pool), 0.5, seed)
+    return pool[held], pool[kept], "images, a seeded half of the train split (the data has no test split)"
