@@ -210,7 +210,7 @@ def test_evaluate_with_classifier_and_reference(shapes, shapes_classifier, tmp_p
     assert "shipped" not in report["note"] and "NOT" in report["note"]
 
 
-def test_shape_mismatches_are_one_error_before_sampling(shapes, shapes_classifier, tmp_path):
+def test_shape_mismatches_are_one_error_before_sampling(shapes, shapes_classifier, capsys):
     calls = []
     pipe = tiny_shapes_pipeline(sample_size=16)
     original = type(pipe).__call__
@@ -221,17 +221,14 @@ def test_shape_mismatches_are_one_error_before_sampling(shapes, shapes_classifie
             evaluate(pipe, classifier=shapes_classifier, reference=shapes, **kwargs)
         with pytest.raises(ValueError, match="3-channel 32x32 images; the classifier reads 1-channel 28x28"):
             evaluate(tiny_shapes_pipeline(28, 1), reference=shapes, **kwargs)  # the shipped Fashion-MNIST classifier
-        write_shapes(tmp_path / "small", num_images=10, num_test=5, image_size=16)
-        with pytest.raises(ValueError, match="3-channel 16x16 images; the classifier reads 3-channel 32x32"):
-            evaluate(tiny_shapes_pipeline(), classifier=shapes_classifier, reference=tmp_path / "small", **kwargs)
         with pytest.raises(ValueError, match="pipeline makes 3-channel 16x16"):
             run_check(pipe, shapes, num_samples=4)
     finally:
         type(pipe).__call__ = original
     assert calls == []
-    result = subprocess.run([sys.executable, "-m", "annotated_pipeline.cli", "evaluate", "x", "--reference", str(shapes),
-                             "--data_root", str(shapes)], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "error: --reference and --data_root" in result.stderr
+    with pytest.raises(SystemExit) as exit_:
+        evaluate_main(["x", "--reference", str(shapes), "--data_root", str(shapes)])
+    assert exit_.value.code == 2 and "error: --reference and --data_root" in capsys.readouterr().err
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -295,3 +292,63 @@ def test_nearest_command_and_copying_model(shapes, shapes_classifier, shape_tens
     assert "memorised (pixels  )" in printed and "memorised (features)" in printed
     image = Image.open(figure)
     assert image.size == ((1 + 2 + 2) * 64, 4 * 64) and image.mode == "RGB"  # 2x tiles: sample, 2 + 2 neighbours
+
+
+# ----------------------------------------------------------------------------------------------------
+# during training
+
+
+def test_training_logs_quality_and_keeps_the_best(shapes, shapes_classifier, tmp_path):
+    """6 steps of a tiny model on the shapes, measured every 3: quality/... scalars in TensorBoard, best/ = the lower KID."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "annotated_pipeline.train", "--train_data_dir", str(shapes), "--label_column", "label",
+               "--resolution", "32", "--dim", "8", "--dim_mults", "1,2", "--ddpm_num_steps", "20",
+               "--ddpm_num_inference_steps", "2", "--eval_batch_size", "10", "--lr_warmup_steps", "2",
+               "--learning_rate", "1e-3", "--train_batch_size", "8", "--max_train_steps", "6",
+               "--checkpointing_steps", "100", "--eval_steps", "3", "--eval_num_samples", "10",
+               "--eval_classifier", str(shapes_classifier), "--eval_reference", str(shapes), "--save_best",
+               "--output_dir", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, env={**__import__("os").environ,
+                                                                                     "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    event_files = list((out / "logs" / "train_accelerate").glob("events.out.tfevents.*"))  # (hparams: a sub-folder)
+    assert len(event_files) == 1, event_files
+    events = EventAccumulator(str(event_files[0]), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    tags = events.Tags()
+    for name in ("frechet_distance", "kid", "kid_std", "kid_floor", "frechet_distance_floor", "min_share", "label_accuracy"):
+        assert f"quality/{name}" in tags["scalars"], tags["scalars"]
+    kid = {e.step: e.value for e in events.Scalars("quality/kid")}
+    assert sorted(kid) == [3, 6]
+    assert "quality_samples" in tags["images"] and "samples" in tags["images"]
+    best = json.loads((out / "best" / "quality.json").read_text())
+    assert best["step"] == min(kid, key=kid.get)
+    assert best["kid"] == pytest.approx(kid[best["step"]], rel=1e-6)  # TensorBoard stores float32
+    assert not (out / ".best.incomplete").exists() and not (out / ".best.old").exists()
+    from annotated_pipeline import AnnotatedDDPMPipeline
+
+    pipe = AnnotatedDDPMPipeline.from_pretrained(out / "best")
+    assert pipe.unet.config.sample_size == 32 and pipe.unet.config.num_class_embeds == 5
+
+
+def test_training_quality_options_are_checked_before_training(shapes, shapes_classifier, tmp_path):
+    from annotated_pipeline.training.args import TrainingConfigError, parse_args
+    from annotated_pipeline.training.quality import QualityCheck, resolve_sources
+
+    base = ["--output_dir", str(tmp_path / "out"), "--train_data_dir", str(shapes), "--label_column", "label"]
+    with pytest.raises(TrainingConfigError, match="--save_best need --eval_steps"):
+        parse_args([*base, "--save_best"])
+    with pytest.raises(TrainingConfigError, match="--eval_num_samples >= 2"):
+        parse_args([*base, "--eval_steps", "5", "--eval_num_samples", "1"])
+    with pytest.raises(TrainingConfigError, match="needs --eval_classifier FOLDER"):
+        resolve_sources(parse_args([*base, "--eval_steps", "5"]))
+    # Fashion-MNIST training data (the embedded sample) defaults to the shipped classifier and the official test split.
+    fashion = parse_args(["--output_dir", str(tmp_path / "out"), "--eval_steps", "5"])
+    assert resolve_sources(fashion)[0] is None and "data_root" in resolve_sources(fashion)[1]
+    wrong_size = parse_args([*base, "--eval_steps", "5", "--resolution", "16", "--eval_classifier", str(shapes_classifier),
+                             "--eval_reference", str(shapes)])
+    with pytest.raises(TrainingConfigError, match=r"classifier reads \(3, 32, 32\).*trained on \(3, 16, 16\)"):
+        QualityCheck.from_args(wrong_size, channels=3)
+    assert QualityCheck.from_args(parse_args(base), channels=3) is None
