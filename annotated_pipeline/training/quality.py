@@ -74,7 +74,8 @@ class QualityCheck:
     reference_features: torch.Tensor
     floor_features: torch.Tensor
     best_kid: float = float("inf")
-    history: list = field(default_factory=list)
+    history: list = field(default_factory=list)  # one {"step", "quality/...": value} per measurement
+    last_samples: torch.Tensor | None = None     # (N, C, S, S) in [0, 1], the latest measurement's
 
     @classmethod
     def from_args(cls, args, channels: int):
@@ -97,7 +98,8 @@ class QualityCheck:
         check = cls(args, classifier, embed(classifier, test_images)[0], embed(classifier, train_images)[0])
         best = os.path.join(args.output_dir, BEST_DIR, "quality.json")
         if args.save_best and os.path.isfile(best):
-            check.best_kid = json.loads(open(best).read())["kid"]
+            with open(best) as f:
+                check.best_kid = json.load(f)["kid"]
         return check
 
     def due(self, global_step: int) -> bool:
