@@ -166,6 +166,11 @@ def test_kid_closed_forms():
     g = torch.Generator().manual_seed(1)
     values = [mmd2_unbiased(torch.randn(30, 4, generator=g), torch.randn(30, 4, generator=g)) for _ in range(200)]
     assert abs(np.mean(values)) < 4 * np.std(values) / np.sqrt(len(values)) and min(values) < 0
+    # Subsets as large as both sets are the sets themselves: one value, no spread.
+    a, b = torch.randn(12, 4, generator=g), torch.randn(12, 4, generator=g)
+    whole = kernel_distance(a, b, num_subsets=50, subset_size=1000)
+    assert whole["kid_num_subsets"] == 1 and whole["kid_std"] == 0 and whole["kid_subset_size"] == 12
+    assert whole["kid"] == pytest.approx(mmd2_unbiased(a, b), rel=1e-12)
     with pytest.raises(ValueError, match="same D"):
         kernel_distance(torch.zeros(5, 3), torch.zeros(5, 4))
 

@@ -49,7 +49,8 @@ def kernel_distance(features1: torch.Tensor, features2: torch.Tensor, num_subset
 
     A subset holds min(subset_size, N1, N2) features of each set (the size used is returned, so a set
     smaller than `subset_size` shows in the report); the subsets are drawn with a torch generator
-    seeded with `seed`. Returns {"kid", "kid_std", "kid_subset_size", "kid_num_subsets"}."""
+    seeded with `seed`. When a subset is the whole of both sets, it is computed once (kid_num_subsets 1,
+    kid_std 0). Returns {"kid", "kid_std", "kid_subset_size", "kid_num_subsets"}."""
     if features1.ndim != 2 or features2.ndim != 2 or features1.shape[1] != features2.shape[1]:
         raise ValueError(f"feature sets must be (N1, D) and (N2, D) with the same D, got "
                          f"{tuple(features1.shape)} and {tuple(features2.shape)}")
@@ -58,6 +59,8 @@ def kernel_distance(features1: torch.Tensor, features2: torch.Tensor, num_subset
     size = min(subset_size, features1.shape[0], features2.shape[0])
     if size < 2:
         raise ValueError(f"the KID needs at least 2 features in each set, got {features1.shape[0]} and {features2.shape[0]}")
+    if size == features1.shape[0] == features2.shape[0]:
+        num_subsets = 1  # every "subset" is the whole of both sets: one value, no spread to estimate
     generator = torch.Generator().manual_seed(seed)
     values = []
     for _ in range(num_subsets):
