@@ -350,8 +350,11 @@ def test_training_quality_options_are_checked_before_training(shapes, shapes_cla
     with pytest.raises(TrainingConfigError, match="needs --eval_classifier FOLDER"):
         resolve_sources(parse_args([*base, "--eval_steps", "5"]))
     # Fashion-MNIST training data (the embedded sample) defaults to the shipped classifier and the official test split.
-    fashion = parse_args(["--output_dir", str(tmp_path / "out"), "--eval_steps", "5"])
-    assert resolve_sources(fashion)[0] is None and "data_root" in resolve_sources(fashion)[1]
+    fashion = parse_args(["--output_dir", str(tmp_path / "out"), "--eval_steps", "5", "--eval_num_samples", "20"])
+    assert resolve_sources(fashion) == (None, {"data_root": "/usr/share/datasets/fashion-mnist"})  # .ci/run installs it
+    check = QualityCheck.from_args(fashion, channels=1)
+    assert check.classifier.class_names[0] == "T-shirt/top"
+    assert check.reference_features.shape == (10000, 128) and check.floor_features.shape == (20, 128)
     wrong_size = parse_args([*base, "--eval_steps", "5", "--resolution", "16", "--eval_classifier", str(shapes_classifier),
                              "--eval_reference", str(shapes)])
     with pytest.raises(TrainingConfigError, match=r"classifier reads \(3, 32, 32\).*trained on \(3, 16, 16\)"):
