@@ -262,6 +262,13 @@ def test_memorisation_known_truth(shape_tensors, shapes_classifier):
     assert memorisation(near, train)["memorised_share"] == 1.0
     with pytest.raises(ValueError, match="quantile"):
         memorisation(near, train, quantile=1.0)
+    # The chunked leave-one-out distances against the full matrix with its diagonal removed.
+    from annotated_pipeline.evaluation.nearest import leave_one_out_distances, pairwise_distances
+
+    full = torch.cdist(train[:50].flatten(1).double(), train[:50].flatten(1).double()).fill_diagonal_(float("inf"))
+    assert torch.allclose(leave_one_out_distances(train[:50], chunk=16), full.min(dim=1).values, rtol=1e-9)
+    assert torch.allclose(pairwise_distances(train[:5], train[5:9]),
+                          torch.cdist(train[:5].flatten(1).double(), train[5:9].flatten(1).double()), rtol=1e-9)
 
 
 class CopyingPipeline:

@@ -50,6 +50,17 @@ def pairwise_distances(a: torch.Tensor, b: torch.Tensor, chunk: int = 1024) -> t
     return torch.cat(rows)
 
 
+def leave_one_out_distances(train: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """d_LOO(x_j) = min_{k != j} ||x_j - x_k||_2 for every row, a chunk of rows at a time (M x M never in memory)."""
+    d_loo = []
+    for start in range(0, len(train), chunk):
+        block = pairwise_distances(train[start:start + chunk], train)
+        rows = torch.arange(len(block))
+        block[rows, rows + start] = float("inf")  # a training image is not its own neighbour
+        d_loo.append(block.min(dim=1).values)
+    return torch.cat(d_loo)
+
+
 def memorisation(samples: torch.Tensor, train: torch.Tensor, quantile: float = 0.05, k: int = 3) -> dict:
     """The memorised share (module docstring) of `samples` (n, ...) against `train` (M >= 2, ...), and the
     indices of each sample's k nearest training vectors."""
@@ -59,9 +70,7 @@ def memorisation(samples: torch.Tensor, train: torch.Tensor, quantile: float = 0
         raise ValueError(f"need >= 2 training vectors and >= 1 sample, got {len(train)} and {len(samples)}")
     to_train = pairwise_distances(samples, train)
     d_nn, nearest = to_train.topk(min(k, len(train)), dim=1, largest=False)
-    within = pairwise_distances(train, train)
-    within.fill_diagonal_(float("inf"))  # leave-one-out: a training image is not its own neighbour
-    d_loo = within.min(dim=1).values
+    d_loo = leave_one_out_distances(train)
     tau = float(torch.quantile(d_loo, quantile))
     return {
         "memorised_share": float((d_nn[:, 0] <= tau).double().mean()),
@@ -91,6 +100,7 @@ def nearest_check(samples: torch.Tensor, train_images: torch.Tensor, classifier=
 def nearest_figure(samples: torch.Tensor, train_images: torch.Tensor, report: dict, num_show: int = 8, scale: int = 2):
     """A PIL image: one row per sample: the sample, its k nearest training images in pixels, then in features."""
     from diffusers.utils import make_image_grid, numpy_to_pil
+    from PIL import Image
 
     rows = []
     for i in range(min(num_show, len(samples))):
@@ -99,7 +109,8 @@ def nearest_figure(samples: torch.Tensor, train_images: torch.Tensor, report: di
             row += [train_images[j] for j in report["features"]["nearest_indices"][i]]
         rows.append(torch.stack(row))
     tiles = torch.cat(rows).add(1).div(2).clamp(0, 1).permute(0, 2, 3, 1).numpy()
-    images = [image.resize((image.width * scale, image.height * scale), 0) for image in numpy_to_pil(tiles)]
+    images = [image.resize((image.width * scale, image.height * scale), Image.Resampling.NEAREST)
+              for image in numpy_to_pil(tiles)]
     return make_image_grid(images, rows=len(rows), cols=len(images) // len(rows)).convert(images[0].mode)
 
 
