@@ -16,7 +16,10 @@ import sys
 SUBCOMMANDS = {
     "train": ("annotated_pipeline.train", "train a DDPM with Accelerate (Ho et al. 2020, Algorithm 1)"),
     "sample": ("annotated_pipeline.sample", "sample a grid of images from a saved pipeline"),
-    "evaluate": ("annotated_pipeline.evaluation.evaluate", "offline Frechet distance of a Fashion-MNIST pipeline"),
+    "evaluate": ("annotated_pipeline.evaluation.evaluate", "offline Frechet distance and KID of a pipeline (not an Inception FID)"),
+    "train-classifier": ("annotated_pipeline.evaluation.train_classifier", "train the feature network of evaluate on a labelled image set"),
+    "nearest": ("annotated_pipeline.evaluation.nearest", "samples beside their nearest training images: a memorisation check"),
+    "shapes": ("annotated_pipeline.shapes", "draw a small labelled image set of shapes (CC0) into an image folder"),
     "inpaint": ("annotated_pipeline.inpaint", "fill in the masked part of PNG images (RePaint, Lugmayr et al. 2022)"),
     "img2img": ("annotated_pipeline.img2img", "noise PNG images part-way and denoise them (SDEdit, Meng et al. 2022)"),
     "interpolate": ("annotated_pipeline.interpolate", "a row of images between two seeds and/or classes (slerp of x_T)"),

@@ -1,9 +1,12 @@
-"""Offline sample-quality evaluation for Fashion-MNIST.
+"""Offline sample-quality evaluation, for Fashion-MNIST (shipped classifier) and any labelled image set.
 
     classifier.py        a LeNet-sized CNN; its penultimate features phi(x) are the embedding
     frechet.py           d^2 = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) between Gaussian fits
-    train_classifier.py  trains the classifier on the official training split (weights ship in weights/)
-    evaluate.py          samples a pipeline, reports the distance to the test split, its floor, class coverage
+    kid.py               KID: unbiased MMD^2 with k(x, y) = (x . y / D + 1)^3, over subsets (Binkowski et al. 2018)
+    labelled.py          a labelled image set (image folder, parquet, Hub, IDX) as tensors in [-1, 1], its splits
+    train_classifier.py  trains the classifier on any labelled set (the shipped weights: Fashion-MNIST, in weights/)
+    evaluate.py          samples a pipeline, reports distance and KID to the reference, their floors, class coverage
+    nearest.py           samples beside their nearest training images, and the share that lies memorisation-close
 
 FID with Inception-v3 is the usual yardstick, but its weights are not reachable offline and it sees
 28x28 grayscale poorly; this is the same Frechet recipe with an embedding trained on Fashion-MNIST.
@@ -16,6 +19,10 @@ import importlib
 
 _EXPORTS = {
     "FashionMNISTClassifier": ".classifier",
+    "ImageClassifier": ".classifier",
+    "load_classifier": ".classifier",
+    "kernel_distance": ".kid",
+    "nearest_check": ".nearest",
     "load_default_classifier": ".classifier",
     "to_classifier_range": ".classifier",
     "feature_statistics": ".frechet",

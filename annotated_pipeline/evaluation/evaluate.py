@@ -1,7 +1,8 @@
-"""Evaluate a Fashion-MNIST diffusion pipeline offline: a Frechet distance, its floor, class coverage.
+"""Evaluate a diffusion pipeline offline: a Frechet distance, the KID, their floors, class coverage.
 
     python -m annotated_pipeline.evaluation.evaluate PATH_OR_REPO --num_samples 1000 \\
         --scheduler ddim --num_inference_steps 50 [--json out.json]
+    annotated-pipeline evaluate PATH_OR_REPO --classifier FOLDER --reference DATA     # any labelled image set
 
 What is measured. Draw N samples x_1..x_N from the pipeline. Embed them, and the official test
 split's 10,000 images y_1..y_M, with phi, the 128-d penultimate layer of our Fashion-MNIST classifier
@@ -21,6 +22,18 @@ with M = 10,000 the reference adds a tenth of the bias and the noise that N = 10
 first definition (N test images against N samples), which every distance in benchmarks/RESULTS.md
 measured before the section "The whole test split as the reference" used. At N = 1000 that choice
 moved the floor between 7.5 and 14.5 with the seed (3.9-8.4 against the whole split).
+
+The KID (kid.py, Binkowski et al. 2018) is the unbiased squared MMD between the same two feature
+sets under the kernel k(x, y) = (x . y / D + 1)^3, averaged over seeded subsets: its expectation is 0
+for real data at any N, so it is the number to trust at small N. It gets the same floor (N training
+images against the reference).
+
+Any data set. `classifier` (`--classifier FOLDER`, from `annotated-pipeline train-classifier`) and
+`reference` (`--reference DATA`: an image folder, parquet folder or Hub data set, see labelled.py)
+replace the shipped Fashion-MNIST classifier and the test split: the reference is DATA's test split
+and the floor's N images come from its train split; a DATA without a test split is cut into two
+seeded halves (reference, floor pool) and the report says so. Pipeline, classifier and reference
+must agree on channels and image size: a mismatch is one error, before any sampling.
 
 Class coverage: the classifier labels every sample; the share of samples per predicted class shows
 mode dropping (Fashion-MNIST is balanced, so each share should be near 1/10), and the smallest share
@@ -58,8 +71,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from annotated_pipeline.evaluation.classifier import FashionMNISTClassifier, load_default_classifier
+from annotated_pipeline.evaluation.classifier import ImageClassifier, load_classifier, load_default_classifier
 from annotated_pipeline.evaluation.frechet import frechet_distance_between
+from annotated_pipeline.evaluation.kid import kernel_distance
 from annotated_pipeline.errors import run_reporting
 from annotated_pipeline.pipeline import NonFiniteSampleError, check_guidance_interval
 from annotated_pipeline.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
@@ -72,6 +86,8 @@ NOT_FID_NOTE = (
     "Frechet distance in the feature space of our Fashion-MNIST classifier (128-d penultimate layer); "
     "NOT an Inception FID and NOT comparable to published FIDs."
 )
+CUSTOM_NOTE = ("Frechet distance and KID in the feature space of the classifier {} ({}-d penultimate layer); "
+               "NOT Inception FID/KID and NOT comparable to published numbers.")
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -173,8 +189,8 @@ def choose(images: np.ndarray, n: int, seed: int) -> np.ndarray:
 
 
 @torch.no_grad()
-def embed(classifier: FashionMNISTClassifier, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features phi(x) (N, D), predicted class (N,)) for images in [-1, 1] of shape (N, 1, 28, 28)."""
+def embed(classifier: ImageClassifier, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features phi(x) (N, D), predicted class (N,)) for images in [-1, 1] of the classifier's shape (N, C, S, S)."""
     classifier.eval()
     device = next(classifier.parameters()).device
     features, predictions = [], []
@@ -235,11 +251,15 @@ def evaluate(
     batch_size: int = 250,
     seed: int = 0,
     data_root: str | os.PathLike = DEFAULT_ROOT,
-    classifier: FashionMNISTClassifier | None = None,
+    classifier: ImageClassifier | None = None,
     eta: float = 0.0,
     guidance_scale: float = 1.0,
     num_reference: int | None = None,
     guidance_interval: tuple[int, int] | None = None,
+    reference: str | os.PathLike | None = None,
+    image_column: str = "image",
+    kid_subsets: int = 100,
+    kid_subset_size: int = 1000,
     pipeline_kwargs: dict | None = None,
 ) -> dict:
     """Sample `num_samples` images and return the report (see the module docstring) as a dict.
@@ -250,8 +270,13 @@ def evaluate(
     eta: DDIM's stochasticity (scheduler "ddim" only; 0 = deterministic, 1 = as much noise as DDPM).
     guidance_scale: classifier-free guidance of a class-conditional pipeline with a "no class"
     embedding (1 = none; see `AnnotatedDDPMPipeline.__call__`); guidance_interval (t_low, t_high): guide
-    only those timesteps (our pipeline's argument). pipeline_kwargs: more keyword arguments for every
-    pipeline call, e.g. {"use_clipped_model_output": False}; not those evaluate sets itself (RESERVED_CALL_ARGUMENTS)."""
+    only those timesteps (our pipeline's argument).
+
+    classifier: an `ImageClassifier` or the folder of a saved one (default: the shipped Fashion-MNIST
+    one); reference: DATA for any labelled image set instead of `data_root` (see the module docstring).
+    kid_subsets, kid_subset_size: the KID's subsets (seeded with `seed`).
+    pipeline_kwargs: more keyword arguments for every pipeline call, e.g. {"use_clipped_model_output":
+    False}; not those evaluate sets itself (RESERVED_CALL_ARGUMENTS)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
     if num_samples < 2:
@@ -273,14 +298,15 @@ def evaluate(
         raise ValueError(f"pipeline_kwargs may not set {', '.join(taken)}: evaluate passes those itself "
                          f"(reserved: {', '.join(RESERVED_CALL_ARGUMENTS)}); use its own arguments")
     t_start = time.perf_counter()
-    classifier = load_default_classifier() if classifier is None else classifier
-    # Fail before sampling, not after: the splits must have enough images.
-    test_images = load_reference_images(data_root, "test")
-    if num_reference is not None:
-        test_images = choose(test_images, num_reference, seed)
-    train_images = choose(load_reference_images(data_root, "train"), num_samples, seed + 1)
-
+    classifier_path = os.fspath(classifier) if isinstance(classifier, (str, os.PathLike)) else None
+    classifier = (load_default_classifier() if classifier is None
+                  else load_classifier(classifier) if classifier_path is not None else classifier)
     pipeline = load_pipeline(pipeline_or_path)
+    check_pipeline_shape(pipeline, classifier)
+    # Fail before sampling, not after: the splits must have enough images of the classifier's shape.
+    test_images, train_images, reference_split = reference_images(classifier, num_samples, seed, data_root, reference,
+                                                                  num_reference, image_column)
+
     unet_config = getattr(getattr(pipeline, "unet", None), "config", None)
     if guidance_scale != 1.0 and not (unet_config is not None and unet_config.get("null_class_embed", False)):
         raise ValueError(f"guidance_scale={guidance_scale} needs a class-conditional pipeline with a 'no class' "
@@ -289,17 +315,22 @@ def evaluate(
     try:
         set_scheduler(pipeline, scheduler)
         report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps,
-                                     batch_size, seed, eta, guidance_scale, guidance_interval, pipeline_kwargs)
+                                     batch_size, seed, eta, guidance_scale, guidance_interval, kid_subsets,
+                                     kid_subset_size, pipeline_kwargs)
         scheduler_used = type(pipeline.scheduler).__name__
     finally:
         pipeline.scheduler = original_scheduler  # a pipeline passed in leaves with the scheduler it came with
     return {
         "frechet_distance": report["frechet_distance"],
         "frechet_distance_floor": report["frechet_distance_floor"],
+        **{key: report[key] for key in ("kid", "kid_std", "kid_floor", "kid_floor_std", "kid_subset_size",
+                                         "kid_num_subsets")},
         "class_coverage": report["class_coverage"],
+        "class_names": list(classifier.class_names),
         "num_samples": num_samples,
         "num_reference": len(test_images),
         "reference_is_whole_split": num_reference is None,
+        "reference_split": reference_split,
         "scheduler": scheduler if scheduler != "default" else f"default ({scheduler_used})",
         "num_inference_steps": num_inference_steps,
         "eta": eta,
@@ -310,26 +341,55 @@ def evaluate(
         "sampling_seconds": round(report["sampling_seconds"], 2),
         "seconds_per_sample": round(report["sampling_seconds"] / num_samples, 4),
         "total_seconds": round(time.perf_counter() - t_start, 2),
-        "reference": os.fspath(data_root),
+        "reference": os.fspath(data_root if reference is None else reference),
         **({"label_accuracy": report["label_accuracy"]} if "label_accuracy" in report else {}),
-        "note": NOT_FID_NOTE,
+        "note": NOT_FID_NOTE if classifier_path is None and reference is None
+        else CUSTOM_NOTE.format(classifier_path or "given", classifier.config.feature_dim),
     }
 
 
-def _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size,
-                        seed, eta=0.0, guidance_scale=1.0, guidance_interval=None, pipeline_kwargs=None) -> dict:
-    """Check the image shape, sample, embed: the distance, its floor, class coverage and the sampling time."""
-    size = classifier.config.image_size
-    expected = (classifier.config.in_channels, size, size)
+def check_pipeline_shape(pipeline, classifier) -> None:
+    """ValueError unless the pipeline's U-Net makes the (C, S, S) images the classifier reads."""
+    expected = classifier.input_shape
     unet_config = getattr(getattr(pipeline, "unet", None), "config", None)
     if unet_config is not None and "sample_size" in unet_config and "in_channels" in unet_config:
         unet_size = unet_config.sample_size
         unet_hw = (unet_size, unet_size) if isinstance(unet_size, int) else tuple(unet_size)
         if (unet_config.in_channels, *unet_hw) != expected:
             raise ValueError(
-                f"the classifier reads {expected} images (Fashion-MNIST); the pipeline's unet makes "
+                f"the classifier reads {expected} images (channels, height, width); the pipeline's unet makes "
                 f"{(unet_config.in_channels, *unet_hw)} (in_channels, sample_size)"
             )
+
+
+def reference_images(classifier, num_samples, seed, data_root=DEFAULT_ROOT, reference=None, num_reference=None,
+                     image_column="image"):
+    """(reference images, the floor's N training images, what the reference is), (N, C, S, S) in [-1, 1].
+
+    Without `reference`: the Fashion-MNIST splits in `data_root` (the whole test split, or a seeded
+    choice of `num_reference`); with it: DATA's test split (or a seeded half) and train split
+    (`labelled.reference_splits`). The floor's images are a seeded choice (seed + 1) of N."""
+    if reference is None:
+        test_images = load_reference_images(data_root, "test")
+        if num_reference is not None:
+            test_images = choose(test_images, num_reference, seed)
+        train_images = choose(load_reference_images(data_root, "train"), num_samples, seed + 1)
+        return uint8_to_classifier_input(test_images), uint8_to_classifier_input(train_images), "test images"
+    from annotated_pipeline.evaluation import labelled
+
+    test_images, pool, reference_split = labelled.reference_splits(reference, classifier.input_shape, image_column, seed)
+    if num_reference is not None:
+        test_images = choose(test_images, num_reference, seed)
+    return test_images, choose(pool, num_samples, seed + 1), reference_split
+
+
+def _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size,
+                        seed, eta=0.0, guidance_scale=1.0, guidance_interval=None, kid_subsets=100,
+                        kid_subset_size=1000, pipeline_kwargs=None) -> dict:
+    """Check the image shape, sample, embed: the distance and KID, their floors, class coverage and the sampling
+    time. test_images, train_images: (N, C, S, S) in [-1, 1]."""
+    expected = classifier.input_shape
+    check_pipeline_shape(pipeline, classifier)
     t_sampling = time.perf_counter()
     labels = conditioning_labels(pipeline, num_samples)
     samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed, eta, labels, guidance_scale,
@@ -339,18 +399,30 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
         raise ValueError(f"the classifier reads {expected} images; the pipeline produced {tuple(samples.shape[1:])}")
 
     sample_features, sample_predictions = embed(classifier, samples * 2.0 - 1.0)  # [0, 1] -> [-1, 1]
-    test_features, _ = embed(classifier, uint8_to_classifier_input(test_images))
-    train_features, _ = embed(classifier, uint8_to_classifier_input(train_images))
-
-    report = {
-        "frechet_distance": frechet_distance_between(sample_features, test_features),
-        "frechet_distance_floor": distance_floor(test_features, train_features),
-        "class_coverage": class_coverage(sample_predictions, classifier.config.num_classes),
-        "sampling_seconds": sampling_seconds,
-    }
+    test_features, _ = embed(classifier, test_images)
+    train_features, _ = embed(classifier, train_images)
+    report = measure(classifier, sample_features, sample_predictions, test_features, train_features, seed,
+                     kid_subsets, kid_subset_size)
+    report["sampling_seconds"] = sampling_seconds
     if labels is not None:
         report["label_accuracy"] = (sample_predictions == labels).float().mean().item()
     return report
+
+
+def measure(classifier, sample_features, sample_predictions, reference_features, train_features, seed=0,
+            kid_subsets=100, kid_subset_size=1000) -> dict:
+    """The numbers from features: FD and KID of the samples and of the N training images (the floors)
+    against the reference, and class coverage. Shared by `evaluate` and evaluation during training."""
+    kid = kernel_distance(sample_features, reference_features, kid_subsets, kid_subset_size, seed)
+    kid_floor = kernel_distance(train_features, reference_features, kid_subsets, kid_subset_size, seed)
+    return {
+        "frechet_distance": frechet_distance_between(sample_features, reference_features),
+        "frechet_distance_floor": distance_floor(reference_features, train_features),
+        **kid,
+        "kid_floor": kid_floor["kid"],
+        "kid_floor_std": kid_floor["kid_std"],
+        "class_coverage": class_coverage(sample_predictions, classifier.config.num_classes),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -359,6 +431,7 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
 
 def format_report(report: dict, class_names=None) -> str:
     """The report as a plain-text table."""
+    class_names = class_names or report.get("class_names")
     if class_names is None:
         from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES as class_names
     coverage = report["class_coverage"]
@@ -369,13 +442,16 @@ def format_report(report: dict, class_names=None) -> str:
         f"{' at t in {}..{}'.format(*report['guidance_interval']) if report.get('guidance_interval') else ''}"
         f", seed {report['seed']})",
         f"Frechet distance     {report['frechet_distance']:.4f}",
-        *([f"reference            {report['num_reference']} test images"
+        *([f"KID                  {report['kid']:.5f} +- {report['kid_std']:.5f}   (mean and std over "
+           f"{report['kid_num_subsets']} subsets of {report['kid_subset_size']})"] if "kid" in report else []),
+        *([f"reference            {report['num_reference']} {report.get('reference_split', 'test images')}"
            f"{' (the whole split)' if report.get('reference_is_whole_split') else ' (a seeded choice)'}"]
           if "num_reference" in report else []),
         f"floor                {report['frechet_distance_floor']:.4f}   ({report['num_samples']} training images vs the same reference: what real data scores)",
+        *([f"KID floor            {report['kid_floor']:.5f} +- {report['kid_floor_std']:.5f}"] if "kid_floor" in report else []),
         f"sampling time        {report['sampling_seconds']:.2f} s ({report['seconds_per_sample']:.4f} s/sample)",
         f"total time           {report['total_seconds']:.2f} s",
-        "class coverage       (share of samples per predicted class; balanced data gives 0.100 each)",
+        f"class coverage       (share of samples per predicted class; balanced data gives {1 / len(coverage['shares']):.3f} each)",
     ]
     for k, (name, share) in enumerate(zip(class_names, coverage["shares"])):
         lines.append(f"  {k} {name:<13} {share:6.3f}  {'#' * round(share * 50)}")
@@ -392,7 +468,8 @@ def format_report(report: dict, class_names=None) -> str:
 def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> None:
     parser = argparse.ArgumentParser(
         prog=prog,
-        description="Offline sample quality for a Fashion-MNIST diffusion pipeline (NOT an Inception FID).",
+        description="Offline sample quality of a diffusion pipeline: Frechet distance and KID in a small classifier's "
+                    "features (NOT Inception FID/KID); the shipped Fashion-MNIST classifier unless --classifier.",
     )
     parser.add_argument("pipeline", help="saved AnnotatedDDPMPipeline folder or Hub repo id")
     parser.add_argument("--num_samples", type=int, default=1000)
@@ -409,9 +486,23 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
     parser.add_argument("--num_reference", type=int, default=None,
                         help="judge against a seeded choice of this many test images (default: the whole test split; "
                              "--num_reference N with N = --num_samples is the first definition, N test images)")
-    parser.add_argument("--data_root", default=DEFAULT_ROOT, help="official IDX folder, or a folder with test/train.parquet")
+    parser.add_argument("--data_root", default=None,
+                        help=f"Fashion-MNIST: official IDX folder, or a folder with test/train.parquet (default {DEFAULT_ROOT})")
+    parser.add_argument("--classifier", default=None,
+                        help="a classifier folder from `annotated-pipeline train-classifier` (default: the shipped one)")
+    parser.add_argument("--reference", default=None,
+                        help="any labelled image set (image folder, parquet folder, Hub id): its test split is the "
+                             "reference, its train split the floor's (instead of --data_root)")
+    parser.add_argument("--image_column", default="image", help="the image column of --reference")
+    parser.add_argument("--kid_subsets", type=int, default=100, help="KID: number of subsets")
+    parser.add_argument("--kid_subset_size", type=int, default=1000, help="KID: features per subset (at most N)")
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
+    if args.reference is not None and args.data_root is not None:
+        parser.error("--reference and --data_root both name the reference data: give one")
+    if args.kid_subsets < 1 or args.kid_subset_size < 2:
+        parser.error(f"--kid_subsets must be >= 1 and --kid_subset_size >= 2; got {args.kid_subsets}, {args.kid_subset_size}")
+    args.data_root = args.data_root or DEFAULT_ROOT
     return run_reporting(prog, lambda: _run(args))
 
 
@@ -428,6 +519,11 @@ def _run(args):
         guidance_scale=args.guidance_scale,
         num_reference=args.num_reference,
         guidance_interval=args.guidance_interval,
+        classifier=args.classifier,
+        reference=args.reference,
+        image_column=args.image_column,
+        kid_subsets=args.kid_subsets,
+        kid_subset_size=args.kid_subset_size,
     )
     print(format_report(report))
     if args.json:

@@ -1,20 +1,25 @@
-"""Train the Fashion-MNIST classifier whose features define our Frechet distance.
+"""Train the classifier whose features define our Frechet distance and KID, on any labelled image set.
 
+    annotated-pipeline train-classifier DATA --output_dir FOLDER [--image_column image --label_column label]
     python -m annotated_pipeline.evaluation.train_classifier --output_dir annotated_pipeline/evaluation/weights
 
-Plain supervised learning: minimise the cross-entropy
+DATA is an image folder with one sub-folder per class (train/ and test/ folders inside it are the
+splits), a folder of parquet files or a Hub data set (with --image_column/--label_column), or the
+Fashion-MNIST IDX folder (the default, /usr/share/datasets/fashion-mnist: the shipped weights'
+command, with `--pooling flatten`, the head they were trained with). Plain supervised learning: minimise the cross-entropy
 
     L(theta) = -(1/B) sum_b log softmax(f_theta(x_b))[y_b]
 
-over the official 60,000-image training split with AdamW and a cosine learning-rate decay, then
-report top-1 accuracy on the official 10,000-image test split. Images are scaled to [-1, 1]
-(x = pixels / 127.5 - 1), the range the diffusion model samples in. Random horizontal flips are the
-only augmentation (a mirrored shirt is still a shirt). Everything is seeded: the same command on the
-same torch build gives the same weights.
+with AdamW and a cosine learning-rate decay, then report top-1 accuracy on held-out images: DATA's
+test split where it has one, else a seeded `--holdout_fraction` of its training split (the report
+says which). Images are scaled to [-1, 1] (x = 2 p / 255 - 1), the range the diffusion model samples
+in, at --resolution (default: the first image's shorter side). Random horizontal flips are the only
+augmentation (a mirrored shirt is still a shirt; --no_random_flip for digits or text). Everything is
+seeded: the same command on the same torch build gives the same weights.
 
---data_root is the folder with the official IDX files (SHA-256 checked) or one with train.parquet and
-test.parquet. The weights (safetensors), the config, and `training_info.json` / `README.md` with the command, the
-test accuracy and the date are written to --output_dir.
+The weights (safetensors), config.json (image size, channels, class count and class names) and
+`training_info.json` / `README.md` with the command, the held-out accuracy and the date are
+written to --output_dir.
 """
 
 import argparse
@@ -29,37 +34,101 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from annotated_pipeline.evaluation.classifier import FashionMNISTClassifier
+from annotated_pipeline.errors import run_reporting
+from annotated_pipeline.evaluation.classifier import POOLINGS, ImageClassifier
+from annotated_pipeline.evaluation import labelled
 
 DEFAULT_DATA_ROOT = "/usr/share/datasets/fashion-mnist"
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def parse_channels(text):
+    """'32,64' -> (32, 64): the widths of the two conv stages."""
+    try:
+        channels = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        channels = ()
+    if len(channels) != 2 or min(channels) < 1:
+        raise argparse.ArgumentTypeError(f"expected two positive ints such as 32,64; got {text!r}")
+    return channels
+
+
+def build_parser(prog="python -m annotated_pipeline.evaluation.train_classifier") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser.add_argument("data", nargs="?", default=None,
+                        help=f"an image folder (class sub-folders), a parquet folder, a Hub data set, or the "
+                             f"Fashion-MNIST IDX folder (default: {DEFAULT_DATA_ROOT})")
+    parser.add_argument("--data_root", default=None, help="the same as DATA (its older spelling)")
     parser.add_argument("--output_dir", required=True, help="where to save config.json + weights")
-    parser.add_argument(
-        "--data_root", default=DEFAULT_DATA_ROOT, help="folder with the four official *-ubyte.gz files, or with train/test.parquet"
-    )
+    parser.add_argument("--image_column", default="image")
+    parser.add_argument("--label_column", default="label")
+    parser.add_argument("--resolution", type=int, default=None, help="image side (default: the first image's shorter side)")
+    parser.add_argument("--holdout_fraction", type=float, default=0.1,
+                        help="share of the training split held out (seeded) when DATA has no test split")
+    parser.add_argument("--pooling", choices=POOLINGS, default="max",
+                        help="max: each feature channel's maximum over the image (objects anywhere); flatten: every "
+                             "position (the shipped Fashion-MNIST weights: `--pooling flatten`)")
+    parser.add_argument("--channels", type=parse_channels, default=(32, 64), help="widths of the two conv stages")
+    parser.add_argument("--kernel_size", type=int, default=5, help="odd side of the conv kernels")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch_size", type=int, default=128)
     parser.add_argument("--learning_rate", type=float, default=2e-3)
     parser.add_argument("--weight_decay", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no_random_flip", action="store_true", help="no horizontal flips (digits, text)")
     parser.add_argument("--no_bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
     parser.add_argument("--max_train_samples", type=int, default=None, help="use only the first N training images (smoke tests)")
+    return parser
+
+
+def parse_args(argv=None, prog="python -m annotated_pipeline.evaluation.train_classifier") -> argparse.Namespace:
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
     if args.epochs < 1 or args.batch_size < 1 or args.learning_rate <= 0:
         parser.error("--epochs and --batch_size must be >= 1 and --learning_rate > 0")
+    if args.data is not None and args.data_root is not None and args.data != args.data_root:
+        parser.error(f"DATA ({args.data}) and --data_root ({args.data_root}) name two data sets: give one")
+    if args.resolution is not None and args.resolution < 4:
+        parser.error(f"--resolution must be >= 4, got {args.resolution}")
+    if not 0.0 < args.holdout_fraction < 1.0:
+        parser.error(f"--holdout_fraction must lie in (0, 1), got {args.holdout_fraction}")
+    args.data = args.data or args.data_root or DEFAULT_DATA_ROOT
     return args
 
 
-def to_model_input(images_uint8: torch.Tensor) -> torch.Tensor:
-    """uint8 (N, 28, 28) in {0..255} -> float (N, 1, 28, 28) in [-1, 1]."""
-    return images_uint8.unsqueeze(1).float() / 127.5 - 1.0
+def load_labelled_data(args) -> dict:
+    """Training and held-out tensors, class names and a description of the held-out images."""
+    train_set = labelled.open_split(args.data, "train")
+    if train_set is None:
+        raise ValueError(f"{args.data} has no training split")
+    channels, size = labelled.image_shape_of(train_set, args.image_column)
+    size = args.resolution or size
+    if args.label_column not in train_set.column_names:
+        raise ValueError(f"--label_column {args.label_column!r} is not a column of {args.data}; "
+                         f"available columns: {train_set.column_names}")
+    from annotated_pipeline.training.build import count_classes
+
+    num_classes = count_classes(train_set, args.label_column)
+    names = labelled.class_names_of(train_set, args.label_column)
+    x_train, y_train = labelled.to_tensors(train_set, size, channels, args.image_column, args.label_column)
+    test_set = labelled.open_split(args.data, "test")
+    if test_set is not None:
+        x_test, y_test = labelled.to_tensors(test_set, size, channels, args.image_column, args.label_column)
+        held_out = f"the test split of {args.data} ({len(x_test)} images)"
+    else:
+        kept, held = labelled.holdout_indices(len(x_train), args.holdout_fraction, args.seed)
+        x_test, y_test = x_train[held], y_train[held]
+        x_train, y_train = x_train[kept], y_train[kept]
+        held_out = (f"a seeded {args.holdout_fraction:g} of the training split ({len(x_test)} images, seed "
+                    f"{args.seed}; {args.data} has no test split)")
+    if y_test.numel() and not 0 <= int(y_test.min()) <= int(y_test.max()) < num_classes:
+        raise ValueError(f"the held-out labels lie in {int(y_test.min())}..{int(y_test.max())}, "
+                         f"outside the training split's 0..{num_classes - 1}")
+    return dict(x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test, num_classes=num_classes,
+                class_names=names, channels=channels, image_size=size, held_out=held_out)
 
 
 @torch.no_grad()
-def accuracy(model: FashionMNISTClassifier, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
+def accuracy(model: ImageClassifier, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000) -> float:
     """Top-1 accuracy of `model` (in eval mode) on images x in [-1, 1] with labels y."""
     model.eval()
     correct = 0
@@ -68,22 +137,21 @@ def accuracy(model: FashionMNISTClassifier, x: torch.Tensor, y: torch.Tensor, ba
     return correct / len(x)
 
 
-def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
+def train(args: argparse.Namespace, argv: list[str] | None = None,
+          prog: str = "python -m annotated_pipeline.evaluation.train_classifier") -> dict:
     """Train, evaluate, save; returns the info written to training_info.json (`argv` is recorded as the command)."""
     argv = sys.argv[1:] if argv is None else argv
-    from annotated_pipeline.evaluation.evaluate import load_split
-
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
 
-    train_images, train_labels = load_split(args.data_root, "train")
-    test_images, test_labels = load_split(args.data_root, "test")
-    x_train, y_train = to_model_input(torch.as_tensor(train_images)), torch.as_tensor(train_labels)
-    x_test, y_test = to_model_input(torch.as_tensor(test_images)), torch.as_tensor(test_labels)
+    data = load_labelled_data(args)
+    x_train, y_train, x_test, y_test = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     if args.max_train_samples is not None:
         x_train, y_train = x_train[: args.max_train_samples], y_train[: args.max_train_samples]
 
-    model = FashionMNISTClassifier()
+    model = ImageClassifier(in_channels=data["channels"], image_size=data["image_size"], channels=args.channels,
+                            kernel_size=args.kernel_size,
+                            num_classes=data["num_classes"], class_names=data["class_names"], pooling=args.pooling)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.learning_rate, weight_decay=args.weight_decay)
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps_per_epoch)
@@ -96,8 +164,9 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
         for step in range(steps_per_epoch):
             idx = order[step * args.batch_size : (step + 1) * args.batch_size]
             x, y = x_train[idx], y_train[idx]
-            flip = torch.rand(len(idx), generator=generator) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(-1), x)
+            if not args.no_random_flip:
+                flip = torch.rand(len(idx), generator=generator) < 0.5
+                x = torch.where(flip[:, None, None, None], x.flip(-1), x)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
                 loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
@@ -108,16 +177,20 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
         test_acc = accuracy(model, x_test, y_test)
         print(
             f"epoch {epoch + 1}/{args.epochs}  train loss {running / steps_per_epoch:.4f}  "
-            f"test acc {test_acc:.4f}  ({time.time() - start:.0f}s)",
+            f"held-out acc {test_acc:.4f}  ({time.time() - start:.0f}s)",
             flush=True,
         )
 
     info = {
-        "command": "python -m annotated_pipeline.evaluation.train_classifier " + " ".join(map(shlex.quote, argv)),
+        "command": f"{prog} " + " ".join(map(shlex.quote, argv)),
+        "data": str(args.data),
+        "held_out": data["held_out"],
         "test_accuracy": round(accuracy(model, x_test, y_test), 4),
         "train_accuracy": round(accuracy(model, x_train, y_train), 4),
         "num_train_images": len(x_train),
         "num_test_images": len(x_test),
+        "image_shape": [data["channels"], data["image_size"], data["image_size"]],
+        "class_names": list(model.class_names),
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
@@ -131,23 +204,25 @@ def train(args: argparse.Namespace, argv: list[str] | None = None) -> dict:
     out = Path(args.output_dir)
     model.save_pretrained(out, safe_serialization=True)
     (out / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
+    c, size = data["channels"], data["image_size"]
     (out / "README.md").write_text(
-        "# Fashion-MNIST classifier for the offline Frechet distance\n\n"
-        "LeNet-sized CNN (`annotated_pipeline.evaluation.classifier.FashionMNISTClassifier`); its 128-d\n"
-        "penultimate features are the embedding of `annotated_pipeline.evaluation.evaluate`.\n"
-        "Inputs: (B, 1, 28, 28) in [-1, 1].\n\n"
-        f"- trained on the official Fashion-MNIST training split ({info['num_train_images']} images), "
+        "# Image classifier for the offline Frechet distance and KID\n\n"
+        "LeNet-sized CNN (`annotated_pipeline.evaluation.classifier.ImageClassifier`); its "
+        f"{model.config.feature_dim}-d\npenultimate features are the embedding of `annotated-pipeline evaluate --classifier`.\n"
+        f"Inputs: (B, {c}, {size}, {size}) in [-1, 1]. Classes: {', '.join(model.class_names)}.\n\n"
+        f"- trained on {args.data} ({info['num_train_images']} images), "
         f"{info['epochs']} epochs, seed {info['seed']}, torch {info['torch_version']}, {info['date']}\n"
-        f"- test-split accuracy: **{info['test_accuracy']:.2%}** ({info['num_test_images']} images)\n"
+        f"- held-out accuracy: **{info['test_accuracy']:.2%}** on {data['held_out']}\n"
         f"- command: `{info['command']}`\n"
     )
     print(json.dumps(info, indent=2))
     return info
 
 
-def main(argv=None) -> None:
-    train(parse_args(argv), argv)
+def main(argv=None, prog="python -m annotated_pipeline.evaluation.train_classifier") -> int:
+    args = parse_args(argv, prog)
+    return run_reporting(prog, lambda: train(args, sys.argv[1:] if argv is None else list(argv), prog))
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

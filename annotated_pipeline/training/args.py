@@ -250,6 +250,20 @@ def build_parser(prog="train_accelerate.py"):
                      help="Seconds a process waits for the others in a collective operation before the run "
                           "stops with an error naming its rank (a peer that died or stopped responding).")
 
+    quality = parser.add_argument_group("sample quality during training (training/quality.py)")
+    quality.add_argument("--eval_steps", type=int, default=None,
+                         help="Every this many optimizer steps, measure --eval_num_samples samples (EMA weights): "
+                              "Frechet distance, KID and class coverage, logged as quality/... beside the sample grids.")
+    quality.add_argument("--eval_num_samples", type=int, default=500, help="Samples per quality measurement.")
+    quality.add_argument("--eval_classifier", type=str, default=None,
+                         help="The classifier folder (annotated-pipeline train-classifier) whose features judge the "
+                              "samples. Default for Fashion-MNIST data: the shipped one; other data need it.")
+    quality.add_argument("--eval_reference", type=str, default=None,
+                         help="The labelled data set whose test split is the reference. Default for Fashion-MNIST data: "
+                              "the official test split; other data need it.")
+    quality.add_argument("--save_best", action="store_true",
+                         help="Keep the pipeline with the lowest KID so far as OUTPUT_DIR/best/ (written atomically).")
+
     hub = parser.add_argument_group("Hugging Face Hub")
     hub.add_argument("--push_to_hub", action="store_true",
                      help="Push --output_dir (pipeline, samples, model card) to the Hub after training.")
@@ -330,6 +344,7 @@ def validate_args(args):
             f"--ddpm_num_inference_steps ({args.ddpm_num_inference_steps}) cannot exceed "
             f"--ddpm_num_steps ({args.ddpm_num_steps})"
         )
+    _validate_quality_args(args)
     if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
         raise TrainingConfigError(f"--output_dir {args.output_dir!r} is a file, not a folder")
     if args.push_to_hub and not args.hub_model_id:
@@ -341,6 +356,20 @@ def validate_args(args):
             "--logger tensorboard needs the tensorboard package: `pip install tensorboard` (or use --logger none)"
         )
     return args
+
+
+def _validate_quality_args(args):
+    """--eval_steps and its companions (training/quality.py checks the classifier and the reference)."""
+    if args.eval_steps is None:
+        given = [f"--{name}" for name in ("eval_classifier", "eval_reference") if getattr(args, name) is not None]
+        if args.save_best:
+            given.append("--save_best")
+        if given:
+            raise TrainingConfigError(f"{', '.join(given)} need --eval_steps K (how often to measure the samples)")
+        return
+    if args.eval_steps < 1 or args.eval_num_samples < 2:
+        raise TrainingConfigError(f"--eval_steps must be >= 1 and --eval_num_samples >= 2; got {args.eval_steps}, "
+                                  f"{args.eval_num_samples}")
 
 
 def parse_args(argv=None, prog="train_accelerate.py"):

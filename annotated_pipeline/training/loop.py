@@ -31,6 +31,7 @@ from .build import (TrainingPlan, build_ema, build_lr_scheduler, build_optimizer
                     setup)
 from .checkpointing import save_checkpoint
 from .push import push_output_dir
+from .quality import QualityCheck, maybe_evaluate
 from .resume import apply_new_learning_rate, resume_global_step
 from .safeguards import check_finite, refuse_non_finite_weights
 from .sampling import draw_samples, ema_weights, log_samples, make_pipeline, save_output_folder
@@ -51,6 +52,7 @@ class TrainingState:
     ema: object
     noise_generator: NoiseGenerator
     num_classes: int | None
+    quality: QualityCheck | None = None  # --eval_steps
 
 
 def tracker_config(args):
@@ -161,6 +163,7 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
             for folder in removed:
                 logger.info(f"Removed old checkpoint {folder}")
             logger.info(f"Saved checkpoint {path}")
+        maybe_evaluate(args, accelerator, state, global_step)
         if global_step >= plan.max_train_steps:
             break
     return global_step
@@ -174,6 +177,7 @@ def main(args):
     set_seed(args.seed, device_specific=True)  # different noise on each process, same everywhere on rerun
 
     dataset, noise_scheduler, model, num_classes = setup(args, accelerator)
+    quality = QualityCheck.from_args(args, model.config.in_channels)  # checked before any training
     if args.gradient_checkpointing:
         model.enable_gradient_checkpointing()
         logger.info("Gradient checkpointing on: activations are recomputed in the backward pass")
@@ -197,7 +201,7 @@ def main(args):
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
     state = TrainingState(model, optimizer, lr_scheduler, dataloader, noise_scheduler, ema, noise_generator,
-                          num_classes)
+                          num_classes, quality)
 
     if accelerator.is_main_process and args.logger != "none":
         accelerator.init_trackers("train_accelerate", config=tracker_config(args))

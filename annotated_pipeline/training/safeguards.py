@@ -26,6 +26,7 @@ RESUMABLE_ARGS = frozenset({
     "save_images_epochs", "save_model_epochs", "eval_batch_size", "ddpm_num_inference_steps", "grid_scheduler",
     "dataloader_num_workers", "cache_dir", "ddp_timeout", "push_to_hub", "hub_model_id", "hub_private_repo",
     "hub_token", "mixed_precision", "gradient_checkpointing",
+    "eval_steps", "eval_num_samples", "eval_classifier", "eval_reference", "save_best",  # training/quality.py
 })
 
 
