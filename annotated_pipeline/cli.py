@@ -17,6 +17,7 @@ SUBCOMMANDS = {
     "train": ("annotated_pipeline.train", "train a DDPM with Accelerate (Ho et al. 2020, Algorithm 1)"),
     "sample": ("annotated_pipeline.sample", "sample a grid of images from a saved pipeline"),
     "evaluate": ("annotated_pipeline.evaluation.evaluate", "offline Frechet distance of a Fashion-MNIST pipeline"),
+    "export": ("annotated_pipeline.export", "a training checkpoint as a saved pipeline folder (EMA weights by default)"),
     "inpaint": ("annotated_pipeline.inpaint", "fill in the masked part of PNG images (RePaint, Lugmayr et al. 2022)"),
     "img2img": ("annotated_pipeline.img2img", "noise PNG images part-way and denoise them (SDEdit, Meng et al. 2022)"),
     "interpolate": ("annotated_pipeline.interpolate", "a row of images between two seeds and/or classes (slerp of x_T)"),

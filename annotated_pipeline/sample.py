@@ -17,8 +17,8 @@ import time
 import torch
 
 from .errors import run_reporting
+from .export import load_pipeline
 from .samplers import SCHEDULERS, set_scheduler
-from .pipeline import AnnotatedDDPMPipeline
 from .training.sampling import to_grid
 
 
@@ -29,9 +29,7 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="dpmsolver", num_infe
     (at the timesteps in `guidance_interval` only, if given).
 
     A pipeline passed in leaves with the scheduler and U-Net dtype it came with."""
-    pipe = pipeline_or_path
-    if not isinstance(pipe, AnnotatedDDPMPipeline):
-        pipe = AnnotatedDDPMPipeline.from_pretrained(pipeline_or_path)
+    pipe = load_pipeline(pipeline_or_path)  # a pipeline, a saved folder, a Hub repo id or a checkpoint-N folder
     original_scheduler, original_dtype = pipe.scheduler, pipe.unet.dtype
     try:
         set_scheduler(pipe, scheduler)
@@ -49,7 +47,7 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="dpmsolver", num_infe
 
 def main(argv=None, prog="python -m annotated_pipeline.sample"):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("pipeline", help="a saved pipeline folder or a Hub repo id")
+    parser.add_argument("pipeline", help="a saved pipeline folder, a Hub repo id, or a training checkpoint folder")
     parser.add_argument("--num_images", type=int, default=16)
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="dpmsolver")
     parser.add_argument("--num_inference_steps", type=int, default=50)
