@@ -164,17 +164,15 @@ def test_misused_base_model_options_are_refused(base, data, tmp_path, capsys, ar
     assert code == 2 and line.startswith(f"{PROG}: error: ") and message in line
 
 
-def test_reset_class_embedding_keeps_every_other_weight(base, data, tmp_path, capsys):
+def test_reset_class_embedding_keeps_every_other_weight(base, data, tmp_path):
     argv = ["--pretrained_model_name_or_path", str(base), "--train_data_dir", str(data["three"]), "--label_column",
             "label", "--class_dropout_prob", "0.1", "--resolution", "16", "--reset_class_embedding"]
     _, _, model = built(tmp_path, *argv)
     assert model.config.num_class_embeds == 3 and model.config.null_class_embed
     assert tuple(model.class_embedding.weight.shape) == (4, base_weights(base)["class_embedding.weight"].shape[1])
     assert_same_weights(model, base_weights(base), skip=("class_embedding.",))
-    out = tmp_path / "reset"
-    assert train_main(["--output_dir", str(out), *argv, *SHORT, "--max_train_steps", "1"], prog=PROG) == 0, \
-        capsys.readouterr().err[-2000:]
-    assert AnnotatedUNet2DModel.from_pretrained(out / "unet").config.num_class_embeds == 3
+    # The fresh rows are a new embedding, not the base model's first rows.
+    assert not torch.equal(model.class_embedding.weight[:3], base_weights(base)["class_embedding.weight"][:3])
 
 
 def test_model_config_builds_the_same_architecture_with_fresh_weights(base, data, tmp_path):
