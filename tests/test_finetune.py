@@ -7,7 +7,10 @@ what the run is built from, before any step; two short runs (one resumed) check 
 """
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import datasets
 import pytest
@@ -113,6 +116,27 @@ def test_fine_tune_records_the_base_model_resumes_and_starts_from_checkpoints(ba
                                       "--resolution", "16")
     assert_same_weights(model, base_weights(first / "checkpoint-2", "unet_ema"))
     assert noise_scheduler.config.prediction_type == "v_prediction"
+
+
+def test_a_hub_repo_id_is_downloaded_as_from_pretrained_does(base, data, tmp_path):
+    """A repo id resolves through the Hugging Face cache (offline: a cache laid out as a download leaves it).
+    The run's first optimizer step has learning rate 0 (linear warmup from 0, --lr_warmup_steps 1), so the
+    pipeline it saves after that step holds exactly the weights it started from."""
+    snapshot = tmp_path / "cache" / "models--test-user--tiny-base" / "snapshots" / ("0" * 40)
+    shutil.copytree(base, snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0" * 40)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "cache"), "CUDA_VISIBLE_DEVICES": ""}
+    out = tmp_path / "from-hub"
+    result = subprocess.run([sys.executable, "-m", "annotated_pipeline.train", "--pretrained_model_name_or_path",
+                             "test-user/tiny-base", "--train_data_dir", str(data["ten"]), "--label_column", "label",
+                             "--resolution", "16", "--output_dir", str(out), *SHORT, "--max_train_steps", "1"],
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Starting from the base model test-user/tiny-base" in result.stderr
+    started_from = AnnotatedUNet2DModel.from_pretrained(out / "unet")
+    assert_same_weights(started_from, base_weights(base))
+    assert ModelCard.load(out / "README.md").data.base_model == "test-user/tiny-base"
 
 
 def refusal(capsys, tmp_path, *argv):
