@@ -16,6 +16,7 @@ package installed, `DiffusionPipeline.from_pretrained(OUT, trust_remote_code=Tru
 
 import argparse
 import os
+import shutil
 import sys
 import time
 from argparse import Namespace
@@ -77,20 +78,28 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
     step = checkpoint_step(checkpoint)
     record = read_training_args(checkpoint) or {}
     training_args = dict(record.get("args") or {})
-    os.makedirs(out, exist_ok=True)
-    pipeline.save_pretrained(out)
-    if num_samples:
-        num_classes = pipeline.unet.config.num_class_embeds
-        images = draw_samples(pipeline, num_samples, training_args.get("ddpm_num_inference_steps", 20),
-                              training_args.get("seed", 0), num_classes,
-                              scheduler=training_args.get("grid_scheduler", "dpmsolver"))
-        to_grid(images).save(os.path.join(out, SAMPLES_FILE))
     weights = "EMA weights" if used_ema else "training weights"
-    training_args["global_step"] = step
-    dataset = describe_data(Namespace(**{"dataset_name": None, "train_data_dir": None, **training_args}))
-    write_model_card(out, training_args=training_args, dataset_name=dataset, samples_file=SAMPLES_FILE,
-                     extra=f"Exported from the training checkpoint `checkpoint-{step}` ({weights}) with "
-                           "`annotated-pipeline export`.")
+    # Written beside OUT, then renamed into place: a failed export leaves no half-written OUT.
+    parent, name = os.path.split(os.path.abspath(out))
+    incomplete = os.path.join(parent, f".{name}.incomplete")
+    shutil.rmtree(incomplete, ignore_errors=True)
+    try:
+        pipeline.save_pretrained(incomplete)
+        if num_samples:
+            images = draw_samples(pipeline, num_samples, training_args.get("ddpm_num_inference_steps", 20),
+                                  training_args.get("seed", 0), pipeline.unet.config.num_class_embeds,
+                                  scheduler=training_args.get("grid_scheduler", "dpmsolver"))
+            to_grid(images).save(os.path.join(incomplete, SAMPLES_FILE))
+        dataset = None
+        if training_args:  # recorded by the run (training_args.json)
+            dataset = describe_data(Namespace(**{"dataset_name": None, "train_data_dir": None, **training_args}))
+        training_args["global_step"] = step
+        write_model_card(incomplete, repo_id_or_path=out, training_args=training_args, dataset_name=dataset,
+                         samples_file=SAMPLES_FILE, extra=f"Exported from the training checkpoint `checkpoint-{step}` "
+                                                          f"({weights}) with `annotated-pipeline export`.")
+        os.replace(incomplete, out)  # onto an empty folder too
+    finally:
+        shutil.rmtree(incomplete, ignore_errors=True)
     samples = f", {SAMPLES_FILE} ({num_samples} samples)" if num_samples else ""
     return f"checkpoint-{step} ({weights}) -> {out}: pipeline, README.md{samples}"
 

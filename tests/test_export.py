@@ -110,8 +110,10 @@ def test_export_loads_by_both_routes_and_samples_as_the_trained_pipeline(run, tm
 
 def test_export_no_ema_writes_the_training_weights(run, tmp_path, capsys):
     out = tmp_path / "training-weights"
+    out.mkdir()  # an empty folder is a fine OUT
     assert export_main([str(run / f"checkpoint-{STEP}"), str(out), "--no-ema", "--num_samples", "0"]) == 0
     assert "(training weights)" in capsys.readouterr().out and not (out / "samples.png").exists()
+    assert not list(tmp_path.glob(".*incomplete"))
     saved = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
     training = load_file(run / f"checkpoint-{STEP}" / "model.safetensors")
     assert saved.keys() == training.keys() and all(torch.equal(saved[k], training[k]) for k in saved)
