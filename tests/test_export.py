@@ -28,6 +28,7 @@ from annotated_pipeline.evaluation import evaluate as evaluate_module
 from annotated_pipeline.export import load_pipeline, main as export_main, pipeline_from_checkpoint
 from annotated_pipeline.sample import sample_grid
 from annotated_pipeline.train import main as train_main
+from annotated_pipeline.training.checkpointing import missing_files
 
 STEP = 3
 OFFLINE = {**os.environ, "HF_HUB_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": ""}
@@ -146,6 +147,7 @@ def test_export_refuses_what_it_cannot_export(run, tmp_path, capsys):
     shutil.copytree(checkpoint, older, ignore=shutil.ignore_patterns("unet", "unet_ema", "scheduler"))
     assert export_main([str(older), str(tmp_path / "c")], prog=prog) == 2
     assert "holds no unet/ folder" in one_error_line(capsys)
+    assert missing_files(older) == []  # ... and still a complete checkpoint for --resume_from_checkpoint
 
     half = tmp_path / "half" / f"checkpoint-{STEP}"
     shutil.copytree(checkpoint, half, ignore=shutil.ignore_patterns("optimizer.bin"))
