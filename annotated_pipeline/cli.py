@@ -16,6 +16,7 @@ import sys
 SUBCOMMANDS = {
     "train": ("annotated_pipeline.train", "train a DDPM with Accelerate (Ho et al. 2020, Algorithm 1)"),
     "sample": ("annotated_pipeline.sample", "sample a grid of images from a saved pipeline"),
+    "export": ("annotated_pipeline.export", "a training checkpoint as a saved pipeline folder (EMA weights by default)"),
     "evaluate": ("annotated_pipeline.evaluation.evaluate", "offline Frechet distance and KID of a pipeline (not an Inception FID)"),
     "train-classifier": ("annotated_pipeline.evaluation.train_classifier", "train the feature network of evaluate on a labelled image set"),
     "nearest": ("annotated_pipeline.evaluation.nearest", "samples beside their nearest training images: a memorisation check"),

@@ -167,7 +167,9 @@ def model_card(
     inputs = {"training_args": training_args, "dataset_name": dataset_name, "samples_file": samples_file,
               "metrics": metrics, "extra": extra, "guidance_scale": guidance_scale, "guidance_interval": guidance_interval}
     model_name = Path(str(repo_id_or_path)).name or str(repo_id_or_path)
+    base_model = training_args.get("pretrained_model_name_or_path")  # a fine-tuned model's starting point
     card_data = ModelCardData(
+        base_model=base_model,
         library_name="diffusers",
         license=license,
         tags=list(TAGS),
@@ -194,6 +196,7 @@ def model_card(
         guidance_scale=None if guidance_scale is None or guidance_scale == 1 else f"{guidance_scale:g}",
         guidance_interval=None if guidance_interval is None else f"({guidance_interval[0]}, {guidance_interval[1]})",
         beta_schedule=training_args.get("ddpm_beta_schedule"),
+        base_model=base_model,
         extra=extra,
         folder_defaults=_describe_defaults(sampling_defaults),
     )

@@ -17,8 +17,8 @@ import time
 import torch
 
 from .errors import run_reporting
+from .export import load_pipeline
 from .samplers import SCHEDULERS, set_scheduler
-from .pipeline import AnnotatedDDPMPipeline
 from .training.sampling import to_grid
 
 
@@ -29,9 +29,7 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_infere
     (at the timesteps in `guidance_interval` only, if given). None: the pipeline's `sampling_defaults`.
 
     A pipeline passed in leaves with the scheduler and U-Net dtype it came with."""
-    pipe = pipeline_or_path
-    if not isinstance(pipe, AnnotatedDDPMPipeline):
-        pipe = AnnotatedDDPMPipeline.from_pretrained(pipeline_or_path)
+    pipe = load_pipeline(pipeline_or_path)  # a pipeline, a saved folder, a Hub repo id or a checkpoint-N folder
     original_scheduler, original_dtype = pipe.scheduler, pipe.unet.dtype
     try:
         set_scheduler(pipe, scheduler)
@@ -49,9 +47,9 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_infere
 
 def main(argv=None, prog="python -m annotated_pipeline.sample"):
     parser = argparse.ArgumentParser(prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                                     description="Sample a grid of images from a saved pipeline (a folder or a Hub "
-                                                 "repo id); settings left out are the folder's own.")
-    parser.add_argument("pipeline", help="a saved pipeline folder or a Hub repo id")
+                                     description="Sample a grid of images from a saved pipeline (a folder, a Hub "
+                                                 "repo id or a training checkpoint); settings left out are its own.")
+    parser.add_argument("pipeline", help="a saved pipeline folder, a Hub repo id, or a training checkpoint folder")
     parser.add_argument("--num_images", type=int, default=16)
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="default",
                         help="'default': the folder's own scheduler; the others are built from its config")
@@ -71,7 +69,7 @@ def main(argv=None, prog="python -m annotated_pipeline.sample"):
 
 
 def _run(args):
-    pipe = AnnotatedDDPMPipeline.from_pretrained(args.pipeline)
+    pipe = load_pipeline(args.pipeline)
     steps, scale, interval = pipe.resolve_sampling(args.num_inference_steps, args.guidance_scale,
                                                    args.guidance_interval)
     sampler = type(pipe.scheduler).__name__ if args.scheduler == "default" else args.scheduler

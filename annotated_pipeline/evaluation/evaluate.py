@@ -95,14 +95,11 @@ CUSTOM_NOTE = ("Frechet distance and KID in the feature space of the classifier 
 
 
 def load_pipeline(pipeline_or_path):
-    """A pipeline object is returned as is; a local folder or Hub repo id is loaded as AnnotatedDDPMPipeline."""
-    if not isinstance(pipeline_or_path, (str, os.PathLike)):
-        if not callable(pipeline_or_path) or not hasattr(pipeline_or_path, "scheduler"):
-            raise ValueError(f"expected a diffusers pipeline, a local path or a repo id, got {type(pipeline_or_path)}")
-        return pipeline_or_path
-    from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
+    """A pipeline object is returned as is; a local folder, Hub repo id or training checkpoint folder is
+    loaded as AnnotatedDDPMPipeline (annotated_pipeline.export.load_pipeline)."""
+    from annotated_pipeline.export import load_pipeline as load
 
-    return AnnotatedDDPMPipeline.from_pretrained(os.fspath(pipeline_or_path))
+    return load(pipeline_or_path)
 
 
 def conditioning_labels(pipeline, num_samples: int) -> torch.Tensor | None:
@@ -471,7 +468,7 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
         description="Offline sample quality of a diffusion pipeline: Frechet distance and KID in a small classifier's "
                     "features (NOT Inception FID/KID); the shipped Fashion-MNIST classifier unless --classifier.",
     )
-    parser.add_argument("pipeline", help="saved AnnotatedDDPMPipeline folder or Hub repo id")
+    parser.add_argument("pipeline", help="saved AnnotatedDDPMPipeline folder, Hub repo id, or training checkpoint folder")
     parser.add_argument("--num_samples", type=int, default=1000)
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
     parser.add_argument("--num_inference_steps", type=int, default=50)

@@ -3,10 +3,12 @@
     args.py           the command line (every option, with its allowed values and checks)
     data.py           the training images: a Hub data set, a folder, or the embedded sample
     fashion_mnist.py  the Fashion-MNIST files (IDX, SHA-256 checked) and class names
+    base_model.py     fine-tuning: the U-Net and schedule of a saved pipeline, repo or checkpoint
     build.py          accelerator, noise scheduler, U-Net, data, plan, optimizer, LR schedule, EMA
     step.py           one step of Ho et al. 2020, Algorithm 1
     resume.py         --resume_from_checkpoint, and the check of changed arguments
     checkpointing.py  atomic checkpoints, `latest`, pruning
+    checkpoint_models.py  checkpoint-N/unet/, unet_ema/, scheduler/: checkpoints that are models
     safeguards.py     a run that diverges, an output folder that cannot be written
     distributed.py    a peer that stops answering
     sampling.py       sample grids and the saved pipeline folder

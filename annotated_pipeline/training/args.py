@@ -37,6 +37,11 @@ LR_SCHEDULERS = (
     "warmup_stable_decay",
 )
 CONSTANT_LR_SCHEDULERS = ("constant", "constant_with_warmup")  # nothing to decay: --lr_decay_steps is meaningless
+# What a base model decides (base_model.py). With --pretrained_model_name_or_path all of these, with
+# --model_config_name_or_path the architecture: an option left out takes the base model's value, one
+# given on the command line must agree with it (or the run is refused, naming it).
+ARCHITECTURE_OPTIONS = ("dim", "dim_mults", "block_type", "linear_attention_levels")
+SCHEDULE_OPTIONS = ("ddpm_num_steps", "ddpm_beta_schedule", "prediction_type", "timestep_spacing")
 
 
 class TrainingConfigError(ValueError):
@@ -138,6 +143,18 @@ def build_parser(prog="train_accelerate.py"):
                       help="Data-loading subprocesses per training process (0: load in the main process).")
 
     model = parser.add_argument_group("model and diffusion")
+    model.add_argument("--pretrained_model_name_or_path", type=str, default=None,
+                       help="Fine-tune: start from the U-Net of a saved pipeline (a folder or a Hub repo id) or of a "
+                            "training checkpoint-N folder (its EMA weights where it has them), with its noise "
+                            "schedule and prediction type. The architecture and schedule options then come from it: "
+                            "leave them out, or give the base model's values.")
+    model.add_argument("--model_config_name_or_path", type=str, default=None,
+                       help="Build a fresh U-Net (new weights) from a saved config: a folder with config.json, or a "
+                            "pipeline folder (its unet/). The architecture options then come from it.")
+    model.add_argument("--reset_class_embedding", action="store_true",
+                       help="With --pretrained_model_name_or_path: replace the base model's class embedding by a fresh "
+                            "one for the training data's classes (another class count, or conditional vs "
+                            "unconditional), keeping every other weight.")
     model.add_argument("--dim", type=int, default=16,
                        help="Base channel width of the U-Net (the blog's is 28).")
     model.add_argument("--dim_mults", type=parse_dim_mults, default=(1, 2, 4),
@@ -339,7 +356,15 @@ def validate_args(args):
         )
     if not 0.0 <= args.ema_max_decay <= 1.0:
         raise TrainingConfigError(f"--ema_max_decay must lie in [0, 1]; got {args.ema_max_decay}")
-    if args.ddpm_num_inference_steps > args.ddpm_num_steps:
+    if args.pretrained_model_name_or_path is not None and args.model_config_name_or_path is not None:
+        raise TrainingConfigError(
+            "--pretrained_model_name_or_path (start from trained weights) and --model_config_name_or_path (fresh "
+            "weights from a config) exclude each other; give one"
+        )
+    if args.reset_class_embedding and args.pretrained_model_name_or_path is None:
+        raise TrainingConfigError("--reset_class_embedding replaces the class embedding of a base model, so it needs "
+                                  "--pretrained_model_name_or_path")
+    if args.ddpm_num_steps is not None and args.ddpm_num_inference_steps > args.ddpm_num_steps:
         raise TrainingConfigError(
             f"--ddpm_num_inference_steps ({args.ddpm_num_inference_steps}) cannot exceed "
             f"--ddpm_num_steps ({args.ddpm_num_steps})"
@@ -372,9 +397,37 @@ def _validate_quality_args(args):
                                   f"{args.eval_num_samples}")
 
 
+def given_options(parser, argv=None):
+    """The destinations of the options named on the command line `argv` (not filled in by a default)."""
+    saved = [(action, action.default) for action in parser._actions]
+    try:
+        for action, _ in saved:
+            action.default = argparse.SUPPRESS
+        return set(vars(parser.parse_args(argv)))
+    finally:
+        for action, default in saved:
+            action.default = default
+
+
 def parse_args(argv=None, prog="train_accelerate.py"):
-    """Parse and validate; argparse exits with status 2 on a malformed flag, TrainingConfigError otherwise."""
-    return validate_args(build_parser(prog).parse_args(argv))
+    """Parse and validate; argparse exits with status 2 on a malformed flag, TrainingConfigError otherwise.
+
+    With a base model (--pretrained_model_name_or_path, --model_config_name_or_path) the options it decides
+    (ARCHITECTURE_OPTIONS, SCHEDULE_OPTIONS) that the command line leaves out are None here, and
+    build.setup fills them in from the base model."""
+    parser = build_parser(prog)
+    args = parser.parse_args(argv)
+    decided = ()
+    if args.pretrained_model_name_or_path is not None:
+        decided = ARCHITECTURE_OPTIONS + SCHEDULE_OPTIONS
+    elif args.model_config_name_or_path is not None:
+        decided = ARCHITECTURE_OPTIONS
+    if decided:
+        given = given_options(parser, argv)
+        for name in decided:
+            if name not in given:
+                setattr(args, name, None)
+    return validate_args(args)
 
 
 def args_for_model_card(args):

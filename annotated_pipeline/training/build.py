@@ -2,7 +2,7 @@
 
     make_accelerator       processes, devices, mixed precision, trackers, the seedable data order
     build_noise_scheduler  the forward process q(x_t | x_0) (Ho et al. 2020, eq. (4)) and its reverse step
-    build_unet             eps_theta, an AnnotatedUNet2DModel
+    build_unet             eps_theta, an AnnotatedUNet2DModel (or the base model's, base_model.py)
     load_data              the training set, its channels and its class count
     TrainingPlan           how many optimizer steps, batches and epochs the run has
     build_optimizer, build_lr_scheduler, build_ema
@@ -23,6 +23,7 @@ from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 
 from ..resources import EMBEDDED_SAMPLE_DESCRIPTION, embedded_sample
 from .args import TrainingConfigError
+from .base_model import load_base_model
 from .safeguards import check_output_dir
 
 logger = get_logger(__name__)
@@ -283,7 +284,8 @@ def setup(args, accelerator):
     TrainingConfigError if impossible."""
     if accelerator.is_main_process:
         check_output_dir(args.output_dir)
-    noise_scheduler = build_noise_scheduler(args)
+    base = load_base_model(args)  # fine-tuning (base_model.py): sets the options the base model decides
+    noise_scheduler = build_noise_scheduler(args) if base is None or base.scheduler_config is None else base.noise_scheduler()
     dataset, channels, num_classes = load_data(args, accelerator)
-    model = build_unet(args, channels, num_classes)
+    model = build_unet(args, channels, num_classes) if base is None else base.unet_for(args, channels, num_classes)
     return dataset, noise_scheduler, model, num_classes

@@ -9,6 +9,7 @@ A checkpoint holds everything needed to continue a run as if it had never stoppe
     custom_checkpoint_1.pkl    the EMA of the weights, with --use_ema
     random_states_{rank}.pkl   every process's global RNG state (random crops and flips)
     training_args.json         the arguments the run was trained with, and any change accepted on resume
+    unet/, unet_ema/, scheduler/   the weights (and EMA weights) as diffusers folders (checkpoint_models.py)
 
 The global step (number of optimizer steps taken) is the number in the folder's name, as in
 diffusers' training examples. The data position follows from it: the loop skips the batches of

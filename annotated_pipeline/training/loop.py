@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from .args import args_for_model_card
 from .build import (TrainingPlan, build_ema, build_lr_scheduler, build_optimizer, describe_data, make_accelerator,
                     setup)
+from .checkpoint_models import register_model_folders
 from .checkpointing import save_checkpoint
 from .push import push_output_dir
 from .quality import QualityCheck, maybe_evaluate
@@ -200,6 +201,7 @@ def main(args):
         ema = build_ema(args, accelerator.unwrap_model(model))
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
+    register_model_folders(accelerator, noise_scheduler, ema)  # checkpoint-N/unet/, unet_ema/, scheduler/
     state = TrainingState(model, optimizer, lr_scheduler, dataloader, noise_scheduler, ema, noise_generator,
                           num_classes, quality)
 

@@ -17,7 +17,7 @@ Complexities", eq. (4)), memory O(N d + d^2) per head:
 
 with rho_q a softmax over each query's d features and rho_k a softmax over the N positions of each key
 feature. rho_k(K)^T V is a (d, d) "global context" summary, so the cost grows linearly with N, which is
-what lets the seed's U-Net attend on every level, full resolution included. As in the seed (Rogge & Rasul 2022) the
+what lets the blog's U-Net attend on every level, full resolution included. As in the blog (Rogge & Rasul 2022) the
 queries are scaled by 1/sqrt(d) and the output projection is followed by a GroupNorm(1, C) (a LayerNorm
 over C, H, W).
 
@@ -27,7 +27,7 @@ above it (by default not at full resolution, where it costs ~30% of the CPU time
 benchmarks/RESULTS.md say what leaving it out gains in speed and costs per training step).
 
 Layout note: the pixels are kept as the columns of a (B, C, N) matrix, so a pointwise projection (the
-seed's 1x1 convolution, here an nn.Linear's weight W) is one batched product W @ x per example. q, k and
+blog's 1x1 convolution, here an nn.Linear's weight W) is one batched product W @ x per example. q, k and
 v then come out contiguous with N last, each head a (d, N) slice, and every step below is a plain
 batched matmul or softmax without copies (on CPU about twice as fast as 1x1 convolutions producing the
 wide qkv tensor). The reshapes are written in einops notation, as in the blog, e.g.
@@ -110,7 +110,7 @@ class _ProcessorMixin:
 class LinearAttention(_ProcessorMixin, nn.Module):
     """Shen et al. 2018, eq. (4): out = rho_q(Q) (rho_k(K)^T V), O(N) in the number of pixels N.
 
-    The pointwise projections (1x1 convolutions in the seed) are matrix products over the channel axis
+    The pointwise projections (1x1 convolutions in the blog) are matrix products over the channel axis
     of the (B, C, N) pixels; the output projection W_out is folded into the small per-head matrix by the
     same associativity that makes the attention linear:
 
