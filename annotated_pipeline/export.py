@@ -87,8 +87,7 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
         pipeline.save_pretrained(incomplete)
         if num_samples:
             images = draw_samples(pipeline, num_samples, training_args.get("ddpm_num_inference_steps", 20),
-                                  training_args.get("seed", 0), pipeline.unet.config.num_class_embeds,
-                                  scheduler=training_args.get("grid_scheduler", "dpmsolver"))
+                                  training_args.get("seed", 0), scheduler=training_args.get("grid_scheduler", "dpmsolver"))
             to_grid(images).save(os.path.join(incomplete, SAMPLES_FILE))
         dataset = None
         if training_args:  # recorded by the run (training_args.json)

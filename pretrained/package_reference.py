@@ -32,10 +32,9 @@ import shutil
 from pathlib import Path
 
 import torch
-from huggingface_hub import ModelCard
 
 from annotated_pipeline.evaluation.evaluate import evaluate, format_report
-from annotated_pipeline.hub import write_model_card
+from annotated_pipeline.hub import _card_inputs, write_model_card
 from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
 from annotated_pipeline.pipeline_saving import write_code_files
 from annotated_pipeline.sample import sample_grid
@@ -210,7 +209,7 @@ def main():
                 guidance_scale=g, guidance_interval=gi).save(target / "samples.png")
 
     # The training configuration, as the training script recorded it in its own card's metadata.
-    training_args = ModelCard.load(final / "README.md").data.to_dict().get("annotated_pipeline", {}).get("training_args")
+    training_args = _card_inputs(final).get("training_args")
     curve = stage_curve(args.run, args.curve_n, args.final_stage)
     header = "| sampler | N | Frechet distance | floor (N training images) | smallest class share | s / sample (CPU) |\n|---|---|---|---|---|---|"
     extra = "\n".join([

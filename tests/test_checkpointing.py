@@ -202,7 +202,7 @@ def test_a_kill_while_writing_a_checkpoint_loses_nothing(tmp_path, data_dir):
     result = train([*args, "--resume_from_checkpoint", "latest"], env=dict(os.environ, HF_HUB_OFFLINE="1"))
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resumed from checkpoint-2 at global step 2" in result.stderr
-    assert sorted(os.listdir(out)) == sorted(["README.md", "checkpoint-6", "model_index.json", "pipeline.py",
+    assert sorted(os.listdir(out)) == sorted(["README.md", "card_inputs.json", "checkpoint-6", "model_index.json", "pipeline.py",
                                               "samples.png", "scheduler", "unet"])
 
     uninterrupted = train(run_args(data_dir, tmp_path / "uninterrupted", "--max_train_steps", "6"),

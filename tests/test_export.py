@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from test_pipeline import run_route2, sample
 from training_runs import EMBEDDED, REPO, TINY, small_parquet
 
-from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedUNet2DModel
+from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedUNet2DModel, hub
 from annotated_pipeline.evaluation import evaluate as evaluate_module
 from annotated_pipeline.export import load_pipeline, main as export_main, pipeline_from_checkpoint
 from annotated_pipeline.sample import sample_grid
@@ -104,7 +104,7 @@ def test_export_loads_by_both_routes_and_samples_as_the_trained_pipeline(run, tm
     np.testing.assert_array_equal(run_route2(out, tmp_path / "route2.npy", tmp_path), reference)
 
     card = ModelCard.load(out / "README.md")
-    args = card.data.to_dict()["annotated_pipeline"]["training_args"]
+    args = hub._card_inputs(out)["training_args"]
     assert args["global_step"] == STEP and args["label_column"] == "label" and args["use_ema"] is True
     assert f"`checkpoint-{STEP}` (EMA weights)" in card.text and "samples.png" in card.text
 
@@ -168,7 +168,7 @@ def test_sample_command_reads_a_checkpoint_folder(run, tmp_path):
     output = tmp_path / "grid.png"
     result = subprocess.run(
         [sys.executable, "-m", "annotated_pipeline.cli", "sample", str(checkpoint), "--num_images", "4",
-         "--num_inference_steps", "3", "--scale", "1", "--output", str(output)],
+         "--num_inference_steps", "3", "--scheduler", "dpmsolver", "--scale", "1", "--output", str(output)],
         cwd=REPO, capture_output=True, text=True, timeout=300, env=OFFLINE)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "4 samples (dpmsolver, 3 steps, seed 0)" in result.stdout

@@ -161,7 +161,10 @@ def test_model_card_metadata_parses_and_has_no_token(single):
     out, result, _ = single
     card = ModelCard.load(out / "README.md")
     assert card.data.library_name == "diffusers"
-    args = card.data.to_dict()["annotated_pipeline"]["training_args"]
+    assert "annotated_pipeline" not in card.data.to_dict()  # the card's inputs are in card_inputs.json
+    from annotated_pipeline import hub
+
+    args = hub._card_inputs(out)["training_args"]
     assert args["max_train_steps"] == 4 and args["use_ema"] is True and args["global_step"] == 4
     assert "hub_token" not in args
     for path in out.rglob("*"):

@@ -130,7 +130,7 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.nearest") -> i
     from annotated_pipeline.samplers import SCHEDULERS
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("pipeline", help="a saved pipeline folder or Hub repo id")
+    parser.add_argument("pipeline", help="a saved pipeline folder, a Hub repo id, or a training checkpoint folder")
     parser.add_argument("--train_data", required=True, help="the training data (image folder, parquet folder, Hub id)")
     parser.add_argument("--classifier", default=None, help="a classifier folder: also compare in its features")
     parser.add_argument("--image_column", default="image")

@@ -183,7 +183,7 @@ def load_base_model(args):
 def _comparable(option, value, num_levels):
     """`value` of `option` in one spelling, whether it comes from the command line or a config."""
     from ..scheduler.schedules import SCHEDULE_ALIASES
-    from ..unet.unet_2d import LINEAR_ATTENTION_NAMES, _named_levels
+    from ..unet.config import LINEAR_ATTENTION_NAMES, named_levels
 
     if option == "dim_mults":
         return tuple(value)
@@ -191,7 +191,7 @@ def _comparable(option, value, num_levels):
         if value is None or value == "all":
             return None  # every level, as the U-Net stores it
         if value in LINEAR_ATTENTION_NAMES:
-            return tuple(_named_levels(value, num_levels))
+            return tuple(named_levels(value, num_levels))
         return tuple(value)
     if option == "ddpm_beta_schedule":
         return SCHEDULE_ALIASES.get(value, value)
