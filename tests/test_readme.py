@@ -25,13 +25,22 @@ NOT_RUN = ("bash quickstart.sh", "python3 -m venv .venv", 'pip install ".[demo]"
 
 # Substitutions per block, matched by a text the block holds; each must occur.
 SCALE = {
-    "annotated-pipeline sample": [],  # 20 DPM-Solver++ steps: already small
+    "annotated-pipeline sample pretrained/": [],  # 20 DPM-Solver++ steps: already small
     "I=docs/images/edit-inputs": [("--num_inference_steps 50", "--num_inference_steps 4"),
                                   ("--num_samples 4", "--num_samples 1"), ("--jump_n_sample 3", "--jump_n_sample 1")],
     "# 300 steps": [("--max_train_steps 300", "--max_train_steps 2"), ("--max_train_steps 600", "--max_train_steps 4"),
                     ("--checkpointing_steps 300", "--checkpointing_steps 2"), ("--max_train_steps 7000", "--max_train_steps 2"),
                     ("--checkpointing_steps 200", "--checkpointing_steps 1"), ("--train_batch_size 128", "--train_batch_size 8")],
-    "annotated-pipeline evaluate": [("--num_samples 1000", "--num_samples 20"), ("--num_inference_steps 50", "--num_inference_steps 3")],
+    "annotated-pipeline evaluate pretrained/": [("--num_samples 1000", "--num_samples 20"),
+                                                ("--num_inference_steps 50", "--num_inference_steps 3")],
+    "annotated-pipeline shapes shapes": [("--num_images 2000", "--num_images 60"), ("--epochs 4", "--epochs 1"),
+                                         ("--max_train_steps 1500", "--max_train_steps 2"),
+                                         ("--lr_warmup_steps 100", "--lr_warmup_steps 1"),
+                                         ("--checkpointing_steps 500", "--checkpointing_steps 2"),
+                                         ("--eval_steps 500", "--eval_steps 2"), ("--eval_num_samples 200", "--eval_num_samples 4"),
+                                         ("checkpoint-1500", "checkpoint-2"), ("--num_samples 400", "--num_samples 8"),
+                                         ("--num_inference_steps 20", "--num_inference_steps 2"),
+                                         ("--num_samples 64 --num_show 6", "--num_samples 4 --num_show 2")],
 }
 
 
