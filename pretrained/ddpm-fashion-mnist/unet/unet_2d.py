@@ -338,7 +338,7 @@ BLOCK_TYPES = ("resnet", "convnext")
 LINEAR_ATTENTION_NAMES = ("middle", "below_full_resolution", "all")  # or level indices such as (1, 2)
 
 
-def _named_levels(name, num_levels):
+def named_levels(name, num_levels):
     """The level indices a named linear_attention_levels stands for in a U-Net of num_levels levels."""
     last = num_levels - 1  # the bottleneck's resolution
     return tuple(range(1, last)) if name == "middle" else tuple(range(1, last + 1))
@@ -406,7 +406,7 @@ def check_config(sample_size, in_channels, out_channels, dim, init_dim, dim_mult
         linear_attention_levels = None  # every level; stored as None, its spelling in older configs
         attended = set(range(num_levels))
     elif linear_attention_levels in LINEAR_ATTENTION_NAMES:
-        linear_attention_levels = _named_levels(linear_attention_levels, num_levels)
+        linear_attention_levels = named_levels(linear_attention_levels, num_levels)
         attended = set(linear_attention_levels)
     else:
         if isinstance(linear_attention_levels, (str, bytes)) or not hasattr(linear_attention_levels, "__iter__"):
