@@ -5,6 +5,8 @@
     kid.py               KID: unbiased MMD^2 with k(x, y) = (x . y / D + 1)^3, over subsets (Binkowski et al. 2018)
     labelled.py          a labelled image set (image folder, parquet, Hub, IDX) as tensors in [-1, 1], its splits
     train_classifier.py  trains the classifier on any labelled set (the shipped weights: Fashion-MNIST, in weights/)
+    reference.py         the reference split and the floor's training images, as the classifier reads them
+    sampling.py          N seeded samples of a pipeline, in batches, each checked for NaN
     evaluate.py          samples a pipeline, reports distance and KID to the reference, their floors, class coverage
     nearest.py           samples beside their nearest training images, and the share that lies memorisation-close
 

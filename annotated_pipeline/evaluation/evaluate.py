@@ -61,27 +61,26 @@ SHA-256, see annotated_pipeline.training.fashion_mnist), or a folder holding `te
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from annotated_pipeline.evaluation.classifier import ImageClassifier, load_classifier, load_default_classifier
 from annotated_pipeline.evaluation.frechet import frechet_distance_between
 from annotated_pipeline.evaluation.kid import kernel_distance
 from annotated_pipeline.errors import run_reporting
-from annotated_pipeline.pipeline import NonFiniteSampleError, check_guidance_interval
+from annotated_pipeline.pipeline import check_guidance_interval
 from annotated_pipeline.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
+# The pieces, importable from here as before: reference images (reference.py) and samples (sampling.py).
+from annotated_pipeline.evaluation.reference import (DEFAULT_ROOT, choose, load_reference_images,  # noqa: F401
+                                                     load_split, reference_images, uint8_to_classifier_input)
+from annotated_pipeline.evaluation.sampling import (RESERVED_CALL_ARGUMENTS, conditioning_labels,  # noqa: F401
+                                                    generate_samples, load_pipeline)
 
-DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
-# The call arguments evaluate itself gives the pipeline (not settable through pipeline_kwargs).
-RESERVED_CALL_ARGUMENTS = ("batch_size", "generator", "num_inference_steps", "output_type", "eta", "class_labels",
-                           "guidance_scale", "guidance_interval")
 NOT_FID_NOTE = (
     "Frechet distance in the feature space of our Fashion-MNIST classifier (128-d penultimate layer); "
     "NOT an Inception FID and NOT comparable to published FIDs."
@@ -92,97 +91,6 @@ CUSTOM_NOTE = ("Frechet distance and KID in the feature space of the classifier 
 
 # ----------------------------------------------------------------------------------------------------
 # the pieces: pipeline, samples, reference images, features
-
-
-def load_pipeline(pipeline_or_path):
-    """A pipeline object is returned as is; a local folder, Hub repo id or training checkpoint folder is
-    loaded as AnnotatedDDPMPipeline (annotated_pipeline.export.load_pipeline)."""
-    from annotated_pipeline.export import load_pipeline as load
-
-    return load(pipeline_or_path)
-
-
-def conditioning_labels(pipeline, num_samples: int) -> torch.Tensor | None:
-    """The labels 0, 1, ..., K - 1, 0, 1, ... (N of them) for a class-conditional pipeline, else None."""
-    unet_config = getattr(getattr(pipeline, "unet", None), "config", None)
-    num_classes = unet_config.get("num_class_embeds") if unet_config is not None else None
-    if num_classes is None:
-        return None
-    return torch.arange(num_samples) % num_classes
-
-
-@torch.no_grad()
-def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch_size: int, seed: int,
-                     eta: float = 0.0, class_labels: torch.Tensor | None = None,
-                     guidance_scale: float = 1.0, guidance_interval: tuple[int, int] | None = None,
-                     pipeline_kwargs: dict | None = None) -> torch.Tensor:
-    """N samples as a float tensor (N, C, H, W) in [0, 1]; one generator seeded once drives every batch.
-
-    eta is DDIM's (Song et al. 2021, eq. (16)): 0 the deterministic sampler, 1 DDPM's noise level; the
-    pipeline passes it only to schedulers whose `step` takes it. class_labels: one per sample, for a
-    class-conditional pipeline; guidance_scale: its classifier-free guidance (1 = none), applied only
-    where guidance_interval[0] <= t <= guidance_interval[1] if that is given. pipeline_kwargs: more keyword
-    arguments for every pipeline call (e.g. use_clipped_model_output)."""
-    generator = torch.Generator(device="cpu").manual_seed(seed)
-    if hasattr(pipeline, "set_progress_bar_config"):
-        pipeline.set_progress_bar_config(disable=True)
-    batches = []
-    for start in range(0, num_samples, batch_size):
-        n = min(batch_size, num_samples - start)
-        extra = {"eta": eta} if eta else {}  # pipelines without an eta argument (DDPMPipeline) still work
-        if class_labels is not None:
-            extra["class_labels"] = class_labels[start:start + n].tolist()
-        if guidance_scale != 1.0 or "guidance_scale" in inspect.signature(pipeline.__call__).parameters:
-            extra["guidance_scale"] = guidance_scale  # explicit: not the folder's recommended scale
-        if guidance_interval is not None:
-            extra["guidance_interval"] = guidance_interval
-        extra.update(pipeline_kwargs or {})
-        images = pipeline(
-            batch_size=n, generator=generator, num_inference_steps=num_inference_steps, output_type="pt", **extra
-        ).images
-        if isinstance(images, np.ndarray):  # output_type "np" layout (N, H, W, C)
-            images = torch.from_numpy(images).permute(0, 3, 1, 2)
-        images = images.detach().float().cpu()
-        broken = int((~torch.isfinite(images)).flatten(1).any(dim=1).sum())
-        if broken:  # pipelines other than ours return NaN as it is
-            raise NonFiniteSampleError(f"{broken} of the {n} samples of batch {start // batch_size + 1} hold NaN or inf: "
-                                       "the pipeline's weights or scheduler settings are broken; nothing was evaluated")
-        batches.append(images)
-    return torch.cat(batches)
-
-
-def load_split(data_root: str | os.PathLike, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (N, 28, 28) and int64 labels (N,) of one split.
-
-    From `{data_root}/{split}.parquet` if present (the format `python -m
-    annotated_pipeline.training.fashion_mnist --to-parquet` writes), else from the official IDX files
-    in `data_root`, checked against their SHA-256.
-    """
-    parquet = Path(data_root) / f"{split}.parquet"
-    if parquet.is_file():
-        import io
-
-        import pyarrow.parquet as pq
-        from PIL import Image
-
-        table = pq.read_table(parquet, columns=["image", "label"])
-        images = [np.asarray(Image.open(io.BytesIO(cell["bytes"])).convert("L")) for cell in table.column("image").to_pylist()]
-        return np.stack(images), np.asarray(table.column("label").to_pylist(), dtype=np.int64)
-    from annotated_pipeline.training.fashion_mnist import load_fashion_mnist_arrays
-
-    return load_fashion_mnist_arrays(data_root, split=split)
-
-
-def load_reference_images(data_root: str | os.PathLike, split: str) -> np.ndarray:
-    """uint8 (N, 28, 28) images of one split (see `load_split`)."""
-    return load_split(data_root, split)[0]
-
-
-def choose(images: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """A seeded choice of n distinct images (numpy PCG64), in sorted index order."""
-    if n > len(images):
-        raise ValueError(f"asked for {n} reference images but the split has only {len(images)}")
-    return images[np.sort(np.random.default_rng(seed).choice(len(images), size=n, replace=False))]
 
 
 @torch.no_grad()
@@ -196,11 +104,6 @@ def embed(classifier: ImageClassifier, images: torch.Tensor, batch_size: int = 5
         features.append(phi.cpu())
         predictions.append(classifier.fc_logits(phi).argmax(dim=1).cpu())
     return torch.cat(features), torch.cat(predictions)
-
-
-def uint8_to_classifier_input(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, 28, 28) -> float (N, 1, 28, 28) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).unsqueeze(1).float() / 127.5 - 1.0
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -357,27 +260,6 @@ def check_pipeline_shape(pipeline, classifier) -> None:
                 f"the classifier reads {expected} images (channels, height, width); the pipeline's unet makes "
                 f"{(unet_config.in_channels, *unet_hw)} (in_channels, sample_size)"
             )
-
-
-def reference_images(classifier, num_samples, seed, data_root=DEFAULT_ROOT, reference=None, num_reference=None,
-                     image_column="image"):
-    """(reference images, the floor's N training images, what the reference is), (N, C, S, S) in [-1, 1].
-
-    Without `reference`: the Fashion-MNIST splits in `data_root` (the whole test split, or a seeded
-    choice of `num_reference`); with it: DATA's test split (or a seeded half) and train split
-    (`labelled.reference_splits`). The floor's images are a seeded choice (seed + 1) of N."""
-    if reference is None:
-        test_images = load_reference_images(data_root, "test")
-        if num_reference is not None:
-            test_images = choose(test_images, num_reference, seed)
-        train_images = choose(load_reference_images(data_root, "train"), num_samples, seed + 1)
-        return uint8_to_classifier_input(test_images), uint8_to_classifier_input(train_images), "test images"
-    from annotated_pipeline.evaluation import labelled
-
-    test_images, pool, reference_split = labelled.reference_splits(reference, classifier.input_shape, image_column, seed)
-    if num_reference is not None:
-        test_images = choose(test_images, num_reference, seed)
-    return test_images, choose(pool, num_samples, seed + 1), reference_split
 
 
 def _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size,
