@@ -5,7 +5,7 @@
     result.grid, result.denoising, result.animation, result.attention, result.summary
 
 Sampling is Ho et al. 2020, Algorithm 2, with the chain shortened by a diffusers scheduler built from the
-pipeline's own config (`evaluation.evaluate.set_scheduler`): DPM-Solver++ (Lu et al. 2022, steps uniform
+pipeline's own config (`samplers.set_scheduler`): DPM-Solver++ (Lu et al. 2022, steps uniform
 in log-SNR), DDIM (Song et al. 2021, eta = 0) or DDPM (ancestral, Ho et al. 2020). A class-conditional
 pipeline with a "no class" embedding is guided (Ho & Salimans 2022, eq. (6)):
 

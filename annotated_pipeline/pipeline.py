@@ -271,11 +271,8 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                 `num_inference_steps` spaced by the scheduler, for schedulers whose `set_timesteps`
                 takes one (ours, DDPM, DPM-Solver++, Euler; not DDIM).
         """
-        if timesteps is None:
-            num_inference_steps, guidance_scale, guidance_interval = self.resolve_sampling(
-                num_inference_steps, guidance_scale, guidance_interval)
-        else:
-            _, guidance_scale, guidance_interval = self.resolve_sampling(1, guidance_scale, guidance_interval)
+        num_inference_steps, guidance_scale, guidance_interval = self.resolve_sampling(
+            num_inference_steps, guidance_scale, guidance_interval)
         if timesteps is not None:
             if "timesteps" not in inspect.signature(self.scheduler.set_timesteps).parameters:
                 raise ValueError(f"{type(self.scheduler).__name__}.set_timesteps takes no explicit timesteps; "

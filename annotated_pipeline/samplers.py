@@ -1,7 +1,8 @@
 """The samplers a saved pipeline can be drawn with, by name: the one choice that the sample, evaluate,
 train (its sample grids) and visualisation commands share.
 
-    default     the pipeline's own scheduler (AnnotatedDDPMScheduler: Ho et al. 2020, Algorithm 2)
+    default     the pipeline's own scheduler, as its folder saved it (a training run's: AnnotatedDDPMScheduler,
+                Ho et al. 2020, Algorithm 2; the shipped model's: DPM-Solver++, its recommended sampler)
     ddim        Song et al. 2021, eta = 0 unless asked: a deterministic chain of any length
     dpmsolver   DPM-Solver++(2M) (Lu et al. 2022), steps uniform in log-SNR: 20 steps are enough
     ddpm        diffusers' DDPMScheduler: ancestral sampling, as Algorithm 2

@@ -12,19 +12,12 @@ import inspect
 import numpy as np
 import torch
 
+from annotated_pipeline.export import load_pipeline  # noqa: F401 -- a pipeline, a folder, a repo id or a checkpoint
 from annotated_pipeline.pipeline import NonFiniteSampleError
 
 # The call arguments evaluate itself gives the pipeline (not settable through pipeline_kwargs).
 RESERVED_CALL_ARGUMENTS = ("batch_size", "generator", "num_inference_steps", "output_type", "eta", "class_labels",
                            "guidance_scale", "guidance_interval")
-
-
-def load_pipeline(pipeline_or_path):
-    """A pipeline object is returned as is; a local folder, Hub repo id or training checkpoint folder is
-    loaded as AnnotatedDDPMPipeline (annotated_pipeline.export.load_pipeline)."""
-    from annotated_pipeline.export import load_pipeline as load
-
-    return load(pipeline_or_path)
 
 
 def conditioning_labels(pipeline, num_samples: int) -> torch.Tensor | None:
