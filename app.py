@@ -9,7 +9,7 @@ the environment variable ANNOTATED_PIPELINE_MODEL, how a Space is told). It load
 package (`AnnotatedDDPMPipeline.from_pretrained`: no code from the folder runs); `--trust_remote_code`
 loads it through plain diffusers instead, running the folder's own code files.
 
-One click samples with `annotated_pipeline.demo.generate` (the settings, their bounds and the sampling
+One click samples with `annotated_pipeline.commands.demo.generate` (the settings, their bounds and the sampling
 live there; the denoising and attention pictures are `annotated_pipeline.visualize`'s). Requests are
 queued and run one at a time; a bad setting or a model that did not load is shown as an error in the
 page, and the app keeps serving (a picture that cannot be drawn is said so under the samples).

@@ -1,43 +1,9 @@
-"""Train an annotated DDPM (Ho et al. 2020, Algorithm 1) with Hugging Face Accelerate.
+"""`python -m annotated_pipeline.train`: what `accelerate launch -m annotated_pipeline.train` starts in each
+process. The command itself is annotated_pipeline/commands/train.py; the run, annotated_pipeline/training/."""
 
-    accelerate launch -m annotated_pipeline.train --output_dir ddpm-fashion-mnist   # any number of processes
-    annotated-pipeline train --max_train_steps 200 --dim 16 --output_dir out        # one process
-
-`--help` lists every option. The run itself lives in annotated_pipeline/training/loop.py.
-"""
-
-import os
 import sys
 
-from .training.args import TrainingConfigError, parse_args
-from .training.checkpointing import CheckpointWriteError
-from .training.distributed import collective_timeout_message, is_collective_timeout
-from .training.push import HubPushError
-from .training.loop import main as train
-from .training.safeguards import TrainingDiverged
-
-
-def main(argv=None, prog=None):
-    """Parse, train, and report a failure as one line on stderr, not a traceback. Returns the exit
-    status: 0 trained, 2 a bad configuration (found before training), 1 a failure during or after it."""
-    prog = prog or "annotated-pipeline train"
-    try:
-        args = parse_args(argv, prog=prog)
-        train(args)
-    except TrainingConfigError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except (HubPushError, TrainingDiverged, CheckpointWriteError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 1
-    except RuntimeError as error:
-        if not is_collective_timeout(error):
-            raise
-        print(f"{prog}: error: {collective_timeout_message(error, args.ddp_timeout)}", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(1)  # destroying a process group whose peer hangs would block again
-    return 0
-
+from .commands.train import main
 
 if __name__ == "__main__":
     sys.exit(main(prog="python -m annotated_pipeline.train"))

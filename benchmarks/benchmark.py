@@ -94,7 +94,7 @@ def schedulers():
 def pipelines(ours, theirs):
     from diffusers import DDPMPipeline
 
-    from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
+    from annotated_pipeline.pipelines.pipeline import AnnotatedDDPMPipeline
 
     ours_scheduler, their_scheduler = schedulers()
     a = AnnotatedDDPMPipeline(unet=ours, scheduler=ours_scheduler)

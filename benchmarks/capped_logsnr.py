@@ -47,7 +47,7 @@ def main(argv=None):
     from diffusers import DPMSolverMultistepScheduler
 
     from annotated_pipeline.evaluation.evaluate import evaluate
-    from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
+    from annotated_pipeline.pipelines.pipeline import AnnotatedDDPMPipeline
     from sampler_settings import _WithCallArguments
 
     pipeline = AnnotatedDDPMPipeline.from_pretrained(args.pipeline)

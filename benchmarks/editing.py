@@ -2,7 +2,7 @@
 
     python benchmarks/editing.py [PIPELINE] [--num_images 300] [--json editing.json]
 
-Inpainting (RePaint, annotated_pipeline.pipeline_inpaint). A stratified, seeded choice of test images
+Inpainting (RePaint, annotated_pipeline.pipelines.pipeline_inpaint). A stratified, seeded choice of test images
 (the official Fashion-MNIST test split, the same number of each class) keeps its left half (`--keep`)
 and the model fills in the right half with the "no class" embedding: it is told nothing about the
 class. The project's classifier (annotated_pipeline.evaluation.classifier) then labels
@@ -16,7 +16,7 @@ and the report is each one's share of the images' true labels (chance: 10%). "co
 "kept half" means the completions add evidence of the right class; "filled half" well above chance
 means the half the model drew, seen alone, is of the input's kind.
 
-SDEdit (annotated_pipeline.pipeline_img2img). The same test images, edited at each `--strengths`
+SDEdit (annotated_pipeline.pipelines.pipeline_img2img). The same test images, edited at each `--strengths`
 value t_0: the mean absolute distance to the input (pixels in [0, 1]), and the share the classifier
 labels as the input's class; t_0 -> 0 keeps the input, t_0 = 1 is a fresh sample (distance of an
 unrelated image, label kept at chance).
@@ -39,9 +39,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from annotated_pipeline.evaluation.classifier import load_default_classifier  # noqa: E402
 from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT, SCHEDULERS, embed, load_split, set_scheduler  # noqa: E402
-from annotated_pipeline.pipeline_img2img import AnnotatedDDPMImg2ImgPipeline  # noqa: E402
-from annotated_pipeline.pipeline_inpaint import KEEP_SIDES, AnnotatedDDPMInpaintPipeline, half_mask  # noqa: E402
-from annotated_pipeline.training.fashion_mnist import stratified_sample_indices  # noqa: E402
+from annotated_pipeline.pipelines.pipeline_img2img import AnnotatedDDPMImg2ImgPipeline  # noqa: E402
+from annotated_pipeline.pipelines.pipeline_inpaint import KEEP_SIDES, AnnotatedDDPMInpaintPipeline, half_mask  # noqa: E402
+from annotated_pipeline.datasets.fashion_mnist import stratified_sample_indices  # noqa: E402
 
 STRENGTHS = (0.05, 0.1, 0.25, 0.5, 0.75, 1.0)
 

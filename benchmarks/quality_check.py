@@ -33,7 +33,7 @@ LOSS_TYPE = "huber"  # the training command's default --loss_type
 def check_sampling(pipeline, num_samples, steps, batch_size, seed, data_root, classifier=None, compare_samples=100):
     """Evaluate `pipeline` (an object, a folder or a Hub id) in float32 and bfloat16; returns both reports."""
     from annotated_pipeline.evaluation.evaluate import conditioning_labels, evaluate, generate_samples, load_pipeline
-    from annotated_pipeline.samplers import set_scheduler
+    from annotated_pipeline.pipelines.samplers import set_scheduler
 
     pipe = load_pipeline(pipeline)
     compare_samples = min(compare_samples, num_samples)
@@ -77,7 +77,7 @@ def forward_in_bfloat16(model):
 
 def batches(dataset, batch, seed):
     """Endless shuffled batches of the training command's loader (make_dataloader), in a seeded order."""
-    from annotated_pipeline.training.data import make_dataloader
+    from annotated_pipeline.datasets.loading import make_dataloader
 
     loader = make_dataloader(dataset, batch, shuffle=True, drop_last=True,
                              generator=torch.Generator().manual_seed(seed))
@@ -89,7 +89,7 @@ def check_training(steps, batch, seed, window, model_config=None):
     """Train the same U-Net twice (float32, bfloat16 forward) on the same data; returns the loss curves."""
     from annotated_pipeline.resources import embedded_sample
     from annotated_pipeline.scheduler import AnnotatedDDPMScheduler
-    from annotated_pipeline.training.data import load_training_dataset, make_transform
+    from annotated_pipeline.datasets.loading import load_training_dataset, make_transform
     from annotated_pipeline.training.step import training_step
     from annotated_pipeline.unet import AnnotatedUNet2DModel
 

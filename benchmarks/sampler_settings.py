@@ -68,20 +68,20 @@ SETTINGS = {
 }
 
 
-# Samplers the project does not offer by name (annotated_pipeline.samplers); each is built from the saved config.
+# Samplers the project does not offer by name (annotated_pipeline.pipelines.samplers); each is built from the saved config.
 OTHER_SCHEDULERS = ("unipc", "deis")
 
 
 def run_setting(pipeline, name, num_samples, batch_size=250, seed=0, data_root=None, classifier=None):
     """Evaluate `pipeline` (an AnnotatedDDPMPipeline) with one named setting; returns evaluate's report.
 
-    The sampler is the project's (`annotated_pipeline.samplers.set_scheduler`) for "ddim" and "dpmsolver", with
+    The sampler is the project's (`annotated_pipeline.pipelines.samplers.set_scheduler`) for "ddim" and "dpmsolver", with
     the setting's config changes on top; evaluate() keeps them (it rebuilds the sampler from the current config).
     use_clipped_model_output reaches the pipeline's calls through evaluate's `pipeline_kwargs`."""
     from diffusers import DEISMultistepScheduler, UniPCMultistepScheduler
 
     from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT, evaluate
-    from annotated_pipeline.samplers import SCHEDULERS, set_scheduler
+    from annotated_pipeline.pipelines.samplers import SCHEDULERS, set_scheduler
 
     if name not in SETTINGS:
         raise ValueError(f"unknown setting {name!r}; choose from {sorted(SETTINGS)}")
@@ -113,7 +113,7 @@ def main(argv=None):
     parser.add_argument("--json", default=None, help="also write the reports to this JSON file")
     args = parser.parse_args(argv)
 
-    from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
+    from annotated_pipeline.pipelines.pipeline import AnnotatedDDPMPipeline
 
     pipeline = AnnotatedDDPMPipeline.from_pretrained(args.pipeline)
     reports = {}

@@ -35,11 +35,11 @@ import torch
 
 from annotated_pipeline.evaluation.evaluate import evaluate, format_report
 from annotated_pipeline.hub import _card_inputs, write_model_card
-from annotated_pipeline.pipeline import AnnotatedDDPMPipeline
-from annotated_pipeline.pipeline_saving import write_code_files
-from annotated_pipeline.sample import sample_grid
-from annotated_pipeline.samplers import set_scheduler
-from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES
+from annotated_pipeline.pipelines.pipeline import AnnotatedDDPMPipeline
+from annotated_pipeline.pipelines.pipeline_saving import write_code_files
+from annotated_pipeline.commands.sample import sample_grid
+from annotated_pipeline.pipelines.samplers import set_scheduler
+from annotated_pipeline.datasets.fashion_mnist import FASHION_MNIST_CLASSES
 
 
 def evaluation(path, name, **kwargs):

@@ -29,7 +29,7 @@ import sys
 import tomllib
 from pathlib import Path
 
-from annotated_pipeline.demo import DEFAULT_MODEL_FOLDER, MODEL_ENV
+from annotated_pipeline.commands.demo import DEFAULT_MODEL_FOLDER, MODEL_ENV
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACE_README = ROOT / "space" / "README.md"

@@ -54,8 +54,8 @@ floor (`seed + 1`; and of test images with `num_reference`, `seed`) make two run
 arguments print the same numbers.
 
 Reference data: `data_root` is a folder with the four official IDX files (verified by their
-SHA-256, see annotated_pipeline.training.fashion_mnist), or a folder holding `test.parquet` and
-`train.parquet` as written by `python -m annotated_pipeline.training.fashion_mnist --to-parquet`.
+SHA-256, see annotated_pipeline.datasets.fashion_mnist), or a folder holding `test.parquet` and
+`train.parquet` as written by `python -m annotated_pipeline.datasets.fashion_mnist --to-parquet`.
 """
 
 from __future__ import annotations
@@ -73,12 +73,12 @@ from annotated_pipeline.evaluation.classifier import ImageClassifier, load_class
 from annotated_pipeline.evaluation.frechet import frechet_distance_between
 from annotated_pipeline.evaluation.kid import kernel_distance
 from annotated_pipeline.errors import run_reporting
-from annotated_pipeline.pipeline import check_guidance_interval
-from annotated_pipeline.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
+from annotated_pipeline.pipelines.pipeline import check_guidance_interval
+from annotated_pipeline.pipelines.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
 # The pieces, importable from here as before: reference images (reference.py) and samples (sampling.py).
 from annotated_pipeline.evaluation.reference import (DEFAULT_ROOT, choose, load_reference_images,  # noqa: F401
                                                      load_split, reference_images, uint8_to_classifier_input)
-from annotated_pipeline.evaluation.sampling import (RESERVED_CALL_ARGUMENTS, conditioning_labels,  # noqa: F401
+from annotated_pipeline.evaluation.samples import (RESERVED_CALL_ARGUMENTS, conditioning_labels,  # noqa: F401
                                                     generate_samples, load_pipeline)
 
 NOT_FID_NOTE = (
@@ -312,7 +312,7 @@ def format_report(report: dict, class_names=None) -> str:
     """The report as a plain-text table."""
     class_names = class_names or report.get("class_names")
     if class_names is None:
-        from annotated_pipeline.training.fashion_mnist import FASHION_MNIST_CLASSES as class_names
+        from annotated_pipeline.datasets.fashion_mnist import FASHION_MNIST_CLASSES as class_names
     coverage = report["class_coverage"]
     lines = [
         f"samples              {report['num_samples']} ({report['scheduler']}, {report['num_inference_steps']} steps"

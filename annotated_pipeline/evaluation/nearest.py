@@ -127,7 +127,7 @@ def format_report(report: dict) -> str:
 
 
 def main(argv=None, prog="python -m annotated_pipeline.evaluation.nearest") -> int:
-    from annotated_pipeline.samplers import SCHEDULERS
+    from annotated_pipeline.pipelines.samplers import SCHEDULERS
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("pipeline", help="a saved pipeline folder, a Hub repo id, or a training checkpoint folder")
@@ -171,7 +171,7 @@ def run_check(pipeline, train_data, classifier=None, num_samples=64, quantile=0.
               scheduler="dpmsolver", num_inference_steps=20, batch_size=64, seed=0, image_column="image"):
     """Sample `pipeline` (a pipeline or its folder) and check its samples against DATA's train split.
     Returns (report, samples, training images); the data is loaded and checked before any sampling."""
-    from annotated_pipeline.evaluation import labelled
+    from annotated_pipeline.datasets import labelled
     from annotated_pipeline.evaluation.classifier import load_classifier
     from annotated_pipeline.evaluation.evaluate import (check_pipeline_shape, conditioning_labels, generate_samples,
                                                         load_pipeline, set_scheduler)

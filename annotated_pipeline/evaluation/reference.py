@@ -21,7 +21,7 @@ def load_split(data_root: str | os.PathLike, split: str) -> tuple[np.ndarray, np
     """uint8 images (N, 28, 28) and int64 labels (N,) of one split.
 
     From `{data_root}/{split}.parquet` if present (the format `python -m
-    annotated_pipeline.training.fashion_mnist --to-parquet` writes), else from the official IDX files
+    annotated_pipeline.datasets.fashion_mnist --to-parquet` writes), else from the official IDX files
     in `data_root`, checked against their SHA-256.
     """
     parquet = Path(data_root) / f"{split}.parquet"
@@ -34,7 +34,7 @@ def load_split(data_root: str | os.PathLike, split: str) -> tuple[np.ndarray, np
         table = pq.read_table(parquet, columns=["image", "label"])
         images = [np.asarray(Image.open(io.BytesIO(cell["bytes"])).convert("L")) for cell in table.column("image").to_pylist()]
         return np.stack(images), np.asarray(table.column("label").to_pylist(), dtype=np.int64)
-    from annotated_pipeline.training.fashion_mnist import load_fashion_mnist_arrays
+    from annotated_pipeline.datasets.fashion_mnist import load_fashion_mnist_arrays
 
     return load_fashion_mnist_arrays(data_root, split=split)
 
@@ -69,7 +69,7 @@ def reference_images(classifier, num_samples, seed, data_root=DEFAULT_ROOT, refe
             test_images = choose(test_images, num_reference, seed)
         train_images = choose(load_reference_images(data_root, "train"), num_samples, seed + 1)
         return uint8_to_classifier_input(test_images), uint8_to_classifier_input(train_images), "test images"
-    from annotated_pipeline.evaluation import labelled
+    from annotated_pipeline.datasets import labelled
 
     test_images, pool, reference_split = labelled.reference_splits(reference, classifier.input_shape, image_column, seed)
     if num_reference is not None:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from annotated_pipeline.errors import run_reporting
 from annotated_pipeline.evaluation.classifier import POOLINGS, ImageClassifier
-from annotated_pipeline.evaluation import labelled
+from annotated_pipeline.datasets import labelled
 
 DEFAULT_DATA_ROOT = "/usr/share/datasets/fashion-mnist"
 

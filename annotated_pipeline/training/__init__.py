@@ -15,6 +15,6 @@
     push.py           --push_to_hub
     loop.py           the run: all of the above, in order
 
-Nothing is imported here so that `import annotated_pipeline.training.fashion_mnist` stays cheap;
+Nothing is imported here so that `import annotated_pipeline.datasets.fashion_mnist` stays cheap;
 import the submodule you need.
 """

@@ -21,7 +21,7 @@ import math
 import os
 
 from ..losses import LOSS_TYPES
-from ..samplers import SCHEDULERS
+from ..pipelines.samplers import SCHEDULERS
 from ..scheduler import PREDICTION_TYPES, TIMESTEP_SPACINGS
 from ..unet import BLOCK_TYPES, LINEAR_ATTENTION_NAMES
 

@@ -146,7 +146,7 @@ def load_data(args, accelerator):
 
     With neither --dataset_name nor --train_data_dir the embedded Fashion-MNIST sample is used.
     """
-    from . import data
+    from ..datasets import loading as data
 
     train_data_dir = args.train_data_dir
     if args.dataset_name is None and train_data_dir is None:

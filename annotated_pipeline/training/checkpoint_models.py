@@ -16,7 +16,7 @@ written before these folders existed resumes as before, it just cannot be used a
 import os
 
 from .checkpointing import CHECKPOINT_PREFIX, checkpoint_step, missing_files
-from .sampling import ema_weights
+from .outputs import ema_weights
 
 UNET_FOLDER = "unet"
 EMA_FOLDER = "unet_ema"

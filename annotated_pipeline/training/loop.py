@@ -35,7 +35,7 @@ from .push import push_output_dir
 from .quality import QualityCheck, maybe_evaluate
 from .resume import apply_new_learning_rate, resume_global_step
 from .safeguards import check_finite, refuse_non_finite_weights
-from .sampling import draw_samples, ema_weights, log_samples, make_pipeline, save_output_folder
+from .outputs import draw_samples, ema_weights, log_samples, make_pipeline, save_output_folder
 from .step import NoiseGenerator, training_step
 
 logger = get_logger(__name__)
@@ -182,7 +182,7 @@ def main(args):
     if args.gradient_checkpointing:
         model.enable_gradient_checkpointing()
         logger.info("Gradient checkpointing on: activations are recomputed in the backward pass")
-    from . import data
+    from ..datasets import loading as data
 
     dataloader = data.make_dataloader(dataset, args.train_batch_size, True, args.dataloader_num_workers)
     plan = TrainingPlan.from_args(args, math.ceil(len(dataloader) / accelerator.num_processes),

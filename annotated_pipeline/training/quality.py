@@ -44,7 +44,7 @@ SCALARS = ("frechet_distance", "frechet_distance_floor", "kid", "kid_std", "kid_
 def resolve_sources(args) -> tuple[str | None, dict]:
     """(classifier folder or None for the shipped one, the reference as evaluate's keyword arguments)."""
     from ..evaluation.evaluate import DEFAULT_ROOT
-    from .data import IDX_PATTERNS
+    from ..datasets.loading import IDX_PATTERNS
 
     folder = args.train_data_dir
     idx_folder = bool(folder) and any(glob.glob(os.path.join(glob.escape(folder), pattern)) for pattern in IDX_PATTERNS)
@@ -108,7 +108,7 @@ class QualityCheck:
     def run(self, pipeline, global_step: int) -> dict:
         """Sample, measure, and return {"quality/<name>": value} (also kept in `history`)."""
         from ..evaluation.evaluate import conditioning_labels, embed, generate_samples, measure
-        from ..samplers import set_scheduler
+        from ..pipelines.samplers import set_scheduler
 
         n = self.args.eval_num_samples
         own_scheduler = pipeline.scheduler
@@ -134,7 +134,7 @@ class QualityCheck:
 
 def save_best(pipeline, images, output_dir: str, global_step: int, logs: dict) -> str:
     """Write the pipeline, samples.png and quality.json to output_dir/.best.incomplete, then rename it to best/."""
-    from .sampling import SAMPLES_FILE, to_grid
+    from .outputs import SAMPLES_FILE, to_grid
 
     final = os.path.join(output_dir, BEST_DIR)
     temporary, old = os.path.join(output_dir, ".best.incomplete"), os.path.join(output_dir, ".best.old")
@@ -157,7 +157,7 @@ def maybe_evaluate(args, accelerator, state, global_step: int) -> None:
     if quality is None or not quality.due(global_step):
         return
     from .safeguards import refuse_non_finite_weights
-    from .sampling import ema_weights, make_pipeline
+    from .outputs import ema_weights, make_pipeline
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:

@@ -37,8 +37,8 @@ def schedule_scheduler(name, num_train_timesteps):
 
 def embedded_image(index=0):
     """Image `index` of the embedded 2,000-image Fashion-MNIST sample as x_0 in [-1, 1], (1, 28, 28), and its class name."""
-    from ..training.data import image_to_tensor, load_training_dataset
-    from ..training.fashion_mnist import FASHION_MNIST_CLASSES
+    from ..datasets.loading import image_to_tensor, load_training_dataset
+    from ..datasets.fashion_mnist import FASHION_MNIST_CLASSES
     from ..training.build import EMBEDDED_SAMPLE
 
     data = load_training_dataset(train_data_dir=EMBEDDED_SAMPLE)
@@ -92,7 +92,7 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.forward"):
         if args.image is not None:
             from PIL import Image
 
-            from ..training.data import image_to_tensor
+            from ..datasets.loading import image_to_tensor
 
             x0, what = image_to_tensor(Image.open(args.image).convert("L").resize((28, 28), Image.BILINEAR)), args.image
         else:

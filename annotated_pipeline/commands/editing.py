@@ -1,0 +1,91 @@
+"""What the editing subcommands (`inpaint`, `img2img`, `interpolate`) share: options, PNGs in and out, figures.
+
+Each subcommand loads a saved pipeline (a folder or a Hub repo id) as its editing pipeline, swaps in
+the `--scheduler` (`evaluation.evaluate.set_scheduler`), reads PNG files, writes every output as a
+PNG at the model's size into `--output_dir`, and with `--figure` one enlarged PNG with a row per input.
+A bad option or input (a missing file, an image of the wrong size or mode, a value the pipeline
+refuses) is one line on stderr, `PROG: error: ...`, and exit status 2.
+"""
+
+import argparse
+from pathlib import Path
+
+import PIL.Image
+import torch
+
+from ..evaluation.evaluate import SCHEDULERS, set_scheduler
+
+
+class InputError(ValueError):
+    """A bad file or option, reported as one line and exit status 2."""
+
+
+def editing_parser(prog, description, default_scheduler, default_steps, with_seed=True):
+    """The options every editing subcommand takes (`--seed` unless with_seed is False)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("pipeline", help="a saved pipeline folder or a Hub repo id")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default=default_scheduler,
+                        help=f"sampler built from the pipeline's config (default: {default_scheduler})")
+    parser.add_argument("--num_inference_steps", type=int, default=default_steps)
+    if with_seed:
+        parser.add_argument("--seed", type=int, default=0, help="seeds the one generator behind all the noise")
+    parser.add_argument("--guidance_scale", type=float, default=1.0,
+                        help="classifier-free guidance towards --class_label(s) (1 = none)")
+    parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
+                        help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
+    parser.add_argument("--output_dir", default="edit-output", help="every output image as a PNG at the model's size")
+    parser.add_argument("--figure", default=None, help="also write one enlarged PNG with a row per input")
+    parser.add_argument("--scale", type=int, default=4, help="enlarge the figure this many times (nearest neighbour)")
+    return parser
+
+
+def load_editing_pipeline(pipeline_class, path, scheduler):
+    pipe = pipeline_class.from_pretrained(path)
+    set_scheduler(pipe, scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def read_png(path, what, mode):
+    """The image file `path` as a PIL image of `mode` ("L" or "RGB"); a 1-bit PNG counts as "L" (0 or 255)."""
+    try:
+        image = PIL.Image.open(path)
+        image.load()
+    except (OSError, PIL.UnidentifiedImageError) as error:
+        raise InputError(f"cannot read {what} {path!r}: {error}") from None
+    if image.mode == "1" and mode == "L":
+        image = image.convert("L")
+    if image.mode != mode:
+        raise InputError(f"{what} {path!r} is a {image.mode} image, but the model reads {mode} images; convert it "
+                         f"first (e.g. PIL: Image.open(path).convert({mode!r}).save(path)).")
+    return image
+
+
+def save_pngs(images, output_dir, names):
+    """Write PIL images as output_dir/NAME.png; return the paths."""
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    paths = [output_dir / f"{name}.png" for name in names]
+    for image, path in zip(images, paths):
+        image.save(path)
+    return paths
+
+
+def figure(rows, scale=4, gap=1):
+    """Tile rows of equal-sized PIL images into one image, `gap` pixels of grey between tiles, enlarged `scale`
+    times (nearest neighbour, so pixels stay sharp)."""
+    if scale < 1:
+        raise InputError(f"--scale must be >= 1, got {scale}")
+    width, height = rows[0][0].size
+    columns = max(len(row) for row in rows)
+    mode = rows[0][0].mode
+    canvas = PIL.Image.new(mode, (columns * (width + gap) - gap, len(rows) * (height + gap) - gap), 128 if mode == "L" else (128,) * 3)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            canvas.paste(image, (c * (width + gap), r * (height + gap)))
+    return canvas.resize((canvas.width * scale, canvas.height * scale), resample=PIL.Image.NEAREST)
+
+
+def mask_to_pil(mask):
+    """A (1, 1, H, W) or (1, H, W) mask in {0, 1} as an "L" image, 255 = keep."""
+    return PIL.Image.fromarray((mask.reshape(mask.shape[-2:]) * 255).to(torch.uint8).numpy(), mode="L")

@@ -1,0 +1,52 @@
+"""Interpolate between seeds and classes with a saved pipeline, from the command line:
+
+    annotated-pipeline interpolate pretrained/ddpm-fashion-mnist --seeds 0 1 --class_labels 0 9 --figure fig.png
+
+A row of `--num_images` images from (seed A, class A) to (seed B, class B): x_T by spherical
+interpolation (slerp), the class embedding mixed linearly; see annotated_pipeline/pipelines/pipeline_interpolate.py.
+The sampler must be deterministic (dpmsolver, the default, or ddim). `--seeds` takes one pair per row
+(`--seeds 0 1 2 3`: two rows); `--class_labels` one label (the same class at both ends) or two, for
+every row. Outputs: OUTPUT_DIR/rowR-I.png; the figure has the rows.
+"""
+
+import time
+
+from .editing import InputError, editing_parser, figure, load_editing_pipeline, save_pngs
+from ..errors import run_reporting
+from ..pipelines.pipeline_interpolate import AnnotatedDDPMInterpolationPipeline
+
+
+def main(argv=None, prog="python -m annotated_pipeline.commands.interpolate"):
+    parser = editing_parser(prog, __doc__.split("\n\n")[0], default_scheduler="dpmsolver", default_steps=20, with_seed=False)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="SEED_A SEED_B [SEED_A SEED_B ...]: a row per pair")
+    parser.add_argument("--class_labels", type=int, nargs="+", default=None,
+                        help="Y (both ends) or Y_A Y_B, for class-conditional models (default: no class)")
+    parser.add_argument("--num_images", type=int, default=8, help="images per row, end points included")
+    args = parser.parse_args(argv)
+
+    def body():
+        if len(args.seeds) % 2:
+            raise InputError(f"--seeds takes pairs SEED_A SEED_B, got {len(args.seeds)} numbers")
+        if args.class_labels is not None and len(args.class_labels) > 2:
+            raise InputError(f"--class_labels takes one label or two, got {len(args.class_labels)}")
+        labels = None if args.class_labels is None else (
+            args.class_labels[0] if len(args.class_labels) == 1 else tuple(args.class_labels))
+        pipe = load_editing_pipeline(AnnotatedDDPMInterpolationPipeline, args.pipeline, args.scheduler)
+        start = time.perf_counter()
+        pairs = [tuple(args.seeds[i:i + 2]) for i in range(0, len(args.seeds), 2)]
+        rows = [pipe(seeds=pair, class_labels=labels, num_images=args.num_images, num_inference_steps=args.num_inference_steps,
+                     guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval).images for pair in pairs]
+        seconds = time.perf_counter() - start
+        names = [f"row{r}-{i}" for r, row in enumerate(rows) for i in range(len(row))]
+        paths = save_pngs([image for row in rows for image in row], args.output_dir, names)
+        print(f"{len(rows)} row(s) of {args.num_images} images ({args.scheduler}, {args.num_inference_steps} steps) "
+              f"in {seconds:.1f} s -> {paths[0].parent}/")
+        if args.figure:
+            figure(rows, args.scale).save(args.figure)
+            print(f"figure (one row per seed pair) -> {args.figure}")
+
+    return run_reporting(prog, body)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""Sample a grid of images from a saved pipeline (a folder or a Hub repo id), from the command line:
+
+    python -m annotated_pipeline.commands.sample pretrained/ddpm-fashion-mnist
+
+Left out, the sampler, the number of steps and the guidance are the folder's own (its scheduler and
+`sampling_defaults`): for the shipped model DPM-Solver++ (Lu et al. 2022, steps uniform in log-SNR),
+20 steps, guidance 2 at t = 200..700, which score 7.6 against DDIM's 9.6 with 50 steps (Frechet
+distance to the whole test split at N = 1000; benchmarks/RESULTS.md). `--scheduler` swaps in one
+built from the same config: "ddim" (Song et al. 2021), "dpmsolver", or "ddpm" (Ho et al. 2020,
+Algorithm 2, one step per training timestep).
+"""
+
+import argparse
+import sys
+import time
+
+import torch
+
+from ..errors import run_reporting
+from .export import load_pipeline
+from ..pipelines.samplers import SCHEDULERS, set_scheduler
+from ..training.outputs import to_grid
+
+
+def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_inference_steps=None, seed=0, bf16=False,
+                guidance_scale=None, guidance_interval=None):
+    """A PIL grid of `num_images` samples; deterministic for a seed. A class-conditional pipeline draws
+    the classes in turn (0, 1, ..., K - 1, 0, ...), with classifier-free guidance `guidance_scale`
+    (at the timesteps in `guidance_interval` only, if given). None: the pipeline's `sampling_defaults`.
+
+    A pipeline passed in leaves with the scheduler and U-Net dtype it came with."""
+    pipe = load_pipeline(pipeline_or_path)  # a pipeline, a saved folder, a Hub repo id or a checkpoint-N folder
+    original_scheduler, original_dtype = pipe.scheduler, pipe.unet.dtype
+    try:
+        set_scheduler(pipe, scheduler)
+        if bf16:
+            pipe.unet.to(torch.bfloat16)
+        images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
+                      num_inference_steps=num_inference_steps, output_type="np", guidance_scale=guidance_scale,
+                      guidance_interval=guidance_interval).images
+    finally:
+        pipe.scheduler = original_scheduler
+        if pipe.unet.dtype != original_dtype:
+            pipe.unet.to(original_dtype)
+    return to_grid(images)
+
+
+def main(argv=None, prog="python -m annotated_pipeline.commands.sample"):
+    parser = argparse.ArgumentParser(prog=prog, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                     description="Sample a grid of images from a saved pipeline (a folder, a Hub "
+                                                 "repo id or a training checkpoint); settings left out are its own.")
+    parser.add_argument("pipeline", help="a saved pipeline folder, a Hub repo id, or a training checkpoint folder")
+    parser.add_argument("--num_images", type=int, default=16)
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default="default",
+                        help="'default': the folder's own scheduler; the others are built from its config")
+    parser.add_argument("--num_inference_steps", type=int, default=None,
+                        help="length of the chain (default: the folder's recommendation, else every training timestep)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance_scale", type=float, default=None,
+                        help="classifier-free guidance for class-conditional pipelines with a 'no class' embedding "
+                             "(1 = none; default: the folder's recommendation, with its interval)")
+    parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
+                        help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
+    parser.add_argument("--bf16", action="store_true", help="U-Net weights in bfloat16 (faster on CPUs with bf16)")
+    parser.add_argument("--output", default="samples-grid.png")
+    parser.add_argument("--scale", type=int, default=4, help="enlarge the grid this many times (nearest neighbour)")
+    args = parser.parse_args(argv)
+    return run_reporting(prog, lambda: _run(args))
+
+
+def _run(args):
+    pipe = load_pipeline(args.pipeline)
+    steps, scale, interval = pipe.resolve_sampling(args.num_inference_steps, args.guidance_scale,
+                                                   args.guidance_interval)
+    sampler = type(pipe.scheduler).__name__ if args.scheduler == "default" else args.scheduler
+    start = time.perf_counter()
+    grid = sample_grid(pipe, args.num_images, args.scheduler, steps, args.seed, args.bf16, scale, interval)
+    grid = grid.resize((grid.width * args.scale, grid.height * args.scale), resample=0)
+    grid.save(args.output)
+    guidance = f", guidance {scale:g}" if scale != 1.0 else ""
+    if scale != 1.0 and interval is not None:
+        guidance += " at t in {}..{}".format(*interval)
+    print(f"{args.num_images} samples ({sampler}, {steps} steps{guidance}, seed {args.seed}) "
+          f"in {time.perf_counter() - start:.1f} s -> {args.output}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""A labelled image set as tensors, for the classifier, the quality numbers and the nearest-neighbour check.
+
+    DATA    a local folder (an image folder with one sub-folder per class, parquet files, or the
+            Fashion-MNIST IDX files: whatever `datasets.loading.load_training_dataset` reads), or a
+            Hub data set id
+
+Its splits are the ones `datasets` infers (train/ and test/ folders or files); `open_split` says when
+a split is missing, so callers can fall back to a seeded share (`holdout_indices`). Images become
+x = 2 p / 255 - 1 in [-1, 1] (Ho et al. 2020, section 3.3), exactly as the training data does
+(`datasets.loading.make_transform`, centre crop, no flip), so a classifier, a reference set and a
+diffusion model all see the same numbers for the same pixels.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+
+
+def open_split(data: str | os.PathLike, split: str = "train"):
+    """One split of DATA as a `datasets.Dataset`, or None when DATA has no such split."""
+    from annotated_pipeline.datasets.loading import load_training_dataset
+
+    local = os.path.isdir(os.fspath(data))
+    try:
+        return load_training_dataset(dataset_name=None if local else os.fspath(data),
+                                     train_data_dir=os.fspath(data) if local else None, split=split)
+    except ValueError as error:
+        message = str(error)
+        if f"split {split!r}" in message or f'split "{split}"' in message or "Unknown split" in message:
+            return None
+        raise
+
+
+def class_names_of(dataset, label_column: str) -> tuple[str, ...] | None:
+    """The names of a `ClassLabel` column (an image folder's sub-folders), else None."""
+    names = getattr(dataset.features.get(label_column), "names", None)
+    return tuple(names) if names else None
+
+
+def image_shape_of(dataset, image_column: str = "image") -> tuple[int, int]:
+    """(channels, shorter side) of the data set's images, from its first images (`detect_channels`)."""
+    from annotated_pipeline.datasets.loading import check_columns, detect_channels
+
+    check_columns(dataset, image_column)
+    channels = detect_channels(dataset, image_column)
+    width, height = dataset[0][image_column].size
+    return channels, min(width, height)
+
+
+def to_tensors(dataset, image_size: int, channels: int, image_column: str = "image", label_column: str | None = None,
+               require_size: bool = False, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """x (N, channels, image_size, image_size) float32 in [-1, 1] and int64 labels (N,) (None without a label column).
+
+    The training data's transform (shorter side resized, centre crop) brings every image to the size;
+    with `require_size` an image of another size is refused instead (a reference set must already be
+    what the classifier reads: resizing it would judge samples against other images than the data's)."""
+    from annotated_pipeline.datasets.loading import check_columns, make_transform
+
+    check_columns(dataset, image_column, label_column)
+    transform = make_transform(image_size, channels, center_crop=True, random_flip=False,
+                               image_column=image_column, label_column=label_column)
+    inputs, labels = [], []
+    for start in range(0, len(dataset), batch_size):
+        batch = dataset[start:start + batch_size]
+        if require_size:
+            for k, image in enumerate(batch[image_column]):
+                if image.size != (image_size, image_size):
+                    raise ValueError(f"image {start + k} of the data set is {image.size[0]}x{image.size[1]}, "
+                                     f"but {image_size}x{image_size} images are needed")
+        out = transform(batch)
+        inputs.extend(out["input"])
+        labels.extend(out.get("label", []))
+    x = torch.stack(inputs)
+    return x, (torch.tensor(labels, dtype=torch.long) if label_column is not None else None)
+
+
+def holdout_indices(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(kept, held out): a seeded choice (numpy PCG64) of round(fraction * n) >= 1 indices held out, sorted."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the held-out fraction must lie in (0, 1), got {fraction}")
+    held = max(1, round(fraction * n))
+    if held >= n:
+        raise ValueError(f"holding out {held} of {n} images leaves none to train on")
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[held:]), np.sort(order[:held])
+
+
+def reference_splits(reference, image_shape, image_column: str = "image", seed: int = 0):
+    """(reference images, the floor's pool of training images, what the reference is), both (N, C, S, S) in
+    [-1, 1]: DATA's test and train splits, or two seeded halves of a DATA without a test split. ValueError
+    when DATA's images are not `image_shape` (C, S, S), the classifier's."""
+    train_set, test_set = open_split(reference, "train"), open_split(reference, "test")
+    if train_set is None:
+        raise ValueError(f"the reference {reference} has no train split")
+    c, size, _ = image_shape
+    for name, split in (("train", train_set), ("test", test_set)):
+        if split is None:
+            continue
+        found_c, found_size = image_shape_of(split, image_column)
+        if (found_c, found_size) != (c, size):
+            raise ValueError(f"the reference {reference} ({name} split) holds {found_c}-channel {found_size}x{found_size} "
+                             f"images; the classifier reads {c}-channel {size}x{size} images")
+    pool, _ = to_tensors(train_set, size, c, image_column, require_size=True)
+    if test_set is not None:
+        return to_tensors(test_set, size, c, image_column, require_size=True)[0], pool, "test images"
+    kept, held = holdout_indices(len(pool), 0.5, seed)
+    return pool[held], pool[kept], "images, a seeded half of the train split (the data has no test split)"

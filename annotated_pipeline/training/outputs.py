@@ -1,0 +1,116 @@
+"""What a training run shows and leaves behind: sample grids and the saved pipeline folder.
+
+Samples are drawn with Ho et al. 2020, Algorithm 2 (`AnnotatedDDPMPipeline`). When an exponential
+moving average of the weights is kept,
+
+    theta_ema <- decay * theta_ema + (1 - decay) * theta,   decay = min(max_decay, 1 - (1 + step / inv_gamma) ** -power)
+
+(the warmup form of diffusers' `EMAModel`), the samples and the saved pipeline use theta_ema: the
+training weights are stored, overwritten with theta_ema, used, and put back (`ema_weights`).
+
+The saved folder (`output_dir`) holds the pipeline (`save_pretrained`: model_index.json, unet/,
+scheduler/, the code files), `samples.png` (a grid of `eval_batch_size` samples) and `README.md`
+(the model card with the training configuration). Only the main process writes.
+"""
+
+import contextlib
+import math
+import os
+
+import numpy as np
+import torch
+from diffusers.utils import make_image_grid
+
+from ..pipelines.pipeline import AnnotatedDDPMPipeline
+from ..pipelines.samplers import set_scheduler
+from .args import args_for_model_card
+
+SAMPLES_FILE = "samples.png"
+
+
+@contextlib.contextmanager
+def ema_weights(model, ema):
+    """Inside the block `model` carries the EMA weights; the training weights come back afterwards."""
+    if ema is None:
+        yield model
+        return
+    ema.store(model.parameters())
+    ema.copy_to(model.parameters())
+    try:
+        yield model
+    finally:
+        ema.restore(model.parameters())
+
+
+def make_pipeline(unet, noise_scheduler):
+    """A sampling pipeline around the (unwrapped) U-Net; no progress bar inside the training one."""
+    pipeline = AnnotatedDDPMPipeline(unet=unet, scheduler=noise_scheduler)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
+
+
+def draw_samples(pipeline, batch_size, num_inference_steps, seed, scheduler="default", progress=False):
+    """`batch_size` samples with the sampler `scheduler` (`samplers.SCHEDULERS`; the pipeline's own one is
+    put back afterwards); a fixed seed so grids are comparable over training. A class-conditional model
+    draws the classes in turn (the pipeline's `class_labels=None`). With `progress`, a progress bar counts
+    the steps.
+
+    Returns a float array (B, H, W, C) in [0, 1].
+    """
+    own_scheduler = pipeline.scheduler
+    set_scheduler(pipeline, scheduler)
+    pipeline.set_progress_bar_config(disable=not progress, desc="Sample grid", leave=False)
+    try:
+        return pipeline(
+            batch_size=batch_size,
+            generator=torch.Generator(device="cpu").manual_seed(seed),
+            num_inference_steps=num_inference_steps,
+            output_type="np",
+            guidance_scale=1.0,
+        ).images
+    finally:
+        pipeline.scheduler = own_scheduler
+        pipeline.set_progress_bar_config(disable=True)
+
+
+def to_grid(images):
+    """Tile (B, H, W, C) floats in [0, 1] into one PIL image, as square as the batch allows."""
+    from diffusers.utils import numpy_to_pil
+
+    pil_images = numpy_to_pil(np.asarray(images))
+    cols = math.ceil(math.sqrt(len(pil_images)))
+    rows = math.ceil(len(pil_images) / cols)
+    if rows * cols > len(pil_images):  # pad with black tiles so make_image_grid gets a full grid
+        blank = pil_images[0].copy()
+        blank.paste(0, (0, 0, *blank.size))
+        pil_images = pil_images + [blank] * (rows * cols - len(pil_images))
+    # make_image_grid pastes onto an RGB canvas; grayscale samples stay one channel.
+    return make_image_grid(pil_images, rows=rows, cols=cols).convert(pil_images[0].mode)
+
+
+def log_samples(accelerator, logger_name, images, step):
+    """Send a sample batch to the tracker: an image grid in TensorBoard, a list of images in W&B."""
+    if logger_name == "tensorboard":
+        accelerator.get_tracker("tensorboard").log_images({"samples": images}, step=step, dataformats="NHWC")
+    elif logger_name == "wandb":
+        accelerator.get_tracker("wandb").log_images({"samples": list(images)}, step=step)
+
+
+def save_output_folder(pipeline, images, args, global_step, dataset_description):
+    """Write the pipeline, samples.png and the model card into `args.output_dir` (main process only).
+
+    The model card gets the training configuration without the Hub token.
+    """
+    from ..hub import write_model_card
+
+    os.makedirs(args.output_dir, exist_ok=True)
+    pipeline.save_pretrained(args.output_dir)
+    to_grid(images).save(os.path.join(args.output_dir, SAMPLES_FILE))
+    training_args = args_for_model_card(args)
+    training_args["global_step"] = global_step
+    write_model_card(
+        args.output_dir,
+        training_args=training_args,
+        dataset_name=dataset_description,
+        samples_file=SAMPLES_FILE,
+    )

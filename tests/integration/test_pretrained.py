@@ -1,0 +1,232 @@
+"""The shipped reference pipeline (pretrained/ddpm-fashion-mnist): loads by both routes, same images, a card that parses."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+from huggingface_hub import ModelCard
+
+from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
+
+PRETRAINED = Path(__file__).resolve().parents[2] / "pretrained" / "ddpm-fashion-mnist"
+
+ROUTE2 = """
+import sys
+sys.modules["annotated_pipeline"] = None
+import numpy as np, torch
+from diffusers import DDIMScheduler, DiffusionPipeline
+pipe = DiffusionPipeline.from_pretrained(sys.argv[1], trust_remote_code=True)
+pipe.set_progress_bar_config(disable=True)
+pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+images = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="np").images
+np.save(sys.argv[2], images)
+"""
+
+
+def test_shipped_pipeline_loads_by_both_routes_with_the_same_images(tmp_path):
+    pipe = AnnotatedDDPMPipeline.from_pretrained(PRETRAINED)
+    assert type(pipe.unet) is AnnotatedUNet2DModel and type(pipe.scheduler) is DPMSolverMultistepScheduler
+    # The project's defaults: the shipped model is what `AnnotatedUNet2DModel()` builds.
+    defaults = AnnotatedUNet2DModel().config
+    for key in ("dim", "dim_mults", "block_type", "resnet_block_groups", "attention_heads", "sample_size",
+                "linear_attention_levels"):
+        assert pipe.unet.config[key] == defaults[key], key
+    assert pipe.scheduler.config.beta_schedule == "squaredcos_cap_v2"
+    pipe.set_progress_bar_config(disable=True)
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    images = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), num_inference_steps=3, output_type="np").images
+
+    script = tmp_path / "route2.py"
+    script.write_text(ROUTE2)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HOME=str(tmp_path / "home"), HF_MODULES_CACHE=str(tmp_path / "home" / "modules"), HF_HUB_OFFLINE="1")
+    result = subprocess.run([sys.executable, str(script), str(PRETRAINED), str(tmp_path / "r2.npy")],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_array_equal(np.load(tmp_path / "r2.npy"), images)
+
+
+def test_shipped_pipeline_samples_as_its_card_says_with_no_arguments():
+    """pipe() draws what the card's numbers describe: DPM-Solver++ in log-SNR steps, 20 steps, guidance 2 at
+    t = 200..700 (the folder's scheduler and model_index.json), and Algorithm 2 is one swap away."""
+    pipe = AnnotatedDDPMPipeline.from_pretrained(PRETRAINED)
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.scheduler.config.use_lu_lambdas and pipe.scheduler.config.thresholding
+    assert pipe.sampling_defaults == {"num_inference_steps": 20, "guidance_scale": 2.0, "guidance_interval": (200, 700)}
+    plain = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), output_type="np").images
+    explicit = pipe(batch_size=2, generator=torch.Generator().manual_seed(0), output_type="np", num_inference_steps=20,
+                    guidance_scale=2.0, guidance_interval=(200, 700)).images
+    np.testing.assert_array_equal(plain, explicit)
+    card = ModelCard.load(PRETRAINED / "README.md")
+    assert "images = pipe(batch_size=16, generator=generator).images" in card.content
+    assert "DPMSolverMultistepScheduler, 20 steps, guidance_scale=2 at 200 <= t <= 700" in card.content
+    assert "annotated_pipeline" not in card.data.to_dict()  # the card's inputs live in card_inputs.json
+    pipe.scheduler = AnnotatedDDPMScheduler.from_config(pipe.scheduler.config)
+    assert pipe.scheduler.config.timestep_spacing == "trailing" and pipe.scheduler.config.clip_sample
+
+
+def test_shipped_code_is_the_packages_code_bundled_as_save_pretrained_writes_it():
+    """The folder's code files are generated (one bundle per component); they may not drift from the source."""
+    from annotated_pipeline import pipeline as pipeline_module
+    from annotated_pipeline.pipelines.pipeline_saving import bundle_module
+    from annotated_pipeline.unet import unet_2d
+
+    # The scheduler is diffusers' DPMSolverMultistepScheduler: no code file of its own.
+    assert sorted(os.listdir(PRETRAINED / "scheduler")) == ["scheduler_config.json"]
+    for module, shipped in [(pipeline_module, "pipeline.py"), (unet_2d, "unet/unet_2d.py")]:
+        expected = bundle_module(Path(module.__file__))
+        assert (PRETRAINED / shipped).read_text(encoding="utf-8") == expected, (
+            f"{shipped} differs from the package's code: run `python pretrained/package_reference.py --code_only`")
+
+
+def test_package_reference_code_only_rewrites_just_the_code(tmp_path):
+    target = tmp_path / "shipped"
+    shutil.copytree(PRETRAINED, target)
+    (target / "unet" / "unet_2d.py").write_text("# stale\n")
+    weights = (target / "unet" / "diffusion_pytorch_model.safetensors").read_bytes()
+    result = subprocess.run([sys.executable, str(PRETRAINED.parents[0] / "package_reference.py"), "--code_only",
+                             "--target", str(target)], capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (target / "unet" / "unet_2d.py").read_text() == (PRETRAINED / "unet" / "unet_2d.py").read_text()
+    assert (target / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == weights
+    assert (target / "model_index.json").read_text() == (PRETRAINED / "model_index.json").read_text()
+
+
+def test_shipped_card_parses_and_states_how_it_was_made():
+    card = ModelCard.load(PRETRAINED / "README.md")
+    assert card.data.library_name == "diffusers"
+    assert {"diffusers", "unconditional-image-generation"} <= set(card.data.tags)
+    for needle in ("train_reference.sh", "Frechet distance", "DDIM, 50 steps", "DDPM, 1000 steps", "minutes"):
+        assert needle in card.text, needle
+    assert (PRETRAINED / "samples.png").is_file()
+    assert not list(PRETRAINED.rglob("*.bin")) and not list(PRETRAINED.rglob("checkpoint-*"))
+
+
+# ------------------------------------------------------------------------------------------------
+# The scripts that made it: pretrained/train_reference.sh and pretrained/package_reference.py
+# ------------------------------------------------------------------------------------------------
+
+
+def load_package_reference():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("package_reference", PRETRAINED.parent / "package_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_script_is_valid_bash_and_evaluates_after_training():
+    script = PRETRAINED.parent / "train_reference.sh"
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = script.read_text()
+    # Evaluations never run beside training (two torch processes on 2 cores slow each other 3-6x).
+    assert text.index("reference training done") < text.index("annotated_pipeline.evaluation.evaluate")
+    assert "&\n" not in text.split("reference training done")[1]  # no evaluation sent to the background
+    assert "--resume_from_checkpoint latest" in text and "timing.tsv" in text
+    # The work sits in a function that bash parses whole, so editing the script during an hour-long run
+    # cannot shift what that run reads next; nothing but the call and exit follows it.
+    assert text.rstrip().endswith('}\n\nmain "$@"; exit') and text.count("main() {") == 1
+
+
+FAKE_ACCELERATE = """#!/usr/bin/env bash
+# Stands in for `accelerate launch train_accelerate.py ...`: records the call, then writes what a finished
+# stage leaves in --output_dir (after FAKE_SLEEP seconds, when set).
+out=""; prev=""
+for a in "$@"; do [ "$prev" = "--output_dir" ] && out="$a"; prev="$a"; done
+echo "$*" >> "$out/launches.txt"
+[ -n "${FAKE_SLEEP:-}" ] && sleep "$FAKE_SLEEP"
+mkdir -p "$out/unet" "$out/scheduler"
+touch "$out/model_index.json" "$out/pipeline.py" "$out/samples.png" "$out/README.md"
+"""
+FAKE_PYTHON = """#!/usr/bin/env bash
+# Stands in for `python -m annotated_pipeline.evaluation.evaluate ... --json FILE`.
+prev=""; for a in "$@"; do [ "$prev" = "--json" ] && echo '{}' > "$a"; prev="$a"; done
+"""
+
+
+def test_training_script_resumes_after_a_kill_and_counts_the_time_of_every_attempt(tmp_path):
+    import signal
+    import time
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in [("accelerate", FAKE_ACCELERATE), ("python", FAKE_PYTHON)]:
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    run = tmp_path / "run"
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", RUN=str(run), STAGES="2 4")
+    script = [str(PRETRAINED.parent / "train_reference.sh"), "--learning_rate", "2e-3"]
+
+    first = subprocess.Popen(["bash", *script], env=dict(env, FAKE_SLEEP="60"), start_new_session=True)
+    deadline = time.time() + 60
+    while not (run / "launches.txt").is_file() and time.time() < deadline:
+        time.sleep(0.1)
+    time.sleep(1.5)
+    os.killpg(first.pid, signal.SIGTERM)  # what `kill -- -PGID` does to a run in the background
+    assert first.wait(timeout=60) != 0
+    prior = int((run / ".seconds-2").read_text())
+    assert prior >= 1 and not (run / "timing.tsv").exists() and not (run / "stage-2").exists()
+
+    subprocess.run(["bash", *script], env=env, check=True, timeout=120, capture_output=True)
+    launches = (run / "launches.txt").read_text().splitlines()
+    assert len(launches) == 3  # stage 2 again (it resumes from the last checkpoint), then stage 4
+    assert all("--resume_from_checkpoint latest" in line and line.endswith("--learning_rate 2e-3") for line in launches)
+    timing = [line.split("\t") for line in (run / "timing.tsv").read_text().splitlines()]
+    assert [row[0] for row in timing] == ["2", "4"] and int(timing[0][1]) >= prior
+    assert not (run / ".seconds-2").exists()
+    for stage in ("stage-2", "stage-4"):
+        assert (run / stage / "model_index.json").is_file() and (run / stage / "eval-ddim50-n500-whole.json").is_file()
+
+    subprocess.run(["bash", *script], env=env, check=True, timeout=120, capture_output=True)
+    assert len((run / "launches.txt").read_text().splitlines()) == 3  # finished: a third run trains nothing
+
+
+def test_package_reference_reads_the_stage_times_and_the_curve(tmp_path):
+    import json
+
+    package_reference = load_package_reference()
+    run = tmp_path / "run"
+    (run / "stage-800").mkdir(parents=True)
+    (run / "stage-1600").mkdir()
+    (run / "timing.tsv").write_text("800\t600\t2026-01-01T00:10:00Z\n1600\t660\t2026-01-01T00:21:00Z\n")
+    assert package_reference.timed_minutes(run, 800) == 10.0
+    assert package_reference.timed_minutes(run, 1600) == 21.0
+    assert package_reference.stage_minutes(run, 1600) == "21" and package_reference.stage_minutes(tmp_path, 1) == "?"
+    report = {"frechet_distance": 1.0}
+    (run / "stage-1600" / "eval-ddim50-n500-whole.json").write_text(json.dumps(report))
+    (run / "stage-800" / "eval-ddim50-n500-whole.json").write_text(json.dumps({"frechet_distance": 2.0}))
+    (run / "stage-1600" / "eval-ddim50-n1000-whole.json").write_text(json.dumps(report))  # another N: not on the curve
+    (run / "stage-800" / "eval-ddim50-n500.json").write_text(json.dumps({"frechet_distance": 9.0}))  # first definition: not either
+    curve = package_reference.stage_curve(run, 500)
+    assert [(step, r["frechet_distance"]) for step, r in curve] == [(800, 2.0), (1600, 1.0)]
+    with pytest.raises(SystemExit, match="timing.tsv is missing"):
+        package_reference.timed_minutes(tmp_path, 800)
+
+
+def test_package_reference_describes_the_recipe_from_the_recorded_arguments():
+    from annotated_pipeline.training.args import args_for_model_card, parse_args
+
+    package_reference = load_package_reference()
+    plain = args_for_model_card(parse_args(["--logger", "none", "--learning_rate", "1e-3", "--use_ema",
+                                            "--mixed_precision", "bf16", "--lr_warmup_steps", "200"]))
+    assert package_reference.recipe(plain) == (
+        "batch 16 per process, AdamW lr 0.001 (cosine schedule, 200 warmup steps), huber loss, bf16 autocast, EMA")
+    weighted = args_for_model_card(parse_args(["--logger", "none", "--snr_gamma", "5", "--lr_decay_steps", "3000",
+                                               "--loss_type", "l2", "--train_batch_size", "128",
+                                               "--gradient_accumulation_steps", "2"]))
+    assert package_reference.recipe(weighted) == (
+        "batch 128 per process x 2 accumulation steps, AdamW lr 0.0001 (cosine schedule, 500 warmup steps, horizon 3000 steps), l2 loss with min-SNR-5 weighting")
+    assert package_reference.recipe(None) == "bf16 autocast, EMA"  # a run that recorded no arguments
+    conditional = args_for_model_card(parse_args(["--logger", "none", "--label_column", "label",
+                                                  "--class_dropout_prob", "0.1"]))
+    assert package_reference.recipe(conditional).endswith(", huber loss, class-conditional on the 'label' column "
+                                                          "with 10% label dropout")

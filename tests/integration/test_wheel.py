@@ -1,0 +1,92 @@
+"""The package works wherever it is installed: build the wheel, install it into a fresh virtual
+environment outside the checkout, and from an empty folder train, sample and push with the console script.
+
+The new environment gets the project's dependencies from the test environment's site-packages (a .pth
+line: importable, but the editable install of the checkout in there is not), and the project itself only
+from the wheel, so anything the package reads from the checkout instead of from itself fails here.
+"""
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+from huggingface_hub import ModelCard
+
+from hub_server import LocalHub, hub_env
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def wheel_env(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wheel")
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w",
+                            str(root / "dist"), str(REPO)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-3000:]
+    wheel = next((root / "dist").glob("annotated_pipeline-*.whl"))
+    venv = root / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    new_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    Path(new_site, "test-dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install", "--no-deps",
+                                "--no-index", str(wheel)], capture_output=True, text=True, timeout=300)
+    if "no such option: --python" in installed.stderr:  # pip < 22.3: install with the new environment's own pip
+        installed = subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)],
+                                   capture_output=True, text=True, timeout=300)
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    work = root / "empty"
+    work.mkdir()
+    return venv, work, wheel
+
+
+def run(venv, work, *argv, env=None, timeout=600):
+    env = dict(os.environ if env is None else env, PYTHONSAFEPATH="1", PATH=f"{venv / 'bin'}:{os.environ['PATH']}")
+    env.pop("PYTHONPATH", None)
+    return subprocess.run([str(venv / "bin" / argv[0]), *argv[1:]], cwd=work, env=env, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_the_wheel_holds_the_package_data(wheel_env):
+    import zipfile
+
+    _, _, wheel = wheel_env
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("annotated_pipeline/data/fashion-mnist-sample/train.parquet",
+                 "annotated_pipeline/data/fashion-mnist-sample/README.md",
+                 "annotated_pipeline/templates/model_card.md",
+                 "annotated_pipeline/evaluation/weights/diffusion_pytorch_model.safetensors"):
+        assert name in names, name
+
+
+def test_installed_wheel_trains_samples_and_pushes_from_an_empty_folder(wheel_env, tmp_path):
+    venv, work, _ = wheel_env
+    where = run(venv, work, "python", "-c", "import annotated_pipeline; print(annotated_pipeline.__file__)")
+    assert where.returncode == 0, where.stderr[-2000:]
+    assert str(venv) in where.stdout and str(REPO) not in where.stdout  # the wheel's copy, not the checkout
+
+    with LocalHub(tmp_path / "hub") as hub:
+        env = hub_env(hub.endpoint, tmp_path / "hf_home")
+        trained = run(venv, work, "annotated-pipeline", "train", "--output_dir", "out", "--max_train_steps", "3",
+                      "--dim", "8", "--dim_mults", "1,2", "--ddpm_num_steps", "20", "--ddpm_num_inference_steps", "2",
+                      "--eval_batch_size", "2", "--train_batch_size", "4", "--lr_warmup_steps", "1", "--logger", "none",
+                      "--push_to_hub", "--hub_model_id", "test-user/from-a-wheel", env=env)
+        assert trained.returncode == 0, trained.stderr[-3000:]
+        assert "Fashion-MNIST (2,000-image sample shipped with annotated-pipeline), 2000 images" in trained.stderr
+        pushed = hub.files("test-user/from-a-wheel")
+    out = work / "out"
+    for name in ("model_index.json", "pipeline.py", "unet/unet_2d.py", "scheduler/scheduling_annotated_ddpm.py",
+                 "unet/diffusion_pytorch_model.safetensors", "samples.png", "README.md"):
+        assert (out / name).is_file(), name
+        assert name in pushed, name
+    card = ModelCard.load(out / "README.md")
+    assert "annotated-pipeline" in card.data.tags and "from_pretrained" in card.text
+
+    sampled = run(venv, work, "annotated-pipeline", "sample", "out", "--num_images", "4", "--num_inference_steps", "2",
+                  "--output", "grid.png")
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    assert (work / "grid.png").is_file() and "4 samples" in sampled.stdout
