@@ -30,10 +30,7 @@ can be swapped with any diffusers scheduler through `from_config`. This file mus
 saved pipeline: it imports only torch, numpy, diffusers, the standard library and `from .schedules`.
 """
 
-import math
-import warnings
 from dataclasses import dataclass
-from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -42,17 +39,9 @@ from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, Sch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .schedules import USES_BETA_RANGE, canonical_schedule_name, make_betas, rescale_zero_terminal_snr
-
-PredictionType = Literal["epsilon", "sample", "v_prediction"]
-PREDICTION_TYPES = get_args(PredictionType)
-VARIANCE_TYPES = ("fixed_small", "fixed_small_log", "fixed_large", "fixed_large_log")
-TimestepSpacing = Literal["linspace", "leading", "trailing"]
-TIMESTEP_SPACINGS = get_args(TimestepSpacing)
-
-# Above this sqrt(alpha_bar_T), the first sampling step (pure noise) is far from anything seen in training.
-TERMINAL_SIGNAL_WARN_LEVEL = 0.05
-
+from .config import PREDICTION_TYPES, TIMESTEP_SPACINGS, VARIANCE_TYPES, PredictionType, TimestepSpacing  # noqa: F401
+from .config import check_betas, check_scheduler_config, warn_if_signal_remains
+from .schedules import make_betas, rescale_zero_terminal_snr
 
 @dataclass
 class AnnotatedDDPMSchedulerOutput(BaseOutput):
@@ -106,41 +95,18 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         rescale_betas_zero_snr: bool = False,
     ):
         T = num_train_timesteps
-        if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or T < 1:
-            raise ValueError(f"num_train_timesteps must be an integer >= 1, got {T!r}.")
-        schedule = canonical_schedule_name(beta_schedule)  # raises on unknown names
+        schedule = check_scheduler_config(self.config)  # scheduler/config.py: every value, before any work
         if schedule != beta_schedule:
             self.register_to_config(beta_schedule=schedule)  # store diffusers' name so diffusers can load it
-        _check_choice("prediction_type", prediction_type, PREDICTION_TYPES)
-        _check_choice("variance_type", variance_type, VARIANCE_TYPES)
-        _check_choice("timestep_spacing", timestep_spacing, TIMESTEP_SPACINGS)
-        if not isinstance(steps_offset, (int, np.integer)) or isinstance(steps_offset, bool) or steps_offset < 0:
-            raise ValueError(f"steps_offset must be an integer >= 0, got {steps_offset!r}.")
-        for name, value in (("clip_sample_range", clip_sample_range), ("sample_max_value", sample_max_value)):
-            if not (isinstance(value, (int, float, np.number)) and math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}.")
-        if not 0 < dynamic_thresholding_ratio <= 1:
-            raise ValueError(f"dynamic_thresholding_ratio must be in (0, 1], got {dynamic_thresholding_ratio}.")
 
+        # beta_1 .. beta_T: trained ones, or a named schedule (schedules.py)
         if trained_betas is not None:
             betas = torch.as_tensor(np.asarray(trained_betas, dtype=np.float64), dtype=torch.float32).flatten()
-            if betas.numel() != T:
-                raise ValueError(f"trained_betas has {betas.numel()} values; it needs num_train_timesteps = {T}.")
-            if not bool(((betas > 0) & (betas <= 1)).all()):
-                raise ValueError("trained_betas must all lie in (0, 1].")
-            if bool((betas[:-1] >= 1).any()):
-                # beta_t = 1 destroys all signal: alpha_bar is 0 from t on, and eq. (7) divides by it.
-                raise ValueError("trained_betas may equal 1 only at the last step (zero terminal SNR); earlier betas must be < 1.")
         else:
-            if schedule in USES_BETA_RANGE and not 0 < beta_start <= beta_end < 1:
-                raise ValueError(
-                    f"beta_start and beta_end must satisfy 0 < beta_start <= beta_end < 1, "
-                    f"got beta_start={beta_start}, beta_end={beta_end}."
-                )
             betas = make_betas(schedule, T, beta_start, beta_end)
         if rescale_betas_zero_snr:
             betas = rescale_zero_terminal_snr(betas)
-        _check_signal_survives(betas, schedule)
+        check_betas(betas, schedule)
 
         # The schedule, all float32, indexed by the training step t = 0 .. T-1.
         self.betas = betas
@@ -151,17 +117,7 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         self.one = torch.tensor(1.0)
         self.init_noise_sigma = 1.0  # x_T ~ N(0, I)
 
-        self.terminal_signal_level = float(self.sqrt_alphas_cumprod[-1])
-        if self.terminal_signal_level > TERMINAL_SIGNAL_WARN_LEVEL:
-            warnings.warn(
-                f"This schedule leaves sqrt(alpha_bar_T) = {self.terminal_signal_level:.3f} of the signal at the "
-                f"last step (T = {T}, beta_schedule = {schedule!r}), but sampling starts from pure noise. Use "
-                "beta_schedule='squaredcos_cap_v2' (cosine), scale the betas by 1000/T (Ho et al.'s linear schedule "
-                f"becomes beta_start={1e-4 * 1000 / T:.3g}, beta_end={0.02 * 1000 / T:.3g}), or set "
-                "rescale_betas_zero_snr=True.",
-                UserWarning,
-                stacklevel=3,
-            )
+        self.terminal_signal_level = warn_if_signal_remains(self.sqrt_alphas_cumprod[-1], schedule, T)
 
         # Default chain: every training step, T-1 down to 0.
         self.num_inference_steps = None
@@ -425,29 +381,3 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
             return (prev_sample, x0)
         return AnnotatedDDPMSchedulerOutput(prev_sample=prev_sample, pred_original_sample=x0)
 
-
-def _check_signal_survives(betas: torch.Tensor, schedule: str) -> None:
-    """Refuse a schedule whose alpha_bar_t = prod_{s <= t} (1 - beta_s) reaches 0 (in float32) before t = T - 1.
-
-    Sampling divides by sqrt(alpha_bar_t) to predict x_0 (Ho et al. 2020, eq. (15)):
-
-        x_0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_theta(x_t, t)) / sqrt(alpha_bar_t)
-
-    so an alpha_bar_t of 0 at any step but the last (where zero terminal SNR puts it on purpose) can
-    only give NaN. Large betas do this: beta_start=0.5, beta_end=0.9 with T = 1000 underflow by t ~ 100.
-    """
-    alphas_cumprod = torch.cumprod(1.0 - betas.to(torch.float32), dim=0)
-    zero = torch.nonzero(alphas_cumprod[:-1] <= 0)
-    if len(zero):
-        t = int(zero[0])
-        raise ValueError(
-            f"This schedule (beta_schedule={schedule!r}, T = {len(betas)}, betas {float(betas[0]):.3g} .. "
-            f"{float(betas[-1]):.3g}) destroys all signal by t = {t}: alpha_bar_t = prod(1 - beta_s) underflows to 0 "
-            "there, and predicting x_0 divides by sqrt(alpha_bar_t), so sampling could only give NaN. Use smaller "
-            "betas (Ho et al. 2020: 1e-4 .. 0.02 for T = 1000) or beta_schedule='squaredcos_cap_v2'."
-        )
-
-
-def _check_choice(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(f"Unknown {name} {value!r}; allowed: {', '.join(allowed)}.")

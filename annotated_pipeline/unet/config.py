@@ -12,6 +12,8 @@ config.json), or raises a ValueError that says what was wrong and what would wor
 
 from math import gcd
 
+import torch
+
 BLOCK_TYPES = ("resnet", "convnext")
 LINEAR_ATTENTION_NAMES = ("middle", "below_full_resolution", "all")  # or level indices such as (1, 2)
 
@@ -128,3 +130,32 @@ def check_config(sample_size, in_channels, out_channels, dim, init_dim, dim_mult
         _check_int("sample_size", width)
         check_spatial(f"sample_size={sample_size}: side", height, width, num_levels)
     return init_dim, dim_mults, sample_size, linear_attention_levels, attended
+
+
+def check_sample(config, sample):
+    """x_t must be (B, in_channels, H, W) with H and W multiples of 2^(L-1)."""
+    if sample.ndim != 4 or sample.shape[1] != config.in_channels:
+        raise ValueError(
+            f"sample must have shape (batch, {config.in_channels}, height, width) for in_channels="
+            f"{config.in_channels}, got {tuple(sample.shape)}"
+        )
+    check_spatial("input side", sample.shape[2], sample.shape[3], len(config.dim_mults))
+
+
+def check_class_labels(config, class_labels):
+    """y for the class embedding: `class_labels` checked against 0..K-1 (K = num_class_embeds), or K
+    ("no class") for None where the model has a null_class_embed; ValueError otherwise."""
+    num_classes = config.num_class_embeds
+    if num_classes is None:
+        raise ValueError("class_labels were given to an unconditional model (built with num_class_embeds=None)")
+    has_null = config.get("null_class_embed", False)
+    if class_labels is None:
+        if not has_null:
+            raise ValueError(f"this model is class-conditional (num_class_embeds={num_classes}): pass class_labels")
+        return num_classes  # "no class"
+    labels = torch.as_tensor(class_labels)
+    highest = num_classes if has_null else num_classes - 1
+    if labels.numel() and (labels.min() < 0 or labels.max() > highest):
+        allowed = f"0..{num_classes - 1}" + (f", or {num_classes} for no class" if has_null else "")
+        raise ValueError(f"class_labels must lie in {allowed}; got {labels.flatten().tolist()}")
+    return class_labels

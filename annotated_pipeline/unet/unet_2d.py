@@ -52,10 +52,10 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
 
 from .attention import Attention, LinearAttention, LinearAttnProcessor, PreNormResidual, SoftmaxAttnProcessor
-from .blocks import ConvNextBlock, Downsample, ResnetBlock, Upsample
-from .config import check_config, check_spatial
+from .blocks import ConvNextBlock, Downsample
+from .config import check_class_labels, check_config, check_sample
 from .embeddings import TimeEmbedding
-
+from .fused import FusedResnetBlock, FusedUpsample
 
 
 @dataclass
@@ -160,7 +160,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
         time_dim = 4 * dim
         if block_type == "resnet":
             def block(c_in, c_out):
-                return ResnetBlock(c_in, c_out, time_dim, groups=resnet_block_groups)
+                return FusedResnetBlock(c_in, c_out, time_dim, groups=resnet_block_groups)  # blocks.ResnetBlock, computed faster
         else:
             def block(c_in, c_out):
                 return ConvNextBlock(c_in, c_out, time_dim, mult=convnext_mult)
@@ -207,7 +207,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
                         "block1": block(2 * w, w),
                         "block2": block(2 * w, w),
                         "attention": linear_attention(w, i),
-                        "upsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if first else Upsample(w, widths[i - 1]),
+                        "upsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if first else FusedUpsample(w, widths[i - 1]),
                     }
                 )
             )
@@ -254,33 +254,15 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
                 null_class_embed.
             return_dict: return an `AnnotatedUNet2DOutput` (`.sample`) if True, else the tuple (sample,).
         """
-        config = self.config
-        if sample.ndim != 4 or sample.shape[1] != config.in_channels:
-            raise ValueError(
-                f"sample must have shape (batch, {config.in_channels}, height, width) for in_channels="
-                f"{config.in_channels}, got {tuple(sample.shape)}"
-            )
-        num_levels = len(config.dim_mults)
-        check_spatial("input side", sample.shape[2], sample.shape[3], num_levels)
+        check_sample(self.config, sample)  # config.py: shape and side lengths
         batch = sample.shape[0]
-
-        emb = self.time_embedding(self._per_example("timestep", timestep, batch, sample.device))
-        if self.class_embedding is None:
+        t = self._per_example("timestep", timestep, batch, sample.device)
+        emb = self.time_embedding(t)  # MLP(sinusoidal(t)), embeddings.py
+        if self.class_embedding is not None or class_labels is not None:
             if class_labels is not None:
-                raise ValueError("class_labels were given to an unconditional model (built with num_class_embeds=None)")
-        else:
-            num_classes = config.num_class_embeds
-            has_null = config.get("null_class_embed", False)
-            if class_labels is None:
-                if not has_null:
-                    raise ValueError(f"this model is class-conditional (num_class_embeds={num_classes}): pass class_labels")
-                class_labels = num_classes  # "no class"
-            labels = self._per_example("class_labels", class_labels, batch, sample.device).long()
-            highest = num_classes if has_null else num_classes - 1
-            if labels.min() < 0 or labels.max() > highest:
-                allowed = f"0..{num_classes - 1}" + (f", or {num_classes} for no class" if has_null else "")
-                raise ValueError(f"class_labels must lie in {allowed}; got {labels.tolist()}")
-            emb = emb + self.class_embedding(labels)
+                class_labels = self._per_example("class_labels", class_labels, batch, sample.device)
+            y = check_class_labels(self.config, class_labels)  # None -> the "no class" row, where there is one
+            emb = emb + self.class_embedding(self._per_example("class_labels", y, batch, sample.device).long())
 
         run = self._run_block
         x = self.init_conv(sample)

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from annotated_pipeline.evaluation import labelled
+from annotated_pipeline.datasets import labelled
 from annotated_pipeline.evaluation.classifier import ImageClassifier, load_classifier
 from annotated_pipeline.evaluation.evaluate import evaluate, format_report
 from annotated_pipeline.evaluation.evaluate import main as evaluate_main

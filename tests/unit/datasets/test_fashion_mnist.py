@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from annotated_pipeline.training import fashion_mnist as fm
+from annotated_pipeline.datasets import fashion_mnist as fm
 
 # IDX type codes, from LeCun's MNIST page, written out independently of the module under test.
 TYPE_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(np.int16): 0x0B,

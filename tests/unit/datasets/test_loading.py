@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from annotated_pipeline.training import data
+from annotated_pipeline.datasets import loading as data
 from annotated_pipeline.datasets.fashion_mnist import FASHION_MNIST_CLASSES
 
 SAMPLE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "data", "fashion-mnist-sample")

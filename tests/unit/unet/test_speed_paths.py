@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from annotated_pipeline.pipelines.pipeline import AnnotatedDDPMPipeline
 from annotated_pipeline.scheduler import AnnotatedDDPMScheduler
 from annotated_pipeline.unet import AnnotatedUNet2DModel
-from annotated_pipeline.unet.blocks import ResnetBlock, scale_shift_group_norm
+from annotated_pipeline.unet.blocks import ResnetBlock, Upsample
+from annotated_pipeline.unet.fused import FusedResnetBlock, FusedUpsample, scale_shift_group_norm
 
 TINY = dict(sample_size=16, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2, attention_head_dim=4,
             linear_attention_levels="below_full_resolution")  # so that the linear attention is covered too
@@ -43,7 +44,7 @@ def test_fused_scale_shift_group_norm_is_norm_then_film():
 
 def test_resnet_block_matches_the_two_step_form_forward_and_backward():
     torch.manual_seed(0)
-    block = ResnetBlock(6, 8, 16, groups=4)
+    block = FusedResnetBlock(6, 8, 16, groups=4)
     torch.nn.init.normal_(block.norm1.weight)
     torch.nn.init.normal_(block.norm1.bias)
     x, emb = torch.randn(3, 6, 5, 5, requires_grad=True), torch.randn(3, 16)
@@ -51,6 +52,7 @@ def test_resnet_block_matches_the_two_step_form_forward_and_backward():
     (grad_fused,) = torch.autograd.grad(fused.square().sum(), x)
     reference = two_step_resnet_block(block, x, emb)
     (grad_reference,) = torch.autograd.grad(reference.square().sum(), x)
+    torch.testing.assert_close(ResnetBlock.forward(block, x, emb), reference, rtol=1e-6, atol=1e-6)  # blocks.py's definition
     torch.testing.assert_close(fused, reference, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(grad_fused, grad_reference, rtol=1e-4, atol=1e-5)
     # bfloat16 autocast, the training speed path: same answer to bfloat16 precision.
@@ -119,3 +121,20 @@ def test_bf16_pipeline_keeps_float32_latents_and_matches_fp32_samples():
     # Images in [0, 1]; the stochastic chain re-injects the same noise, so the difference stays small.
     assert (images - reference).abs().mean().item() < 0.02
     assert rel_err(images, reference) < 0.05
+
+
+def test_the_unet_computes_the_same_with_the_readable_blocks_of_blocks_py():
+    """fused.py's blocks swapped back for their definitions in blocks.py: the same eps_theta."""
+    torch.manual_seed(0)
+    unet = AnnotatedUNet2DModel(**TINY).eval()
+    x, t = torch.randn(2, 1, 16, 16), torch.tensor([3, 700])
+    with torch.no_grad():
+        fused = unet(x, t).sample
+        swapped = 0
+        for module in unet.modules():
+            if type(module) in (FusedResnetBlock, FusedUpsample):
+                module.__class__ = ResnetBlock if type(module) is FusedResnetBlock else Upsample
+                swapped += 1
+        readable = unet(x, t).sample
+    assert swapped >= 3
+    torch.testing.assert_close(fused, readable, rtol=1e-5, atol=1e-5)
