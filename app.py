@@ -23,7 +23,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from annotated_pipeline import demo
+from annotated_pipeline.commands import demo
 from annotated_pipeline.visualize.denoising import save_gif
 
 HERE = Path(__file__).resolve().parent

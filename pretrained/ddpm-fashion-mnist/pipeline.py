@@ -231,10 +231,10 @@ def _local_folder(path_or_repo_id, hub_kwargs):
 def installed_module(submodule):
     """A module of the installed package, or None when this file runs as remote code from a saved
     folder (it then lives in diffusers' module cache, beside no package)."""
-    package = __package__ or ""
-    if not package or package.split(".")[0] == "diffusers_modules":
+    root = (__package__ or "").split(".")[0]  # this file lives in <root>.pipelines when installed
+    if not root or root == "diffusers_modules":
         return None
-    return importlib.import_module(f"{package}.{submodule}")
+    return importlib.import_module(f"{root}.{submodule}")
 
 
 def installed_component_classes():

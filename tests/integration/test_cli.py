@@ -34,7 +34,7 @@ def test_no_subcommand_and_an_unknown_one_are_one_line_and_status_2():
 # diffusers, seconds per process): `cli.main` as the console script calls it, its streams captured.
 EVERY_SUBCOMMAND = """
 import contextlib, io, json, sys
-from annotated_pipeline import cli
+from annotated_pipeline.commands import cli
 results = {}
 for name in cli.SUBCOMMANDS:
     for flag in ("--help", "--no_such_option"):

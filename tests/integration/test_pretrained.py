@@ -73,7 +73,7 @@ def test_shipped_pipeline_samples_as_its_card_says_with_no_arguments():
 
 def test_shipped_code_is_the_packages_code_bundled_as_save_pretrained_writes_it():
     """The folder's code files are generated (one bundle per component); they may not drift from the source."""
-    from annotated_pipeline import pipeline as pipeline_module
+    from annotated_pipeline.pipelines import pipeline as pipeline_module
     from annotated_pipeline.pipelines.pipeline_saving import bundle_module
     from annotated_pipeline.unet import unet_2d
 

@@ -1,4 +1,4 @@
-# Generated at save time from attention.py, blocks.py, config.py, embeddings.py, unet_2d.py (annotated-pipeline); edit those modules, not this file.
+# Generated at save time from attention.py, blocks.py, config.py, embeddings.py, fused.py, unet_2d.py (annotated-pipeline); edit those modules, not this file.
 
 # ---- attention.py ------------------------------------------------------------
 """Attention over the pixels of a feature map: softmax attention and linear attention.
@@ -190,15 +190,6 @@ enters by scale-shift (FiLM, Perez et al. 2018; "AdaGN" in Nichol & Dhariwal 202
     h   = SiLU(GroupNorm(Conv3x3(h)))
     out = h + Conv1x1(x)          (the 1x1 only when the width changes, the identity otherwise)
 
-GroupNorm's own affine (gamma, beta per channel) and the scale-shift (per example and channel) compose
-into one affine per (example, channel), so the first norm and the FiLM are computed as one GroupNorm:
-
-    GroupNorm(h) * (1 + scale) + shift = normalize(h) * [gamma (1 + scale)] + [beta (1 + scale) + shift]
-
-and a per-example affine is a per-channel affine of the batch seen as one example with B * C channels
-and B * groups groups ((B, C, H, W) -> (1, B * C, H, W), a view). One kernel instead of a norm and a
-broadcast multiply-add over the full feature map (5x faster in bfloat16 on CPU).
-
 ConvNextBlock, the ConvNeXt block (Liu et al. 2022) as the blog adapts it. The time embedding is added
 (not scale-shifted) after the depthwise convolution:
 
@@ -211,41 +202,15 @@ Resolution changes between the U-Net's levels:
     Downsample: pixel-unshuffle 2x2 ((C, 2H, 2W) -> (4C, H, W), space to depth) then a 1x1 convolution.
                 That composition is one linear map of each 2x2 patch, i.e. exactly a 2x2 convolution with
                 stride 2, which is what is computed (one kernel, no reshuffled copy of the feature map).
-    Upsample:   nearest-neighbour x2, then a 3x3 convolution. Each output pixel sees the upsampled
-                map through 3x3 taps that land on only 2x2 distinct input pixels, so the composition is
-                a transposed convolution of the low-resolution map with stride 2 and a 4x4 kernel (the
-                "sub-pixel" view of Shi et al. 2016): 16 multiply-adds per input channel and input pixel
-                instead of 36, and no 4x copy of the input. Along one axis, even outputs 2i read input
-                pixels (i - 1, i) with taps (w_0, w_1 + w_2), odd outputs 2i + 1 read (i, i + 1) with
-                taps (w_0 + w_1, w_2); a transposed convolution (padding 1) applies kernel entry
-                k = p + 1 - 2i from input i to output p, so its kernel along one axis is
-                K' = (w_2, w_1 + w_2, w_0 + w_1, w_0) = M w, M = [[0,0,1], [0,1,1], [1,1,0], [1,0,0]],
-                and in 2-D K' = M W M^T. The parameter stays the 3x3 kernel W (same weights and
-                checkpoints as the plain form, which `forward_reference` computes).
+    Upsample:   nearest-neighbour x2, then a 3x3 convolution.
+
+The U-Net computes two of these blocks in equivalent, faster forms (fused.py: the FiLM folded into the
+GroupNorm, the upsampling as one transposed convolution), with the same parameters; tests check that
+they equal the definitions here.
 """
 
-import torch
 import torch.nn.functional as F
 from torch import nn
-
-
-def scale_shift_group_norm(norm, h, scale, shift):
-    """GroupNorm(h) * (1 + scale) + shift (FiLM after the norm) as one GroupNorm over B * C channels.
-
-    norm: the nn.GroupNorm (its groups, gamma, beta, eps); h: (B, C, H, W); scale, shift: (B, C).
-    gamma' = gamma (1 + scale), beta' = beta (1 + scale) + shift, per (example, channel); see the module
-    docstring. The affine is computed in float32 and handed to the norm in h's dtype.
-    """
-    b, c = h.shape[:2]
-    scale = scale.float() + 1
-    weight = (norm.weight.float() * scale).reshape(b * c)
-    bias = torch.addcmul(shift.float(), norm.bias.float(), scale).reshape(b * c)
-    if torch.is_autocast_enabled(h.device.type):
-        dtype = torch.float32  # autocast runs group_norm in float32 (it casts h itself)
-    else:
-        dtype = h.dtype
-    out = F.group_norm(h.reshape(1, b * c, *h.shape[2:]), b * norm.num_groups, weight.to(dtype), bias.to(dtype), norm.eps)
-    return out.view(h.shape)
 
 
 class ResnetBlock(nn.Module):
@@ -261,10 +226,11 @@ class ResnetBlock(nn.Module):
         self.res_conv = nn.Conv2d(dim_in, dim_out, kernel_size=1) if dim_in != dim_out else nn.Identity()
 
     def forward(self, x, emb):
-        scale, shift = self.time_proj(F.silu(emb)).chunk(2, dim=1)  # each (B, C_out)
-        h = F.silu(scale_shift_group_norm(self.norm1, self.conv1(x), scale, shift))
-        h = F.silu(self.norm2(self.conv2(h)))
-        return h + self.res_conv(x)
+        scale, shift = self.time_proj(F.silu(emb)).chunk(2, dim=1)  # [scale, shift] = Linear(SiLU(emb)), each (B, C_out)
+        h = self.norm1(self.conv1(x))
+        h = F.silu(h * (1 + scale[:, :, None, None]) + shift[:, :, None, None])  # FiLM: GroupNorm(h) (1 + scale) + shift
+        h = F.silu(self.norm2(self.conv2(h)))  # SiLU(GroupNorm(Conv3x3(h)))
+        return h + self.res_conv(x)  # out = h + Conv1x1(x)
 
 
 class ConvNextBlock(nn.Module):
@@ -281,10 +247,10 @@ class ConvNextBlock(nn.Module):
         self.res_conv = nn.Conv2d(dim_in, dim_out, kernel_size=1) if dim_in != dim_out else nn.Identity()
 
     def forward(self, x, emb):
-        h = self.depthwise(x) + self.time_proj(F.gelu(emb))[:, :, None, None]
-        h = self.conv1(self.norm1(h))
-        h = self.conv2(self.norm2(F.gelu(h)))
-        return h + self.res_conv(x)
+        h = self.depthwise(x) + self.time_proj(F.gelu(emb))[:, :, None, None]  # DepthwiseConv7x7(x) + Linear(GELU(emb))
+        h = self.conv1(self.norm1(h))  # C_in -> mult * C_out
+        h = self.conv2(self.norm2(F.gelu(h)))  # mult * C_out -> C_out
+        return h + self.res_conv(x)  # out = h + Conv1x1(x)
 
 
 class Downsample(nn.Module):
@@ -298,25 +264,14 @@ class Downsample(nn.Module):
         return self.conv(x)
 
 
-# M: the 3 taps of a 3x3 kernel along one axis -> the 4 taps of the equivalent stride-2 transposed kernel.
-_TRANSPOSED_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-
-
 class Upsample(nn.Module):
-    """Double H and W: nearest-neighbour x2, then a 3x3 conv, computed as one stride-2 transposed conv."""
+    """Double H and W: nearest-neighbour x2, then a 3x3 conv."""
 
     def __init__(self, dim_in, dim_out):
         super().__init__()
         self.conv = nn.Conv2d(dim_in, dim_out, kernel_size=3, padding=1)
 
     def forward(self, x):
-        m = _TRANSPOSED_TAPS.to(self.conv.weight)
-        # K'[i, o] = M W[o, i] M^T: (C_in, C_out, 4, 4), the layout conv_transpose2d expects
-        kernel = torch.einsum("pr,oirs,qs->iopq", m, self.conv.weight, m)
-        return F.conv_transpose2d(x, kernel, self.conv.bias, stride=2, padding=1)
-
-    def forward_reference(self, x):
-        """The definition: nearest-neighbour x2, then the 3x3 conv (2.25x the multiply-adds of `forward`)."""
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 # ---- config.py ---------------------------------------------------------------
@@ -333,6 +288,8 @@ config.json), or raises a ValueError that says what was wrong and what would wor
 """
 
 from math import gcd
+
+import torch
 
 BLOCK_TYPES = ("resnet", "convnext")
 LINEAR_ATTENTION_NAMES = ("middle", "below_full_resolution", "all")  # or level indices such as (1, 2)
@@ -451,6 +408,35 @@ def check_config(sample_size, in_channels, out_channels, dim, init_dim, dim_mult
         check_spatial(f"sample_size={sample_size}: side", height, width, num_levels)
     return init_dim, dim_mults, sample_size, linear_attention_levels, attended
 
+
+def check_sample(config, sample):
+    """x_t must be (B, in_channels, H, W) with H and W multiples of 2^(L-1)."""
+    if sample.ndim != 4 or sample.shape[1] != config.in_channels:
+        raise ValueError(
+            f"sample must have shape (batch, {config.in_channels}, height, width) for in_channels="
+            f"{config.in_channels}, got {tuple(sample.shape)}"
+        )
+    check_spatial("input side", sample.shape[2], sample.shape[3], len(config.dim_mults))
+
+
+def check_class_labels(config, class_labels):
+    """y for the class embedding: `class_labels` checked against 0..K-1 (K = num_class_embeds), or K
+    ("no class") for None where the model has a null_class_embed; ValueError otherwise."""
+    num_classes = config.num_class_embeds
+    if num_classes is None:
+        raise ValueError("class_labels were given to an unconditional model (built with num_class_embeds=None)")
+    has_null = config.get("null_class_embed", False)
+    if class_labels is None:
+        if not has_null:
+            raise ValueError(f"this model is class-conditional (num_class_embeds={num_classes}): pass class_labels")
+        return num_classes  # "no class"
+    labels = torch.as_tensor(class_labels)
+    highest = num_classes if has_null else num_classes - 1
+    if labels.numel() and (labels.min() < 0 or labels.max() > highest):
+        allowed = f"0..{num_classes - 1}" + (f", or {num_classes} for no class" if has_null else "")
+        raise ValueError(f"class_labels must lie in {allowed}; got {labels.flatten().tolist()}")
+    return class_labels
+
 # ---- embeddings.py -----------------------------------------------------------
 """The time embedding: how the U-Net is told which step t of the diffusion it is denoising.
 
@@ -514,6 +500,76 @@ class TimeEmbedding(nn.Module):
         pe = self.sinusoidal(timesteps).to(self.linear_1.weight.dtype)  # computed in float32, then the model's dtype
         return self.linear_2(self.act(self.linear_1(pe)))
 
+# ---- fused.py ----------------------------------------------------------------
+"""Two blocks of blocks.py in equivalent forms that compute less: what the U-Net runs.
+
+Same parameters, same outputs up to float rounding (tests/unit/unet/test_fused.py checks each against
+its definition in blocks.py, and the U-Net built either way); a checkpoint is the same either way.
+
+1. FiLM folded into the GroupNorm (`FusedResnetBlock`). GroupNorm's own affine (gamma, beta per channel)
+   and the scale-shift (per example and channel) compose into one affine per (example, channel):
+
+       GroupNorm(h) (1 + scale) + shift = normalize(h) [gamma (1 + scale)] + [beta (1 + scale) + shift]
+
+   and a per-example affine is a per-channel affine of the batch seen as one example with B C channels
+   and B groups groups ((B, C, H, W) -> (1, B C, H, W), a view). One kernel replaces a norm and a
+   broadcast multiply-add over the whole feature map.
+
+2. Nearest-neighbour upsampling then a 3x3 conv, as one transposed convolution (`FusedUpsample`; the
+   "sub-pixel" view of Shi et al. 2016). Each output pixel sees the upsampled map through 3x3 taps that
+   land on only 2x2 distinct input pixels. Along one axis, even outputs 2i read inputs (i - 1, i) with
+   taps (w_0, w_1 + w_2), odd outputs 2i + 1 read (i, i + 1) with taps (w_0 + w_1, w_2). A transposed
+   convolution (stride 2, padding 1) applies kernel entry k = p + 1 - 2i from input i to output p, so its
+   kernel along one axis is
+
+       K' = (w_2, w_1 + w_2, w_0 + w_1, w_0) = M w,   M = [[0,0,1], [0,1,1], [1,1,0], [1,0,0]]
+
+   and in 2-D K' = M W M^T: 16 multiply-adds per input channel and pixel instead of 36, and no 4x copy
+   of the input. The parameter stays the 3x3 kernel W.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+
+def scale_shift_group_norm(norm, h, scale, shift):
+    """GroupNorm(h) (1 + scale) + shift as one GroupNorm over B C channels (1. above).
+
+    norm: the nn.GroupNorm (its groups, gamma, beta, eps); h: (B, C, H, W); scale, shift: (B, C).
+    The affine is computed in float32 and handed to the norm in h's dtype.
+    """
+    b, c = h.shape[:2]
+    scale = scale.float() + 1
+    weight = (norm.weight.float() * scale).reshape(b * c)  # gamma' = gamma (1 + scale)
+    bias = torch.addcmul(shift.float(), norm.bias.float(), scale).reshape(b * c)  # beta' = beta (1 + scale) + shift
+    dtype = torch.float32 if torch.is_autocast_enabled(h.device.type) else h.dtype  # autocast: group_norm in float32
+    out = F.group_norm(h.reshape(1, b * c, *h.shape[2:]), b * norm.num_groups, weight.to(dtype), bias.to(dtype), norm.eps)
+    return out.view(h.shape)
+
+
+class FusedResnetBlock(ResnetBlock):
+    """`ResnetBlock` with its first GroupNorm and the FiLM computed as one GroupNorm."""
+
+    def forward(self, x, emb):
+        scale, shift = self.time_proj(F.silu(emb)).chunk(2, dim=1)
+        h = F.silu(scale_shift_group_norm(self.norm1, self.conv1(x), scale, shift))
+        h = F.silu(self.norm2(self.conv2(h)))
+        return h + self.res_conv(x)
+
+
+# M: the 3 taps of a 3x3 kernel along one axis -> the 4 taps of the equivalent stride-2 transposed kernel.
+_TRANSPOSED_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
+
+
+class FusedUpsample(Upsample):
+    """`Upsample` (nearest x2, 3x3 conv) as one stride-2 transposed convolution with a 4x4 kernel M W M^T."""
+
+    def forward(self, x):
+        m = _TRANSPOSED_TAPS.to(self.conv.weight)
+        kernel = torch.einsum("pr,oirs,qs->iopq", m, self.conv.weight, m)  # (C_in, C_out, 4, 4), as conv_transpose2d wants
+        return F.conv_transpose2d(x, kernel, self.conv.bias, stride=2, padding=1)
+
 # ---- unet_2d.py --------------------------------------------------------------
 """The noise-prediction network eps_theta(x_t, t) of DDPM: a time-conditioned U-Net.
 
@@ -567,7 +623,6 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.attention import AttentionMixin
 from diffusers.models.modeling_utils import ModelMixin
 from diffusers.models.unets.unet_2d import UNet2DOutput
-
 
 
 
@@ -673,7 +728,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
         time_dim = 4 * dim
         if block_type == "resnet":
             def block(c_in, c_out):
-                return ResnetBlock(c_in, c_out, time_dim, groups=resnet_block_groups)
+                return FusedResnetBlock(c_in, c_out, time_dim, groups=resnet_block_groups)  # blocks.ResnetBlock, computed faster
         else:
             def block(c_in, c_out):
                 return ConvNextBlock(c_in, c_out, time_dim, mult=convnext_mult)
@@ -720,7 +775,7 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
                         "block1": block(2 * w, w),
                         "block2": block(2 * w, w),
                         "attention": linear_attention(w, i),
-                        "upsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if first else Upsample(w, widths[i - 1]),
+                        "upsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if first else FusedUpsample(w, widths[i - 1]),
                     }
                 )
             )
@@ -767,33 +822,15 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
                 null_class_embed.
             return_dict: return an `AnnotatedUNet2DOutput` (`.sample`) if True, else the tuple (sample,).
         """
-        config = self.config
-        if sample.ndim != 4 or sample.shape[1] != config.in_channels:
-            raise ValueError(
-                f"sample must have shape (batch, {config.in_channels}, height, width) for in_channels="
-                f"{config.in_channels}, got {tuple(sample.shape)}"
-            )
-        num_levels = len(config.dim_mults)
-        check_spatial("input side", sample.shape[2], sample.shape[3], num_levels)
+        check_sample(self.config, sample)  # config.py: shape and side lengths
         batch = sample.shape[0]
-
-        emb = self.time_embedding(self._per_example("timestep", timestep, batch, sample.device))
-        if self.class_embedding is None:
+        t = self._per_example("timestep", timestep, batch, sample.device)
+        emb = self.time_embedding(t)  # MLP(sinusoidal(t)), embeddings.py
+        if self.class_embedding is not None or class_labels is not None:
             if class_labels is not None:
-                raise ValueError("class_labels were given to an unconditional model (built with num_class_embeds=None)")
-        else:
-            num_classes = config.num_class_embeds
-            has_null = config.get("null_class_embed", False)
-            if class_labels is None:
-                if not has_null:
-                    raise ValueError(f"this model is class-conditional (num_class_embeds={num_classes}): pass class_labels")
-                class_labels = num_classes  # "no class"
-            labels = self._per_example("class_labels", class_labels, batch, sample.device).long()
-            highest = num_classes if has_null else num_classes - 1
-            if labels.min() < 0 or labels.max() > highest:
-                allowed = f"0..{num_classes - 1}" + (f", or {num_classes} for no class" if has_null else "")
-                raise ValueError(f"class_labels must lie in {allowed}; got {labels.tolist()}")
-            emb = emb + self.class_embedding(labels)
+                class_labels = self._per_example("class_labels", class_labels, batch, sample.device)
+            y = check_class_labels(self.config, class_labels)  # None -> the "no class" row, where there is one
+            emb = emb + self.class_embedding(self._per_example("class_labels", y, batch, sample.device).long())
 
         run = self._run_block
         x = self.init_conv(sample)

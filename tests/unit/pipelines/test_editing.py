@@ -430,7 +430,7 @@ def saved_tiny(tmp_path_factory):
 
 
 def test_cli_subcommands_write_pngs_and_figures(saved_tiny, tmp_path, capsys):
-    from annotated_pipeline import img2img, inpaint, interpolate
+    from annotated_pipeline.commands import img2img, inpaint, interpolate
 
     folder, pngs = saved_tiny
     out = tmp_path / "out"
