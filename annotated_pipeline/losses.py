@@ -83,7 +83,7 @@ def min_snr_weights(scheduler, t, snr_gamma):
     zero-terminal-SNR schedule) instead of 0 / 0.
     """
     alphas_cumprod = scheduler.alphas_cumprod.to(device=t.device, dtype=torch.float32)[t]
-    snr = alphas_cumprod / (1.0 - alphas_cumprod)
+    snr = alphas_cumprod / (1.0 - alphas_cumprod)  # SNR(t) = alpha_bar_t / (1 - alpha_bar_t)
     prediction_type = scheduler.config.prediction_type
     if prediction_type == "epsilon":
         return torch.clamp(snr_gamma / snr, max=1.0)
@@ -122,20 +122,20 @@ def p_losses(model, x_start, t, noise=None, loss_type="huber", scheduler=None, c
     if noise is None:
         noise = torch.randn_like(x_start)
 
-    x_noisy = q_sample(x_start, t, noise=noise, scheduler=scheduler)
+    x_noisy = q_sample(x_start, t, noise=noise, scheduler=scheduler)  # x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps
     if class_labels is None:
-        predicted = _prediction(model(x_noisy, t))
+        predicted = _prediction(model(x_noisy, t))  # eps_theta(x_t, t)
     else:
-        predicted = _prediction(model(x_noisy, t, class_labels=class_labels))
+        predicted = _prediction(model(x_noisy, t, class_labels=class_labels))  # eps_theta(x_t, t, y)
 
     if prediction_type == "epsilon":
-        target = noise
+        target = noise  # eps (eq. 14)
     elif prediction_type == "sample":
-        target = x_start
+        target = x_start  # x_0
     else:
-        target = scheduler.get_velocity(x_start, noise, t)
+        target = scheduler.get_velocity(x_start, noise, t)  # v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0
     distance = LOSS_TYPES[loss_type]
     if snr_gamma is None:
-        return distance(predicted.float(), target.float())
+        return distance(predicted.float(), target.float())  # E || target - prediction ||  (mean over the batch)
     per_image = distance(predicted.float(), target.float(), reduction="none").flatten(1).mean(dim=1)
-    return (per_image * min_snr_weights(scheduler, t, snr_gamma)).mean()
+    return (per_image * min_snr_weights(scheduler, t, snr_gamma)).mean()  # mean_b w(t_b) || target_b - prediction_b ||
