@@ -176,41 +176,30 @@ class AnnotatedUNet2DModel(ModelMixin, ConfigMixin, AttentionMixin):
             self.class_embedding = nn.Embedding(num_class_embeds + int(null_class_embed), time_dim)
         self.init_conv = nn.Conv2d(in_channels, init_dim, kernel_size=7, padding=3)
 
-        self.down_levels = nn.ModuleList()
-        c_prev = init_dim
-        for i, w in enumerate(widths):
+        self.down_levels = nn.ModuleList()  # level i: block w_{i-1} -> w_i, block w_i -> w_i, linear attn, downsample
+        for i, (c_prev, w) in enumerate(zip([init_dim] + widths[:-1], widths)):
             last = i == num_levels - 1
-            self.down_levels.append(
-                nn.ModuleDict(
-                    {
-                        "block1": block(c_prev, w),
-                        "block2": block(w, w),
-                        "attention": linear_attention(w, i),
-                        "downsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if last else Downsample(w, w),
-                    }
-                )
-            )
-            c_prev = w
+            self.down_levels.append(nn.ModuleDict({
+                "block1": block(c_prev, w),
+                "block2": block(w, w),
+                "attention": linear_attention(w, i),
+                "downsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if last else Downsample(w, w),
+            }))
 
-        mid = widths[-1]
+        mid = widths[-1]  # the bottleneck: block, softmax attention, block
         self.mid_block1 = block(mid, mid)
         self.mid_attention = PreNormResidual(mid, Attention(mid, attention_heads, attention_head_dim))
         self.mid_block2 = block(mid, mid)
 
-        self.up_levels = nn.ModuleList()
+        self.up_levels = nn.ModuleList()  # level i = L-1..0: block [x, pop] 2 w_i -> w_i twice, linear attn, upsample
         for i in reversed(range(num_levels)):
             w = widths[i]
-            first = i == 0
-            self.up_levels.append(
-                nn.ModuleDict(
-                    {
-                        "block1": block(2 * w, w),
-                        "block2": block(2 * w, w),
-                        "attention": linear_attention(w, i),
-                        "upsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if first else FusedUpsample(w, widths[i - 1]),
-                    }
-                )
-            )
+            self.up_levels.append(nn.ModuleDict({
+                "block1": block(2 * w, w),
+                "block2": block(2 * w, w),
+                "attention": linear_attention(w, i),
+                "upsample": nn.Conv2d(w, w, kernel_size=3, padding=1) if i == 0 else FusedUpsample(w, widths[i - 1]),
+            }))
 
         self.final_block = block(widths[0] + init_dim, dim)
         self.final_conv = nn.Conv2d(dim, out_channels if out_channels is not None else in_channels, kernel_size=1)

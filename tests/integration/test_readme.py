@@ -9,6 +9,7 @@ the install block (test_wheel.py), `python app.py` (serves until stopped; test_a
 it), and the test command itself (it is this suite).
 """
 
+import json
 import os
 import re
 import subprocess
@@ -16,11 +17,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 OFFICIAL = Path("/usr/share/datasets/fashion-mnist")
 BLOCKS = FENCE.findall((REPO / "README.md").read_text())
+OUTPUT_OPTION = re.compile(r"--(?:output|output_dir|figure|json) (\S+)")  # what a block says it writes
 NOT_RUN = ("bash quickstart.sh", "python3 -m venv .venv", 'pip install ".[demo]"', "HF_HUB_OFFLINE=1 python -m pytest")
 
 # Substitutions per block, matched by a text the block holds; each must occur.
@@ -87,3 +90,16 @@ def test_each_shell_block_runs(reader, key):
     result = subprocess.run(["bash", "-euo", "pipefail", "-c", block], cwd=folder, env=env, capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, f"{block}\n---\n{result.stderr[-3000:]}"
+    # What the block says it writes is there, and reads back: images as images, JSON as JSON, folders not empty.
+    outputs = OUTPUT_OPTION.findall(block)
+    assert outputs, "every README shell block writes something"
+    for path in outputs:
+        written = folder / path
+        assert written.exists(), f"{path} (named in the block) was not written"
+        if written.is_dir():
+            assert any(written.iterdir()), f"{path} is empty"
+        elif written.suffix in (".png", ".gif"):
+            with Image.open(written) as image:
+                assert min(image.size) >= 28, (path, image.size)
+        elif written.suffix == ".json":
+            assert json.loads(written.read_text())

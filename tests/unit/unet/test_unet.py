@@ -224,8 +224,14 @@ def test_impossible_configs_raise(overrides, message):
 
 
 def test_28x28_with_three_levels_and_convnext_ignores_groups():
-    AnnotatedUNet2DModel(sample_size=28, dim_mults=(1, 2, 4))  # 28 -> 14 -> 7
-    AnnotatedUNet2DModel(**{**TINY, "block_type": "convnext", "resnet_block_groups": 3})  # GroupNorm(1) only
+    model = AnnotatedUNet2DModel(sample_size=28, dim_mults=(1, 2, 4))  # 28 -> 14 -> 7
+    with torch.no_grad():
+        assert model(torch.randn(2, 1, 28, 28), torch.tensor([0, 999])).sample.shape == (2, 1, 28, 28)
+    convnext = AnnotatedUNet2DModel(**{**TINY, "block_type": "convnext", "resnet_block_groups": 3})
+    norms = [m for m in convnext.modules() if isinstance(m, torch.nn.GroupNorm)]
+    # 3 does not divide the widths 8 and 16: a ConvNeXt U-Net builds anyway, since its blocks' norms are GroupNorm(1)
+    # (attention's pre-norms are GroupNorm(1) too).
+    assert norms and all(m.num_groups == 1 for m in norms)
 
 
 def test_bad_inputs_raise():
