@@ -1,16 +1,17 @@
 """annotated-pipeline: Denoising Diffusion Probabilistic Models (Ho et al. 2020), annotated.
 
-The package is laid out the way the model is built:
+The package is laid out the way the model is built, the paper first:
 
-    unet/        the noise-prediction network eps_theta(x_t, t): embeddings, blocks, attention, U-Net
     scheduler/   the forward process q and the reverse step p_theta: schedules, DDPM scheduler
-    losses.py    the training objective (Ho et al. 2020, eq. 14 and its variants)
-    pipeline.py  the sampling loop (Ho et al. 2020, Algorithm 2) as a diffusers pipeline
-    pipeline_inpaint.py, pipeline_img2img.py, pipeline_interpolate.py
-                 editing with a trained DDPM: RePaint, SDEdit, interpolation (pipeline_editing.py: shared)
-    training/    data, arguments and the Accelerate training loop behind train_accelerate.py
-    hub.py       the model card and the push to the Hugging Face Hub
-    evaluation/  an offline Frechet distance for Fashion-MNIST
+    unet/        the noise-prediction network eps_theta(x_t, t): embeddings, blocks, attention, U-Net
+    losses.py    the training objective (Ho et al. 2020, eq. (14) and its variants)
+    pipelines/   the sampling loop (Algorithm 2) as a diffusers pipeline, and editing built on it
+    datasets/    the image sets that training, evaluation and the figures read
+    training/    Algorithm 1 run by Accelerate: arguments, checkpoints, the loop
+    evaluation/  offline sample quality: classifier features, Frechet distance, KID, memorisation
+    visualize/   the figures of the blog: forward process, schedules, denoising, attention
+    hub/         the model card and the push to the Hugging Face Hub
+    commands/    the `annotated-pipeline` command, one module per subcommand
 
 Names are resolved lazily so that `import annotated_pipeline` stays cheap and each subpackage can be
 used (and copied into a saved pipeline) on its own.
