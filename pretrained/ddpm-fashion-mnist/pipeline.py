@@ -1,4 +1,4 @@
-# Generated at save time from pipeline_inputs.py, pipeline_loading.py, pipeline_saving.py, pipeline.py (annotated-pipeline); edit those modules, not this file.
+# Generated at save time from pipeline_inputs.py, pipeline_loading.py, pipeline_predictions.py, pipeline_saving.py, pipeline.py (annotated-pipeline); edit those modules, not this file.
 
 # ---- pipeline_inputs.py ------------------------------------------------------
 """What a pipeline call may be given: every argument checked before the first step.
@@ -251,6 +251,67 @@ def installed_component_classes():
     return classes
 
 
+# ---- pipeline_predictions.py -------------------------------------------------
+"""What the network's output means at one step: the clean image it predicts, and guidance.
+
+Imported by pipeline.py (and bundled with it into saved folders): torch and the standard library only.
+"""
+
+import inspect
+
+
+def classifier_free_guidance(conditional, unconditional, guidance_scale):
+    """Classifier-free guidance, Ho & Salimans 2022, eq. (6), written with s = 1 + w:
+
+        eps_tilde(x_t, t, y) = eps(x_t, t, empty) + s * (eps(x_t, t, y) - eps(x_t, t, empty))
+
+    The difference eps(x_t, t, y) - eps(x_t, t, empty) is proportional to -grad log p(y | x_t) of an
+    implicit classifier, so s > 1 samples from p(x_t) p(y | x_t)^s: images more typical of their
+    class, less varied. The combination is linear in the network's output, so it applies the same
+    way to epsilon, v or x_0 predictions.
+    """
+    return unconditional + guidance_scale * (conditional - unconditional)
+
+
+class NonFiniteSampleError(FloatingPointError):
+    """Sampling produced NaN or inf: the weights or the scheduler's settings are broken. Raised instead
+    of returning images in which NaN has silently become black."""
+
+
+def predicted_original_sample(scheduler, model_output, timestep, sample):
+    """x_0_hat, the clean image the model predicts from x_t (Ho et al. 2020, eq. (15) for eps):
+
+        epsilon:       x_0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_bar_t)
+        sample:        x_0_hat = the model output
+        v_prediction:  x_0_hat = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v_theta      (Salimans & Ho 2022)
+
+    then bounded as the scheduler itself bounds it (its own `thresholding`, else `clip_sample`; a key merely carried
+    over in the config from another scheduler is not applied). For schedulers whose `step` does not return it
+    (DPM-Solver++, PNDM): the model's own estimate at the timestep t it was given. That is DPM-Solver++'s data
+    prediction (`convert_model_output`) when its chain's timesteps are exact; with log-SNR steps
+    (`use_lu_lambdas`) the solver uses its chain's unrounded sigma, slightly off alpha_bar at the rounded t.
+    Needs a scheduler whose latents are x_t itself (init_noise_sigma = 1), not Euler's scaled ones.
+    """
+    config = scheduler.config
+    if float(scheduler.init_noise_sigma) != 1.0:
+        raise ValueError(f"{type(scheduler).__name__} scales its latents (init_noise_sigma = {float(scheduler.init_noise_sigma):g}), "
+                         "so x_0_hat cannot be read from alpha_bar_t; its step output should carry pred_original_sample.")
+    alpha_bar_t = scheduler.alphas_cumprod[int(timestep)].to(device=sample.device, dtype=sample.dtype)
+    if config.prediction_type == "epsilon":
+        x0 = (sample - (1 - alpha_bar_t).sqrt() * model_output) / alpha_bar_t.sqrt()
+    elif config.prediction_type == "sample":
+        x0 = model_output
+    elif config.prediction_type == "v_prediction":
+        x0 = alpha_bar_t.sqrt() * sample - (1 - alpha_bar_t).sqrt() * model_output
+    else:
+        raise ValueError(f"unknown prediction_type {config.prediction_type!r}; allowed: epsilon, sample, v_prediction")
+    own = inspect.signature(type(scheduler).__init__).parameters  # a bound the scheduler applies itself, not a carried key
+    if "thresholding" in own and config.thresholding:
+        return scheduler._threshold_sample(x0)
+    if "clip_sample" in own and config.clip_sample:
+        return x0.clamp(-config.clip_sample_range, config.clip_sample_range)
+    return x0
+
 # ---- pipeline_saving.py ------------------------------------------------------
 """Saving a pipeline as a folder that carries its own code (see pipeline.py's module docstring).
 
@@ -398,59 +459,6 @@ from diffusers.utils.torch_utils import randn_tensor
 SAMPLING_DEFAULT_KEYS = ("default_num_inference_steps", "default_guidance_scale", "default_guidance_interval")
 
 
-def classifier_free_guidance(conditional, unconditional, guidance_scale):
-    """Classifier-free guidance, Ho & Salimans 2022, eq. (6), written with s = 1 + w:
-
-        eps_tilde(x_t, t, y) = eps(x_t, t, empty) + s * (eps(x_t, t, y) - eps(x_t, t, empty))
-
-    The difference eps(x_t, t, y) - eps(x_t, t, empty) is proportional to -grad log p(y | x_t) of an
-    implicit classifier, so s > 1 samples from p(x_t) p(y | x_t)^s: images more typical of their
-    class, less varied. The combination is linear in the network's output, so it applies the same
-    way to epsilon, v or x_0 predictions.
-    """
-    return unconditional + guidance_scale * (conditional - unconditional)
-
-
-class NonFiniteSampleError(FloatingPointError):
-    """Sampling produced NaN or inf: the weights or the scheduler's settings are broken. Raised instead
-    of returning images in which NaN has silently become black."""
-
-
-def predicted_original_sample(scheduler, model_output, timestep, sample):
-    """x_0_hat, the clean image the model predicts from x_t (Ho et al. 2020, eq. (15) for eps):
-
-        epsilon:       x_0_hat = (x_t - sqrt(1 - alpha_bar_t) eps_theta) / sqrt(alpha_bar_t)
-        sample:        x_0_hat = the model output
-        v_prediction:  x_0_hat = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v_theta      (Salimans & Ho 2022)
-
-    then bounded as the scheduler itself bounds it (its own `thresholding`, else `clip_sample`; a key merely carried
-    over in the config from another scheduler is not applied). For schedulers whose `step` does not return it
-    (DPM-Solver++, PNDM): the model's own estimate at the timestep t it was given. That is DPM-Solver++'s data
-    prediction (`convert_model_output`) when its chain's timesteps are exact; with log-SNR steps
-    (`use_lu_lambdas`) the solver uses its chain's unrounded sigma, slightly off alpha_bar at the rounded t.
-    Needs a scheduler whose latents are x_t itself (init_noise_sigma = 1), not Euler's scaled ones.
-    """
-    config = scheduler.config
-    if float(scheduler.init_noise_sigma) != 1.0:
-        raise ValueError(f"{type(scheduler).__name__} scales its latents (init_noise_sigma = {float(scheduler.init_noise_sigma):g}), "
-                         "so x_0_hat cannot be read from alpha_bar_t; its step output should carry pred_original_sample.")
-    alpha_bar_t = scheduler.alphas_cumprod[int(timestep)].to(device=sample.device, dtype=sample.dtype)
-    if config.prediction_type == "epsilon":
-        x0 = (sample - (1 - alpha_bar_t).sqrt() * model_output) / alpha_bar_t.sqrt()
-    elif config.prediction_type == "sample":
-        x0 = model_output
-    elif config.prediction_type == "v_prediction":
-        x0 = alpha_bar_t.sqrt() * sample - (1 - alpha_bar_t).sqrt() * model_output
-    else:
-        raise ValueError(f"unknown prediction_type {config.prediction_type!r}; allowed: epsilon, sample, v_prediction")
-    own = inspect.signature(type(scheduler).__init__).parameters  # a bound the scheduler applies itself, not a carried key
-    if "thresholding" in own and config.thresholding:
-        return scheduler._threshold_sample(x0)
-    if "clip_sample" in own and config.clip_sample:
-        return x0.clamp(-config.clip_sample_range, config.clip_sample_range)
-    return x0
-
-
 class AnnotatedDDPMPipeline(DiffusionPipeline):
     """Unconditional (or class-conditional) image generation with a DDPM.
 
@@ -545,11 +553,9 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
 
             eps = (x_t - sqrt(alphas_cumprod_t) x_0_hat) / sqrt(1 - alphas_cumprod_t),
 
-        and using the unclipped eps_theta instead mixes two different predictions. At t = T - 1 of the
-        cosine schedule (alphas_cumprod ~ 2e-6, where "trailing" spacing starts) x_0_hat divides eps_theta's
-        error by sqrt(alphas_cumprod) ~ 0.0016, so the mix is far off: on a 3,000-step Fashion-MNIST
-        model, DDIM-50 "trailing" scores 77.3 with the unclipped eps and 57.4 with the clipped one
-        (benchmarks/RESULTS.md).
+        and using the unclipped eps_theta instead mixes two different predictions: near t = T - 1 of the
+        cosine schedule x_0_hat divides eps_theta's error by sqrt(alphas_cumprod_t) ~ 0.0016, so the mix is
+        far off there (benchmarks/RESULTS.md measures what it costs).
         """
         accepted = inspect.signature(self.scheduler.step).parameters
         kwargs = {}
@@ -622,24 +628,47 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         num_inference_steps, guidance_scale, guidance_interval = self.resolve_sampling(
             num_inference_steps, guidance_scale, guidance_interval)
         if timesteps is not None:
-            if "timesteps" not in inspect.signature(self.scheduler.set_timesteps).parameters:
-                raise ValueError(f"{type(self.scheduler).__name__}.set_timesteps takes no explicit timesteps; "
-                                 "pass num_inference_steps, or swap in a scheduler that does (e.g. DDPMScheduler).")
             num_inference_steps = len(timesteps)
         self._check_inputs(batch_size, num_inference_steps, output_type, class_labels, guidance_scale, guidance_interval,
                            generator, eta)
+        self._check_call_extras(timesteps, callback_on_step_end_tensor_inputs)
+        device = self._execution_device
+        labels = self._class_labels_tensor(class_labels, batch_size, device) if self._conditional else None
+        latents = self._initial_latents(batch_size, generator, latents, device)  # x_T ~ N(0, I)
+        self.scheduler.set_timesteps(**({"num_inference_steps": num_inference_steps} if timesteps is None
+                                        else {"timesteps": list(timesteps)}), device=device)
+        self._check_sigma_spacing(num_inference_steps)
+        step_kwargs = self._step_kwargs(generator, eta, use_clipped_model_output)
+
+        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):  # for t = T, ..., 1
+            model_output = self._noise_prediction(latents, t, labels, guidance_scale, guidance_interval)  # eps_theta
+            step_output = self.scheduler.step(model_output, t, latents, **step_kwargs)  # x_{t-1} = mu_theta(x_t, t) + sigma_t z
+            x_t, latents = latents, step_output.prev_sample
+            if callback_on_step_end is not None:
+                latents = self._run_callback(callback_on_step_end, callback_on_step_end_tensor_inputs, i, t, x_t,
+                                             latents, model_output, step_output)
+
+        return self._finish(latents, output_type, return_dict)  # x_0, as images
+
+    @property
+    def _conditional(self):
+        return self.unet.config.get("num_class_embeds") is not None
+
+    def _check_call_extras(self, timesteps, callback_on_step_end_tensor_inputs):
+        """The arguments `_check_inputs` does not see: an explicit chain, and the tensors a callback asks for."""
+        if timesteps is not None and "timesteps" not in inspect.signature(self.scheduler.set_timesteps).parameters:
+            raise ValueError(f"{type(self.scheduler).__name__}.set_timesteps takes no explicit timesteps; "
+                             "pass num_inference_steps, or swap in a scheduler that does (e.g. DDPMScheduler).")
         unknown = set(callback_on_step_end_tensor_inputs) - set(self._callback_tensor_inputs)
         if unknown:
             raise ValueError(f"callback_on_step_end_tensor_inputs {sorted(unknown)} not in {self._callback_tensor_inputs}.")
 
-        device = self._execution_device
+    def _initial_latents(self, batch_size, generator, latents, device):
+        """x_T ~ N(0, I) (or the given one, checked), scaled by the scheduler's initial sigma (1 for DDPM/DDIM,
+        larger for Euler)."""
         size = self.unet.config.sample_size
         height, width = (size, size) if isinstance(size, int) else tuple(size)
         shape = (batch_size, self.unet.config.in_channels, height, width)
-        conditional = self.unet.config.get("num_class_embeds") is not None
-        labels = self._class_labels_tensor(class_labels, batch_size, device) if conditional else None
-
-        # x_T ~ N(0, I), scaled by the scheduler's initial sigma (1 for DDPM/DDIM, larger for Euler).
         latents_dtype = self._latents_dtype()
         if latents is None:
             latents = randn_tensor(shape, generator=generator, device=device, dtype=latents_dtype)
@@ -647,29 +676,17 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             raise ValueError(f"latents have shape {tuple(latents.shape)}, expected {shape}.")
         elif not bool(torch.isfinite(latents).all()):
             raise ValueError("latents hold NaN or inf; x_T must be finite (e.g. drawn from N(0, I)).")
-        latents = latents.to(device=device, dtype=latents_dtype) * self.scheduler.init_noise_sigma
+        return latents.to(device=device, dtype=latents_dtype) * self.scheduler.init_noise_sigma
 
-        if timesteps is None:
-            self.scheduler.set_timesteps(num_inference_steps, device=device)
-        else:
-            self.scheduler.set_timesteps(timesteps=list(timesteps), device=device)
-        self._check_sigma_spacing(num_inference_steps)
-        step_kwargs = self._step_kwargs(generator, eta, use_clipped_model_output)
-
-        for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):
-            model_output = self._noise_prediction(latents, t, labels, guidance_scale, guidance_interval)
-            step_output = self.scheduler.step(model_output, t, latents, **step_kwargs)
-            x_t, latents = latents, step_output.prev_sample
-            if callback_on_step_end is not None:
-                callback_kwargs = {"latents": latents} if "latents" in callback_on_step_end_tensor_inputs else {}
-                if "pred_original_sample" in callback_on_step_end_tensor_inputs:  # x_0_hat from this step's x_t
-                    x0 = getattr(step_output, "pred_original_sample", None)
-                    callback_kwargs["pred_original_sample"] = (
-                        x0 if x0 is not None else predicted_original_sample(self.scheduler, model_output, t, x_t))
-                callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
-                latents = callback_outputs.get("latents", latents)
-
-        return self._finish(latents, output_type, return_dict)
+    def _run_callback(self, callback, tensor_inputs, i, t, x_t, latents, model_output, step_output):
+        """Call `callback_on_step_end` with the tensors it asked for; return the latents it hands back (or ours)."""
+        callback_kwargs = {"latents": latents} if "latents" in tensor_inputs else {}
+        if "pred_original_sample" in tensor_inputs:  # x_0_hat from this step's x_t
+            x0 = getattr(step_output, "pred_original_sample", None)
+            callback_kwargs["pred_original_sample"] = (
+                x0 if x0 is not None else predicted_original_sample(self.scheduler, model_output, t, x_t))
+        callback_outputs = callback(self, i, t, callback_kwargs) or {}
+        return callback_outputs.get("latents", latents)
 
     def _latents_dtype(self):
         """The chain x_T -> x_0 is kept in float32 (float64 for a float64 U-Net) whatever the U-Net's dtype: a
