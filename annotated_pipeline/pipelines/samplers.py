@@ -8,6 +8,7 @@ train (its sample grids) and visualisation commands share.
     ddpm        diffusers' DDPMScheduler: ancestral sampling, as Algorithm 2
 """
 
+import contextlib
 from typing import Literal, get_args
 
 Sampler = Literal["default", "ddim", "dpmsolver", "ddpm"]
@@ -38,3 +39,19 @@ def set_scheduler(pipeline, name: Sampler):
     elif name != "default":
         pipeline.scheduler = classes[name].from_config(pipeline.scheduler.config)
     return pipeline
+
+
+@contextlib.contextmanager
+def using_sampler(pipeline, name: Sampler):
+    """Inside the block `pipeline` samples with `name` (as `set_scheduler` builds it); its own scheduler
+    comes back afterwards, also when the block raises. The one way a command swaps a sampler for a call:
+
+        with using_sampler(pipe, "dpmsolver"):
+            images = pipe(batch_size=16).images
+    """
+    own = pipeline.scheduler
+    set_scheduler(pipeline, name)
+    try:
+        yield pipeline
+    finally:
+        pipeline.scheduler = own
