@@ -161,13 +161,7 @@ def sample_once(pipe, batch, steps, seed=0):
 # FLOPs and memory
 
 
-def count_flops(fn):
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops()
+from machine_peak import count_flops, fraction_of_peak, processor  # noqa: E402 (benchmarks/ is on sys.path)
 
 
 def peak_memory(fn, device):
@@ -232,20 +226,8 @@ def describe_machine(device):
         lines[0] += f", diffusers {diffusers.__version__}"
     except ImportError:
         pass
-    if device.type == "cuda":
-        lines.append(f"device: {torch.cuda.get_device_name(device)}")
-    else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-            if names:
-                cpu = names[0]
-        except OSError:
-            pass
-        lines.append(f"device: CPU, {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}")
-        isa = torch.backends.cpu.get_cpu_capability()
-        lines.append(f"torch CPU capability: {isa}")
+    lines.append(f"device: {processor(device)}"
+                 + (f", {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}" if device.type == "cpu" else ""))
     try:
         lines.append("load average (1, 5, 15 min) at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     except OSError:
@@ -394,13 +376,17 @@ def run(args):
     print()
     print("\n".join(lines))
     print(f"\nmedians of {args.repeats} alternated repetitions; training: {args.train_iters} steps per repetition; "
-          f"sampling: {args.sample_steps} denoising steps per repetition. Ratios > 1 favour ours.")
+          f"sampling: {args.sample_steps} denoising steps per repetition. Ratios > 1 favour ours. "
+          f"[{processor(device)}]")
     if fast:
         print("\nfast sampling on our pipeline (scheduler swap, batch "
               f"{args.sample_batch}, {fast[0][2]} weights):")
         for name, steps, p, seconds in fast:
             print(f"  {name:28s} {steps:4d} steps  {seconds:7.2f} s per batch  ({seconds / steps:.4f} s/step)")
         out["fast_sampling"] = [dict(scheduler=n, steps=s, precision=p, seconds=sec) for n, s, p, sec in fast]
+    achieved = {(who, p): train_flops[who, p] * median(train[who, p]) for p in precisions for who in names}
+    peak_lines, out["peak"] = fraction_of_peak(device, achieved, args.peak_size, args.peak_repeats)
+    print("\n" + "\n".join(peak_lines))
     try:
         print("load average (1, 5, 15 min) at end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     except OSError:
@@ -430,6 +416,8 @@ def parse_args(argv=None):
                         help="skip the DDIM / DPM-Solver++ timing")
     parser.add_argument("--ours_config", type=json.loads, default={},
                         help='JSON overrides of our U-Net config, e.g. \'{"linear_attention_levels": "all"}\' (the seed\'s attention on every level)')
+    parser.add_argument("--peak_size", type=int, default=2048, help="n of the n^3 matmul that measures the peak")
+    parser.add_argument("--peak_repeats", type=int, default=5, help="timed peak matmuls (the fastest counts)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     OUR_CONFIG.clear()
@@ -440,6 +428,7 @@ def parse_args(argv=None):
     if args.quick:
         args.repeats, args.train_batch, args.sample_batch = 1, 2, 2
         args.train_iters, args.sample_steps, args.warmup = 1, 2, 1
+        args.peak_size, args.peak_repeats = 256, 2
     return args
 
 
