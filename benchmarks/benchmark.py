@@ -48,28 +48,29 @@ import torch.nn.functional as F
 # the two contestants
 
 
-def diffusers_unet(quick=False):
-    """The issue's reference: diffusers' UNet2DModel at the annotated-diffusion size (4.0M parameters)."""
+def diffusers_unet(quick=False, **overrides):
+    """The issue's reference: diffusers' UNet2DModel at the annotated-diffusion size (4.0M parameters).
+    overrides: e.g. sample_size=32, in_channels=3, out_channels=3 (gpu_check.py's RGB sizes)."""
     from diffusers import UNet2DModel
 
     if quick:
-        return UNet2DModel(
+        return UNet2DModel(**{**dict(
             sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
             down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
             norm_num_groups=4, attention_head_dim=8,
-        )
-    return UNet2DModel(
+        ), **overrides})
+    return UNet2DModel(**{**dict(
         sample_size=28, in_channels=1, out_channels=1, layers_per_block=2, block_out_channels=(32, 64, 128),
         down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
         up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
         norm_num_groups=8, attention_head_dim=32,
-    )
+    ), **overrides})
 
 
 OUR_CONFIG = {}  # --ours_config: overrides of our configuration, e.g. {"linear_attention_levels": "all"}
 
 
-def our_unet(quick=False):
+def our_unet(quick=False, **overrides):
     """Our default configuration, AnnotatedUNet2DModel(): the blog's Unet(channels=1, dim_mults=(1, 2, 4)) at
     dim 16 with one linear attention per direction at 14x14 (--ours_config '{"dim": 28, "linear_attention_levels":
     "all"}' builds the blog's Unet(dim=28, ...))."""
@@ -77,8 +78,8 @@ def our_unet(quick=False):
 
     if quick:
         return AnnotatedUNet2DModel(**{**dict(sample_size=8, dim=8, dim_mults=(1, 2), attention_heads=1,
-                                              attention_head_dim=8), **OUR_CONFIG})
-    return AnnotatedUNet2DModel(**OUR_CONFIG)
+                                              attention_head_dim=8), **OUR_CONFIG, **overrides})
+    return AnnotatedUNet2DModel(**{**OUR_CONFIG, **overrides})
 
 
 def schedulers():

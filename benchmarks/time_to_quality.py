@@ -161,26 +161,27 @@ def card_guidance() -> tuple[float, tuple[int, int] | None]:
     return float(card.get("guidance_scale", 1.0)), tuple(interval) if interval else None
 
 
-def evaluation_settings(checkpoint: str, num_samples: int, data_root: str | None, batch_size: int) -> dict:
-    """evaluate()'s keyword arguments for one checkpoint: the card's sampler, its guidance where the model has
+def evaluation_settings(pipeline, num_samples: int, data_root: str | None, batch_size: int) -> dict:
+    """evaluate()'s keyword arguments for one pipeline: the card's sampler, its guidance where the model has
     a "no class" embedding."""
     from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT
-    from annotated_pipeline.export import load_pipeline
 
     settings = {**CARD_SAMPLER, "num_samples": num_samples, "batch_size": batch_size,
                 "data_root": data_root or DEFAULT_ROOT, "kid_subset_size": min(1000, num_samples)}
-    guided = bool(load_pipeline(checkpoint).unet.config.get("null_class_embed", False))
-    if guided:
+    if pipeline.unet.config.get("null_class_embed", False):
         settings["guidance_scale"], settings["guidance_interval"] = card_guidance()
     return settings
 
 
-def judge(checkpoint: str, num_samples: int, data_root: str | None, batch_size: int = 250) -> dict:
-    """The numbers of one checkpoint, as `annotated-pipeline evaluate` would print them with these settings."""
+def judge(checkpoint: str, num_samples: int, data_root: str | None, batch_size: int = 250, device: str = "cpu") -> dict:
+    """The numbers of one checkpoint (its EMA weights where it has them), as `annotated-pipeline evaluate` would
+    print them with these settings; the pipeline samples on `device`."""
     from annotated_pipeline.evaluation.evaluate import evaluate
+    from annotated_pipeline.export import load_pipeline
 
-    settings = evaluation_settings(checkpoint, num_samples, data_root, batch_size)
-    report = evaluate(checkpoint, **settings)
+    pipeline = load_pipeline(checkpoint).to(device)
+    settings = evaluation_settings(pipeline, num_samples, data_root, batch_size)
+    report = evaluate(pipeline, **settings)
     keep = ("frechet_distance", "frechet_distance_floor", "kid", "kid_floor", "num_reference", "scheduler",
             "num_inference_steps", "guidance_scale", "seed", "sampling_seconds", "label_accuracy")
     row = {key: report[key] for key in keep if key in report}
@@ -192,8 +193,9 @@ def judge(checkpoint: str, num_samples: int, data_root: str | None, batch_size: 
 
 def run_protocol(name: str, arguments: list[str], budget_cpu_minutes: float, workdir: Path, results: Path,
                  checkpointing_steps: int, num_samples: int = 1000, data_root: str | None = None,
-                 poll_seconds: float = 0.2, env: dict | None = None) -> list[dict]:
-    """Train `name` for the budget, judge every checkpoint, append one JSON line each to `results`."""
+                 poll_seconds: float = 0.2, env: dict | None = None, device: str = "cpu") -> list[dict]:
+    """Train `name` for the budget, judge every checkpoint (sampling on `device`), append one JSON line each to
+    `results`. The run itself uses the device the trainer picks (CUDA where there is one)."""
     import torch
 
     check_recipe(name, arguments)
@@ -210,7 +212,7 @@ def run_protocol(name: str, arguments: list[str], budget_cpu_minutes: float, wor
     if not run["checkpoints"]:
         raise RuntimeError(f"recipe {name!r} wrote no checkpoint within {budget_cpu_minutes} CPU minutes "
                            f"(--checkpointing_steps {checkpointing_steps}); see {run['log']}")
-    machine = processor(torch.device("cpu"))
+    machine = processor(torch.device(device))
     rows = []
     results.parent.mkdir(parents=True, exist_ok=True)
     for point in run["checkpoints"]:
@@ -218,7 +220,7 @@ def run_protocol(name: str, arguments: list[str], budget_cpu_minutes: float, wor
                "cpu_minutes": round(point["cpu_seconds"] / 60, 3), "wall_seconds": point["wall_seconds"],
                "budget_cpu_minutes": budget_cpu_minutes, "run_cpu_seconds": run["cpu_seconds"],
                "stopped_by_budget": run["stopped_by_budget"], "processor": machine,
-               "checkpoint": point["path"], **judge(point["path"], num_samples, data_root)}
+               "checkpoint": point["path"], **judge(point["path"], num_samples, data_root, device=device)}
         with open(results, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{name} step {row['step']:6d}  {row['cpu_minutes']:8.2f} CPU min  distance "
