@@ -201,3 +201,48 @@ def test_a_machine_that_stops_answering_is_given_up_after_the_ddp_timeout(tmp_pa
     assert machines[0][0].returncode != 0
     assert "process 0 of 2 waited more than --ddp_timeout 10 s for rank(s) 1" in log, log[-3000:]
     assert 9 < took < 120, took
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# srun on one machine: the task once per node, SLURM_NODEID = 0 .. SLURM_NNODES - 1, all at once
+while [[ "$1" == --* ]]; do shift; done
+pids=()
+for ((node = 0; node < SLURM_NNODES; node++)); do
+  SLURM_NODEID=$node "$@" > "$FAKE_SLURM_LOGS/node$node.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+exit $status
+"""
+
+
+def test_the_slurm_template_runs_one_launch_per_machine_with_the_same_result(tmp_path, data, two_machines):
+    """scripts/slurm_train.sbatch under a stand-in srun that runs its task for node 0 and node 1 on this machine
+    (scontrol names localhost as the first node): the weights of the two-machine run above."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(FAKE_SRUN)
+    (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\nprintf 'localhost\\nlocalhost\\n'\n")
+    for tool in ("srun", "scontrol"):
+        (bin_dir / tool).chmod(0o755)
+    env = {**environment(tmp_path / "hf_home"), "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "node[1-2]",
+           "MAIN_PORT": str(free_port()), "MIXED_PRECISION": "no", "SLURM_CPUS_ON_NODE": "1",
+           "FAKE_SLURM_LOGS": str(tmp_path), "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    env.pop("ACCELERATE_USE_CPU")  # the template sets it on a node without GPUs
+    out = tmp_path / "out"
+    result = subprocess.run(["bash", str(REPO / "scripts" / "slurm_train.sbatch"), "--train_data_dir", str(data),
+                             "--output_dir", str(out), *RUN], env=env, cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    node0 = (tmp_path / "node0.log").read_text()
+    assert result.returncode == 0, result.stderr[-2000:] + node0[-3000:] + (tmp_path / "node1.log").read_text()[-2000:]
+    assert "slurm_train.sbatch: 2 machines x 1 processes, main localhost" in result.stderr
+    assert "Processes = 2" in node0 and f"Finished training: {STEPS} optimizer steps" in node0
+    assert_same_weights(out / f"checkpoint-{STEPS}", two_machines[0] / f"checkpoint-{STEPS}")
+
+
+def test_the_slurm_template_parses_and_wants_the_training_arguments(tmp_path):
+    template = REPO / "scripts" / "slurm_train.sbatch"
+    assert subprocess.run(["bash", "-n", str(template)]).returncode == 0
+    result = subprocess.run(["bash", str(template)], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 2 and "give the training arguments" in result.stderr
