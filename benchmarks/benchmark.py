@@ -48,28 +48,29 @@ import torch.nn.functional as F
 # the two contestants
 
 
-def diffusers_unet(quick=False):
-    """The issue's reference: diffusers' UNet2DModel at the annotated-diffusion size (4.0M parameters)."""
+def diffusers_unet(quick=False, **overrides):
+    """The issue's reference: diffusers' UNet2DModel at the annotated-diffusion size (4.0M parameters).
+    overrides: e.g. sample_size=32, in_channels=3, out_channels=3 (gpu_check.py's RGB sizes)."""
     from diffusers import UNet2DModel
 
     if quick:
-        return UNet2DModel(
+        return UNet2DModel(**{**dict(
             sample_size=8, in_channels=1, out_channels=1, layers_per_block=1, block_out_channels=(8, 16),
             down_block_types=("DownBlock2D", "AttnDownBlock2D"), up_block_types=("AttnUpBlock2D", "UpBlock2D"),
             norm_num_groups=4, attention_head_dim=8,
-        )
-    return UNet2DModel(
+        ), **overrides})
+    return UNet2DModel(**{**dict(
         sample_size=28, in_channels=1, out_channels=1, layers_per_block=2, block_out_channels=(32, 64, 128),
         down_block_types=("DownBlock2D", "AttnDownBlock2D", "AttnDownBlock2D"),
         up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
         norm_num_groups=8, attention_head_dim=32,
-    )
+    ), **overrides})
 
 
 OUR_CONFIG = {}  # --ours_config: overrides of our configuration, e.g. {"linear_attention_levels": "all"}
 
 
-def our_unet(quick=False):
+def our_unet(quick=False, **overrides):
     """Our default configuration, AnnotatedUNet2DModel(): the blog's Unet(channels=1, dim_mults=(1, 2, 4)) at
     dim 16 with one linear attention per direction at 14x14 (--ours_config '{"dim": 28, "linear_attention_levels":
     "all"}' builds the blog's Unet(dim=28, ...))."""
@@ -77,8 +78,8 @@ def our_unet(quick=False):
 
     if quick:
         return AnnotatedUNet2DModel(**{**dict(sample_size=8, dim=8, dim_mults=(1, 2), attention_heads=1,
-                                              attention_head_dim=8), **OUR_CONFIG})
-    return AnnotatedUNet2DModel(**OUR_CONFIG)
+                                              attention_head_dim=8), **OUR_CONFIG, **overrides})
+    return AnnotatedUNet2DModel(**{**OUR_CONFIG, **overrides})
 
 
 def schedulers():
@@ -161,13 +162,7 @@ def sample_once(pipe, batch, steps, seed=0):
 # FLOPs and memory
 
 
-def count_flops(fn):
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn()
-    return counter.get_total_flops()
+from machine_peak import count_flops, fraction_of_peak, processor  # noqa: E402 (benchmarks/ is on sys.path)
 
 
 def peak_memory(fn, device):
@@ -232,20 +227,8 @@ def describe_machine(device):
         lines[0] += f", diffusers {diffusers.__version__}"
     except ImportError:
         pass
-    if device.type == "cuda":
-        lines.append(f"device: {torch.cuda.get_device_name(device)}")
-    else:
-        cpu = platform.processor() or platform.machine()
-        try:
-            with open("/proc/cpuinfo") as f:
-                names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-            if names:
-                cpu = names[0]
-        except OSError:
-            pass
-        lines.append(f"device: CPU, {cpu}, {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}")
-        isa = torch.backends.cpu.get_cpu_capability()
-        lines.append(f"torch CPU capability: {isa}")
+    lines.append(f"device: {processor(device)}"
+                 + (f", {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}" if device.type == "cpu" else ""))
     try:
         lines.append("load average (1, 5, 15 min) at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     except OSError:
@@ -394,13 +377,17 @@ def run(args):
     print()
     print("\n".join(lines))
     print(f"\nmedians of {args.repeats} alternated repetitions; training: {args.train_iters} steps per repetition; "
-          f"sampling: {args.sample_steps} denoising steps per repetition. Ratios > 1 favour ours.")
+          f"sampling: {args.sample_steps} denoising steps per repetition. Ratios > 1 favour ours. "
+          f"[{processor(device)}]")
     if fast:
         print("\nfast sampling on our pipeline (scheduler swap, batch "
               f"{args.sample_batch}, {fast[0][2]} weights):")
         for name, steps, p, seconds in fast:
             print(f"  {name:28s} {steps:4d} steps  {seconds:7.2f} s per batch  ({seconds / steps:.4f} s/step)")
         out["fast_sampling"] = [dict(scheduler=n, steps=s, precision=p, seconds=sec) for n, s, p, sec in fast]
+    achieved = {(who, p): train_flops[who, p] * median(train[who, p]) for p in precisions for who in names}
+    peak_lines, out["peak"] = fraction_of_peak(device, achieved, args.peak_size, args.peak_repeats)
+    print("\n" + "\n".join(peak_lines))
     try:
         print("load average (1, 5, 15 min) at end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     except OSError:
@@ -430,6 +417,8 @@ def parse_args(argv=None):
                         help="skip the DDIM / DPM-Solver++ timing")
     parser.add_argument("--ours_config", type=json.loads, default={},
                         help='JSON overrides of our U-Net config, e.g. \'{"linear_attention_levels": "all"}\' (the seed\'s attention on every level)')
+    parser.add_argument("--peak_size", type=int, default=2048, help="n of the n^3 matmul that measures the peak")
+    parser.add_argument("--peak_repeats", type=int, default=5, help="timed peak matmuls (the fastest counts)")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
     args = parser.parse_args(argv)
     OUR_CONFIG.clear()
@@ -440,6 +429,7 @@ def parse_args(argv=None):
     if args.quick:
         args.repeats, args.train_batch, args.sample_batch = 1, 2, 2
         args.train_iters, args.sample_steps, args.warmup = 1, 2, 1
+        args.peak_size, args.peak_repeats = 256, 2
     return args
 
 

@@ -5,16 +5,25 @@ watchdog "Timeout") when a collective operation waits longer than the process gr
 `--ddp_timeout` sets. Such an error can surface anywhere a collective runs: in the backward pass, in
 `wait_for_everyone`, or inside `save_state`. Every place that wraps errors into its own message lets
 this one through, so the run ends with the one line `train.main` prints for it.
+
+A peer whose process is killed on a machine that stays up (its socket is closed) is noticed at once
+instead (gloo: "Connection reset by peer" / "Connection closed by peer"); that error takes the same path
+with its own line. A machine that is switched off or cut from the network closes nothing: its peers
+wait until --ddp_timeout.
 """
+
+PEER_LOST = ("connection reset by peer", "connection closed by peer")
 
 
 def is_collective_timeout(error):
-    """True for torch.distributed's error when a peer did not answer within the process group's timeout."""
+    """True for torch.distributed's error when a peer did not answer within the process group's timeout, or
+    closed its connection (died) during a collective."""
     import torch.distributed as dist
 
     text = str(error).lower()
     return (dist.is_available() and dist.is_initialized()
-            and ("timed out" in text or "timeout" in text or isinstance(error, getattr(dist, "DistError", ()))))
+            and ("timed out" in text or "timeout" in text or isinstance(error, getattr(dist, "DistError", ()))
+                 or any(lost in text for lost in PEER_LOST)))
 
 
 def collective_timeout_message(error, timeout_s):
@@ -24,6 +33,10 @@ def collective_timeout_message(error, timeout_s):
     rank, world = dist.get_rank(), dist.get_world_size()
     others = ", ".join(str(r) for r in range(world) if r != rank)
     first_line = " ".join(str(error).splitlines()[:1])[:300]
+    if any(lost in str(error).lower() for lost in PEER_LOST):
+        return (f"process {rank} of {world} lost its connection to rank(s) {others} in a collective operation: a peer "
+                f"died (one that hangs instead is given up after --ddp_timeout {timeout_s} s); the run stops here "
+                f"(resume with --resume_from_checkpoint latest). {first_line}")
     return (f"process {rank} of {world} waited more than --ddp_timeout {timeout_s} s for rank(s) {others} in a "
             f"collective operation: a peer died or stopped responding; the run stops here (resume with "
             f"--resume_from_checkpoint latest). {first_line}")

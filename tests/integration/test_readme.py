@@ -3,10 +3,11 @@
 the block after it), the shell blocks with bash, their work scaled down by the substitutions listed
 here (step and sample counts only, never what a command does).
 
-Four blocks are not run here, each for a reason, and each is run elsewhere: `bash quickstart.sh` and
+Five blocks are not run here, each for a reason, and each is run elsewhere: `bash quickstart.sh` and
 `bash .ci/run` (the whole install; CI runs .ci/run, and test_wheel.py installs the package from a wheel),
 the install block (test_wheel.py), `python app.py` (serves until stopped; test_app.py serves and drives
-it), and the test command itself (it is this suite).
+it), the test command itself (it is this suite), and the two-machine launch (it needs two machines;
+tests/integration/test_multi_machine.py runs it as two commands on localhost).
 """
 
 import json
@@ -24,7 +25,8 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 OFFICIAL = Path("/usr/share/datasets/fashion-mnist")
 BLOCKS = FENCE.findall((REPO / "README.md").read_text())
 OUTPUT_OPTION = re.compile(r"--(?:output|output_dir|figure|json) (\S+)")  # what a block says it writes
-NOT_RUN = ("bash quickstart.sh", "python3 -m venv .venv", 'pip install ".[demo]"', "HF_HUB_OFFLINE=1 python -m pytest")
+NOT_RUN = ("bash quickstart.sh", "python3 -m venv .venv", 'pip install ".[demo]"', "HF_HUB_OFFLINE=1 python -m pytest",
+           "# Two machines")
 
 # Substitutions per block, matched by a text the block holds; each must occur.
 SCALE = {

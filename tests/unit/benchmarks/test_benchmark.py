@@ -99,3 +99,59 @@ def test_ours_config_overrides_our_model_only():
     default = benchmark.our_unet(quick=True)
     assert default.config.linear_attention_levels == ()  # "middle" of a 2-level network: none
     assert not any(hasattr(level["attention"], "fn") for level in default.down_levels)
+
+
+# ----------------------------------------------------------------------------------------------------
+# the step's FLOP/s as a share of this machine's matmul peak (benchmarks/machine_peak.py)
+
+import machine_peak  # noqa: E402
+
+
+def test_quick_run_prints_the_share_of_the_matmul_peak_with_the_processor(quick_run):
+    stdout, results = quick_run
+    name = machine_peak.processor(torch.device("cpu"))
+    section = stdout[stdout.index("share of this machine's matmul peak"):]
+    for p in ("fp32", "bf16"):
+        assert f"{p} matmul peak:" in section
+    assert section.count(f"[{name}]") >= 7  # the header, 2 peaks, 4 shares
+    trains_in = machine_peak.training_precision(torch.device("cpu"))
+    assert f"{trains_in} matmul peak" in section and "(the precision training runs in here)" in section
+    rows = {(r["who"], r["precision"]): r for r in results["peak"]}
+    assert set(rows) == {(w, p) for w in ("ours", "diffusers") for p in ("fp32", "bf16")}
+    for (who, p), row in rows.items():
+        # the achieved FLOP/s is the table's row, and the fraction is achieved / peak
+        assert row["achieved_flops_per_s"] == pytest.approx(results["rows"][f"training achieved GFLOP/s, {p}"][who] * 1e9)
+        assert row["fraction"] == pytest.approx(row["achieved_flops_per_s"] / row["peak_flops_per_s"])
+        assert 0 < row["fraction"] < 1 and row["processor"] == name
+        assert row["training_precision"] == (p == trains_in)
+
+
+def test_flop_counter_counts_a_linear_and_a_conv_as_the_closed_form():
+    """2 FLOPs (multiply, add) per multiply-accumulate: a linear layer n x a -> n x b is 2 n a b; a convolution
+    2 N C_out H_out W_out C_in k_h k_w. Its training step (input not requiring grad): forward + weight gradient."""
+    n, a, b = 5, 7, 3
+    linear = torch.nn.Linear(a, b)
+    x = torch.randn(n, a)
+    assert benchmark.count_flops(lambda: linear(x)) == 2 * n * a * b
+    assert benchmark.count_flops(lambda: linear(x).sum().backward()) == 2 * (2 * n * a * b)
+    conv = torch.nn.Conv2d(3, 4, kernel_size=3, padding=1, stride=2)
+    images = torch.randn(2, 3, 9, 9)
+    h_out = (9 + 2 * 1 - 3) // 2 + 1  # 5
+    assert benchmark.count_flops(lambda: conv(images)) == 2 * 2 * 4 * h_out * h_out * 3 * 3 * 3
+
+
+def test_matmul_peak_counts_two_n_cubed_and_refuses_an_unknown_precision():
+    peak = machine_peak.matmul_peak(torch.device("cpu"), "fp32", size=64, repeats=2)
+    assert peak["flops"] == 2 * 64**3
+    assert peak["flops_per_s"] == pytest.approx(peak["flops"] / peak["seconds"]) and peak["flops_per_s"] > 0
+    with pytest.raises(ValueError, match="unknown precision 'fp16'"):
+        machine_peak.matmul_peak(torch.device("cpu"), "fp16")
+
+
+def test_training_precision_is_bf16_exactly_where_the_cpu_multiplies_bf16_natively():
+    with open("/proc/cpuinfo") as f:
+        flags = next((line.split(":", 1)[1].split() for line in f if line.startswith("flags")), [])
+    native = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert machine_peak.training_precision(torch.device("cpu")) == ("bf16" if native else "fp32")
+    assert ("native bf16" if native else "bf16 emulated") in machine_peak.processor(torch.device("cpu"))
+    assert torch.backends.cpu.get_cpu_capability() in machine_peak.processor(torch.device("cpu"))

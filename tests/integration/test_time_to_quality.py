@@ -1,0 +1,127 @@
+"""benchmarks/time_to_quality.py: a tiny recipe for a tiny CPU budget, its checkpoints judged by the library.
+
+The run is real (`annotated-pipeline train` as a subprocess, stopped by the CPU-time clock); what is checked
+is what the protocol promises: the run stops once the budget is spent, every checkpoint it wrote is a row
+stamped with the CPU time at which it appeared, each row's numbers are what the library's `evaluate` gives
+for that checkpoint with the card's sampler, rows are appended, and the plot has one line per recipe.
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+TESTS = Path(__file__).resolve().parents[1]
+REPO = TESTS.parent
+sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import time_to_quality as ttq  # noqa: E402
+from training_runs import small_parquet  # noqa: E402
+
+SAMPLE = REPO / "data" / "fashion-mnist-sample" / "train.parquet"
+BUDGET_MINUTES = 0.2
+EVERY = 50
+N = 16
+
+
+def tiny_recipe(data_dir):
+    """A class-conditional 28x28 U-Net at dim 8 with label dropout (so the card's guidance applies)."""
+    return ["--train_data_dir", str(data_dir), "--resolution", "28", "--dim", "8", "--dim_mults", "1,2",
+            "--train_batch_size", "4", "--learning_rate", "1e-3", "--lr_warmup_steps", "2",
+            "--label_column", "label", "--class_dropout_prob", "0.2", "--max_train_steps", "100000",
+            "--save_model_epochs", "100000", "--logger", "none"]
+
+
+@pytest.fixture(scope="module")
+def protocol(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ttq")
+    (root / "data").mkdir()
+    data = small_parquet(root / "data", n=12)
+    reference = root / "reference"
+    reference.mkdir()
+    table = pq.read_table(SAMPLE)
+    pq.write_table(table.slice(200, 40), reference / "test.parquet")
+    pq.write_table(table.slice(100, N), reference / "train.parquet")
+    results = root / "results.jsonl"
+    earlier = {"recipe": "earlier", "cpu_seconds": 60.0, "cpu_minutes": 1.0, "frechet_distance": 50.0,
+               "num_samples": N, "processor": "some other machine"}
+    results.write_text(json.dumps(earlier) + "\n")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    rows = ttq.run_protocol("tiny", tiny_recipe(data), BUDGET_MINUTES, root / "work", results, EVERY,
+                            num_samples=N, data_root=str(reference), env=env)
+    return rows, results, reference, root
+
+
+@pytest.mark.slow
+def test_the_run_stops_at_the_budget_and_stamps_every_checkpoint_with_its_cpu_time(protocol):
+    from annotated_pipeline.training.checkpointing import checkpoint_step, list_checkpoints
+
+    rows, _, _, root = protocol
+    written = [checkpoint_step(p) for p in list_checkpoints(root / "work" / "tiny")]
+    assert [row["step"] for row in rows] == written and written, written
+    assert all(step % EVERY == 0 for step in written)
+    cpu = [row["cpu_seconds"] for row in rows]
+    assert cpu == sorted(cpu) and 0 < cpu[0]
+    for row in rows:
+        assert row["stopped_by_budget"] is True
+        assert row["run_cpu_seconds"] >= BUDGET_MINUTES * 60 >= row["cpu_seconds"] - 1  # stamped within the budget
+        assert row["cpu_minutes"] == pytest.approx(row["cpu_seconds"] / 60, abs=1e-3)
+        assert row["processor"].startswith(ttq.processor(__import__("torch").device("cpu")))
+
+
+@pytest.mark.slow
+def test_each_row_is_what_the_librarys_evaluate_says_with_the_cards_sampler(protocol):
+    from annotated_pipeline.evaluation.evaluate import evaluate
+
+    rows, _, reference, _ = protocol
+    card = json.loads((REPO / "pretrained" / "ddpm-fashion-mnist" / "card_inputs.json").read_text())
+    last = rows[-1]
+    assert (last["scheduler"], last["num_inference_steps"], last["seed"], last["num_samples"]) == ("dpmsolver", 20, 0, N)
+    assert last["guidance_scale"] == card["guidance_scale"] == 2.0  # the model has a "no class" embedding
+    assert last["guidance_interval"] == card["guidance_interval"]
+    report = evaluate(last["checkpoint"], num_samples=N, scheduler="dpmsolver", num_inference_steps=20, seed=0,
+                      data_root=str(reference), guidance_scale=2.0, guidance_interval=(200, 700), kid_subset_size=N)
+    assert last["frechet_distance"] == pytest.approx(report["frechet_distance"], rel=1e-9)
+    assert last["frechet_distance_floor"] == pytest.approx(report["frechet_distance_floor"], rel=1e-9)
+    assert last["min_class_share"] == report["class_coverage"]["min_share"]
+
+
+@pytest.mark.slow
+def test_rows_are_appended_and_the_plot_has_one_line_per_recipe(protocol, tmp_path):
+    rows, results, _, _ = protocol
+    lines = [json.loads(line) for line in results.read_text().splitlines()]
+    assert [row["recipe"] for row in lines] == ["earlier"] + ["tiny"] * len(rows)
+    figure = ttq.plot(results, tmp_path / "quality.png")
+    assert (tmp_path / "quality.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (axes,) = figure.axes
+    drawn = {line.get_label(): line for line in axes.lines}
+    assert set(drawn) == {"earlier", "tiny", f"shipped model ({ttq.CARD_DISTANCE:.1f})"}
+    assert list(drawn["tiny"].get_xdata()) == [row["cpu_minutes"] for row in rows]
+    assert list(drawn["tiny"].get_ydata()) == [row["frechet_distance"] for row in rows]
+
+
+@pytest.mark.parametrize("taken", ["--output_dir", "--checkpointing_steps=5", "--checkpoints_total_limit",
+                                   "--resume_from_checkpoint"])
+def test_a_recipe_setting_what_the_protocol_sets_is_refused_before_any_work(taken, tmp_path):
+    with pytest.raises(ValueError, match="the protocol sets --output_dir"):
+        ttq.run_protocol("bad", ["--dim", "8", taken, "x"], 1, tmp_path / "work", tmp_path / "r.jsonl", 10)
+    assert not (tmp_path / "work").exists() and not (tmp_path / "r.jsonl").exists()
+
+
+def test_the_command_line_refuses_an_unknown_recipe(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ttq.main(["run", "--recipe", "nope", "--budget_cpu_minutes", "1"])
+    assert exit_info.value.code == 2
+    assert "unknown recipe(s) nope; known: shipped" in capsys.readouterr().err
+
+
+def test_the_shipped_recipe_is_the_readmes_less_what_the_protocol_sets():
+    readme = (REPO / "README.md").read_text()
+    shipped = ttq.RECIPES["shipped"]
+    for option, value in zip(shipped[::2], shipped[1::2]):
+        if option.startswith("--") and not value.startswith("--") and option != "--logger":
+            assert f"{option} {value}" in readme, (option, value)
