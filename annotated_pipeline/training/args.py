@@ -263,6 +263,9 @@ def build_parser(prog="train_accelerate.py"):
                      help="Resume even if arguments that shape the run (learning rate, model, schedule, "
                           "objective, data...) differ from the checkpoint's; the new values are used and the "
                           "model card lists the changes. Without it such a resume is refused.")
+    out.add_argument("--trust_checkpoint", action="store_true",
+                     help="Resume from a checkpoint whose files need full unpickling (which can run code); "
+                          "only for folders you wrote. Without it such files are refused.")
     out.add_argument("--ddp_timeout", type=int, default=600,
                      help="Seconds a process waits for the others in a collective operation before the run "
                           "stops with an error naming its rank (a peer that died or stopped responding).")

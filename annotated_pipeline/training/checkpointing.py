@@ -5,9 +5,11 @@ A checkpoint holds everything needed to continue a run as if it had never stoppe
     model.safetensors          the training weights theta
     optimizer.bin              AdamW's moments and step count
     scheduler.bin              the learning-rate schedule's position
-    custom_checkpoint_0.pkl    the generator that draws t and eps (step.NoiseGenerator)
-    custom_checkpoint_1.pkl    the EMA of the weights, with --use_ema
+    noise_generator_{rank}.safetensors   each process's generator of t and eps (step.NoiseGenerator)
+    ema.safetensors, ema.json  the EMA of the weights and its counters, with --use_ema (run_state.py)
     random_states_{rank}.pkl   every process's global RNG state (random crops and flips)
+
+Resuming reads every piece as safetensors, JSON or `torch.load(weights_only=True)` (run_state.py).
     training_args.json         the arguments the run was trained with, and any change accepted on resume
     unet/, unet_ema/, scheduler/   the weights (and EMA weights) as diffusers folders (checkpoint_models.py)
 

@@ -8,7 +8,7 @@ step is Hugging Face Accelerate:
     accelerator.accumulate(model)         gradient accumulation: an optimizer step every N batches
     accelerator.backward, clip_grad_norm_ scaled (mixed precision) backward pass and clipping
     accelerator.reduce(loss, "mean")      the loss averaged over processes, for logging
-    accelerator.save_state / load_state   checkpoints, including the EMA and RNG states
+    accelerator.save_state                checkpoints (loaded without unpickling code: run_state.py)
     accelerator.skip_first_batches        resuming in the middle of an epoch
 
 One optimizer step is one "global step"; checkpoints, logs and --max_train_steps count those. The
@@ -34,6 +34,7 @@ from .checkpointing import save_checkpoint
 from .push import push_output_dir
 from .quality import QualityCheck, maybe_evaluate
 from .resume import apply_new_learning_rate, resume_global_step
+from .run_state import register_run_state
 from .safeguards import check_finite, refuse_non_finite_weights
 from .sampling import draw_samples, ema_weights, log_samples, make_pipeline, save_output_folder
 from .step import NoiseGenerator, training_step
@@ -193,14 +194,13 @@ def main(args):
     if len(dataloader) != plan.batches_per_epoch:  # the plan (and the LR schedule) assumed another sharding
         raise RuntimeError(f"expected {plan.batches_per_epoch} batches per process and epoch, got {len(dataloader)}")
 
-    # Checkpointed besides model, optimizer and LR schedule (in this order: custom_checkpoint_0, _1).
+    # Checkpointed besides model, optimizer and LR schedule, as safetensors and JSON (run_state.py).
     noise_generator = NoiseGenerator(accelerator.device, args.seed + accelerator.process_index)
-    accelerator.register_for_checkpointing(noise_generator)
     ema = None
     if args.use_ema:
         ema = build_ema(args, accelerator.unwrap_model(model))
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
+    register_run_state(accelerator, noise_generator, ema)
     register_model_folders(accelerator, noise_scheduler, ema)  # checkpoint-N/unet/, unet_ema/, scheduler/
     state = TrainingState(model, optimizer, lr_scheduler, dataloader, noise_scheduler, ema, noise_generator,
                           num_classes, quality)
@@ -208,10 +208,8 @@ def main(args):
     if accelerator.is_main_process and args.logger != "none":
         accelerator.init_trackers("train_accelerate", config=tracker_config(args))
 
-    global_step = resume_global_step(args, accelerator)
+    global_step = resume_global_step(args, accelerator, state)
     apply_new_learning_rate(args, state)
-    if ema is not None:
-        ema.to(accelerator.device)  # load_state puts the EMA weights on the CPU
     log_run_header(args, dataset, plan, accelerator, global_step)
 
     progress_bar = tqdm(total=plan.max_train_steps, initial=global_step, desc="Steps",
