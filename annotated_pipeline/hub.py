@@ -52,6 +52,7 @@ IGNORE_PATTERNS = [
     "*.pt", "*.pth", "*.bin", "*.ckpt", "*.pkl", "*.pickle",
     "__pycache__/*", "*/__pycache__/*", "*.pyc",
     ".cache/*", ".ipynb_checkpoints/*",
+    ".train.lock",  # the running train's lock (training/ownership.py)
 ]
 
 # Remote files of the kinds a saved pipeline is made of (weights, the configs diffusers writes, code).

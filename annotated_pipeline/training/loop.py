@@ -26,11 +26,12 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from .args import args_for_model_card
+from .args import TrainingConfigError, args_for_model_card
 from .build import (TrainingPlan, build_ema, build_lr_scheduler, build_optimizer, describe_data, make_accelerator,
                     setup)
 from .checkpoint_models import register_model_folders
 from .checkpointing import save_checkpoint
+from .ownership import claim_output_dir
 from .push import push_output_dir
 from .quality import QualityCheck, maybe_evaluate
 from .resume import apply_new_learning_rate, resume_global_step
@@ -158,7 +159,7 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
         progress_bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", step=global_step)
         accelerator.log(logs, step=global_step)
 
-        if global_step % args.checkpointing_steps == 0:
+        if global_step % args.checkpointing_steps == 0 or global_step >= plan.max_train_steps:  # the last step too
             refuse_non_finite_weights(state.model, global_step, args.output_dir, f"checkpoint-{global_step}")
             path, removed = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit,
                                             training_args={"args": args_for_model_card(args)})
@@ -172,10 +173,27 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
 
 
 def main(args):
-    """Train a DDPM as configured by `args` (see `args.py`); returns the final global step."""
+    """Train a DDPM as configured by `args` (see `args.py`); returns the final global step.
+
+    The main process owns --output_dir for the run (ownership.py); a run refused before its first step
+    leaves nothing behind."""
     accelerator = make_accelerator(args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # our own lines say what was saved where
+    claim = claim_output_dir(args) if accelerator.is_main_process else None
+    try:
+        return train(args, accelerator, claim)
+    except TrainingConfigError:
+        if claim is not None:
+            claim.abandon()
+        raise
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def train(args, accelerator, claim):
+    """The run itself, on every process (`claim`: the main process's OutputDirClaim, else None)."""
     set_seed(args.seed, device_specific=True)  # different noise on each process, same everywhere on rerun
 
     dataset, noise_scheduler, model, num_classes = setup(args, accelerator)
@@ -205,11 +223,12 @@ def main(args):
     state = TrainingState(model, optimizer, lr_scheduler, dataloader, noise_scheduler, ema, noise_generator,
                           num_classes, quality)
 
-    if accelerator.is_main_process and args.logger != "none":
-        accelerator.init_trackers("train_accelerate", config=tracker_config(args))
-
     global_step = resume_global_step(args, accelerator, state)
     apply_new_learning_rate(args, state)
+    if claim is not None:
+        claim.training_started = True
+    if accelerator.is_main_process and args.logger != "none":  # logs/ only for a run that trains
+        accelerator.init_trackers("train_accelerate", config=tracker_config(args))
     log_run_header(args, dataset, plan, accelerator, global_step)
 
     progress_bar = tqdm(total=plan.max_train_steps, initial=global_step, desc="Steps",

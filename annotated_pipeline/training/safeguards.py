@@ -22,7 +22,7 @@ from .checkpointing import list_checkpoints, missing_files
 # where it writes and what it logs, never what it learns. Every other argument must match.
 RESUMABLE_ARGS = frozenset({
     "max_train_steps", "num_epochs", "output_dir", "logging_dir", "logger", "resume_from_checkpoint",
-    "accept_changed_args", "trust_checkpoint", "resumed_with_changes", "checkpointing_steps", "checkpoints_total_limit",
+    "accept_changed_args", "trust_checkpoint", "overwrite_output_dir", "resumed_with_changes", "checkpointing_steps", "checkpoints_total_limit",
     "save_images_epochs", "save_model_epochs", "eval_batch_size", "ddpm_num_inference_steps", "grid_scheduler",
     "dataloader_num_workers", "cache_dir", "ddp_timeout", "push_to_hub", "hub_model_id", "hub_private_repo",
     "hub_token", "mixed_precision", "gradient_checkpointing",
