@@ -36,7 +36,9 @@ from .push import push_output_dir
 from .quality import QualityCheck, maybe_evaluate
 from .resume import apply_new_learning_rate, resume_global_step
 from .run_state import register_run_state
-from .safeguards import check_finite, refuse_non_finite_weights
+from ..pipeline import NonFiniteSampleError
+from .safeguards import (TrainingDiverged, check_finite, last_good_checkpoint, refuse_diverged_weights,
+                         refuse_non_finite_weights)
 from .sampling import draw_samples, ema_weights, log_samples, make_pipeline, save_output_folder
 from .step import NoiseGenerator, training_step
 
@@ -97,8 +99,12 @@ def end_of_epoch(args, accelerator, state, epoch, global_step, last):
         with ema_weights(unet, state.ema):
             refuse_non_finite_weights(unet, global_step, args.output_dir, "the pipeline or a sample grid")
             pipeline = make_pipeline(unet, state.noise_scheduler)
-            images = draw_samples(pipeline, args.eval_batch_size, args.ddpm_num_inference_steps, args.seed,
-                                  scheduler=args.grid_scheduler, progress=True)
+            try:
+                images = draw_samples(pipeline, args.eval_batch_size, args.ddpm_num_inference_steps, args.seed,
+                                      scheduler=args.grid_scheduler, progress=True)
+            except NonFiniteSampleError as error:  # finite weights that sample NaN: nothing is saved from them
+                raise TrainingDiverged(f"training diverged by step {global_step}: {error} The pipeline was not "
+                                       f"saved; {last_good_checkpoint(args.output_dir)}") from None
             if args.logger != "none":
                 log_samples(accelerator, args.logger, images, global_step)
             if save_model:
@@ -160,7 +166,8 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
         accelerator.log(logs, step=global_step)
 
         if global_step % args.checkpointing_steps == 0 or global_step >= plan.max_train_steps:  # the last step too
-            refuse_non_finite_weights(state.model, global_step, args.output_dir, f"checkpoint-{global_step}")
+            refuse_diverged_weights(accelerator.unwrap_model(state.model), state.noise_scheduler, global_step,
+                                    args.output_dir, f"checkpoint-{global_step}", state.ema)
             path, removed = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit,
                                             training_args={"args": args_for_model_card(args)})
             for folder in removed:

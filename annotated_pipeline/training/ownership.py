@@ -31,7 +31,7 @@ import socket
 import time
 
 from .args import TrainingConfigError
-from .checkpointing import CHECKPOINT_PREFIX, list_checkpoints, missing_files
+from .checkpointing import CHECKPOINT_PREFIX, list_checkpoints, missing_files, recover_leftovers
 
 LOCK_FILE = ".train.lock"
 # What a finished run writes at the top of --output_dir (sampling.save_output_folder, hub.write_model_card,
@@ -94,7 +94,7 @@ def acquire_lock(output_dir):
     try:
         os.makedirs(output_dir, exist_ok=True)
     except OSError as error:
-        raise TrainingConfigError(f"--output_dir {output_dir!r} cannot be created: {error.strerror or error}") from None
+        raise TrainingConfigError(f"--output_dir {output_dir!r} cannot be written: {error.strerror or error}") from None
     path = os.path.join(output_dir, LOCK_FILE)
     while True:
         try:
@@ -186,6 +186,8 @@ def claim_output_dir(args):
     the end, abandon it when the run is refused before training)."""
     claim = acquire_lock(args.output_dir)
     try:
+        for note in recover_leftovers(args.output_dir):  # ours now: no other run is writing them
+            logger.warning(f"--output_dir {args.output_dir}: {note}")
         check_previous_run(args)
     except BaseException:
         claim.abandon()
