@@ -42,7 +42,7 @@ TRAIN_START=$SECONDS
 accelerate launch --num_processes 1 --num_machines 1 --num_cpu_threads_per_process "$(nproc)" \
     --mixed_precision no --dynamo_backend no \
     train_accelerate.py \
-    --output_dir "$OUT" \
+    --output_dir "$OUT" --overwrite_output_dir \
     --resolution 28 \
     --train_batch_size 32 --max_train_steps "$STEPS" \
     --learning_rate 2e-3 --lr_warmup_steps 50 \

@@ -6,15 +6,17 @@
 
 import sys
 
+from .tokens import redact
+
 
 def run_reporting(prog, work):
     """Call `work()`; return 0, or print `prog: error: ...` for an expected failure and return its status."""
     try:
         work()
     except (ValueError, OSError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {redact(error)}", file=sys.stderr)
         return 2
     except FloatingPointError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {redact(error)}", file=sys.stderr)
         return 1
     return 0

@@ -42,7 +42,8 @@ from safetensors.torch import load_file, save_file  # noqa: E402
 
 WEIGHTS = os.path.join("unet", "diffusion_pytorch_model.safetensors")
 CHECKPOINT_WEIGHTS = "model.safetensors"  # what Accelerator.save_state writes for the first prepared model
-CHECKPOINT_EMA = "custom_checkpoint_1.pkl"  # train_accelerate.py's EMAModel state (registered second), with --use_ema
+CHECKPOINT_EMA = "ema.safetensors"  # the EMA's shadow weights by parameter name, with --use_ema (training/run_state.py)
+LEGACY_CHECKPOINT_EMA = "custom_checkpoint_1.pkl"  # the same, as accelerate pickled it before run_state.py
 
 
 def find_checkpoints(run_dir: str, since: int = 0) -> list[tuple[int, str]]:
@@ -60,8 +61,15 @@ def ema_state_dict(checkpoint_dir: str, parameter_names: list[str]) -> dict[str,
     """The EMA weights of one checkpoint as a state dict: EMAModel keeps them as a list, `shadow_params`,
     in the order of the model's parameters (`parameter_names`, from `named_parameters()`)."""
     path = os.path.join(checkpoint_dir, CHECKPOINT_EMA)
+    if os.path.isfile(path):
+        shadow = load_file(path)
+        if sorted(shadow) != sorted(parameter_names):
+            raise ValueError(f"{path} is not an EMA of this model: its parameter names differ")
+        return {name: shadow[name] for name in parameter_names}
+    path = os.path.join(checkpoint_dir, LEGACY_CHECKPOINT_EMA)
     if not os.path.isfile(path):
-        raise ValueError(f"{path} is missing: --source ema needs a run trained with --use_ema")
+        raise ValueError(f"{os.path.join(checkpoint_dir, CHECKPOINT_EMA)} is missing: --source ema needs a run "
+                         "trained with --use_ema")
     state = torch.load(path, map_location="cpu", weights_only=True)
     shadow = state.get("shadow_params") if isinstance(state, dict) else None
     if shadow is None or len(shadow) != len(parameter_names):

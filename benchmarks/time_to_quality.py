@@ -11,7 +11,7 @@ The protocol (issue 31):
    {"name": [arguments, ...]}). The protocol adds --output_dir (WORKDIR/NAME) and
    --checkpointing_steps K, and refuses a recipe that sets those, --resume_from_checkpoint or
    --checkpoints_total_limit (every checkpoint is judged after the run, so none may be pruned).
-2. `python -m annotated_pipeline.cli train RECIPE` runs as one process tree. Its CPU time (user +
+2. `python -m annotated_pipeline.commands.cli train RECIPE` runs as one process tree. Its CPU time (user +
    system, summed over the tree and polled every --poll_seconds) is the clock: each checkpoint is
    stamped with the CPU seconds spent when it appeared (checkpoints are renamed into place when
    complete, training/checkpointing.py), and the tree is stopped (SIGTERM) when the budget is spent.
@@ -115,7 +115,7 @@ def train_for_budget(name: str, arguments: list[str], budget_cpu_s: float, run_d
     run_dir.mkdir(parents=True, exist_ok=True)
     if list_checkpoints(run_dir):
         raise ValueError(f"{run_dir} already holds checkpoints: give each run a fresh --workdir")
-    command = [sys.executable, "-m", "annotated_pipeline.cli", "train", *arguments, "--output_dir", str(run_dir),
+    command = [sys.executable, "-m", "annotated_pipeline.commands.cli", "train", *arguments, "--output_dir", str(run_dir),
                "--checkpointing_steps", str(checkpointing_steps)]
     log_path = run_dir / "train.log"
     start = time.perf_counter()
@@ -177,7 +177,7 @@ def judge(checkpoint: str, num_samples: int, data_root: str | None, batch_size: 
     """The numbers of one checkpoint (its EMA weights where it has them), as `annotated-pipeline evaluate` would
     print them with these settings; the pipeline samples on `device`."""
     from annotated_pipeline.evaluation.evaluate import evaluate
-    from annotated_pipeline.export import load_pipeline
+    from annotated_pipeline.commands.export import load_pipeline
 
     pipeline = load_pipeline(checkpoint).to(device)
     settings = evaluation_settings(pipeline, num_samples, data_root, batch_size)

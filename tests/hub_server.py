@@ -341,6 +341,9 @@ class _Handler(BaseHTTPRequestHandler):
         segments = [unquote(s) for s in url.path.split("/")[1:]]
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         try:
+            if method in ("POST", "PUT", "DELETE") and self.hub.echo_authorization:
+                self._read_body()  # a misbehaving endpoint or proxy that reports the credentials it got
+                raise HubError(400, f"Bad request: unexpected credentials {self._bearer()!r}")
             if method in ("POST", "PUT", "DELETE") and not self._bearer():
                 # Drain the body so the keep-alive connection stays in sync.
                 self._read_body()
@@ -598,14 +601,17 @@ class LocalHub:
             hub.commits("me/x")        # newest first
             hub.files("me/x")          # {path: bytes} at main
 
-    `port=0` picks a free port. `stop()` takes the endpoint down (connections are refused), while
+    `echo_authorization=True` makes every write fail (400) with an error that quotes the request's
+    bearer token, as a badly behaved proxy might: a client must not print it. `port=0` picks a free port. `stop()` takes the endpoint down (connections are refused), while
     `endpoint` keeps its value so tests can point a client at a down Hub. `start()` again serves the
     same repos on a new port.
     """
 
-    def __init__(self, root_dir: str | os.PathLike, port: int = 0, user: str = DEFAULT_USER):
+    def __init__(self, root_dir: str | os.PathLike, port: int = 0, user: str = DEFAULT_USER,
+                 echo_authorization: bool = False):
         self.store = _Store(Path(root_dir))
         self.user = user
+        self.echo_authorization = echo_authorization  # every write fails with 400, quoting its Authorization header
         self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None

@@ -9,6 +9,7 @@
 import os
 import sys
 
+from ..tokens import redact
 from ..training.args import TrainingConfigError, parse_args
 from ..training.checkpointing import CheckpointWriteError
 from ..training.distributed import collective_timeout_message, is_collective_timeout
@@ -25,10 +26,10 @@ def main(argv=None, prog=None):
         args = parse_args(argv, prog=prog)
         train(args)
     except TrainingConfigError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {redact(error)}", file=sys.stderr)
         return 2
     except (HubPushError, TrainingDiverged, CheckpointWriteError) as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
+        print(f"{prog}: error: {redact(error)}", file=sys.stderr)
         return 1
     except RuntimeError as error:
         if not is_collective_timeout(error):

@@ -159,7 +159,7 @@ def load_default_classifier(device: str | torch.device = "cpu", weights_dir=None
             f"the classifier weights {weights_dir / WEIGHTS_FILE} do not match the recorded SHA-256 (found {found}, "
             f"expected {expected_sha256}): the file was changed or damaged; reinstall the package"
         )
-    model = ImageClassifier.from_pretrained(weights_dir, torch_dtype=torch.float32)
+    model = ImageClassifier.from_pretrained(weights_dir, torch_dtype=torch.float32, use_safetensors=True)
     return model.to(device).eval()
 
 
@@ -169,4 +169,4 @@ def load_classifier(folder, device: str | torch.device = "cpu") -> ImageClassifi
     if not (folder / "config.json").is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{folder} is not a saved classifier (config.json and {WEIGHTS_FILE}); "
                                 "train one with `annotated-pipeline train-classifier DATA --output_dir FOLDER`")
-    return ImageClassifier.from_pretrained(folder, torch_dtype=torch.float32).to(device).eval()
+    return ImageClassifier.from_pretrained(folder, torch_dtype=torch.float32, use_safetensors=True).to(device).eval()

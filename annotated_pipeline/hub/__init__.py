@@ -19,7 +19,7 @@ contains "token" (or "password", "secret", "api_key") is dropped, at any depth.
 The push uploads exactly the saved pipeline: checkpoints (`checkpoint-*/`), logs (`logs/`, `runs/`,
 `wandb/`), pickles (`*.pt`, `*.pth`, `*.bin`, `*.ckpt`, `*.pkl`) and caches stay local. The token is
 the `token` argument, else huggingface_hub's own lookup (HF_TOKEN, the login cache); it is passed
-through and never logged or written. If the Hub cannot be reached the push raises
+through and never logged or written, and errors are redacted (tokens.py). If the Hub cannot be reached the push raises
 `HubUnavailableError` (a `ConnectionError`, hence an `OSError`); everything in the folder is
 still there. A malformed repo id raises huggingface_hub's own `HFValidationError` before anything is
 written.
@@ -35,6 +35,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..resources import model_card_template
+from ..tokens import redact, redact_error
 
 TEMPLATE_PATH = model_card_template()
 CARD_FILE = "README.md"
@@ -51,6 +52,7 @@ IGNORE_PATTERNS = [
     "*.pt", "*.pth", "*.bin", "*.ckpt", "*.pkl", "*.pickle",
     "__pycache__/*", "*/__pycache__/*", "*.pyc",
     ".cache/*", ".ipynb_checkpoints/*",
+    ".train.lock",  # the running train's lock (training/ownership.py)
 ]
 
 # Remote files of the kinds a saved pipeline is made of (weights, the configs diffusers writes, code).
@@ -338,7 +340,7 @@ def push_folder_to_hub(
     repo id, `HfHubHTTPError` for a refused token, ...). With `folder_is_temporary` (a folder the
     caller is about to delete) the message says so instead of offering the folder for a later push.
     """
-    from huggingface_hub import create_repo, get_token, upload_folder
+    from huggingface_hub import create_repo, upload_folder
     from huggingface_hub.errors import HfHubHTTPError
     from huggingface_hub.utils import validate_repo_id
 
@@ -354,10 +356,11 @@ def push_folder_to_hub(
 
     inputs = {**_card_inputs(folder), **card_kwargs}
     card_path = write_model_card(folder, repo_id_or_path=repo_id, **inputs)
-    secret = token or get_token()  # belt and braces: the token in use never reaches the card or its inputs
-    for path in (card_path, folder / CARD_INPUTS_FILE):
-        if secret and path.is_file() and secret in path.read_text(encoding="utf-8"):
-            path.write_text(path.read_text(encoding="utf-8").replace(secret, "***"), encoding="utf-8")
+    for path in (card_path, folder / CARD_INPUTS_FILE):  # belt and braces: no token reaches the card or its inputs
+        if path.is_file():
+            text = path.read_text(encoding="utf-8")
+            if redact(text, token) != text:
+                path.write_text(redact(text, token), encoding="utf-8")
 
     try:
         create_repo(repo_id, exist_ok=True, private=private, token=token)
@@ -369,13 +372,15 @@ def push_folder_to_hub(
             delete_patterns=list(STALE_PATTERNS),
             token=token,
         )
-    except HfHubHTTPError as error:
+    except HfHubHTTPError as error:  # an endpoint may echo the Authorization header: tokens.py
         status = getattr(getattr(error, "response", None), "status_code", None)
         if status is None or status < 500:
-            raise
-        raise HubUnavailableError(_unavailable_message(folder, repo_id, f"HTTP {status}", folder_is_temporary)) from error
+            raise redact_error(error, token) from None
+        raise HubUnavailableError(_unavailable_message(folder, repo_id, f"HTTP {status}", folder_is_temporary)) \
+            from redact_error(error, token)
     except _unavailable_error_types() as error:
-        raise HubUnavailableError(_unavailable_message(folder, repo_id, type(error).__name__, folder_is_temporary)) from error
+        raise HubUnavailableError(_unavailable_message(folder, repo_id, type(error).__name__, folder_is_temporary)) \
+            from redact_error(error, token)
 
 
 def _unavailable_message(folder: Path, repo_id: str, cause: str, folder_is_temporary: bool = False) -> str:

@@ -380,5 +380,6 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         """
         installed = installed_component_classes()
         if not installed or kwargs.get("trust_remote_code"):
+            kwargs.setdefault("use_safetensors", True)  # diffusers would fall back to a pickled .bin
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         return load_with_installed_classes(cls, pretrained_model_name_or_path, installed, kwargs)

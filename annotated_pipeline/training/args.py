@@ -258,11 +258,18 @@ def build_parser(prog="train_accelerate.py"):
     out.add_argument("--checkpoints_total_limit", type=int, default=None,
                      help="Keep only the newest this many checkpoints.")
     out.add_argument("--resume_from_checkpoint", type=str, default=None,
-                     help='Resume from a checkpoint folder, or "latest" for the newest complete one in --output_dir.')
+                     help='Resume from a checkpoint folder, or "latest" for the newest complete one in --output_dir '
+                          "(with none there, a fresh run starts, unless a saved pipeline would be overwritten).")
+    out.add_argument("--overwrite_output_dir", action="store_true",
+                     help="Replace the run already in --output_dir (its pipeline, checkpoints and logs are deleted "
+                          "first). Without it, or --resume_from_checkpoint, such a folder is refused.")
     out.add_argument("--accept_changed_args", action="store_true",
                      help="Resume even if arguments that shape the run (learning rate, model, schedule, "
                           "objective, data...) differ from the checkpoint's; the new values are used and the "
                           "model card lists the changes. Without it such a resume is refused.")
+    out.add_argument("--trust_checkpoint", action="store_true",
+                     help="Resume from a checkpoint whose files need full unpickling (which can run code); "
+                          "only for folders you wrote. Without it such files are refused.")
     out.add_argument("--ddp_timeout", type=int, default=600,
                      help="Seconds a process waits for the others in a collective operation before the run "
                           "stops with an error naming its rank (a peer that died or stopped responding).")

@@ -132,7 +132,7 @@ def _load_pretrained(name):
     else:
         unet_source, unet_subfolder, scheduler_source, scheduler_subfolder = name, "unet", name, "scheduler"
     _check_unet_class(AnnotatedUNet2DModel.load_config(unet_source, subfolder=unet_subfolder), name)
-    unet = AnnotatedUNet2DModel.from_pretrained(unet_source, subfolder=unet_subfolder)
+    unet = AnnotatedUNet2DModel.from_pretrained(unet_source, subfolder=unet_subfolder, use_safetensors=True)
     scheduler_config = AnnotatedDDPMScheduler.load_config(scheduler_source, subfolder=scheduler_subfolder)
     return dict(unet.config), unet, dict(scheduler_config)
 

@@ -73,6 +73,6 @@ def load_checkpoint_models(path, ema=None):
     from ..scheduler import AnnotatedDDPMScheduler
     from ..unet import AnnotatedUNet2DModel
 
-    unet = AnnotatedUNet2DModel.from_pretrained(model_folder(path, ema))
+    unet = AnnotatedUNet2DModel.from_pretrained(model_folder(path, ema), use_safetensors=True)
     scheduler = AnnotatedDDPMScheduler.from_pretrained(os.path.join(os.fspath(path), SCHEDULER_FOLDER))
     return unet, scheduler

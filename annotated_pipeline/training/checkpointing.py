@@ -5,9 +5,11 @@ A checkpoint holds everything needed to continue a run as if it had never stoppe
     model.safetensors          the training weights theta
     optimizer.bin              AdamW's moments and step count
     scheduler.bin              the learning-rate schedule's position
-    custom_checkpoint_0.pkl    the generator that draws t and eps (step.NoiseGenerator)
-    custom_checkpoint_1.pkl    the EMA of the weights, with --use_ema
+    noise_generator_{rank}.safetensors   each process's generator of t and eps (step.NoiseGenerator)
+    ema.safetensors, ema.json  the EMA of the weights and its counters, with --use_ema (run_state.py)
     random_states_{rank}.pkl   every process's global RNG state (random crops and flips)
+
+Resuming reads every piece as safetensors, JSON or `torch.load(weights_only=True)` (run_state.py).
     training_args.json         the arguments the run was trained with, and any change accepted on resume
     unet/, unet_ema/, scheduler/   the weights (and EMA weights) as diffusers folders (checkpoint_models.py)
 
@@ -18,7 +20,8 @@ the current epoch that were already used (`accelerator.skip_first_batches`).
 A checkpoint is written atomically: into the hidden sibling `.checkpoint-{step}.incomplete`, which is
 renamed to `checkpoint-{step}` only once every process has finished writing, and older checkpoints are
 pruned only after that. A run killed while writing, or one whose disk fills up, therefore leaves the
-previous checkpoint as it was, and `latest` never picks a half-written folder.
+previous checkpoint as it was, and `latest` never picks a half-written folder; the next run on the
+folder cleans up what the killed one left (`recover_leftovers`).
 """
 
 import errno
@@ -98,6 +101,31 @@ def resolve_checkpoint(output_dir, resume_from_checkpoint):
     return path
 
 
+_LEFTOVER_NAME = re.compile(r"^\.(checkpoint-\d+)\.(incomplete|replaced)$")
+
+
+def recover_leftovers(output_dir):
+    """Clean up after a run killed while writing a checkpoint (call it while owning the folder, before any
+    save): a `.checkpoint-N.replaced` whose `checkpoint-N` is gone (killed between the two renames of a
+    replace) becomes `checkpoint-N` again; every other `.checkpoint-N.replaced` and `.checkpoint-N.incomplete`
+    is deleted. Returns one line per folder, saying what was done."""
+    if not os.path.isdir(output_dir):
+        return []
+    notes = []
+    for name in sorted(os.listdir(output_dir)):
+        match = _LEFTOVER_NAME.match(name)
+        if match is None:
+            continue
+        path, target = os.path.join(output_dir, name), os.path.join(output_dir, match.group(1))
+        if match.group(2) == "replaced" and not os.path.exists(target) and not missing_files(path):
+            os.replace(path, target)
+            notes.append(f"restored {match.group(1)} from {name}, left by a run killed while replacing it")
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            notes.append(f"removed {name}, left by a run killed while writing a checkpoint")
+    return notes
+
+
 def prune_checkpoints(output_dir, total_limit):
     """Delete the oldest checkpoints so that at most `total_limit` remain; returns the deleted folders.
 
@@ -173,6 +201,7 @@ def save_checkpoint(accelerator, output_dir, global_step, total_limit=None, trai
         if accelerator.is_main_process:
             if os.path.isdir(path):  # a checkpoint of the same step from an earlier attempt: replace it
                 stale = os.path.join(output_dir, f".{name}.replaced")
+                shutil.rmtree(stale, ignore_errors=True)  # one a killed run left: os.replace cannot overwrite it
                 os.replace(path, stale)
                 os.replace(incomplete, path)
                 shutil.rmtree(stale)

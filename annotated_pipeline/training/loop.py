@@ -8,7 +8,7 @@ step is Hugging Face Accelerate:
     accelerator.accumulate(model)         gradient accumulation: an optimizer step every N batches
     accelerator.backward, clip_grad_norm_ scaled (mixed precision) backward pass and clipping
     accelerator.reduce(loss, "mean")      the loss averaged over processes, for logging
-    accelerator.save_state / load_state   checkpoints, including the EMA and RNG states
+    accelerator.save_state                checkpoints (loaded without unpickling code: run_state.py)
     accelerator.skip_first_batches        resuming in the middle of an epoch
 
 One optimizer step is one "global step"; checkpoints, logs and --max_train_steps count those. The
@@ -26,15 +26,19 @@ from accelerate.logging import get_logger
 from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
-from .args import args_for_model_card
+from .args import TrainingConfigError, args_for_model_card
 from .build import (TrainingPlan, build_ema, build_lr_scheduler, build_optimizer, describe_data, make_accelerator,
                     setup)
 from .checkpoint_models import register_model_folders
 from .checkpointing import save_checkpoint
+from .ownership import claim_output_dir
 from .push import push_output_dir
 from .quality import QualityCheck, maybe_evaluate
 from .resume import apply_new_learning_rate, resume_global_step
-from .safeguards import check_finite, refuse_non_finite_weights
+from .run_state import register_run_state
+from ..pipelines.pipeline import NonFiniteSampleError
+from .safeguards import (TrainingDiverged, check_finite, last_good_checkpoint, refuse_diverged_weights,
+                         refuse_non_finite_weights)
 from .outputs import draw_samples, ema_weights, log_samples, make_pipeline, save_output_folder
 from .step import NoiseGenerator, training_step
 
@@ -95,8 +99,12 @@ def end_of_epoch(args, accelerator, state, epoch, global_step, last):
         with ema_weights(unet, state.ema):
             refuse_non_finite_weights(unet, global_step, args.output_dir, "the pipeline or a sample grid")
             pipeline = make_pipeline(unet, state.noise_scheduler)
-            images = draw_samples(pipeline, args.eval_batch_size, args.ddpm_num_inference_steps, args.seed,
-                                  scheduler=args.grid_scheduler, progress=True)
+            try:
+                images = draw_samples(pipeline, args.eval_batch_size, args.ddpm_num_inference_steps, args.seed,
+                                      scheduler=args.grid_scheduler, progress=True)
+            except NonFiniteSampleError as error:  # finite weights that sample NaN: nothing is saved from them
+                raise TrainingDiverged(f"training diverged by step {global_step}: {error} The pipeline was not "
+                                       f"saved; {last_good_checkpoint(args.output_dir)}") from None
             if args.logger != "none":
                 log_samples(accelerator, args.logger, images, global_step)
             if save_model:
@@ -157,8 +165,9 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
         progress_bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", step=global_step)
         accelerator.log(logs, step=global_step)
 
-        if global_step % args.checkpointing_steps == 0:
-            refuse_non_finite_weights(state.model, global_step, args.output_dir, f"checkpoint-{global_step}")
+        if global_step % args.checkpointing_steps == 0 or global_step >= plan.max_train_steps:  # the last step too
+            refuse_diverged_weights(accelerator.unwrap_model(state.model), state.noise_scheduler, global_step,
+                                    args.output_dir, f"checkpoint-{global_step}", state.ema)
             path, removed = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit,
                                             training_args={"args": args_for_model_card(args)})
             for folder in removed:
@@ -171,10 +180,27 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
 
 
 def main(args):
-    """Train a DDPM as configured by `args` (see `args.py`); returns the final global step."""
+    """Train a DDPM as configured by `args` (see `args.py`); returns the final global step.
+
+    The main process owns --output_dir for the run (ownership.py); a run refused before its first step
+    leaves nothing behind."""
     accelerator = make_accelerator(args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # our own lines say what was saved where
+    claim = claim_output_dir(args) if accelerator.is_main_process else None
+    try:
+        return train(args, accelerator, claim)
+    except TrainingConfigError:
+        if claim is not None:
+            claim.abandon()
+        raise
+    finally:
+        if claim is not None:
+            claim.release()
+
+
+def train(args, accelerator, claim):
+    """The run itself, on every process (`claim`: the main process's OutputDirClaim, else None)."""
     set_seed(args.seed, device_specific=True)  # different noise on each process, same everywhere on rerun
 
     dataset, noise_scheduler, model, num_classes = setup(args, accelerator)
@@ -193,25 +219,23 @@ def main(args):
     if len(dataloader) != plan.batches_per_epoch:  # the plan (and the LR schedule) assumed another sharding
         raise RuntimeError(f"expected {plan.batches_per_epoch} batches per process and epoch, got {len(dataloader)}")
 
-    # Checkpointed besides model, optimizer and LR schedule (in this order: custom_checkpoint_0, _1).
+    # Checkpointed besides model, optimizer and LR schedule, as safetensors and JSON (run_state.py).
     noise_generator = NoiseGenerator(accelerator.device, args.seed + accelerator.process_index)
-    accelerator.register_for_checkpointing(noise_generator)
     ema = None
     if args.use_ema:
         ema = build_ema(args, accelerator.unwrap_model(model))
         ema.to(accelerator.device)
-        accelerator.register_for_checkpointing(ema)
+    register_run_state(accelerator, noise_generator, ema)
     register_model_folders(accelerator, noise_scheduler, ema)  # checkpoint-N/unet/, unet_ema/, scheduler/
     state = TrainingState(model, optimizer, lr_scheduler, dataloader, noise_scheduler, ema, noise_generator,
                           num_classes, quality)
 
-    if accelerator.is_main_process and args.logger != "none":
-        accelerator.init_trackers("train_accelerate", config=tracker_config(args))
-
-    global_step = resume_global_step(args, accelerator)
+    global_step = resume_global_step(args, accelerator, state)
     apply_new_learning_rate(args, state)
-    if ema is not None:
-        ema.to(accelerator.device)  # load_state puts the EMA weights on the CPU
+    if claim is not None:
+        claim.training_started = True
+    if accelerator.is_main_process and args.logger != "none":  # logs/ only for a run that trains
+        accelerator.init_trackers("train_accelerate", config=tracker_config(args))
     log_run_header(args, dataset, plan, accelerator, global_step)
 
     progress_bar = tqdm(total=plan.max_train_steps, initial=global_step, desc="Steps",

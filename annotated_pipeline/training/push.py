@@ -1,8 +1,8 @@
 """--push_to_hub: upload the finished output folder, after the local save, without leaking the token."""
 
-import os
-
 from accelerate.logging import get_logger
+
+from ..tokens import redact
 
 logger = get_logger(__name__)
 
@@ -14,8 +14,8 @@ class HubPushError(RuntimeError):
 def push_output_dir(args):
     """Upload --output_dir (pipeline, samples.png, README.md) to --hub_model_id, after the local save.
 
-    The token comes from HF_TOKEN or the login cache. A failure becomes a HubPushError whose message
-    never contains the token.
+    The token comes from HF_TOKEN or the login file. A failure becomes a HubPushError whose message
+    contains no token from any source (tokens.redact).
     """
     from ..hub import push_folder_to_hub
 
@@ -25,10 +25,7 @@ def push_output_dir(args):
             commit_message="Upload DDPM trained with train_accelerate.py",
         )
     except Exception as error:  # any failure: network, auth, repo; report it without a traceback
-        message = f"{type(error).__name__}: {error}"
-        token = os.environ.get("HF_TOKEN")
-        if token:
-            message = message.replace(token, "***")
+        message = redact(f"{type(error).__name__}: {error}")  # every token source (tokens.py)
         raise HubPushError(
             f"push to the Hub repo {args.hub_model_id} failed: {message} "
             f"(the trained pipeline stays in {args.output_dir})"

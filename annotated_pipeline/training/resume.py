@@ -12,13 +12,15 @@ from accelerate.logging import get_logger
 from .args import TrainingConfigError, args_for_model_card
 from .checkpointing import checkpoint_step, read_training_args, resolve_checkpoint
 from .distributed import is_collective_timeout
+from .run_state import UnsafeCheckpointError, load_training_state
 from .safeguards import changed_args, describe_changes
 
 logger = get_logger(__name__)
 
 
-def resume_global_step(args, accelerator):
-    """Load the checkpoint named by --resume_from_checkpoint; return its global step (0 if none)."""
+def resume_global_step(args, accelerator, state):
+    """Load the checkpoint named by --resume_from_checkpoint into `state` (loop.TrainingState); return its
+    global step (0 if none). Nothing in the folder runs code unless --trust_checkpoint (run_state.py)."""
     if args.resume_from_checkpoint is None:
         return 0
     try:
@@ -30,7 +32,10 @@ def resume_global_step(args, accelerator):
         return 0
     check_resumed_args(args, path)
     try:
-        accelerator.load_state(path)
+        load_training_state(accelerator, path, state.model, state.optimizer, state.lr_scheduler,
+                            state.noise_generator, state.ema, trust=args.trust_checkpoint)
+    except TrainingConfigError:
+        raise
     except (FileNotFoundError, RuntimeError, KeyError, ValueError) as error:
         if is_collective_timeout(error):  # a peer stopped answering: train.main reports that
             raise

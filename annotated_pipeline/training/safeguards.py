@@ -4,6 +4,7 @@
     changed_args(recorded, current)     before resuming: the checkpoint was trained with these arguments
     check_finite(step, loss=, grad_norm=)   every step: a non-finite loss or gradient norm stops the run
     all_finite(parameters)              before any save: no checkpoint, pipeline or grid from NaN weights
+    refuse_diverged_weights(...)        before a checkpoint: finite weights, EMA and a short seeded sample
 
 A run that diverges raises `TrainingDiverged` at the step where it happened, naming the last good
 checkpoint; nothing is written from the broken weights, and no checkpoint is pruned in their favour.
@@ -22,7 +23,7 @@ from .checkpointing import list_checkpoints, missing_files
 # where it writes and what it logs, never what it learns. Every other argument must match.
 RESUMABLE_ARGS = frozenset({
     "max_train_steps", "num_epochs", "output_dir", "logging_dir", "logger", "resume_from_checkpoint",
-    "accept_changed_args", "resumed_with_changes", "checkpointing_steps", "checkpoints_total_limit",
+    "accept_changed_args", "trust_checkpoint", "overwrite_output_dir", "resumed_with_changes", "checkpointing_steps", "checkpoints_total_limit",
     "save_images_epochs", "save_model_epochs", "eval_batch_size", "ddpm_num_inference_steps", "grid_scheduler",
     "dataloader_num_workers", "cache_dir", "ddp_timeout", "push_to_hub", "hub_model_id", "hub_private_repo",
     "hub_token", "mixed_precision", "gradient_checkpointing",
@@ -88,6 +89,40 @@ def refuse_non_finite_weights(model, step, output_dir, what):
             f"training diverged by step {step}: the weights hold NaN or inf, so {what} was not written; "
             f"{last_good_checkpoint(output_dir)}. {_advice(output_dir)}"
         )
+
+
+def sample_is_finite(model, noise_scheduler, seed=0, num_inference_steps=2):
+    """True when a short seeded sample from `model` (one image, `num_inference_steps` steps of the run's
+    scheduler, Ho et al. 2020, Algorithm 2) is free of NaN and inf. Weights blown up by a too-high rate
+    stay finite and keep a finite loss for a while, yet sample nothing but NaN."""
+    from ..pipelines.pipeline import NonFiniteSampleError
+    from .outputs import make_pipeline
+
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            make_pipeline(model, noise_scheduler)(batch_size=1, num_inference_steps=num_inference_steps,
+                                                  generator=torch.Generator().manual_seed(seed), output_type="pt")
+        return True
+    except NonFiniteSampleError:
+        return False
+    finally:
+        model.train(was_training)
+
+
+def refuse_diverged_weights(model, noise_scheduler, step, output_dir, what, ema=None):
+    """Raise TrainingDiverged instead of writing `what` (a checkpoint) from weights that hold NaN or inf, an
+    EMA that does, or weights whose short seeded sample does (`sample_is_finite`)."""
+    refuse_non_finite_weights(model, step, output_dir, what)
+    if ema is not None and not all_finite(ema.shadow_params):
+        raise TrainingDiverged(f"training diverged by step {step}: the EMA weights hold NaN or inf, so {what} was not "
+                               f"written; {last_good_checkpoint(output_dir)}. {_advice(output_dir)}")
+    if not sample_is_finite(model, noise_scheduler):
+        raise TrainingDiverged(
+            f"training diverged by step {step}: the weights are finite but a short seeded sample from them holds "
+            f"NaN or inf, so {what} was not written and no checkpoint was pruned; {last_good_checkpoint(output_dir)}. "
+            f"{_advice(output_dir)}")
 
 
 def _advice(output_dir):

@@ -20,8 +20,8 @@ class NoiseGenerator:
     It is kept apart from torch's global RNG, which the data pipeline also draws from (random crops
     and flips, one batch ahead of training because Accelerate's loader looks ahead), so that a
     resumed run draws exactly the t and eps the uninterrupted run drew. Each process has its own
-    stream (seed + process index). `state_dict`/`load_state_dict` make it checkpointable by
-    `accelerator.register_for_checkpointing`.
+    stream (seed + process index). `state_dict`/`load_state_dict` restore it; checkpoints hold its state as
+    `noise_generator_{rank}.safetensors` (run_state.py).
     """
 
     def __init__(self, device, seed):

@@ -52,8 +52,12 @@ def run(tmp_path_factory):
 
 
 def ema_shadow(checkpoint):
-    """The EMA weights as accelerate pickled them: one shadow tensor per model.parameters(), in order."""
-    return torch.load(checkpoint / "custom_checkpoint_1.pkl", weights_only=False)["shadow_params"]
+    """The EMA weights as the run saved them for resuming (ema.safetensors, by parameter name), in
+    model.parameters() order."""
+    shadow = load_file(checkpoint / "ema.safetensors")
+    names = [name for name, _ in AnnotatedUNet2DModel.from_pretrained(checkpoint / "unet").named_parameters()]
+    assert shadow.keys() == set(names)
+    return [shadow[name] for name in names]
 
 
 def test_checkpoint_holds_the_training_and_ema_weights_as_diffusers_folders(run):
@@ -132,7 +136,7 @@ def test_export_refuses_what_it_cannot_export(run, tmp_path, capsys):
     prog = "annotated-pipeline export"
 
     without_ema = tmp_path / "noema" / f"checkpoint-{STEP}"  # what a run without --use_ema writes: no unet_ema/
-    shutil.copytree(checkpoint, without_ema, ignore=shutil.ignore_patterns("unet_ema", "custom_checkpoint_1.pkl"))
+    shutil.copytree(checkpoint, without_ema, ignore=shutil.ignore_patterns("unet_ema", "ema.*"))
     assert export_main([str(without_ema), str(tmp_path / "a"), "--ema"], prog=prog) == 2
     assert one_error_line(capsys) == f"{prog}: error: {without_ema} has no EMA weights (the run was trained without --use_ema); use --no-ema"
     assert export_main([str(without_ema), str(tmp_path / "a"), "--num_samples", "0"], prog=prog) == 0  # default: theta

@@ -12,6 +12,7 @@ What each test checks is read from what the run left on disk (the checkpoint's o
 counts, its files, the TensorBoard event file, the Hub server's files) or from its log.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -117,8 +118,7 @@ def test_single_process_run_trains_checkpoints_and_saves(single):
     assert [p.name for p in map(Path, list_checkpoints(out))] == ["checkpoint-2", "checkpoint-4"]
     assert optimizer_steps(out / "checkpoint-2") == {2}
     assert optimizer_steps(out / "checkpoint-4") == {4}
-    ema = torch.load(out / "checkpoint-4" / "custom_checkpoint_1.pkl", weights_only=False)
-    assert ema["optimization_step"] == 4
+    assert json.loads((out / "checkpoint-4" / "ema.json").read_text())["optimization_step"] == 4
     for name in ("model_index.json", "pipeline.py", "samples.png", "README.md", "unet", "scheduler"):
         assert (out / name).exists(), name
 
@@ -129,13 +129,12 @@ def test_saved_pipeline_holds_the_ema_weights(single):
     out, _, _ = single
     saved = load_file(out / "unet" / "diffusion_pytorch_model.safetensors")
     training = load_file(out / "checkpoint-4" / "model.safetensors")
-    ema = torch.load(out / "checkpoint-4" / "custom_checkpoint_1.pkl", weights_only=False)["shadow_params"]
-    # EMAModel keeps one shadow tensor per model.parameters(), in that order.
+    ema = load_file(out / "checkpoint-4" / "ema.safetensors")  # EMAModel's shadow_params, by parameter name
     unet = AnnotatedUNet2DModel.from_config(AnnotatedUNet2DModel.load_config(out / "unet"))
     names = [name for name, _ in unet.named_parameters()]
-    assert len(names) == len(ema)
-    for name, shadow in zip(names, ema):
-        torch.testing.assert_close(saved[name], shadow, rtol=0, atol=0)
+    assert sorted(names) == sorted(ema)
+    for name in names:
+        torch.testing.assert_close(saved[name], ema[name], rtol=0, atol=0)
     assert any(not torch.equal(saved[n], training[n]) for n in names), "EMA and training weights should differ"
 
 
@@ -224,11 +223,12 @@ def test_resumed_run_matches_the_uninterrupted_one_exactly(single, resumed):
     assert wa.keys() == wb.keys()
     for name in wa:
         torch.testing.assert_close(wa[name], wb[name], rtol=0, atol=0)
-    ema_a = torch.load(a / "custom_checkpoint_1.pkl", weights_only=False)
-    ema_b = torch.load(b / "custom_checkpoint_1.pkl", weights_only=False)
-    assert ema_a["optimization_step"] == ema_b["optimization_step"] == 4
-    for x, y in zip(ema_a["shadow_params"], ema_b["shadow_params"], strict=True):
-        torch.testing.assert_close(x, y, rtol=0, atol=0)
+    counters_a, counters_b = (json.loads((c / "ema.json").read_text()) for c in (a, b))
+    assert counters_a == counters_b and counters_a["optimization_step"] == 4
+    ema_a, ema_b = load_file(a / "ema.safetensors"), load_file(b / "ema.safetensors")
+    assert ema_a.keys() == ema_b.keys()
+    for name in ema_a:
+        torch.testing.assert_close(ema_a[name], ema_b[name], rtol=0, atol=0)
     sa = torch.load(a / "scheduler.bin", weights_only=False)
     sb = torch.load(b / "scheduler.bin", weights_only=False)
     assert sa["last_epoch"] == sb["last_epoch"] == 4
@@ -268,8 +268,10 @@ def test_two_processes_bf16_gradient_accumulation(multi):
     # The prepared LR schedule advances once per process per optimizer step.
     assert torch.load(checkpoint / "scheduler.bin", weights_only=False)["last_epoch"] == 4
     files = {p.name for p in checkpoint.iterdir()}
-    assert {"random_states_0.pkl", "random_states_1.pkl", "custom_checkpoint_0.pkl"} <= files
-    assert "custom_checkpoint_1.pkl" not in files  # no EMA without --use_ema
+    assert {"random_states_0.pkl", "random_states_1.pkl", "noise_generator_0.safetensors",
+            "noise_generator_1.safetensors"} <= files
+    assert "ema.safetensors" not in files  # no EMA without --use_ema
+    assert not any(name.startswith("custom_checkpoint") for name in files)  # nothing unpickled with weights_only=False
     assert not (out / "logs").exists()  # --logger none
 
 
