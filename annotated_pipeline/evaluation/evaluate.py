@@ -289,10 +289,11 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
     report = measure(classifier, sample_features, sample_predictions, test_features, train_features, seed,
                      kid_subsets, kid_subset_size)
     if inception is not None:  # the distances in Inception features (inception_measure.py), the reference's cached
-        from annotated_pipeline.evaluation.inception_measure import inception_numbers, inception_reference
+        from annotated_pipeline.evaluation.inception_measure import inception_floor, inception_numbers, inception_reference
 
-        report.update(inception_numbers(inception, samples, *inception_reference(inception, test_images, train_images),
-                                        seed, kid_subsets, kid_subset_size))
+        reference, floor = inception_reference(inception, test_images, train_images)
+        floor = inception_floor(reference, floor, seed, kid_subsets, kid_subset_size)
+        report.update(inception_numbers(inception, samples, reference, floor, seed, kid_subsets, kid_subset_size))
     report["sampling_seconds"] = sampling_seconds
     if labels is not None:
         report["label_accuracy"] = (sample_predictions == labels).float().mean().item()

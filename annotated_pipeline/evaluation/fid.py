@@ -51,6 +51,8 @@ def check_source(source) -> dict:
     if is_statistics_file(source):
         return {"name": os.fspath(source), "statistics": load_statistics(source)}
     files = image_files(source)
+    if len(files) < 2:
+        raise ValueError(f"{source} holds {len(files)} image; a covariance needs at least 2")
     return {"name": os.fspath(source), "files": files, "size": common_size(files)}
 
 
@@ -63,8 +65,6 @@ def statistics_of(source: dict, inception: InceptionFeatures | None, need_featur
                              "give the folder, or statistics saved by `annotated-pipeline fid --save-stats`")
         return statistics
     files = source["files"]
-    if len(files) < 2:
-        raise ValueError(f"{source['name']} holds {len(files)} image; the covariance needs at least 2")
     features = inception.features(read_batches(files, inception.batch_size), total=len(files),
                                   description=f"Inception features of {source['name']}")
     mu, sigma = feature_statistics(features)

@@ -86,14 +86,20 @@ def inception_reference(inception: InceptionFeatures, reference_images: torch.Te
             cached_features(inception, classifier_range_to_uint8(floor_images), "floor"))
 
 
+def inception_floor(reference_features: torch.Tensor, floor_features: torch.Tensor, seed: int = 0,
+                    kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+    """FID and KID of the floor's N real images against the reference: what real data scores at this N. It
+    does not change while a model trains, so training computes it once (each FID costs 2048 x 2048 eigh's)."""
+    kid_floor = kernel_distance(floor_features, reference_features, kid_subsets, kid_subset_size, seed)
+    return {"frechet_distance_floor": frechet_distance_between(reference_features, floor_features),
+            "kid_floor": kid_floor["kid"], "kid_floor_std": kid_floor["kid_std"]}
+
+
 def inception_numbers(inception: InceptionFeatures, samples: torch.Tensor, reference_features: torch.Tensor,
-                      floor_features: torch.Tensor, seed: int = 0, kid_subsets: int = 100,
-                      kid_subset_size: int = 1000) -> dict:
-    """FID and KID of samples (N, C, S, S) in [0, 1] against the reference features, and of the floor's, with the
-    keys of evaluate's `measure` (frechet_distance, frechet_distance_floor, kid, kid_std, kid_floor, ...)."""
+                      floor: dict, seed: int = 0, kid_subsets: int = 100, kid_subset_size: int = 1000) -> dict:
+    """FID and KID of samples (N, C, S, S) in [0, 1] against the reference features, with the floor's numbers
+    (`inception_floor`), under the keys of evaluate's `measure` (frechet_distance, frechet_distance_floor, kid,
+    kid_std, kid_floor, ...)."""
     sample_features = inception.features(to_rgb_uint8(samples), description="Inception features of the samples")
     kid = kernel_distance(sample_features, reference_features, kid_subsets, kid_subset_size, seed)
-    kid_floor = kernel_distance(floor_features, reference_features, kid_subsets, kid_subset_size, seed)
-    return {"frechet_distance": frechet_distance_between(sample_features, reference_features),
-            "frechet_distance_floor": frechet_distance_between(reference_features, floor_features),
-            **kid, "kid_floor": kid_floor["kid"], "kid_floor_std": kid_floor["kid_std"]}
+    return {"frechet_distance": frechet_distance_between(sample_features, reference_features), **kid, **floor}
