@@ -73,7 +73,7 @@ def test_saved_statistics_give_the_folders_fid_and_kid(folders):
     assert by_files["num_images"] == by_folders["num_images"] == [10, 10]
 
 
-def test_a_set_against_itself_scores_zero(folders):
+def test_a_set_against_itself_scores_zero(folders, ours):  # ours: a.npz
     result = run(folders / "a.npz", folders / "a.npz", "--kid")
     assert "FID: 0.0000" in result.stdout, result.stdout  # and the KID prints its value
     statistics = np.load(folders / "a.npz")
