@@ -18,6 +18,7 @@ SUBCOMMANDS = {
     "sample": ("annotated_pipeline.commands.sample", "sample a grid of images from a saved pipeline"),
     "export": ("annotated_pipeline.commands.export", "a training checkpoint as a saved pipeline folder (EMA weights by default)"),
     "evaluate": ("annotated_pipeline.evaluation.evaluate", "offline Frechet distance and KID of a pipeline (not an Inception FID)"),
+    "fid": ("annotated_pipeline.evaluation.fid", "Inception FID (--kid: KID) of two image folders or .npz statistics, offline"),
     "train-classifier": ("annotated_pipeline.evaluation.train_classifier", "train the feature network of evaluate on a labelled image set"),
     "nearest": ("annotated_pipeline.evaluation.nearest", "samples beside their nearest training images: a memorisation check"),
     "shapes": ("annotated_pipeline.datasets.shapes", "draw a small labelled image set of shapes (CC0) into an image folder"),

@@ -9,10 +9,15 @@
     sampling.py          N seeded samples of a pipeline, in batches, each checked for NaN
     evaluate.py          samples a pipeline, reports distance and KID to the reference, their floors, class coverage
     nearest.py           samples beside their nearest training images, and the share that lies memorisation-close
+    inception.py         Inception-v3 pool features (the TF-FID network, from the [inception] extra, SHA-1 checked)
+    inception_measure.py evaluate/training with --features inception: Inception FID/KID, reference features cached
+    image_sets.py        image folders and .npz statistics, as `annotated-pipeline fid` reads them
+    fid.py               `annotated-pipeline fid A B [--kid] [--save-stats OUT.npz]`
 
-FID with Inception-v3 is the usual yardstick, but its weights are not reachable offline and it sees
-28x28 grayscale poorly; this is the same Frechet recipe with an embedding trained on Fashion-MNIST.
-Its numbers are NOT comparable to published Inception FIDs.
+FID with Inception-v3 is the usual yardstick, but it sees 28x28 grayscale poorly (upsampled to 299x299)
+and needs the optional extra; the default is the same Frechet recipe with an embedding trained on
+Fashion-MNIST, whose numbers are NOT comparable to published Inception FIDs. `--features inception`
+(and `annotated-pipeline fid`) give the Inception FID and KID, comparable to FIDs computed the same way.
 
 Names are resolved lazily, so `python -m annotated_pipeline.evaluation.evaluate` imports each module once.
 """

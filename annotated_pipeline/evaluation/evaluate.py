@@ -71,6 +71,7 @@ import torch
 
 from annotated_pipeline.evaluation.classifier import ImageClassifier, load_classifier, load_default_classifier
 from annotated_pipeline.evaluation.frechet import frechet_distance_between
+from annotated_pipeline.evaluation.inception_measure import FEATURES, INCEPTION_NOTE, inception_for
 from annotated_pipeline.evaluation.kid import kernel_distance
 from annotated_pipeline.errors import run_reporting
 from annotated_pipeline.pipelines.pipeline import check_guidance_interval
@@ -161,6 +162,7 @@ def evaluate(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     pipeline_kwargs: dict | None = None,
+    features: str = "classifier",
 ) -> dict:
     """Sample `num_samples` images and return the report (see the module docstring) as a dict.
 
@@ -176,7 +178,9 @@ def evaluate(
     one); reference: DATA for any labelled image set instead of `data_root` (see the module docstring).
     kid_subsets, kid_subset_size: the KID's subsets (seeded with `seed`).
     pipeline_kwargs: more keyword arguments for every pipeline call, e.g. {"use_clipped_model_output":
-    False}; not those evaluate sets itself (RESERVED_CALL_ARGUMENTS)."""
+    False}; not those evaluate sets itself (RESERVED_CALL_ARGUMENTS).
+    features: "classifier" (default) or "inception": the FD/KID and floors in Inception features, i.e. the
+    Inception FID and KID (inception_measure.py; the classifier still gives class coverage)."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
     if num_samples < 2:
@@ -198,6 +202,7 @@ def evaluate(
         raise ValueError(f"pipeline_kwargs may not set {', '.join(taken)}: evaluate passes those itself "
                          f"(reserved: {', '.join(RESERVED_CALL_ARGUMENTS)}); use its own arguments")
     t_start = time.perf_counter()
+    inception = inception_for(features)  # a missing [inception] extra fails here, before sampling
     classifier_path = os.fspath(classifier) if isinstance(classifier, (str, os.PathLike)) else None
     classifier = (load_default_classifier() if classifier is None
                   else load_classifier(classifier) if classifier_path is not None else classifier)
@@ -216,7 +221,7 @@ def evaluate(
         set_scheduler(pipeline, scheduler)
         report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps,
                                      batch_size, seed, eta, guidance_scale, guidance_interval, kid_subsets,
-                                     kid_subset_size, pipeline_kwargs)
+                                     kid_subset_size, pipeline_kwargs, inception)
         scheduler_used = type(pipeline.scheduler).__name__
     finally:
         pipeline.scheduler = original_scheduler  # a pipeline passed in leaves with the scheduler it came with
@@ -243,7 +248,8 @@ def evaluate(
         "total_seconds": round(time.perf_counter() - t_start, 2),
         "reference": os.fspath(data_root if reference is None else reference),
         **({"label_accuracy": report["label_accuracy"]} if "label_accuracy" in report else {}),
-        "note": NOT_FID_NOTE if classifier_path is None and reference is None
+        "features": features,
+        "note": INCEPTION_NOTE if inception is not None else NOT_FID_NOTE if classifier_path is None and reference is None
         else CUSTOM_NOTE.format(classifier_path or "given", classifier.config.feature_dim),
     }
 
@@ -264,7 +270,7 @@ def check_pipeline_shape(pipeline, classifier) -> None:
 
 def _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps, batch_size,
                         seed, eta=0.0, guidance_scale=1.0, guidance_interval=None, kid_subsets=100,
-                        kid_subset_size=1000, pipeline_kwargs=None) -> dict:
+                        kid_subset_size=1000, pipeline_kwargs=None, inception=None) -> dict:
     """Check the image shape, sample, embed: the distance and KID, their floors, class coverage and the sampling
     time. test_images, train_images: (N, C, S, S) in [-1, 1]."""
     expected = classifier.input_shape
@@ -282,6 +288,12 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
     train_features, _ = embed(classifier, train_images)
     report = measure(classifier, sample_features, sample_predictions, test_features, train_features, seed,
                      kid_subsets, kid_subset_size)
+    if inception is not None:  # the distances in Inception features (inception_measure.py), the reference's cached
+        from annotated_pipeline.evaluation.inception_measure import inception_floor, inception_numbers, inception_reference
+
+        reference, floor = inception_reference(inception, test_images, train_images)
+        floor = inception_floor(reference, floor, seed, kid_subsets, kid_subset_size)
+        report.update(inception_numbers(inception, samples, reference, floor, seed, kid_subsets, kid_subset_size))
     report["sampling_seconds"] = sampling_seconds
     if labels is not None:
         report["label_accuracy"] = (sample_predictions == labels).float().mean().item()
@@ -320,7 +332,8 @@ def format_report(report: dict, class_names=None) -> str:
         f"{', guidance ' + format(report['guidance_scale'], 'g') if report.get('guidance_scale', 1.0) != 1.0 else ''}"
         f"{' at t in {}..{}'.format(*report['guidance_interval']) if report.get('guidance_interval') else ''}"
         f", seed {report['seed']})",
-        f"Frechet distance     {report['frechet_distance']:.4f}",
+        f"{'Inception FID' if report.get('features') == 'inception' else 'Frechet distance':<21}"
+        f"{report['frechet_distance']:.4f}",
         *([f"KID                  {report['kid']:.5f} +- {report['kid_std']:.5f}   (mean and std over "
            f"{report['kid_num_subsets']} subsets of {report['kid_subset_size']})"] if "kid" in report else []),
         *([f"reference            {report['num_reference']} {report.get('reference_split', 'test images')}"
@@ -375,6 +388,9 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
     parser.add_argument("--image_column", default="image", help="the image column of --reference")
     parser.add_argument("--kid_subsets", type=int, default=100, help="KID: number of subsets")
     parser.add_argument("--kid_subset_size", type=int, default=1000, help="KID: features per subset (at most N)")
+    parser.add_argument("--features", choices=FEATURES, default="classifier",
+                        help="the embedding of FD and KID: our classifier (default), or Inception-v3, the FID's "
+                             "(needs pip install 'annotated-pipeline[inception]'; reference features cached)")
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
     if args.reference is not None and args.data_root is not None:
@@ -403,6 +419,7 @@ def _run(args):
         image_column=args.image_column,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
+        features=args.features,
     )
     print(format_report(report))
     if args.json:

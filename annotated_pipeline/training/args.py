@@ -20,10 +20,12 @@ import importlib.util
 import math
 import os
 
+from ..evaluation.inception_measure import FEATURES
 from ..losses import LOSS_TYPES
 from ..pipelines.samplers import SCHEDULERS
 from ..scheduler import PREDICTION_TYPES, TIMESTEP_SPACINGS
 from ..unet import BLOCK_TYPES, LINEAR_ATTENTION_NAMES
+from . import validation
 
 LOGGERS = ("tensorboard", "wandb", "none")
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -287,6 +289,10 @@ def build_parser(prog="train_accelerate.py"):
                               "the official test split; other data need it.")
     quality.add_argument("--save_best", action="store_true",
                          help="Keep the pipeline with the lowest KID so far as OUTPUT_DIR/best/ (written atomically).")
+    quality.add_argument("--eval_features", choices=FEATURES, default="classifier",
+                         help="Also measure FID and KID in Inception-v3 features (quality/inception_...; needs pip "
+                              "install 'annotated-pipeline[inception]'); --save_best then keeps the lowest Inception KID.")
+    validation.add_arguments(parser.add_argument_group("validation loss (training/validation.py)"))
 
     hub = parser.add_argument_group("Hugging Face Hub")
     hub.add_argument("--push_to_hub", action="store_true",
@@ -377,6 +383,7 @@ def validate_args(args):
             f"--ddpm_num_steps ({args.ddpm_num_steps})"
         )
     _validate_quality_args(args)
+    validation.validate_arguments(args)
     if os.path.exists(args.output_dir) and not os.path.isdir(args.output_dir):
         raise TrainingConfigError(f"--output_dir {args.output_dir!r} is a file, not a folder")
     if args.push_to_hub and not args.hub_model_id:
@@ -396,6 +403,8 @@ def _validate_quality_args(args):
         given = [f"--{name}" for name in ("eval_classifier", "eval_reference") if getattr(args, name) is not None]
         if args.save_best:
             given.append("--save_best")
+        if args.eval_features != "classifier":
+            given.append(f"--eval_features {args.eval_features}")
         if given:
             raise TrainingConfigError(f"{', '.join(given)} need --eval_steps K (how often to measure the samples)")
         return

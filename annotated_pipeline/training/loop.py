@@ -34,6 +34,7 @@ from .checkpointing import save_checkpoint
 from .ownership import claim_output_dir
 from .push import push_output_dir
 from .quality import QualityCheck, maybe_evaluate
+from .validation import ValidationLoss, maybe_validate, split_off
 from .resume import apply_new_learning_rate, resume_global_step
 from .run_state import register_run_state
 from ..pipelines.pipeline import NonFiniteSampleError
@@ -58,6 +59,7 @@ class TrainingState:
     noise_generator: NoiseGenerator
     num_classes: int | None
     quality: QualityCheck | None = None  # --eval_steps
+    validation: ValidationLoss | None = None  # --validation_examples
 
 
 def tracker_config(args):
@@ -174,6 +176,7 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
                 logger.info(f"Removed old checkpoint {folder}")
             logger.info(f"Saved checkpoint {path}")
         maybe_evaluate(args, accelerator, state, global_step)
+        maybe_validate(args, accelerator, state, global_step)
         if global_step >= plan.max_train_steps:
             break
     return global_step
@@ -204,6 +207,8 @@ def train(args, accelerator, claim):
     set_seed(args.seed, device_specific=True)  # different noise on each process, same everywhere on rerun
 
     dataset, noise_scheduler, model, num_classes = setup(args, accelerator)
+    dataset, held_out = split_off(dataset, args.validation_examples, args.seed)  # --validation_examples
+    validation = ValidationLoss.from_dataset(held_out, noise_scheduler, args, conditional=num_classes is not None)
     quality = QualityCheck.from_args(args, model.config.in_channels)  # checked before any training
     if args.gradient_checkpointing:
         model.enable_gradient_checkpointing()
@@ -228,7 +233,7 @@ def train(args, accelerator, claim):
     register_run_state(accelerator, noise_generator, ema)
     register_model_folders(accelerator, noise_scheduler, ema)  # checkpoint-N/unet/, unet_ema/, scheduler/
     state = TrainingState(model, optimizer, lr_scheduler, dataloader, noise_scheduler, ema, noise_generator,
-                          num_classes, quality)
+                          num_classes, quality, validation)
 
     global_step = resume_global_step(args, accelerator, state)
     apply_new_learning_rate(args, state)

@@ -16,7 +16,11 @@ test split (the IDX folder trained on, else /usr/share/datasets/fashion-mnist); 
 run without them is refused before training, as is a classifier whose image shape is not the
 model's.
 
---save_best keeps the pipeline of the lowest KID so far as OUTPUT_DIR/best/ (the pipeline folder,
+--eval_features inception measures the same samples in Inception-v3 features as well (as `evaluate
+--features inception`, evaluation/inception_measure.py): the Inception FID and KID and their floors, logged as
+`quality/inception_...`; the reference's and floor's Inception features are computed once (user cache).
+
+--save_best keeps the pipeline of the lowest KID so far (the Inception KID with --eval_features inception) as OUTPUT_DIR/best/ (the pipeline folder,
 `samples.png` and `quality.json` with the step and the numbers): written into a hidden
 `.best.incomplete` and renamed into place, so best/ is never half written; a resumed run reads the
 KID to beat from best/quality.json.
@@ -39,6 +43,9 @@ logger = get_logger(__name__)
 
 BEST_DIR = "best"
 SCALARS = ("frechet_distance", "frechet_distance_floor", "kid", "kid_std", "kid_floor")
+# --eval_features inception: the same numbers in Inception features, logged as quality/inception_<name>
+INCEPTION_SCALARS = {"fid": "frechet_distance", "fid_floor": "frechet_distance_floor", "kid": "kid",
+                     "kid_std": "kid_std", "kid_floor": "kid_floor"}
 
 
 def resolve_sources(args) -> tuple[str | None, dict]:
@@ -76,6 +83,8 @@ class QualityCheck:
     best_kid: float = float("inf")
     history: list = field(default_factory=list)  # one {"step", "quality/...": value} per measurement
     last_samples: torch.Tensor | None = None     # (N, C, S, S) in [0, 1], the latest measurement's
+    inception: object = None                     # --eval_features inception: the network and
+    inception_reference: tuple | None = None     # (reference features, the floor's numbers) in Inception features
 
     @classmethod
     def from_args(cls, args, channels: int):
@@ -84,6 +93,7 @@ class QualityCheck:
             return None
         from ..evaluation.classifier import load_classifier, load_default_classifier
         from ..evaluation.evaluate import embed, reference_images
+        from ..evaluation.inception_measure import inception_floor, inception_for, inception_reference
 
         classifier_folder, reference = resolve_sources(args)
         try:
@@ -93,13 +103,19 @@ class QualityCheck:
                 raise ValueError(f"the classifier reads {classifier.input_shape} images (channels, height, width); "
                                  f"the model is trained on {model_shape} (--resolution {args.resolution})")
             test_images, train_images, _ = reference_images(classifier, args.eval_num_samples, args.seed, **reference)
+            inception = inception_for(args.eval_features)
         except (ValueError, OSError) as error:
             raise TrainingConfigError(f"--eval_steps: {error}") from None
         check = cls(args, classifier, embed(classifier, test_images)[0], embed(classifier, train_images)[0])
+        if inception is not None:
+            check.inception = inception
+            reference, floor = inception_reference(inception, test_images, train_images)
+            check.inception_reference = (reference, inception_floor(reference, floor, args.seed,
+                                                                    kid_subset_size=args.eval_num_samples))
         best = os.path.join(args.output_dir, BEST_DIR, "quality.json")
         if args.save_best and os.path.isfile(best):
             with open(best) as f:
-                check.best_kid = json.load(f)["kid"]
+                check.best_kid = json.load(f).get("inception_kid" if inception is not None else "kid", float("inf"))
         return check
 
     def due(self, global_step: int) -> bool:
@@ -125,6 +141,12 @@ class QualityCheck:
         logs = {f"quality/{name}": report[name] for name in SCALARS}
         logs["quality/min_share"] = report["class_coverage"]["min_share"]
         logs["quality/classes_covered"] = report["class_coverage"]["classes_covered"]
+        if self.inception is not None:
+            from ..evaluation.inception_measure import inception_numbers
+
+            numbers = inception_numbers(self.inception, samples, *self.inception_reference, self.args.seed,
+                                        kid_subset_size=n)
+            logs.update({f"quality/inception_{name}": numbers[key] for name, key in INCEPTION_SCALARS.items()})
         if labels is not None:
             logs["quality/label_accuracy"] = (predictions == labels).double().mean().item()
         self.history.append({"step": global_step, **logs})
@@ -174,9 +196,12 @@ def maybe_evaluate(args, accelerator, state, global_step: int) -> None:
                                                                   dataformats="NHWC")
             logger.info(f"Step {global_step}: FD {logs['quality/frechet_distance']:.3f} (floor "
                         f"{logs['quality/frechet_distance_floor']:.3f}), KID {logs['quality/kid']:.5f} (floor "
-                        f"{logs['quality/kid_floor']:.5f}), min class share {logs['quality/min_share']:.3f}")
-            if args.save_best and logs["quality/kid"] < quality.best_kid:
-                quality.best_kid = logs["quality/kid"]
+                        f"{logs['quality/kid_floor']:.5f}), min class share {logs['quality/min_share']:.3f}"
+                        + (f"; Inception FID {logs['quality/inception_fid']:.3f} (floor {logs['quality/inception_fid_floor']:.3f}),"
+                           f" KID {logs['quality/inception_kid']:.5f}" if quality.inception is not None else ""))
+            kid = logs["quality/inception_kid" if quality.inception is not None else "quality/kid"]
+            if args.save_best and kid < quality.best_kid:
+                quality.best_kid = kid
                 path = save_best(pipeline, images[:args.eval_batch_size], args.output_dir, global_step, logs)
                 logger.info(f"Saved the best pipeline so far (KID {quality.best_kid:.5f}) to {path}")
         unet.train()
