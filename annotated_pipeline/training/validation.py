@@ -79,7 +79,7 @@ class ValidationLoss:
         """None without a held-out set; else the images (through the training transform) and their t and eps."""
         if held_out is None:
             return None
-        from .data import collate
+        from ..datasets.loading import collate
 
         batch = collate([held_out[i] for i in range(len(held_out))])
         x_start = batch["input"]
@@ -114,7 +114,7 @@ def maybe_validate(args, accelerator, state, global_step: int) -> None:
     validation = state.validation
     if validation is None or not validation.due(global_step):
         return
-    from .sampling import ema_weights
+    from .outputs import ema_weights
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
