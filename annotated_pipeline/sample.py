@@ -18,30 +18,30 @@ import torch
 
 from .errors import run_reporting
 from .export import load_pipeline
+from .hardware import PRECISION_HELP, PRECISIONS, resolve_precision, weights_in
 from .samplers import SCHEDULERS, set_scheduler
 from .training.sampling import to_grid
 
 
-def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_inference_steps=None, seed=0, bf16=False,
+def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_inference_steps=None, seed=0, precision=None,
                 guidance_scale=None, guidance_interval=None):
     """A PIL grid of `num_images` samples; deterministic for a seed. A class-conditional pipeline draws
     the classes in turn (0, 1, ..., K - 1, 0, ...), with classifier-free guidance `guidance_scale`
     (at the timesteps in `guidance_interval` only, if given). None: the pipeline's `sampling_defaults`.
+    precision: "bf16" holds the U-Net's weights in bfloat16, "auto" where that is native (hardware.py); None or
+    "fp32": as they are.
 
     A pipeline passed in leaves with the scheduler and U-Net dtype it came with."""
     pipe = load_pipeline(pipeline_or_path)  # a pipeline, a saved folder, a Hub repo id or a checkpoint-N folder
-    original_scheduler, original_dtype = pipe.scheduler, pipe.unet.dtype
+    original_scheduler = pipe.scheduler
     try:
         set_scheduler(pipe, scheduler)
-        if bf16:
-            pipe.unet.to(torch.bfloat16)
-        images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
-                      num_inference_steps=num_inference_steps, output_type="np", guidance_scale=guidance_scale,
-                      guidance_interval=guidance_interval).images
+        with weights_in(pipe.unet, None if precision is None else resolve_precision(precision, pipe.device)):
+            images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
+                          num_inference_steps=num_inference_steps, output_type="np", guidance_scale=guidance_scale,
+                          guidance_interval=guidance_interval).images
     finally:
         pipe.scheduler = original_scheduler
-        if pipe.unet.dtype != original_dtype:
-            pipe.unet.to(original_dtype)
     return to_grid(images)
 
 
@@ -61,7 +61,9 @@ def main(argv=None, prog="python -m annotated_pipeline.sample"):
                              "(1 = none; default: the folder's recommendation, with its interval)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
-    parser.add_argument("--bf16", action="store_true", help="U-Net weights in bfloat16 (faster on CPUs with bf16)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    parser.add_argument("--bf16", action="store_const", const="bf16", dest="precision",
+                        help="the same as --precision bf16 (its older spelling)")
     parser.add_argument("--output", default="samples-grid.png")
     parser.add_argument("--scale", type=int, default=4, help="enlarge the grid this many times (nearest neighbour)")
     args = parser.parse_args(argv)
@@ -74,14 +76,15 @@ def _run(args):
                                                    args.guidance_interval)
     sampler = type(pipe.scheduler).__name__ if args.scheduler == "default" else args.scheduler
     start = time.perf_counter()
-    grid = sample_grid(pipe, args.num_images, args.scheduler, steps, args.seed, args.bf16, scale, interval)
+    precision = resolve_precision(args.precision, pipe.device)
+    grid = sample_grid(pipe, args.num_images, args.scheduler, steps, args.seed, precision, scale, interval)
     grid = grid.resize((grid.width * args.scale, grid.height * args.scale), resample=0)
     grid.save(args.output)
     guidance = f", guidance {scale:g}" if scale != 1.0 else ""
     if scale != 1.0 and interval is not None:
         guidance += " at t in {}..{}".format(*interval)
     print(f"{args.num_images} samples ({sampler}, {steps} steps{guidance}, seed {args.seed}) "
-          f"in {time.perf_counter() - start:.1f} s -> {args.output}")
+          f"in {time.perf_counter() - start:.1f} s, {precision} -> {args.output}")
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ SHA-256, see annotated_pipeline.training.fashion_mnist), or a folder holding `te
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -73,6 +74,7 @@ from annotated_pipeline.evaluation.classifier import ImageClassifier, load_class
 from annotated_pipeline.evaluation.frechet import frechet_distance_between
 from annotated_pipeline.evaluation.kid import kernel_distance
 from annotated_pipeline.errors import run_reporting
+from annotated_pipeline.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
 from annotated_pipeline.pipeline import check_guidance_interval
 from annotated_pipeline.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
 # The pieces, importable from here as before: reference images (reference.py) and samples (sampling.py).
@@ -161,6 +163,7 @@ def evaluate(
     kid_subsets: int = 100,
     kid_subset_size: int = 1000,
     pipeline_kwargs: dict | None = None,
+    precision: str | None = None,
 ) -> dict:
     """Sample `num_samples` images and return the report (see the module docstring) as a dict.
 
@@ -176,7 +179,9 @@ def evaluate(
     one); reference: DATA for any labelled image set instead of `data_root` (see the module docstring).
     kid_subsets, kid_subset_size: the KID's subsets (seeded with `seed`).
     pipeline_kwargs: more keyword arguments for every pipeline call, e.g. {"use_clipped_model_output":
-    False}; not those evaluate sets itself (RESERVED_CALL_ARGUMENTS)."""
+    False}; not those evaluate sets itself (RESERVED_CALL_ARGUMENTS).
+    precision: the U-Net's weights while sampling, "bf16", "fp32" or "auto" (bf16 where the processor runs it
+    natively, hardware.py); None (default): as they are. The report says which; the numbers depend on it."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
     if num_samples < 2:
@@ -212,11 +217,16 @@ def evaluate(
         raise ValueError(f"guidance_scale={guidance_scale} needs a class-conditional pipeline with a 'no class' "
                          "embedding (null_class_embed=True); this one has none: use guidance_scale=1")
     original_scheduler = pipeline.scheduler
+    unet = getattr(pipeline, "unet", None)
+    if precision is not None and unet is not None:
+        precision = resolve_precision(precision, getattr(pipeline, "device", "cpu"))
     try:
         set_scheduler(pipeline, scheduler)
-        report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps,
-                                     batch_size, seed, eta, guidance_scale, guidance_interval, kid_subsets,
-                                     kid_subset_size, pipeline_kwargs)
+        with weights_in(unet, precision) if unet is not None else contextlib.nullcontext():
+            precision = precision_of(unet)
+            report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples,
+                                         num_inference_steps, batch_size, seed, eta, guidance_scale, guidance_interval,
+                                         kid_subsets, kid_subset_size, pipeline_kwargs)
         scheduler_used = type(pipeline.scheduler).__name__
     finally:
         pipeline.scheduler = original_scheduler  # a pipeline passed in leaves with the scheduler it came with
@@ -238,6 +248,7 @@ def evaluate(
         **({"guidance_interval": list(guidance_interval)} if guidance_interval is not None else {}),
         **({"pipeline_kwargs": dict(pipeline_kwargs)} if pipeline_kwargs else {}),
         "seed": seed,
+        "precision": precision,
         "sampling_seconds": round(report["sampling_seconds"], 2),
         "seconds_per_sample": round(report["sampling_seconds"] / num_samples, 4),
         "total_seconds": round(time.perf_counter() - t_start, 2),
@@ -319,7 +330,7 @@ def format_report(report: dict, class_names=None) -> str:
         f"{', eta ' + format(report['eta'], 'g') if report.get('eta') else ''}"
         f"{', guidance ' + format(report['guidance_scale'], 'g') if report.get('guidance_scale', 1.0) != 1.0 else ''}"
         f"{' at t in {}..{}'.format(*report['guidance_interval']) if report.get('guidance_interval') else ''}"
-        f", seed {report['seed']})",
+        f", seed {report['seed']}{', ' + report['precision'] if 'precision' in report else ''})",
         f"Frechet distance     {report['frechet_distance']:.4f}",
         *([f"KID                  {report['kid']:.5f} +- {report['kid_std']:.5f}   (mean and std over "
            f"{report['kid_num_subsets']} subsets of {report['kid_subset_size']})"] if "kid" in report else []),
@@ -375,6 +386,7 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
     parser.add_argument("--image_column", default="image", help="the image column of --reference")
     parser.add_argument("--kid_subsets", type=int, default=100, help="KID: number of subsets")
     parser.add_argument("--kid_subset_size", type=int, default=1000, help="KID: features per subset (at most N)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     parser.add_argument("--json", default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
     if args.reference is not None and args.data_root is not None:
@@ -403,6 +415,7 @@ def _run(args):
         image_column=args.image_column,
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
+        precision=args.precision,
     )
     print(format_report(report))
     if args.json:
