@@ -14,6 +14,7 @@ import PIL.Image
 import torch
 
 from .evaluation.evaluate import SCHEDULERS, set_scheduler
+from .outputs import IMAGE, output_file, output_folder
 
 
 class InputError(ValueError):
@@ -33,8 +34,10 @@ def editing_parser(prog, description, default_scheduler, default_steps, with_see
                         help="classifier-free guidance towards --class_label(s) (1 = none)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
-    parser.add_argument("--output_dir", default="edit-output", help="every output image as a PNG at the model's size")
-    parser.add_argument("--figure", default=None, help="also write one enlarged PNG with a row per input")
+    parser.add_argument("--output_dir", type=output_folder, default="edit-output",
+                        help="every output image as a PNG at the model's size")
+    parser.add_argument("--figure", type=output_file(IMAGE), default=None,
+                        help="also write one enlarged PNG with a row per input")
     parser.add_argument("--scale", type=int, default=4, help="enlarge the figure this many times (nearest neighbour)")
     return parser
 

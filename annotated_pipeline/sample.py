@@ -19,6 +19,7 @@ import torch
 from .errors import run_reporting
 from .export import load_pipeline
 from .hardware import PRECISION_HELP, PRECISIONS, resolve_precision, weights_in
+from .outputs import IMAGE, output_file
 from .samplers import SCHEDULERS, set_scheduler
 from .training.sampling import to_grid
 
@@ -64,7 +65,8 @@ def main(argv=None, prog="python -m annotated_pipeline.sample"):
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     parser.add_argument("--bf16", action="store_const", const="bf16", dest="precision",
                         help="the same as --precision bf16 (its older spelling)")
-    parser.add_argument("--output", default="samples-grid.png")
+    parser.add_argument("--output", type=output_file(IMAGE), default="samples-grid.png",
+                        help="the grid image (its folder must exist; .png, .jpg, .webp, ...)")
     parser.add_argument("--scale", type=int, default=4, help="enlarge the grid this many times (nearest neighbour)")
     args = parser.parse_args(argv)
     return run_reporting(prog, lambda: _run(args))

@@ -75,6 +75,7 @@ from annotated_pipeline.evaluation.frechet import frechet_distance_between
 from annotated_pipeline.evaluation.kid import kernel_distance
 from annotated_pipeline.errors import run_reporting
 from annotated_pipeline.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
+from annotated_pipeline.outputs import JSON, output_file
 from annotated_pipeline.pipeline import check_guidance_interval
 from annotated_pipeline.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
 # The pieces, importable from here as before: reference images (reference.py) and samples (sampling.py).
@@ -387,7 +388,7 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
     parser.add_argument("--kid_subsets", type=int, default=100, help="KID: number of subsets")
     parser.add_argument("--kid_subset_size", type=int, default=1000, help="KID: features per subset (at most N)")
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
-    parser.add_argument("--json", default=None, help="also write the report to this JSON file")
+    parser.add_argument("--json", type=output_file(JSON), default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
     if args.reference is not None and args.data_root is not None:
         parser.error("--reference and --data_root both name the reference data: give one")

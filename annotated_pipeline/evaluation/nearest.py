@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from annotated_pipeline.errors import run_reporting
+from annotated_pipeline.outputs import IMAGE, JSON, output_file
 
 
 def pairwise_distances(a: torch.Tensor, b: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
@@ -143,8 +144,8 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.nearest") -> i
     parser.add_argument("--num_inference_steps", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="nearest.png", help="the figure (PNG)")
-    parser.add_argument("--json", default=None, help="also write the report to this JSON file")
+    parser.add_argument("--output", type=output_file(IMAGE), default="nearest.png", help="the figure (PNG)")
+    parser.add_argument("--json", type=output_file(JSON), default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
     for name in ("num_samples", "num_show", "k", "max_train_images", "num_inference_steps", "batch_size"):
         if getattr(args, name) < 1:

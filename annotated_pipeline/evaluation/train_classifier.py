@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from annotated_pipeline.errors import run_reporting
 from annotated_pipeline.hardware import PRECISION_HELP, PRECISIONS, autocast, describe_processor, resolve_precision
+from annotated_pipeline.outputs import output_folder
 from annotated_pipeline.evaluation.classifier import POOLINGS, ImageClassifier
 from annotated_pipeline.evaluation import labelled
 
@@ -59,7 +60,7 @@ def build_parser(prog="python -m annotated_pipeline.evaluation.train_classifier"
                         help=f"an image folder (class sub-folders), a parquet folder, a Hub data set, or the "
                              f"Fashion-MNIST IDX folder (default: {DEFAULT_DATA_ROOT})")
     parser.add_argument("--data_root", default=None, help="the same as DATA (its older spelling)")
-    parser.add_argument("--output_dir", required=True, help="where to save config.json + weights")
+    parser.add_argument("--output_dir", type=output_folder, required=True, help="where to save config.json + weights")
     parser.add_argument("--image_column", default="image")
     parser.add_argument("--label_column", default="label")
     parser.add_argument("--resolution", type=int, default=None, help="image side (default: the first image's shorter side)")
