@@ -34,7 +34,8 @@ SUBCOMMANDS = {
 def usage():
     width = max(map(len, SUBCOMMANDS))
     lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
-    return ("usage: annotated-pipeline SUBCOMMAND [options]   (annotated-pipeline SUBCOMMAND --help for its options)\n\n"
+    return ("usage: annotated-pipeline SUBCOMMAND [options]   (annotated-pipeline SUBCOMMAND --help for its options;"
+            " --version)\n\n"
             "subcommands:\n" + "\n".join(lines))
 
 
@@ -43,6 +44,13 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
+    if argv[0] == "--version":
+        import torch
+
+        from . import __version__
+
+        print(f"annotated-pipeline {__version__} (torch {torch.__version__})")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
         print(f"annotated-pipeline: error: unknown subcommand {name!r} (choose from {', '.join(SUBCOMMANDS)})",

@@ -23,7 +23,8 @@ class InputError(ValueError):
 
 def editing_parser(prog, description, default_scheduler, default_steps, with_seed=True):
     """The options every editing subcommand takes (`--seed` unless with_seed is False)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    description = description.removesuffix(", from the command line:").removesuffix(":")  # the docstring's lead-in
+    parser = argparse.ArgumentParser(prog=prog, description=description + ("" if description.endswith(".") else "."))
     parser.add_argument("pipeline", help="a saved pipeline folder or a Hub repo id")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default=default_scheduler,
                         help=f"sampler built from the pipeline's config (default: {default_scheduler})")
@@ -43,8 +44,15 @@ def editing_parser(prog, description, default_scheduler, default_steps, with_see
 
 
 def load_editing_pipeline(pipeline_class, path, scheduler):
-    pipe = pipeline_class.from_pretrained(path)
-    set_scheduler(pipe, scheduler)
+    """The edit on the pipeline saved at `path`, with `scheduler` built from its config ("default": the folder's
+    own, or the one the edit chooses where it cannot use that, see `sampler_choice`)."""
+    from .pipeline import AnnotatedDDPMPipeline
+
+    base = AnnotatedDDPMPipeline.from_pretrained(path)
+    if scheduler == "default":
+        pipe = pipeline_class.from_pipe(base)
+    else:
+        pipe = pipeline_class.from_pipe(base, scheduler=set_scheduler(base, scheduler).scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

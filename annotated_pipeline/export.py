@@ -108,7 +108,14 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
 
 
 def main(argv=None, prog="python -m annotated_pipeline.export"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write a training checkpoint (OUTPUT_DIR/checkpoint-N) as a saved pipeline folder that loads with "
+                    "AnnotatedDDPMPipeline.from_pretrained or plain diffusers (trust_remote_code=True): the EMA weights "
+                    "where the run kept them, the run's grid sampler and steps as the folder's sampling defaults, "
+                    "samples.png and a model card.",
+        epilog=f"examples:\n  {prog} runs/quick/checkpoint-300 my-model\n  {prog} runs/quick/checkpoint-300 my-model "
+               "--no-ema   # the training weights theta")
     parser.add_argument("checkpoint", help="a training checkpoint folder, output_dir/checkpoint-N")
     parser.add_argument("out", type=output_folder, help="the pipeline folder to write (new, or empty)")
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,

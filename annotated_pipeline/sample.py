@@ -25,9 +25,10 @@ from .training.sampling import to_grid
 
 
 def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_inference_steps=None, seed=0, precision=None,
-                guidance_scale=None, guidance_interval=None):
+                guidance_scale=None, guidance_interval=None, class_labels=None):
     """A PIL grid of `num_images` samples; deterministic for a seed. A class-conditional pipeline draws
-    the classes in turn (0, 1, ..., K - 1, 0, ...), with classifier-free guidance `guidance_scale`
+    the classes in turn (0, 1, ..., K - 1, 0, ...) unless `class_labels` (one, or one per image) says which, with
+    classifier-free guidance `guidance_scale`
     (at the timesteps in `guidance_interval` only, if given). None: the pipeline's `sampling_defaults`.
     precision: "bf16" holds the U-Net's weights in bfloat16, "auto" where that is native (hardware.py); None or
     "fp32": as they are.
@@ -40,7 +41,7 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_infere
         with weights_in(pipe.unet, None if precision is None else resolve_precision(precision, pipe.device)):
             images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
                           num_inference_steps=num_inference_steps, output_type="np", guidance_scale=guidance_scale,
-                          guidance_interval=guidance_interval).images
+                          guidance_interval=guidance_interval, class_labels=class_labels).images
     finally:
         pipe.scheduler = original_scheduler
     return to_grid(images)
@@ -52,6 +53,8 @@ def main(argv=None, prog="python -m annotated_pipeline.sample"):
                                                  "repo id or a training checkpoint); settings left out are its own.")
     parser.add_argument("pipeline", help="a saved pipeline folder, a Hub repo id, or a training checkpoint folder")
     parser.add_argument("--num_images", type=int, default=16)
+    parser.add_argument("--class_labels", type=int, nargs="+", default=None, metavar="Y",
+                        help="one class for every image or one per image (default: the classes in turn)")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="default",
                         help="'default': the folder's own scheduler; the others are built from its config")
     parser.add_argument("--num_inference_steps", type=int, default=None,
@@ -69,6 +72,12 @@ def main(argv=None, prog="python -m annotated_pipeline.sample"):
                         help="the grid image (its folder must exist; .png, .jpg, .webp, ...)")
     parser.add_argument("--scale", type=int, default=4, help="enlarge the grid this many times (nearest neighbour)")
     args = parser.parse_args(argv)
+    if args.num_images < 1:
+        parser.error(f"--num_images must be >= 1, got {args.num_images}")
+    if args.class_labels is not None and len(args.class_labels) not in (1, args.num_images):
+        parser.error(f"--class_labels takes one class or one per image ({args.num_images}), got {len(args.class_labels)}")
+    if args.scale < 1:
+        parser.error(f"--scale must be >= 1, got {args.scale}")
     return run_reporting(prog, lambda: _run(args))
 
 
@@ -79,7 +88,8 @@ def _run(args):
     sampler = type(pipe.scheduler).__name__ if args.scheduler == "default" else args.scheduler
     start = time.perf_counter()
     precision = resolve_precision(args.precision, pipe.device)
-    grid = sample_grid(pipe, args.num_images, args.scheduler, steps, args.seed, precision, scale, interval)
+    labels = None if args.class_labels is None else args.class_labels[0] if len(args.class_labels) == 1 else args.class_labels
+    grid = sample_grid(pipe, args.num_images, args.scheduler, steps, args.seed, precision, scale, interval, labels)
     grid = grid.resize((grid.width * args.scale, grid.height * args.scale), resample=0)
     grid.save(args.output)
     guidance = f", guidance {scale:g}" if scale != 1.0 else ""
