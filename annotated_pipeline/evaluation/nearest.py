@@ -54,7 +54,10 @@ def pairwise_distances(a: torch.Tensor, b: torch.Tensor, chunk: int = 1024) -> t
 def leave_one_out_distances(train: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """d_LOO(x_j) = min_{k != j} ||x_j - x_k||_2 for every row, a chunk of rows at a time (M x M never in memory)."""
     d_loo = []
-    for start in range(0, len(train), chunk):
+    from tqdm.auto import tqdm
+
+    # A bar at a terminal (disable=None: not in logs): 10,000 training images take a while.
+    for start in tqdm(range(0, len(train), chunk), desc="Nearest neighbours", unit="chunk", disable=None, leave=False):
         block = pairwise_distances(train[start:start + chunk], train)
         rows = torch.arange(len(block))
         block[rows, rows + start] = float("inf")  # a training image is not its own neighbour

@@ -62,9 +62,10 @@ def test_a_training_output_samples_with_the_grid_sampler_and_steps(run, tmp_path
 
 
 @pytest.mark.slow
-def test_an_export_samples_as_the_run_did(run, tmp_path):
+def test_an_export_samples_as_the_run_did(run, tmp_path, capsys):
     out = tmp_path / "exported"
     assert export_main([str(run / "checkpoint-2"), str(out), "--num_samples", "4"]) == 0
+    assert "Sample grid" in capsys.readouterr().err  # the grid's progress bar
     index = json.loads((out / "model_index.json").read_text())
     assert index["scheduler"] == ["diffusers", "DPMSolverMultistepScheduler"] and index["default_num_inference_steps"] == 5
     assert Image.open(out / "samples.png").size == (2 * 16 * 4, 2 * 16 * 4)
