@@ -27,6 +27,7 @@ SUBCOMMANDS = {
     "attention": ("annotated_pipeline.visualize.attention", "draw what the U-Net's attention looks at while sampling (PNG)"),
     "denoise": ("annotated_pipeline.visualize.denoising", "x_t and the predicted x_0 along the chain (GIF and PNG strip)"),
     "forward": ("annotated_pipeline.visualize.forward", "a real image under q(x_t | x_0) for each beta schedule (PNG)"),
+    "demo": ("annotated_pipeline.demo", "serve the browser demo (Gradio: pip install 'annotated-pipeline[demo]')"),
     "schedules": ("annotated_pipeline.visualize.schedules", "alpha_bar_t and log SNR of the beta schedules (PNG, matplotlib)"),
 }
 
