@@ -43,6 +43,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from annotated_pipeline.hardware import bf16_is_native, default_device, describe_processor, resolve_precision
+
 
 # ----------------------------------------------------------------------------------------------------
 # the two contestants
@@ -229,6 +231,8 @@ def describe_machine(device):
         pass
     lines.append(f"device: {processor(device)}"
                  + (f", {os.cpu_count()} logical cores, torch threads {torch.get_num_threads()}" if device.type == "cpu" else ""))
+    if device.type == "cpu":
+        lines.append(f"torch CPU capability: {torch.backends.cpu.get_cpu_capability()}; {describe_processor('cpu')}")
     try:
         lines.append("load average (1, 5, 15 min) at start: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
     except OSError:
@@ -405,8 +409,9 @@ def parse_args(argv=None):
                         help="smoke test: tiny models (8x8 images), batch 2, 1 repetition, 2 steps")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--precisions", type=lambda s: s.split(","), default=["fp32", "bf16"],
-                        help="comma-separated subset of fp32,bf16")
+    parser.add_argument("--precisions", type=lambda s: s.split(","), default=None,
+                        help="comma-separated subset of fp32,bf16 (default: both where bf16 is native, else fp32 only: "
+                             "emulated bf16 is ~100x slower, see annotated_pipeline/hardware.py)")
     parser.add_argument("--repeats", type=int, default=5, help="alternated repetitions (medians are reported)")
     parser.add_argument("--train_batch", type=int, default=64)
     parser.add_argument("--train_iters", type=int, default=3, help="training steps timed per repetition")
@@ -423,9 +428,13 @@ def parse_args(argv=None):
     args = parser.parse_args(argv)
     OUR_CONFIG.clear()
     OUR_CONFIG.update(args.ours_config)
+    if args.precisions is None:
+        args.precisions = ["fp32", "bf16"] if bf16_is_native(default_device()) else ["fp32"]
     for p in args.precisions:
         if p not in ("fp32", "bf16"):
             raise SystemExit(f"--precisions: unknown precision {p!r}; allowed: fp32, bf16")
+        if p == "bf16":
+            resolve_precision("bf16")  # warns once, with the measured cost, where bf16 is emulated
     if args.quick:
         args.repeats, args.train_batch, args.sample_batch = 1, 2, 2
         args.train_iters, args.sample_steps, args.warmup = 1, 2, 1

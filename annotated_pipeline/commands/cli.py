@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "attention": ("annotated_pipeline.visualize.attention", "draw what the U-Net's attention looks at while sampling (PNG)"),
     "denoise": ("annotated_pipeline.visualize.denoising", "x_t and the predicted x_0 along the chain (GIF and PNG strip)"),
     "forward": ("annotated_pipeline.visualize.forward", "a real image under q(x_t | x_0) for each beta schedule (PNG)"),
+    "demo": ("annotated_pipeline.commands.demo", "serve the browser demo (Gradio: pip install 'annotated-pipeline[demo]')"),
     "schedules": ("annotated_pipeline.visualize.schedules", "alpha_bar_t and log SNR of the beta schedules (PNG, matplotlib)"),
 }
 
@@ -35,7 +36,8 @@ SUBCOMMANDS = {
 def usage():
     width = max(map(len, SUBCOMMANDS))
     lines = [f"  {name:<{width}}  {summary}" for name, (_, summary) in SUBCOMMANDS.items()]
-    return ("usage: annotated-pipeline SUBCOMMAND [options]   (annotated-pipeline SUBCOMMAND --help for its options)\n\n"
+    return ("usage: annotated-pipeline SUBCOMMAND [options]   (annotated-pipeline SUBCOMMAND --help for its options;"
+            " --version)\n\n"
             "subcommands:\n" + "\n".join(lines))
 
 
@@ -44,6 +46,13 @@ def main(argv=None):
     if not argv or argv[0] in ("-h", "--help"):
         print(usage(), file=sys.stdout if argv else sys.stderr)
         return 0 if argv else 2
+    if argv[0] == "--version":
+        import torch
+
+        from . import __version__
+
+        print(f"annotated-pipeline {__version__} (torch {torch.__version__})")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in SUBCOMMANDS:
         print(f"annotated-pipeline: error: unknown subcommand {name!r} (choose from {', '.join(SUBCOMMANDS)})",

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 
 import torch
@@ -193,3 +194,20 @@ def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
     result.summary = "\n\n".join([f"{request.num_images} images of {request.class_name} ({request.sampler}, {request.steps} "
                                    f"steps{guidance}, seed {request.seed}) in {seconds:.2f} s", *notes])
     return result
+
+
+def main(argv=None, prog="python -m annotated_pipeline.commands.demo"):
+    """Serve the page (demo_page.py) until stopped: `annotated-pipeline demo`, `python -m annotated_pipeline.commands.demo`.
+    Without Gradio (the `demo` extra) one line says how to install it."""
+    try:
+        import gradio  # noqa: F401
+    except ImportError:
+        print(f"{prog}: error: the demo needs Gradio: pip install 'annotated-pipeline[demo]'", file=sys.stderr)
+        return 2
+    from ..demo_page import main as serve
+
+    return serve(argv, prog)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,6 +14,7 @@ import PIL.Image
 import torch
 
 from ..evaluation.evaluate import SCHEDULERS, set_scheduler
+from ..outputs import IMAGE, output_file, output_folder
 
 
 class InputError(ValueError):
@@ -22,7 +23,8 @@ class InputError(ValueError):
 
 def editing_parser(prog, description, default_scheduler, default_steps, with_seed=True):
     """The options every editing subcommand takes (`--seed` unless with_seed is False)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+    description = description.removesuffix(", from the command line:").removesuffix(":")  # the docstring's lead-in
+    parser = argparse.ArgumentParser(prog=prog, description=description + ("" if description.endswith(".") else "."))
     parser.add_argument("pipeline", help="a saved pipeline folder or a Hub repo id")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default=default_scheduler,
                         help=f"sampler built from the pipeline's config (default: {default_scheduler})")
@@ -33,15 +35,24 @@ def editing_parser(prog, description, default_scheduler, default_steps, with_see
                         help="classifier-free guidance towards --class_label(s) (1 = none)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
-    parser.add_argument("--output_dir", default="edit-output", help="every output image as a PNG at the model's size")
-    parser.add_argument("--figure", default=None, help="also write one enlarged PNG with a row per input")
+    parser.add_argument("--output_dir", type=output_folder, default="edit-output",
+                        help="every output image as a PNG at the model's size")
+    parser.add_argument("--figure", type=output_file(IMAGE), default=None,
+                        help="also write one enlarged PNG with a row per input")
     parser.add_argument("--scale", type=int, default=4, help="enlarge the figure this many times (nearest neighbour)")
     return parser
 
 
 def load_editing_pipeline(pipeline_class, path, scheduler):
-    pipe = pipeline_class.from_pretrained(path)
-    set_scheduler(pipe, scheduler)
+    """The edit on the pipeline saved at `path`, with `scheduler` built from its config ("default": the folder's
+    own, or the one the edit chooses where it cannot use that, see `sampler_choice`)."""
+    from ..pipelines.pipeline import AnnotatedDDPMPipeline
+
+    base = AnnotatedDDPMPipeline.from_pretrained(path)
+    if scheduler == "default":
+        pipe = pipeline_class.from_pipe(base)
+    else:
+        pipe = pipeline_class.from_pipe(base, scheduler=set_scheduler(base, scheduler).scheduler)
     pipe.set_progress_bar_config(disable=True)
     return pipe
 

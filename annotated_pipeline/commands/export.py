@@ -22,6 +22,7 @@ import time
 from argparse import Namespace
 
 from ..errors import run_reporting
+from ..outputs import output_folder
 from ..training.checkpoint_models import EMA_FOLDER, load_checkpoint_models, looks_like_checkpoint, model_folder
 
 DEFAULT_NUM_SAMPLES = 16
@@ -67,7 +68,7 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
     from ..hub import write_model_card
     from ..training.build import describe_data
     from ..training.checkpointing import checkpoint_step, read_training_args
-    from ..training.outputs import SAMPLES_FILE, draw_samples, to_grid
+    from ..training.outputs import SAMPLES_FILE, draw_samples, samples_image, sampling_recommended
 
     folder = model_folder(checkpoint, ema)  # refuses incomplete and model-less checkpoints first
     check_output_folder(out)
@@ -83,12 +84,15 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
     parent, name = os.path.split(os.path.abspath(out))
     incomplete = os.path.join(parent, f".{name}.incomplete")
     shutil.rmtree(incomplete, ignore_errors=True)
+    grid_scheduler = training_args.get("grid_scheduler", "dpmsolver")
+    grid_steps = training_args.get("ddpm_num_inference_steps", 20)
     try:
-        pipeline.save_pretrained(incomplete)
+        # The folder samples as the run drew its grids: that sampler as its scheduler, those steps in model_index.json.
+        sampling_recommended(pipeline, grid_scheduler, grid_steps).save_pretrained(incomplete)
         if num_samples:
-            images = draw_samples(pipeline, num_samples, training_args.get("ddpm_num_inference_steps", 20),
-                                  training_args.get("seed", 0), scheduler=training_args.get("grid_scheduler", "dpmsolver"))
-            to_grid(images).save(os.path.join(incomplete, SAMPLES_FILE))
+            images = draw_samples(pipeline, num_samples, grid_steps, training_args.get("seed", 0),
+                                  scheduler=grid_scheduler, progress=True)
+            samples_image(images).save(os.path.join(incomplete, SAMPLES_FILE))
         dataset = None
         if training_args:  # recorded by the run (training_args.json)
             dataset = describe_data(Namespace(**{"dataset_name": None, "train_data_dir": None, **training_args}))
@@ -104,9 +108,16 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
 
 
 def main(argv=None, prog="python -m annotated_pipeline.commands.export"):
-    parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=prog, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Write a training checkpoint (OUTPUT_DIR/checkpoint-N) as a saved pipeline folder that loads with "
+                    "AnnotatedDDPMPipeline.from_pretrained or plain diffusers (trust_remote_code=True): the EMA weights "
+                    "where the run kept them, the run's grid sampler and steps as the folder's sampling defaults, "
+                    "samples.png and a model card.",
+        epilog=f"examples:\n  {prog} runs/quick/checkpoint-300 my-model\n  {prog} runs/quick/checkpoint-300 my-model "
+               "--no-ema   # the training weights theta")
     parser.add_argument("checkpoint", help="a training checkpoint folder, output_dir/checkpoint-N")
-    parser.add_argument("out", help="the pipeline folder to write (new, or empty)")
+    parser.add_argument("out", type=output_folder, help="the pipeline folder to write (new, or empty)")
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                         help="--ema: the EMA weights (an error if the run kept none); --no-ema: the training "
                              "weights; default: the EMA weights where the checkpoint has them")

@@ -18,30 +18,32 @@ import torch
 
 from ..errors import run_reporting
 from .export import load_pipeline
+from ..hardware import PRECISION_HELP, PRECISIONS, resolve_precision, weights_in
+from ..outputs import IMAGE, output_file
 from ..pipelines.samplers import SCHEDULERS, set_scheduler
 from ..training.outputs import to_grid
 
 
-def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_inference_steps=None, seed=0, bf16=False,
-                guidance_scale=None, guidance_interval=None):
+def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_inference_steps=None, seed=0, precision=None,
+                guidance_scale=None, guidance_interval=None, class_labels=None):
     """A PIL grid of `num_images` samples; deterministic for a seed. A class-conditional pipeline draws
-    the classes in turn (0, 1, ..., K - 1, 0, ...), with classifier-free guidance `guidance_scale`
+    the classes in turn (0, 1, ..., K - 1, 0, ...) unless `class_labels` (one, or one per image) says which, with
+    classifier-free guidance `guidance_scale`
     (at the timesteps in `guidance_interval` only, if given). None: the pipeline's `sampling_defaults`.
+    precision: "bf16" holds the U-Net's weights in bfloat16, "auto" where that is native (hardware.py); None or
+    "fp32": as they are.
 
     A pipeline passed in leaves with the scheduler and U-Net dtype it came with."""
     pipe = load_pipeline(pipeline_or_path)  # a pipeline, a saved folder, a Hub repo id or a checkpoint-N folder
-    original_scheduler, original_dtype = pipe.scheduler, pipe.unet.dtype
+    original_scheduler = pipe.scheduler
     try:
         set_scheduler(pipe, scheduler)
-        if bf16:
-            pipe.unet.to(torch.bfloat16)
-        images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
-                      num_inference_steps=num_inference_steps, output_type="np", guidance_scale=guidance_scale,
-                      guidance_interval=guidance_interval).images
+        with weights_in(pipe.unet, None if precision is None else resolve_precision(precision, pipe.device)):
+            images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
+                          num_inference_steps=num_inference_steps, output_type="np", guidance_scale=guidance_scale,
+                          guidance_interval=guidance_interval, class_labels=class_labels).images
     finally:
         pipe.scheduler = original_scheduler
-        if pipe.unet.dtype != original_dtype:
-            pipe.unet.to(original_dtype)
     return to_grid(images)
 
 
@@ -51,6 +53,8 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.sample"):
                                                  "repo id or a training checkpoint); settings left out are its own.")
     parser.add_argument("pipeline", help="a saved pipeline folder, a Hub repo id, or a training checkpoint folder")
     parser.add_argument("--num_images", type=int, default=16)
+    parser.add_argument("--class_labels", type=int, nargs="+", default=None, metavar="Y",
+                        help="one class for every image or one per image (default: the classes in turn)")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="default",
                         help="'default': the folder's own scheduler; the others are built from its config")
     parser.add_argument("--num_inference_steps", type=int, default=None,
@@ -61,10 +65,19 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.sample"):
                              "(1 = none; default: the folder's recommendation, with its interval)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
-    parser.add_argument("--bf16", action="store_true", help="U-Net weights in bfloat16 (faster on CPUs with bf16)")
-    parser.add_argument("--output", default="samples-grid.png")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    parser.add_argument("--bf16", action="store_const", const="bf16", dest="precision",
+                        help="the same as --precision bf16 (its older spelling)")
+    parser.add_argument("--output", type=output_file(IMAGE), default="samples-grid.png",
+                        help="the grid image (its folder must exist; .png, .jpg, .webp, ...)")
     parser.add_argument("--scale", type=int, default=4, help="enlarge the grid this many times (nearest neighbour)")
     args = parser.parse_args(argv)
+    if args.num_images < 1:
+        parser.error(f"--num_images must be >= 1, got {args.num_images}")
+    if args.class_labels is not None and len(args.class_labels) not in (1, args.num_images):
+        parser.error(f"--class_labels takes one class or one per image ({args.num_images}), got {len(args.class_labels)}")
+    if args.scale < 1:
+        parser.error(f"--scale must be >= 1, got {args.scale}")
     return run_reporting(prog, lambda: _run(args))
 
 
@@ -74,14 +87,16 @@ def _run(args):
                                                    args.guidance_interval)
     sampler = type(pipe.scheduler).__name__ if args.scheduler == "default" else args.scheduler
     start = time.perf_counter()
-    grid = sample_grid(pipe, args.num_images, args.scheduler, steps, args.seed, args.bf16, scale, interval)
+    precision = resolve_precision(args.precision, pipe.device)
+    labels = None if args.class_labels is None else args.class_labels[0] if len(args.class_labels) == 1 else args.class_labels
+    grid = sample_grid(pipe, args.num_images, args.scheduler, steps, args.seed, precision, scale, interval, labels)
     grid = grid.resize((grid.width * args.scale, grid.height * args.scale), resample=0)
     grid.save(args.output)
     guidance = f", guidance {scale:g}" if scale != 1.0 else ""
     if scale != 1.0 and interval is not None:
         guidance += " at t in {}..{}".format(*interval)
     print(f"{args.num_images} samples ({sampler}, {steps} steps{guidance}, seed {args.seed}) "
-          f"in {time.perf_counter() - start:.1f} s -> {args.output}")
+          f"in {time.perf_counter() - start:.1f} s, {precision} -> {args.output}")
 
 
 if __name__ == "__main__":

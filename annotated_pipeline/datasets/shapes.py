@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..outputs import output_folder
+
 SHAPE_CLASSES = ("circle", "cross", "ring", "square", "triangle")  # sorted: imagefolder's label order
 SPLITS = ("train", "test")
 SUPERSAMPLING = 4
@@ -119,7 +121,7 @@ def write_shapes(out_dir: str | os.PathLike, num_images: int = 1000, num_test: i
 
 def main(argv=None, prog="python -m annotated_pipeline.datasets.shapes") -> int:
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    parser.add_argument("out_dir", help="a new (or empty) folder")
+    parser.add_argument("out_dir", type=output_folder, help="a new (or empty) folder")
     parser.add_argument("--num_images", type=int, default=1000, help="training images (balanced over the classes)")
     parser.add_argument("--num_test", type=int, default=None, help="held-out images (default: num_images // 5)")
     parser.add_argument("--seed", type=int, default=0)

@@ -61,6 +61,7 @@ SHA-256, see annotated_pipeline.datasets.fashion_mnist), or a folder holding `te
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -74,6 +75,8 @@ from annotated_pipeline.evaluation.frechet import frechet_distance_between
 from annotated_pipeline.evaluation.inception_measure import FEATURES, INCEPTION_NOTE, inception_for
 from annotated_pipeline.evaluation.kid import kernel_distance
 from annotated_pipeline.errors import run_reporting
+from annotated_pipeline.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
+from annotated_pipeline.outputs import JSON, output_file
 from annotated_pipeline.pipelines.pipeline import check_guidance_interval
 from annotated_pipeline.pipelines.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
 # The pieces, importable from here as before: reference images (reference.py) and samples (sampling.py).
@@ -163,6 +166,7 @@ def evaluate(
     kid_subset_size: int = 1000,
     pipeline_kwargs: dict | None = None,
     features: str = "classifier",
+    precision: str | None = None,
 ) -> dict:
     """Sample `num_samples` images and return the report (see the module docstring) as a dict.
 
@@ -180,7 +184,9 @@ def evaluate(
     pipeline_kwargs: more keyword arguments for every pipeline call, e.g. {"use_clipped_model_output":
     False}; not those evaluate sets itself (RESERVED_CALL_ARGUMENTS).
     features: "classifier" (default) or "inception": the FD/KID and floors in Inception features, i.e. the
-    Inception FID and KID (inception_measure.py; the classifier still gives class coverage)."""
+    Inception FID and KID (inception_measure.py; the classifier still gives class coverage).
+    precision: the U-Net's weights while sampling, "bf16", "fp32" or "auto" (bf16 where the processor runs it
+    natively, hardware.py); None (default): as they are. The report says which; the numbers depend on it."""
     if scheduler not in SCHEDULERS:
         raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
     if num_samples < 2:
@@ -217,11 +223,16 @@ def evaluate(
         raise ValueError(f"guidance_scale={guidance_scale} needs a class-conditional pipeline with a 'no class' "
                          "embedding (null_class_embed=True); this one has none: use guidance_scale=1")
     original_scheduler = pipeline.scheduler
+    unet = getattr(pipeline, "unet", None)
+    if precision is not None and unet is not None:
+        precision = resolve_precision(precision, getattr(pipeline, "device", "cpu"))
     try:
         set_scheduler(pipeline, scheduler)
-        report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples, num_inference_steps,
-                                     batch_size, seed, eta, guidance_scale, guidance_interval, kid_subsets,
-                                     kid_subset_size, pipeline_kwargs, inception)
+        with weights_in(unet, precision) if unet is not None else contextlib.nullcontext():
+            precision = precision_of(unet)
+            report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples,
+                                         num_inference_steps, batch_size, seed, eta, guidance_scale, guidance_interval,
+                                         kid_subsets, kid_subset_size, pipeline_kwargs, inception)
         scheduler_used = type(pipeline.scheduler).__name__
     finally:
         pipeline.scheduler = original_scheduler  # a pipeline passed in leaves with the scheduler it came with
@@ -243,6 +254,7 @@ def evaluate(
         **({"guidance_interval": list(guidance_interval)} if guidance_interval is not None else {}),
         **({"pipeline_kwargs": dict(pipeline_kwargs)} if pipeline_kwargs else {}),
         "seed": seed,
+        "precision": precision,
         "sampling_seconds": round(report["sampling_seconds"], 2),
         "seconds_per_sample": round(report["sampling_seconds"] / num_samples, 4),
         "total_seconds": round(time.perf_counter() - t_start, 2),
@@ -331,7 +343,7 @@ def format_report(report: dict, class_names=None) -> str:
         f"{', eta ' + format(report['eta'], 'g') if report.get('eta') else ''}"
         f"{', guidance ' + format(report['guidance_scale'], 'g') if report.get('guidance_scale', 1.0) != 1.0 else ''}"
         f"{' at t in {}..{}'.format(*report['guidance_interval']) if report.get('guidance_interval') else ''}"
-        f", seed {report['seed']})",
+        f", seed {report['seed']}{', ' + report['precision'] if 'precision' in report else ''})",
         f"{'Inception FID' if report.get('features') == 'inception' else 'Frechet distance':<21}"
         f"{report['frechet_distance']:.4f}",
         *([f"KID                  {report['kid']:.5f} +- {report['kid_std']:.5f}   (mean and std over "
@@ -391,7 +403,8 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
     parser.add_argument("--features", choices=FEATURES, default="classifier",
                         help="the embedding of FD and KID: our classifier (default), or Inception-v3, the FID's "
                              "(needs pip install 'annotated-pipeline[inception]'; reference features cached)")
-    parser.add_argument("--json", default=None, help="also write the report to this JSON file")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    parser.add_argument("--json", type=output_file(JSON), default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
     if args.reference is not None and args.data_root is not None:
         parser.error("--reference and --data_root both name the reference data: give one")
@@ -420,6 +433,7 @@ def _run(args):
         kid_subsets=args.kid_subsets,
         kid_subset_size=args.kid_subset_size,
         features=args.features,
+        precision=args.precision,
     )
     print(format_report(report))
     if args.json:

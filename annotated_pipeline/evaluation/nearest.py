@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from annotated_pipeline.errors import run_reporting
+from annotated_pipeline.outputs import IMAGE, JSON, output_file
 
 
 def pairwise_distances(a: torch.Tensor, b: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
@@ -53,7 +54,10 @@ def pairwise_distances(a: torch.Tensor, b: torch.Tensor, chunk: int = 1024) -> t
 def leave_one_out_distances(train: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
     """d_LOO(x_j) = min_{k != j} ||x_j - x_k||_2 for every row, a chunk of rows at a time (M x M never in memory)."""
     d_loo = []
-    for start in range(0, len(train), chunk):
+    from tqdm.auto import tqdm
+
+    # A bar at a terminal (disable=None: not in logs): 10,000 training images take a while.
+    for start in tqdm(range(0, len(train), chunk), desc="Nearest neighbours", unit="chunk", disable=None, leave=False):
         block = pairwise_distances(train[start:start + chunk], train)
         rows = torch.arange(len(block))
         block[rows, rows + start] = float("inf")  # a training image is not its own neighbour
@@ -143,8 +147,8 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.nearest") -> i
     parser.add_argument("--num_inference_steps", type=int, default=20)
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="nearest.png", help="the figure (PNG)")
-    parser.add_argument("--json", default=None, help="also write the report to this JSON file")
+    parser.add_argument("--output", type=output_file(IMAGE), default="nearest.png", help="the figure (PNG)")
+    parser.add_argument("--json", type=output_file(JSON), default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
     for name in ("num_samples", "num_show", "k", "max_train_images", "num_inference_steps", "batch_size"):
         if getattr(args, name) < 1:

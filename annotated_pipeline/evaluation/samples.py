@@ -8,9 +8,11 @@ pipeline stops at its first batch rather than after all the sampling.
 from __future__ import annotations
 
 import inspect
+import sys
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from annotated_pipeline.commands.export import load_pipeline  # noqa: F401 -- a pipeline, a folder, a repo id or a checkpoint
 from annotated_pipeline.pipelines.pipeline import NonFiniteSampleError
@@ -40,11 +42,28 @@ def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch
     pipeline passes it only to schedulers whose `step` takes it. class_labels: one per sample, for a
     class-conditional pipeline; guidance_scale: its classifier-free guidance (1 = none), applied only
     where guidance_interval[0] <= t <= guidance_interval[1] if that is given. pipeline_kwargs: more keyword
-    arguments for every pipeline call (e.g. use_clipped_model_output)."""
+    arguments for every pipeline call (e.g. use_clipped_model_output).
+
+    Progress: where the pipeline shows its progress bar (diffusers' default; `evaluate` and `nearest` load it so),
+    one bar counts the images on stderr instead of a bar of steps per batch; its own setting comes back afterwards."""
     generator = torch.Generator(device="cpu").manual_seed(seed)
+    own_config = dict(getattr(pipeline, "_progress_bar_config", {}))
     if hasattr(pipeline, "set_progress_bar_config"):
         pipeline.set_progress_bar_config(disable=True)
-    batches = []
+    bar = tqdm(total=num_samples, desc="Sampling", unit="image", file=sys.stderr,
+               disable=own_config.get("disable", False) or not hasattr(pipeline, "set_progress_bar_config"))
+    try:
+        return torch.cat(list(_batches(pipeline, num_samples, num_inference_steps, batch_size, generator, eta, class_labels,
+                                       guidance_scale, guidance_interval, pipeline_kwargs, bar)))
+    finally:
+        bar.close()
+        if hasattr(pipeline, "set_progress_bar_config"):
+            pipeline._progress_bar_config = own_config
+
+
+def _batches(pipeline, num_samples, num_inference_steps, batch_size, generator, eta, class_labels, guidance_scale,
+             guidance_interval, pipeline_kwargs, bar):
+    """Each batch of `generate_samples`, (n, C, H, W) in [0, 1], checked for NaN as it is drawn."""
     for start in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - start)
         extra = {"eta": eta} if eta else {}  # pipelines without an eta argument (DDPMPipeline) still work
@@ -65,6 +84,6 @@ def generate_samples(pipeline, num_samples: int, num_inference_steps: int, batch
         if broken:  # pipelines other than ours return NaN as it is
             raise NonFiniteSampleError(f"{broken} of the {n} samples of batch {start // batch_size + 1} hold NaN or inf: "
                                        "the pipeline's weights or scheduler settings are broken; nothing was evaluated")
-        batches.append(images)
-    return torch.cat(batches)
+        bar.update(n)
+        yield images
 

@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 
 from annotated_pipeline.errors import run_reporting
+from annotated_pipeline.hardware import PRECISION_HELP, PRECISIONS, autocast, describe_processor, resolve_precision
+from annotated_pipeline.outputs import output_folder
 from annotated_pipeline.evaluation.classifier import POOLINGS, ImageClassifier
 from annotated_pipeline.datasets import labelled
 
@@ -58,7 +60,7 @@ def build_parser(prog="python -m annotated_pipeline.evaluation.train_classifier"
                         help=f"an image folder (class sub-folders), a parquet folder, a Hub data set, or the "
                              f"Fashion-MNIST IDX folder (default: {DEFAULT_DATA_ROOT})")
     parser.add_argument("--data_root", default=None, help="the same as DATA (its older spelling)")
-    parser.add_argument("--output_dir", required=True, help="where to save config.json + weights")
+    parser.add_argument("--output_dir", type=output_folder, required=True, help="where to save config.json + weights")
     parser.add_argument("--image_column", default="image")
     parser.add_argument("--label_column", default="label")
     parser.add_argument("--resolution", type=int, default=None, help="image side (default: the first image's shorter side)")
@@ -75,7 +77,9 @@ def build_parser(prog="python -m annotated_pipeline.evaluation.train_classifier"
     parser.add_argument("--weight_decay", type=float, default=1e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no_random_flip", action="store_true", help="no horizontal flips (digits, text)")
-    parser.add_argument("--no_bf16", action="store_true", help="train in fp32 instead of bf16 autocast")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
+    parser.add_argument("--no_bf16", action="store_const", const="fp32", dest="precision",
+                        help="the same as --precision fp32 (its older spelling)")
     parser.add_argument("--max_train_samples", type=int, default=None, help="use only the first N training images (smoke tests)")
     return parser
 
@@ -143,6 +147,7 @@ def train(args: argparse.Namespace, argv: list[str] | None = None,
     argv = sys.argv[1:] if argv is None else argv
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
+    precision = resolve_precision(args.precision, "cpu")  # bf16 autocast only where the CPU has bf16 instructions
 
     data = load_labelled_data(args)
     x_train, y_train, x_test, y_test = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
@@ -156,6 +161,7 @@ def train(args: argparse.Namespace, argv: list[str] | None = None,
     steps_per_epoch = math.ceil(len(x_train) / args.batch_size)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs * steps_per_epoch)
 
+    print(f"precision {precision} on {describe_processor('cpu')}", flush=True)
     start = time.time()
     for epoch in range(args.epochs):
         model.train()
@@ -167,7 +173,7 @@ def train(args: argparse.Namespace, argv: list[str] | None = None,
             if not args.no_random_flip:
                 flip = torch.rand(len(idx), generator=generator) < 0.5
                 x = torch.where(flip[:, None, None, None], x.flip(-1), x)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=not args.no_bf16):
+            with autocast(precision, "cpu"):
                 loss = F.cross_entropy(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -195,7 +201,7 @@ def train(args: argparse.Namespace, argv: list[str] | None = None,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "weight_decay": args.weight_decay,
-        "bf16_autocast": not args.no_bf16,
+        "bf16_autocast": precision == "bf16",
         "seed": args.seed,
         "train_seconds": round(time.time() - start, 1),
         "torch_version": torch.__version__,

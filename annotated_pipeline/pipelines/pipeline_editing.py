@@ -46,6 +46,7 @@ class AnnotatedDDPMEditingPipeline(AnnotatedDDPMPipeline):
         Not diffusers' `from_pipe`: that one carries a model over only when its type is exactly the one
         annotated in `__init__` (`ModelMixin` here, never a subclass such as `AnnotatedUNet2DModel`), and
         casts every model to float32 unless told otherwise. The progress-bar settings come along."""
+        explicit = kwargs.get("scheduler") is not None
         components = {name: kwargs.pop(name, getattr(pipeline, name)) for name in ("unet", "scheduler")}
         if kwargs:
             raise ValueError(f"from_pipe takes only unet= and scheduler=, got {sorted(kwargs)}.")
@@ -55,7 +56,20 @@ class AnnotatedDDPMEditingPipeline(AnnotatedDDPMPipeline):
         if name_or_path is not None:
             new.register_to_config(_name_or_path=name_or_path)
         new.set_progress_bar_config(**getattr(pipeline, "_progress_bar_config", {}))
-        return new
+        return new._choose_sampler(explicit)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """As `AnnotatedDDPMPipeline.from_pretrained`, then the folder's scheduler if this edit can use it, else one
+        that can (`_choose_sampler`; `sampler_choice` says which)."""
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)._choose_sampler(explicit=False)
+
+    def _choose_sampler(self, explicit):
+        """Keep the scheduler, and record in `sampler_choice` which it is and why. An edit that cannot walk
+        with some schedulers (RePaint) overrides this to swap in one that can, unless the scheduler was
+        passed explicitly (then its own call raises, naming the schedulers it takes)."""
+        self.sampler_choice = f"{type(self.scheduler).__name__} ({'given' if explicit else 'the pipeline' + chr(39) + 's own'})"
+        return self
 
     # ----------------------------------------------------------------------------------------
     # Images in

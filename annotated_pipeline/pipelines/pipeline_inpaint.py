@@ -40,7 +40,11 @@ and DDPM step to t - T // N, which is that timestep whenever N divides T (and on
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from diffusers.utils import logging
+
 from .pipeline_editing import AnnotatedDDPMEditingPipeline
+
+logger = logging.get_logger(__name__)
 
 # Schedulers whose `step` depends only on (model output, t, x_t), so the chain can be walked back up.
 RESAMPLING_SCHEDULERS = ("AnnotatedDDPMScheduler", "DDPMScheduler", "DDIMScheduler")
@@ -96,6 +100,21 @@ class AnnotatedDDPMInpaintPipeline(AnnotatedDDPMEditingPipeline):
 
     Components: the same `unet` and `scheduler` as `AnnotatedDDPMPipeline` (`from_pipe(pipe)` reuses them).
     """
+
+    def _choose_sampler(self, explicit):
+        """The pipeline's scheduler where RePaint can walk back up with it; otherwise (a folder that recommends
+        DPM-Solver++, a multistep solver, like the shipped model) DDIM built from its config, eta = 0 by default,
+        with a logged line saying so. `sampler_choice` records which and why."""
+        name = type(self.scheduler).__name__
+        if explicit or name in RESAMPLING_SCHEDULERS:
+            return super()._choose_sampler(explicit)
+        from diffusers import DDIMScheduler
+
+        self.scheduler = DDIMScheduler.from_config(self.scheduler.config)
+        self.sampler_choice = (f"DDIMScheduler (built from the config of the pipeline's {name}, which RePaint cannot "
+                               f"use: it jumps back up the chain, so it needs one of {', '.join(RESAMPLING_SCHEDULERS)})")
+        logger.warning(f"{type(self).__name__} samples with {self.sampler_choice}; assign pipe.scheduler to choose another.")
+        return self
 
     def _check_scheduler(self):
         name = type(self.scheduler).__name__

@@ -105,7 +105,15 @@ def class_labels_tensor(unet, class_labels, batch_size, device):
     """One label per image; None means the classes in turn, 0, 1, ..., K - 1, 0, 1, ..."""
     if class_labels is None:
         return torch.arange(batch_size, device=device) % unet.config.num_class_embeds
-    labels = torch.as_tensor(class_labels, device=device)
+    allowed = ("class_labels must be None (the classes in turn), an int, a list or tuple of ints, or an integer "
+               f"tensor or array (class indices); got {class_labels!r} ({type(class_labels).__name__}).")
+    if isinstance(class_labels, (str, bytes)) or (isinstance(class_labels, (list, tuple)) and not all(
+            is_int(y) or (isinstance(y, torch.Tensor) and y.numel() == 1) for y in class_labels)):
+        raise ValueError(allowed)
+    try:
+        labels = torch.as_tensor(class_labels, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(allowed) from None
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"class_labels must be integers (class indices), got {class_labels!r}.")
     labels = labels.to(torch.long).reshape(-1)

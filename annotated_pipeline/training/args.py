@@ -28,7 +28,8 @@ from ..unet import BLOCK_TYPES, LINEAR_ATTENTION_NAMES
 from . import validation
 
 LOGGERS = ("tensorboard", "wandb", "none")
-MIXED_PRECISION = ("no", "fp16", "bf16")
+# Accelerate's names, and "auto": the launcher's choice, else bf16 where it is native (hardware.py), else no.
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 LR_SCHEDULERS = (
     "linear",
     "cosine",
@@ -106,8 +107,8 @@ def build_parser(prog="train_accelerate.py"):
         prog=prog,
         description=(
             "Train an annotated DDPM (Ho et al. 2020) with Hugging Face Accelerate. Run it as "
-            "`accelerate launch train_accelerate.py ...` (one or many processes, CPU or GPU) or as "
-            "`python train_accelerate.py ...`. With neither --dataset_name nor --train_data_dir it "
+            "`annotated-pipeline train ...` (one process) or `accelerate launch -m annotated_pipeline.train ...` "
+            "(one or many processes, CPU or GPU). With neither --dataset_name nor --train_data_dir it "
             "trains on the 2,000-image Fashion-MNIST sample shipped with the project."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
@@ -228,9 +229,10 @@ def build_parser(prog="train_accelerate.py"):
     opt.add_argument("--gradient_checkpointing", action="store_true",
                      help="Recompute the U-Net's activations in the backward pass instead of storing them: the "
                           "same gradients in less memory (for large images), for a second forward pass per block.")
-    opt.add_argument("--mixed_precision", type=str, default=None, choices=MIXED_PRECISION,
-                     help="Mixed precision (bf16 works on CPU; fp16 needs a GPU). Default: whatever "
-                          "`accelerate launch`/`accelerate config` chose, else no.")
+    opt.add_argument("--mixed_precision", type=str, default="auto", choices=MIXED_PRECISION,
+                     help="auto: what `accelerate launch --mixed_precision` chose if bf16 or fp16, else bf16 where the "
+                          "processor runs it natively (AVX512-BF16, AMX, Arm BF16, a bf16 GPU) and no (fp32) elsewhere. "
+                          "bf16 where it is only emulated (e.g. an AVX2 CPU) runs ~100x slower and warns; fp16 needs a GPU.")
     opt.add_argument("--seed", type=int, default=0,
                      help="Seed for weights, noise, timesteps and data order (runs are reproducible).")
 

@@ -24,6 +24,7 @@ from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 from ..resources import EMBEDDED_SAMPLE_DESCRIPTION, embedded_sample
 from .args import TrainingConfigError
 from .base_model import load_base_model
+from .precision import accelerate_mixed_precision, fit_threads
 from .safeguards import check_output_dir
 
 logger = get_logger(__name__)
@@ -41,6 +42,7 @@ def make_accelerator(args):
         project_dir=args.output_dir,
         logging_dir=os.path.join(args.output_dir, args.logging_dir),
     )
+    args.mixed_precision = accelerate_mixed_precision(args.mixed_precision)  # "auto" -> what runs (precision.py)
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
         mixed_precision=args.mixed_precision,
@@ -58,6 +60,8 @@ def make_accelerator(args):
             "(no GPU to share?). To train on several CPU processes, launch with ACCELERATE_USE_CPU=1 in the "
             "environment: ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N ..."
         )
+    if accelerator.device.type == "cpu":
+        fit_threads(int(os.environ.get("LOCAL_WORLD_SIZE", accelerator.num_processes)))
     return accelerator
 
 

@@ -9,8 +9,12 @@ moving average of the weights is kept,
 training weights are stored, overwritten with theta_ema, used, and put back (`ema_weights`).
 
 The saved folder (`output_dir`) holds the pipeline (`save_pretrained`: model_index.json, unet/,
-scheduler/, the code files), `samples.png` (a grid of `eval_batch_size` samples) and `README.md`
-(the model card with the training configuration). Only the main process writes.
+scheduler/, the code files), `samples.png` (a grid of `eval_batch_size` samples, enlarged
+`SAMPLES_SCALE` times) and `README.md` (the model card with the training configuration). Only the
+main process writes. The folder samples as the run drew its grids (`sampling_recommended`): its
+scheduler component is the grid's sampler (`--grid_scheduler`, DPM-Solver++ by default) and
+model_index.json says `--ddpm_num_inference_steps` (20), so `pipe()` and `annotated-pipeline sample`
+on it take seconds, not all T steps of Algorithm 2. The checkpoints keep the training scheduler.
 """
 
 import contextlib
@@ -26,6 +30,7 @@ from ..pipelines.samplers import set_scheduler
 from .args import args_for_model_card
 
 SAMPLES_FILE = "samples.png"
+SAMPLES_SCALE = 4  # samples.png: each pixel 4x4 (nearest neighbour), so a 28-pixel sample shows at 112 pixels
 
 
 @contextlib.contextmanager
@@ -73,6 +78,21 @@ def draw_samples(pipeline, batch_size, num_inference_steps, seed, scheduler="def
         pipeline.set_progress_bar_config(disable=True)
 
 
+def sampling_recommended(pipeline, scheduler, num_inference_steps):
+    """A pipeline on the same U-Net whose scheduler component is `scheduler` (`samplers.SCHEDULERS`, built from the
+    pipeline's scheduler config) and whose `sampling_defaults` say `num_inference_steps`, unguided: what a saved
+    folder should sample with, since its grids were drawn so. `pipeline` itself is left as it is."""
+    recommended = AnnotatedDDPMPipeline(unet=pipeline.unet, scheduler=pipeline.scheduler)
+    set_scheduler(recommended, scheduler)
+    return recommended.set_sampling_defaults(num_inference_steps)
+
+
+def samples_image(images, scale=SAMPLES_SCALE):
+    """`to_grid(images)` enlarged `scale` times (nearest neighbour: the pixels stay sharp), as samples.png."""
+    grid = to_grid(images)
+    return grid.resize((grid.width * scale, grid.height * scale), resample=0)
+
+
 def to_grid(images):
     """Tile (B, H, W, C) floats in [0, 1] into one PIL image, as square as the batch allows."""
     from diffusers.utils import numpy_to_pil
@@ -104,8 +124,8 @@ def save_output_folder(pipeline, images, args, global_step, dataset_description)
     from ..hub import write_model_card
 
     os.makedirs(args.output_dir, exist_ok=True)
-    pipeline.save_pretrained(args.output_dir)
-    to_grid(images).save(os.path.join(args.output_dir, SAMPLES_FILE))
+    sampling_recommended(pipeline, args.grid_scheduler, args.ddpm_num_inference_steps).save_pretrained(args.output_dir)
+    samples_image(images).save(os.path.join(args.output_dir, SAMPLES_FILE))
     training_args = args_for_model_card(args)
     training_args["global_step"] = global_step
     write_model_card(

@@ -156,14 +156,14 @@ class QualityCheck:
 
 def save_best(pipeline, images, output_dir: str, global_step: int, logs: dict) -> str:
     """Write the pipeline, samples.png and quality.json to output_dir/.best.incomplete, then rename it to best/."""
-    from .outputs import SAMPLES_FILE, to_grid
+    from .outputs import SAMPLES_FILE, samples_image
 
     final = os.path.join(output_dir, BEST_DIR)
     temporary, old = os.path.join(output_dir, ".best.incomplete"), os.path.join(output_dir, ".best.old")
     for leftover in (temporary, old):
         shutil.rmtree(leftover, ignore_errors=True)
     pipeline.save_pretrained(temporary)
-    to_grid(images).save(os.path.join(temporary, SAMPLES_FILE))
+    samples_image(images).save(os.path.join(temporary, SAMPLES_FILE))
     with open(os.path.join(temporary, "quality.json"), "w") as f:
         json.dump({"step": global_step, **{key.split("/", 1)[1]: value for key, value in logs.items()}}, f, indent=2)
     if os.path.isdir(final):
@@ -179,7 +179,7 @@ def maybe_evaluate(args, accelerator, state, global_step: int) -> None:
     if quality is None or not quality.due(global_step):
         return
     from .safeguards import refuse_non_finite_weights
-    from .outputs import ema_weights, make_pipeline
+    from .outputs import ema_weights, make_pipeline, sampling_recommended
 
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -202,7 +202,8 @@ def maybe_evaluate(args, accelerator, state, global_step: int) -> None:
             kid = logs["quality/inception_kid" if quality.inception is not None else "quality/kid"]
             if args.save_best and kid < quality.best_kid:
                 quality.best_kid = kid
-                path = save_best(pipeline, images[:args.eval_batch_size], args.output_dir, global_step, logs)
+                recommended = sampling_recommended(pipeline, args.grid_scheduler, args.ddpm_num_inference_steps)
+                path = save_best(recommended, images[:args.eval_batch_size], args.output_dir, global_step, logs)
                 logger.info(f"Saved the best pipeline so far (KID {quality.best_kid:.5f}) to {path}")
         unet.train()
     accelerator.wait_for_everyone()

@@ -13,6 +13,7 @@ import torch
 
 from ..evaluation import evaluate
 from ..evaluation.evaluate import SCHEDULERS, set_scheduler
+from ..outputs import GIF, IMAGE, output_file
 
 
 def add_sampling_options(parser, num_images, num_inference_steps, output):
@@ -27,7 +28,7 @@ def add_sampling_options(parser, num_images, num_inference_steps, output):
                         help="classifier-free guidance for class-conditional pipelines with a 'no class' embedding (1 = none)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
-    parser.add_argument("--output", default=output)
+    parser.add_argument("--output", type=output_file(GIF if output.endswith(".gif") else IMAGE), default=output)
 
 
 def check_sampling_options(parser, args):

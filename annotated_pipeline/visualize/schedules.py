@@ -17,6 +17,7 @@ import time
 
 import torch
 
+from ..outputs import IMAGE, output_file
 from .forward import SCHEDULE_LABELS, SCHEDULES, schedule_scheduler
 
 T_VALUES = (1000, 300)
@@ -69,7 +70,7 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.schedules"):
     parser.add_argument("--num_train_timesteps", type=int, nargs="+", default=list(T_VALUES), metavar="T",
                         help="one column of plots per T (default: 1000 and the blog's 300)")
     parser.add_argument("--dpi", type=int, default=100)
-    parser.add_argument("--output", default="schedules.png")
+    parser.add_argument("--output", type=output_file(IMAGE), default="schedules.png")
     args = parser.parse_args(argv)
     if min(args.num_train_timesteps) < 2 or args.dpi < 1:
         parser.error("every --num_train_timesteps must be >= 2 and --dpi >= 1")

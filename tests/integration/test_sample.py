@@ -38,7 +38,7 @@ def test_a_pipeline_passed_in_keeps_its_scheduler_and_dtype():
     scheduler = AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="cosine")
     pipe = AnnotatedDDPMPipeline(unet=unet, scheduler=scheduler)
     pipe.set_progress_bar_config(disable=True)
-    grid = sample_grid(pipe, num_images=4, num_inference_steps=3, scheduler="ddim", bf16=True)
+    grid = sample_grid(pipe, num_images=4, num_inference_steps=3, scheduler="ddim", precision="bf16")
     assert grid.size == (2 * 8, 2 * 8)
     assert pipe.scheduler is scheduler and pipe.unet.dtype == torch.float32
 

@@ -337,11 +337,30 @@ def test_interpolation_refuses_a_stochastic_sampler_and_bad_arguments():
 
 
 def test_from_pipe_shares_the_components(shipped):
-    for cls in (AnnotatedDDPMInpaintPipeline, AnnotatedDDPMImg2ImgPipeline, AnnotatedDDPMInterpolationPipeline):
+    for cls in (AnnotatedDDPMImg2ImgPipeline, AnnotatedDDPMInterpolationPipeline):
         edit = cls.from_pipe(shipped)
         assert type(edit) is cls and edit.unet is shipped.unet and edit.scheduler is shipped.scheduler
+        assert edit.sampler_choice == "DPMSolverMultistepScheduler (the pipeline's own)"
     ddim = DDIMScheduler.from_config(shipped.scheduler.config)
     assert AnnotatedDDPMInterpolationPipeline.from_pipe(shipped, scheduler=ddim).scheduler is ddim
+
+
+def test_inpainting_from_pipe_chooses_a_sampler_that_can_jump_back_and_says_so(shipped):
+    """The shipped folder recommends DPM-Solver++, a multistep solver RePaint cannot walk back up with: from_pipe
+    (and from_pretrained) take DDIM from its config instead, say so, and inpaint; a scheduler given is kept."""
+    edit = AnnotatedDDPMInpaintPipeline.from_pipe(shipped)
+    assert edit.unet is shipped.unet and type(edit.scheduler) is DDIMScheduler
+    assert type(shipped.scheduler).__name__ == "DPMSolverMultistepScheduler"  # the pipeline it came from is untouched
+    for key in ("num_train_timesteps", "beta_schedule", "prediction_type", "timestep_spacing", "thresholding"):
+        assert edit.scheduler.config[key] == shipped.scheduler.config[key], key
+    assert edit.sampler_choice.startswith("DDIMScheduler (built from the config of the pipeline's DPMSolverMultistepScheduler")
+    x = images(1, size=28)
+    out = edit(x, half_mask("left", 28, 28), num_inference_steps=4, jump_n_sample=1, generator=gen(0), output_type="pt")
+    assert out.images.shape == (1, 1, 28, 28)
+    given = AnnotatedDDPMInpaintPipeline.from_pipe(shipped, scheduler=shipped.scheduler)
+    assert given.scheduler is shipped.scheduler
+    with pytest.raises(ValueError, match="RePaint jumps back up the chain"):
+        given(x, half_mask("left", 28, 28), num_inference_steps=4, jump_n_sample=1)
 
 
 ROUTE2 = textwrap.dedent(

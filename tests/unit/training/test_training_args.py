@@ -60,7 +60,7 @@ def test_project_defaults():
     assert args.prediction_type == "epsilon"
     assert args.timestep_spacing == "trailing"
     assert args.dataset_name is None and args.train_data_dir is None  # -> the embedded sample
-    assert args.mixed_precision is None  # -> whatever accelerate launch chose
+    assert args.mixed_precision == "auto"  # -> the launcher's bf16/fp16, else bf16 where native (training/precision.py)
     assert args.use_ema is False and args.seed == 0
 
 
