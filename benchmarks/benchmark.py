@@ -43,7 +43,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from annotated_pipeline.hardware import bf16_is_native, default_device, describe_processor, resolve_precision
+from annotated_pipeline.utils.hardware import bf16_is_native, default_device, describe_processor, resolve_precision
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -411,7 +411,7 @@ def parse_args(argv=None):
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--precisions", type=lambda s: s.split(","), default=None,
                         help="comma-separated subset of fp32,bf16 (default: both where bf16 is native, else fp32 only: "
-                             "emulated bf16 is ~100x slower, see annotated_pipeline/hardware.py)")
+                             "emulated bf16 is ~100x slower, see annotated_pipeline/utils/hardware.py)")
     parser.add_argument("--repeats", type=int, default=5, help="alternated repetitions (medians are reported)")
     parser.add_argument("--train_batch", type=int, default=64)
     parser.add_argument("--train_iters", type=int, default=3, help="training steps timed per repetition")

@@ -204,7 +204,7 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.demo"):
     except ImportError:
         print(f"{prog}: error: the demo needs Gradio: pip install 'annotated-pipeline[demo]'", file=sys.stderr)
         return 2
-    from ..demo_page import main as serve
+    from .demo_page import main as serve
 
     return serve(argv, prog)
 

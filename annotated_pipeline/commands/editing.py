@@ -14,7 +14,7 @@ import PIL.Image
 import torch
 
 from ..evaluation.evaluate import SCHEDULERS, set_scheduler
-from ..outputs import IMAGE, output_file, output_folder
+from ..utils.outputs import IMAGE, output_file, output_folder
 
 
 class InputError(ValueError):

@@ -21,8 +21,8 @@ import sys
 import time
 from argparse import Namespace
 
-from ..errors import run_reporting
-from ..outputs import output_folder
+from ..utils.errors import run_reporting
+from ..utils.outputs import output_folder
 from ..training.checkpoint_models import EMA_FOLDER, load_checkpoint_models, looks_like_checkpoint, model_folder
 
 DEFAULT_NUM_SAMPLES = 16

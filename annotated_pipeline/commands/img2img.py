@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .editing import InputError, editing_parser, figure, load_editing_pipeline, read_png, save_pngs
-from ..errors import run_reporting
+from ..utils.errors import run_reporting
 from ..pipelines.pipeline_editing import PIL_MODES
 from ..pipelines.pipeline_img2img import AnnotatedDDPMImg2ImgPipeline
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .editing import InputError, editing_parser, figure, load_editing_pipeline, mask_to_pil, read_png, save_pngs
-from ..errors import run_reporting
+from ..utils.errors import run_reporting
 from ..pipelines.pipeline_editing import PIL_MODES
 from ..pipelines.pipeline_inpaint import KEEP_SIDES, AnnotatedDDPMInpaintPipeline, half_mask
 

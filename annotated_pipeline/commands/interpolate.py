@@ -12,7 +12,7 @@ every row. Outputs: OUTPUT_DIR/rowR-I.png; the figure has the rows.
 import time
 
 from .editing import InputError, editing_parser, figure, load_editing_pipeline, save_pngs
-from ..errors import run_reporting
+from ..utils.errors import run_reporting
 from ..pipelines.pipeline_interpolate import AnnotatedDDPMInterpolationPipeline
 
 

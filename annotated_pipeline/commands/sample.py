@@ -16,10 +16,10 @@ import time
 
 import torch
 
-from ..errors import run_reporting
+from ..utils.errors import run_reporting
 from .export import load_pipeline
-from ..hardware import PRECISION_HELP, PRECISIONS, resolve_precision, weights_in
-from ..outputs import IMAGE, output_file
+from ..utils.hardware import PRECISION_HELP, PRECISIONS, resolve_precision, weights_in
+from ..utils.outputs import IMAGE, output_file
 from ..pipelines.samplers import SCHEDULERS, set_scheduler
 from ..training.outputs import to_grid
 

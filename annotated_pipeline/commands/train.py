@@ -9,7 +9,7 @@
 import os
 import sys
 
-from ..tokens import redact
+from ..utils.tokens import redact
 from ..training.args import TrainingConfigError, parse_args
 from ..training.checkpointing import CheckpointWriteError
 from ..training.distributed import collective_timeout_message, is_collective_timeout

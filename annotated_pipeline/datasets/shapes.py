@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..outputs import output_folder
+from ..utils.outputs import output_folder
 
 SHAPE_CLASSES = ("circle", "cross", "ring", "square", "triangle")  # sorted: imagefolder's label order
 SPLITS = ("train", "test")

@@ -74,9 +74,9 @@ from annotated_pipeline.evaluation.classifier import ImageClassifier, load_class
 from annotated_pipeline.evaluation.frechet import frechet_distance_between
 from annotated_pipeline.evaluation.inception_measure import FEATURES, INCEPTION_NOTE, inception_for
 from annotated_pipeline.evaluation.kid import kernel_distance
-from annotated_pipeline.errors import run_reporting
-from annotated_pipeline.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
-from annotated_pipeline.outputs import JSON, output_file
+from annotated_pipeline.utils.errors import run_reporting
+from annotated_pipeline.utils.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
+from annotated_pipeline.utils.outputs import JSON, output_file
 from annotated_pipeline.pipelines.pipeline import check_guidance_interval
 from annotated_pipeline.pipelines.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
 # The pieces, importable from here as before: reference images (reference.py) and samples (sampling.py).

@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import run_reporting
+from ..utils.errors import run_reporting
 from .frechet import feature_statistics, frechet_distance
 from .image_sets import check_same_settings, common_size, image_files, load_statistics, read_batches, save_statistics
 from .inception import PRECISIONS, InceptionFeatures

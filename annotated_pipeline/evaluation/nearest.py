@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from annotated_pipeline.errors import run_reporting
-from annotated_pipeline.outputs import IMAGE, JSON, output_file
+from annotated_pipeline.utils.errors import run_reporting
+from annotated_pipeline.utils.outputs import IMAGE, JSON, output_file
 
 
 def pairwise_distances(a: torch.Tensor, b: torch.Tensor, chunk: int = 1024) -> torch.Tensor:

@@ -34,9 +34,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from annotated_pipeline.errors import run_reporting
-from annotated_pipeline.hardware import PRECISION_HELP, PRECISIONS, autocast, describe_processor, resolve_precision
-from annotated_pipeline.outputs import output_folder
+from annotated_pipeline.utils.errors import run_reporting
+from annotated_pipeline.utils.hardware import PRECISION_HELP, PRECISIONS, autocast, describe_processor, resolve_precision
+from annotated_pipeline.utils.outputs import output_folder
 from annotated_pipeline.evaluation.classifier import POOLINGS, ImageClassifier
 from annotated_pipeline.datasets import labelled
 

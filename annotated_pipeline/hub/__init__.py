@@ -35,7 +35,7 @@ from pathlib import Path
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..resources import model_card_template
-from ..tokens import redact, redact_error
+from ..utils.tokens import redact, redact_error
 
 TEMPLATE_PATH = model_card_template()
 CARD_FILE = "README.md"

@@ -1,4 +1,4 @@
-"""The precision and the CPU threads of a training run, chosen by the hardware (annotated_pipeline/hardware.py).
+"""The precision and the CPU threads of a training run, chosen by the hardware (annotated_pipeline/utils/hardware.py).
 
     --mixed_precision auto   the launcher's bf16 or fp16 (`accelerate launch --mixed_precision bf16` sets
                              ACCELERATE_MIXED_PRECISION), else bf16 where the device runs it natively, else
@@ -12,7 +12,7 @@ import os
 
 import torch
 
-from ..hardware import bf16_is_native, default_device, resolve_precision, threads_per_process
+from ..utils.hardware import bf16_is_native, default_device, resolve_precision, threads_per_process
 
 
 def accelerate_mixed_precision(requested: str, device=None) -> str:

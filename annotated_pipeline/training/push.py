@@ -2,7 +2,7 @@
 
 from accelerate.logging import get_logger
 
-from ..tokens import redact
+from ..utils.tokens import redact
 
 logger = get_logger(__name__)
 

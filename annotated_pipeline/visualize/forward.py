@@ -16,7 +16,7 @@ import time
 import torch
 
 from ..losses import q_sample
-from ..outputs import IMAGE, output_file
+from ..utils.outputs import IMAGE, output_file
 from ..scheduler import AnnotatedDDPMScheduler
 from ..scheduler.schedules import BETA_SCHEDULES
 from .images import labelled_grid, to_pil

@@ -13,7 +13,7 @@ import torch
 
 from ..evaluation import evaluate
 from ..evaluation.evaluate import SCHEDULERS, set_scheduler
-from ..outputs import GIF, IMAGE, output_file
+from ..utils.outputs import GIF, IMAGE, output_file
 
 
 def add_sampling_options(parser, num_images, num_inference_steps, output):

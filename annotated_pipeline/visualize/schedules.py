@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from ..outputs import IMAGE, output_file
+from ..utils.outputs import IMAGE, output_file
 from .forward import SCHEDULE_LABELS, SCHEDULES, schedule_scheduler
 
 T_VALUES = (1000, 300)

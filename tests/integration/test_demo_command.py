@@ -64,7 +64,7 @@ def test_a_model_that_does_not_load_is_one_line_and_status_2(command, tmp_path):
 
 
 def test_each_click_clears_the_last_outputs_before_it_runs():
-    from annotated_pipeline.demo_page import build_demo
+    from annotated_pipeline.commands.demo_page import build_demo
 
     torch.manual_seed(0)
     unet = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2,

@@ -1,4 +1,4 @@
-"""No Hub token reaches stdout or stderr, whatever its source (annotated_pipeline/tokens.py).
+"""No Hub token reaches stdout or stderr, whatever its source (annotated_pipeline/utils/tokens.py).
 
 The local Hub server runs with `echo_authorization=True`: every write fails with an error that quotes
 the bearer token it received, as a badly behaved endpoint or proxy might. The token is not shaped like

@@ -1,9 +1,9 @@
-"""tokens.redact: every source of a Hub token, one redaction (annotated_pipeline/tokens.py)."""
+"""tokens.redact: every source of a Hub token, one redaction (annotated_pipeline/utils/tokens.py)."""
 
 import pytest
 from huggingface_hub import constants
 
-from annotated_pipeline.tokens import known_tokens, redact, redact_error
+from annotated_pipeline.utils.tokens import known_tokens, redact, redact_error
 
 
 @pytest.fixture

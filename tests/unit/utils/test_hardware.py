@@ -41,7 +41,7 @@ def test_auto_is_bf16_only_where_it_is_native(cpu, capabilities, native):
 def test_explicit_bf16_where_emulated_is_kept_and_warns_once_with_its_cost(cpu, caplog, monkeypatch):
     cpu(AVX2_ONLY)
     monkeypatch.setattr(hardware, "bf16_slowdown", lambda: 87.4)  # what an AVX2 machine measures (issue #33: ~100x)
-    with caplog.at_level(logging.WARNING, logger="annotated_pipeline.hardware"):
+    with caplog.at_level(logging.WARNING, logger="annotated_pipeline.utils.hardware"):
         assert hardware.resolve_precision("bf16", "cpu") == "bf16"
         assert accelerate_mixed_precision("bf16", "cpu") == "bf16"
     warnings = [r.getMessage() for r in caplog.records if "emulated" in r.getMessage()]
@@ -50,7 +50,7 @@ def test_explicit_bf16_where_emulated_is_kept_and_warns_once_with_its_cost(cpu, 
 
 def test_native_bf16_does_not_warn(cpu, caplog):
     cpu(AVX512_BF16)
-    with caplog.at_level(logging.WARNING, logger="annotated_pipeline.hardware"):
+    with caplog.at_level(logging.WARNING, logger="annotated_pipeline.utils.hardware"):
         assert hardware.resolve_precision("bf16", "cpu") == "bf16"
     assert not caplog.records
 

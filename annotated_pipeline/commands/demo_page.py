@@ -24,8 +24,8 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from .commands import demo
-from .visualize.denoising import save_gif
+from . import demo
+from ..visualize.denoising import save_gif
 
 # The model when --model is not given: $ANNOTATED_PIPELINE_MODEL, else the shipped model's folder as a checkout
 # (and a Space built with --bundle_model) holds it, relative to the current folder.

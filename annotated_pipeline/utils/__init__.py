@@ -1,0 +1,7 @@
+"""What every room uses, importing nothing from the rest of the package:
+
+    errors.py    how a command reports a failure: one line on stderr and an exit status
+    outputs.py   every file or folder a command will write, checked when its options are parsed
+    hardware.py  the precision this processor runs natively (bf16 or fp32), and threads
+    tokens.py    Hugging Face tokens, from every source, redacted from anything printed
+"""
