@@ -1,0 +1,78 @@
+"""Markdown with math, and highlighted Python, as HTML: markdown-it-py (CommonMark, tables) with
+mdit-py-plugins' dollarmath, and Pygments.
+
+Math is written `$...$` (inline) and `$$...$$` (display) in docstrings and comments. It is not parsed
+here: dollarmath marks it as `<span class="math inline">` / `<div class="math block">` holding the TeX,
+escaped, and the page renders it with KaTeX (assets/edition.js), which marks a formula it cannot parse
+with class `math-error` (the browser test fails on any).
+"""
+
+from functools import lru_cache
+
+from .requirements import require
+
+MATH_CLASS = "math"
+
+
+@lru_cache(maxsize=1)
+def _markdown():
+    markdown_it = require("markdown_it")
+    dollarmath = require("mdit_py_plugins.dollarmath")
+    md = markdown_it.MarkdownIt("commonmark", {"highlight": _highlight_fence}).enable("table")
+    return md.use(dollarmath.dollarmath_plugin, double_inline=True)
+
+
+def markdown(text):
+    """Markdown (with $ math) as HTML."""
+    return _markdown().render(text)
+
+
+def _highlight_fence(code, language, attrs):
+    if language not in ("python", "py", "pycon", "bash", "sh", "console", "text", ""):
+        return ""
+    return highlight(code, language or "text", wrap=False)
+
+
+def highlight(code, language="python", wrap=True):
+    """Code as highlighted HTML (a <pre> block when `wrap`)."""
+    pygments = require("pygments")
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import get_lexer_by_name
+
+    html = pygments.highlight(code, get_lexer_by_name(language), HtmlFormatter(nowrap=True))
+    return f'<pre class="highlight"><code>{html}</code></pre>' if wrap else html
+
+
+def highlighted_lines(text):
+    """The highlighted HTML of each line of a Python source file (a string spanning lines is closed and
+    reopened at each line end by Pygments, so every line stands alone)."""
+    require("pygments")
+    from pygments import highlight as pyg_highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    html = pyg_highlight(text, PythonLexer(stripnl=False, ensurenl=True), HtmlFormatter(nowrap=True))
+    lines = html.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if len(lines) != len(text.splitlines()):
+        raise RuntimeError(f"highlighting gave {len(lines)} lines for {len(text.splitlines())}")
+    return lines
+
+
+def source_page_html(text):
+    """A whole file, highlighted, each line numbered with an anchor `L-<n>`."""
+    require("pygments")
+    from pygments import highlight as pyg_highlight
+    from pygments.formatters import HtmlFormatter
+    from pygments.lexers import PythonLexer
+
+    formatter = HtmlFormatter(linenos="inline", lineanchors="L", anchorlinenos=True, cssclass="highlight source")
+    return pyg_highlight(text, PythonLexer(stripnl=False), formatter)
+
+
+def pygments_css():
+    require("pygments")
+    from pygments.formatters import HtmlFormatter
+
+    return HtmlFormatter(style="friendly").get_style_defs(".highlight")
