@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "denoise": ("annotated_pipeline.visualize.denoising", "x_t and the predicted x_0 along the chain (GIF and PNG strip)"),
     "forward": ("annotated_pipeline.visualize.forward", "a real image under q(x_t | x_0) for each beta schedule (PNG)"),
     "schedules": ("annotated_pipeline.visualize.schedules", "alpha_bar_t and log SNR of the beta schedules (PNG, matplotlib)"),
+    "docs": ("annotated_pipeline.edition.build", "the annotated edition: a static site of notes beside the code, from this package"),
 }
 
 

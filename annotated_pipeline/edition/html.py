@@ -62,12 +62,12 @@ def section_html(section, source, highlighted, figures=()):
     notes += "".join(figure_html(f[:3]) for name in section.anchors for f in figures if f[3] == name)
     anchors = "".join(f'<span id="{html.escape(name)}"></span>' for name in section.anchors)
     if not section.lines:
-        return f'<div class="section">{anchors}<div class="notes">{notes}</div><div class="code"></div></div>'
+        return f'<div class="section"><div class="notes">{anchors}{notes}</div><div class="code"></div></div>'
     first = section.lines[0][0]
     link = (f'<a class="source-link" href="source/{source.module}.html#L-{first}" '
             f'title="this block in its file">{relative_path(source)}:{first}</a>')
     code = "\n".join(highlighted[number - 1] for number, _ in section.lines)
-    return (f'<div class="section">{anchors}<div class="notes">{notes}</div>'
+    return (f'<div class="section"><div class="notes">{anchors}{notes}</div>'
             f'<div class="code">{link}<pre class="highlight"><code>{code}</code></pre></div></div>')
 
 
