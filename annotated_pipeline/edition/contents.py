@@ -22,47 +22,44 @@ PAGES = (
     ("reverse-step", "6. The reverse step (eq. 6-7, Algorithm 2)",
      ("annotated_pipeline.scheduler.scheduling_annotated_ddpm",)),
     ("sampling", "7. The sampling pipeline",
-     ("annotated_pipeline.pipeline",)),
+     ("annotated_pipeline.pipelines.pipeline",)),
     ("guidance", "8. Classifier-free guidance",
-     ("annotated_pipeline.pipeline:classifier_free_guidance",
-      "annotated_pipeline.pipeline:AnnotatedDDPMPipeline._noise_prediction",
-      "annotated_pipeline.pipeline_inputs:check_guidance_interval")),
+     ("annotated_pipeline.pipelines.pipeline:classifier_free_guidance",
+      "annotated_pipeline.pipelines.pipeline:AnnotatedDDPMPipeline._noise_prediction",
+      "annotated_pipeline.pipelines.pipeline_inputs:check_guidance_interval")),
     ("editing", "9. Editing: RePaint, SDEdit, interpolation",
-     ("annotated_pipeline.pipeline_inpaint", "annotated_pipeline.pipeline_img2img",
-      "annotated_pipeline.pipeline_interpolate")),
+     ("annotated_pipeline.pipelines.pipeline_inpaint", "annotated_pipeline.pipelines.pipeline_img2img",
+      "annotated_pipeline.pipelines.pipeline_interpolate")),
 )
 
-# Figures, each beside the code it illustrates: key -> (page slug, source, qualified name of the section, caption).
-# The key names a drawing in figures.py; the source is one of that page's sources.
+# Figures, each beside the code it illustrates: key -> (page slug, qualified name of the section, caption).
+# The key names a drawing in figures.py.
 FIGURE_PLACES = {
-    "schedules": ("schedules", "annotated_pipeline.scheduler.schedules", "cosine_betas",
+    "schedules": ("schedules", "cosine_betas",
                   r"$\bar\alpha_t$ (top) and $\log \mathrm{SNR}(t)$ (bottom) of each schedule, for $T = 1000$ and $T = 300$."),
-    "forward": ("forward", "annotated_pipeline.losses:q_sample", "q_sample",
-                r"One Fashion-MNIST image under $q(x_t \mid x_0)$, the same $\epsilon$ for every cell: a row per schedule."),
-    "attention": ("unet", "annotated_pipeline.unet.attention", "Attention",
+    "forward": ("forward", "q_sample",
+                r"One Fashion-MNIST image under $q(x_t \mid x_0)$, the same $\epsilon$ in every cell: a row per schedule."),
+    "attention": ("unet", "Attention",
                   "Where the bottleneck's attention looks (one query pixel, marked), at four steps of the chain."),
-    "denoising": ("sampling", "annotated_pipeline.pipeline", "AnnotatedDDPMPipeline.__call__",
+    "denoising": ("sampling", "AnnotatedDDPMPipeline.__call__",
                   r"The shipped model sampling: $x_t$ (top) and its prediction $\hat x_0$ (bottom) at each step."),
 }
 
-# The speed variants: (what runs, the readable form it equals, the test that proves it).
+# The speed variants: (what runs, the readable form it equals, the test that proves it). Names are qualified
+# names in the modules of PAGES (found there, so that only PAGES names modules).
 SPEED_VARIANTS = (
-    ("annotated_pipeline.unet.blocks:Upsample.forward", "annotated_pipeline.unet.blocks:Upsample.forward_reference",
+    ("Upsample.forward", "`Upsample.forward_reference`: nearest-neighbour x2, then the 3x3 convolution",
      "test_upsample_is_nearest_neighbour_then_3x3_conv_in_value_and_gradient"),
-    ("annotated_pipeline.unet.blocks:Downsample.forward", "pixel-unshuffle 2x2, then a 1x1 convolution",
+    ("Downsample.forward", "pixel-unshuffle 2x2, then a 1x1 convolution",
      "test_downsample_is_pixel_unshuffle_then_1x1_conv"),
-    ("annotated_pipeline.unet.blocks:scale_shift_group_norm", "GroupNorm, then h (1 + scale) + shift",
+    ("scale_shift_group_norm", r"GroupNorm, then $h\,(1 + \mathrm{scale}) + \mathrm{shift}$",
      "test_fused_scale_shift_group_norm_is_norm_then_film"),
-    ("annotated_pipeline.unet.blocks:ResnetBlock.forward", "the two-step block of its docstring",
+    ("ResnetBlock.forward", "the two-step block of its docstring, forward and backward",
      "test_resnet_block_matches_the_two_step_form_forward_and_backward"),
-    ("annotated_pipeline.unet.attention:Attention", "softmax(Q K^T / sqrt(d)) V written out (Vaswani et al. 2017, eq. 1)",
+    ("Attention", r"$\mathrm{softmax}(Q K^\top / \sqrt{d})\, V$ written out (Vaswani et al. 2017, eq. 1)",
      "test_softmax_attention_is_vaswani_eq_1"),
-    ("annotated_pipeline.unet.attention:LinearAttention", "Shen et al. 2021, eq. 4 written out",
+    ("LinearAttention", "Shen et al. 2021, eq. 4 written out",
      "test_linear_attention_is_shen_et_al_eq_4"),
-    ("annotated_pipeline.unet.unet_2d:AnnotatedUNet2DModel", "bfloat16 autocast and channels_last against float32",
+    ("AnnotatedUNet2DModel", "bfloat16 autocast and channels_last against float32",
      "test_bf16_autocast_and_channels_last_match_fp32"),
 )
-
-
-def page_slugs():
-    return [slug for slug, _, _ in PAGES]

@@ -40,7 +40,7 @@ def draw_figures(images, model, steps=DEFAULT_STEPS, log=print):
 def _model_figures(images, model, steps):
     import torch
 
-    from ..pipeline import AnnotatedDDPMPipeline
+    from .. import AnnotatedDDPMPipeline
     from ..visualize import attention_figure, denoising_frames, save_gif
 
     pipe = AnnotatedDDPMPipeline.from_pretrained(str(model))
@@ -55,9 +55,9 @@ def _model_figures(images, model, steps):
 
 
 def placed(made):
-    """(file name, caption, css class, qualified name, source) for each drawn figure, by page slug."""
+    """(file name, caption, css class, qualified name) for each drawn figure, by page slug."""
     by_page = {}
     for key, (name, css) in made.items():
-        slug, source, qualname, caption = FIGURE_PLACES[key]
-        by_page.setdefault(slug, []).append((name, caption, css, qualname, source))
+        slug, qualname, caption = FIGURE_PLACES[key]
+        by_page.setdefault(slug, []).append((name, caption, css, qualname))
     return by_page

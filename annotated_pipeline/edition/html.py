@@ -59,7 +59,7 @@ def figure_html(figure):
 
 def section_html(section, source, highlighted, figures=()):
     notes = "".join(markdown(note) for note in section.notes)
-    notes += "".join(figure_html(f[:3]) for name in section.anchors for f in figures if f[3] == name)
+    notes += "".join(figure_html(f[:3]) for f in figures if f[3] in section.anchors)
     anchors = "".join(f'<span id="{html.escape(name)}"></span>' for name in section.anchors)
     if not section.lines:
         return f'<div class="section"><div class="notes">{anchors}{notes}</div><div class="code"></div></div>'
@@ -74,7 +74,7 @@ def section_html(section, source, highlighted, figures=()):
 def module_page_body(sources, figures=()):
     """The sections of each source ("module" or "module:Qualified.name") of a page, in order.
 
-    figures: (file name, caption, css class, qualified name of the section it stands beside, source)."""
+    figures: (file name, caption, css class, qualified name of the section it stands beside)."""
     parts, modules = [], {}
     for entry in sources:
         module_name, _, qualname = entry.partition(":")
@@ -87,8 +87,7 @@ def module_page_body(sources, figures=()):
         label = f"{module_name}.{qualname}" if qualname else module_name
         parts.append(f'<h2 class="module-head"><code>{html.escape(label)}</code> '
                      f'<a href="source/{module_name}.html">{relative_path(source)}</a></h2>')
-        here = [(f[0], f[1], f[2], f[3]) for f in figures if f[4] == entry]
-        parts.extend(section_html(s, source, highlighted, here) for s in sections)
+        parts.extend(section_html(s, source, highlighted, figures) for s in sections)
     return "\n".join(parts), modules
 
 

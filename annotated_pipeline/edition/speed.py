@@ -4,10 +4,10 @@ page is where the rewrites are accounted for.
 """
 
 import html
-import importlib
 
-from .contents import SPEED_VARIANTS
+from .contents import PAGES, SPEED_VARIANTS
 from .markup import markdown
+from .sections import find_definition, load_source
 
 INTRO = """The pages before this one read the paper's path. A few functions compute the same thing
 faster, by algebra that the docstrings spell out (a transposed convolution for nearest-neighbour
@@ -16,38 +16,25 @@ or in another precision. Each is tested against the readable form; the test name
 project's `tests/` folder (run `python -m pytest -k NAME`)."""
 
 
-def resolve(target):
-    """The object a "module:Qualified.name" names (import, then attribute by attribute)."""
-    module_name, _, qualname = target.partition(":")
-    obj = importlib.import_module(module_name)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _page_of(target):
-    from .contents import PAGES
-
-    module_name = target.partition(":")[0]
+def locate(qualname):
+    """(page slug, module name) of the first module of PAGES that defines `qualname`."""
     for slug, _, sources in PAGES:
-        if any(s.partition(":")[0] == module_name for s in sources):
-            return slug
-    return None
+        for entry in sources:
+            module_name = entry.partition(":")[0]
+            try:
+                find_definition(load_source(module_name).tree, qualname)
+            except LookupError:
+                continue
+            return slug, module_name
+    raise LookupError(f"{qualname!r} is defined in none of the edition's modules (contents.PAGES)")
 
 
 def speed_body():
     rows = []
     for fast, readable, test in SPEED_VARIANTS:
-        resolve(fast)  # a variant that moved or vanished fails the build here
-        module_name, _, qualname = fast.partition(":")
-        slug = _page_of(fast)
-        where = f'<a href="{slug}.html#{html.escape(qualname)}">{html.escape(qualname)}</a>' if slug else html.escape(qualname)
-        if ":" in readable:
-            resolve(readable)
-            readable_html = f"<code>{html.escape(readable.partition(':')[2])}</code>"
-        else:
-            readable_html = html.escape(readable)
-        rows.append(f"<tr><td>{where}<br><small>{html.escape(module_name)}</small></td><td>{readable_html}</td>"
+        slug, module_name = locate(fast)  # a variant that moved or vanished fails the build here
+        rows.append(f'<tr><td><a href="{slug}.html#{html.escape(fast)}"><code>{html.escape(fast)}</code></a><br>'
+                    f"<small>{html.escape(module_name)}</small></td><td>{markdown(readable)}</td>"
                     f"<td><code>{html.escape(test)}</code></td></tr>")
     table = ("<table><tr><th>runs</th><th>equals</th><th>the test that proves it</th></tr>"
              + "".join(rows) + "</table>")
