@@ -10,7 +10,6 @@ Space). KaTeX is copied in (katex.py says from where); the figures are drawn fro
 """
 
 import argparse
-import html
 import shutil
 import sys
 import time
@@ -19,10 +18,11 @@ from pathlib import Path
 from string import Template
 
 from .contents import PAGES
-from .figures import DEFAULT_STEPS, draw_figures, placed, shipped_model
+from .figures import DEFAULT_STEPS, FIGURE_FILES, draw_figures, placed, shipped_model
 from .html import module_page_body, page, source_page
 from .katex import KatexNotFound, copy_katex, find_katex
 from .markup import markdown, pygments_css
+from .mathcheck import MathError, check_formulas, collecting
 from .notebook import clone_notebook, notebook_body
 from .requirements import MissingDependency, require
 from .speed import speed_body
@@ -39,7 +39,7 @@ def reading_order():
 
 def index_body():
     text = files(__package__).joinpath("templates", "index.md").read_text(encoding="utf-8")
-    return f'<div class="prose">{markdown(Template(text).safe_substitute(reading_order=reading_order()))}</div>'
+    return f'<div class="prose">{markdown(Template(text).safe_substitute(reading_order=reading_order()), "templates/index.md")}</div>'
 
 
 def write(path, text):
@@ -47,10 +47,15 @@ def write(path, text):
     path.write_text(text, encoding="utf-8")
 
 
-def build_site(output, katex_dir, figures=None, notebook=None, log=print):
-    """Write the site into `output`. figures: {key: (file name, css class)} already drawn into
-    output/images (None: none); notebook: the .ipynb to render (None: a page saying where it is)."""
+def build_site(output, katex_dir, model=None, steps=DEFAULT_STEPS, notebook=None, log=print):
+    """Write the site into `output`: figures drawn from `model` (None: no figures), the notebook
+    rendered from `notebook` (None: a page saying where it is). The math is checked first (MathError)."""
     output = Path(output)
+    with collecting() as formulas:
+        pages = _pages(output, FIGURE_FILES if model is not None else {}, notebook)
+    checked = check_formulas(formulas, katex_dir / "katex.min.js")
+    if model is not None:
+        draw_figures(output / "images", model, steps, log=log)
     copy_katex(katex_dir, output)
     assets = output / "assets"
     assets.mkdir(parents=True, exist_ok=True)
@@ -58,24 +63,37 @@ def build_site(output, katex_dir, figures=None, notebook=None, log=print):
     write(assets / "edition.css", css + "\n" + pygments_css() + "\n")
     shutil.copyfile(str(files(__package__).joinpath("assets", "edition.js")), assets / "edition.js")
 
+    for path, text in pages.items():
+        write(path, text)
+    log(f"{len(pages) - len(sources_of(pages))} pages and {len(sources_of(pages))} source listings in {output}; "
+        + (f"{len(formulas)} formulas parsed by KaTeX" if checked else "formulas not checked here (no node): the browser checks them"))
+    return output
+
+
+def sources_of(pages):
+    return [path for path in pages if path.parent.name == "source"]
+
+
+def _pages(output, figures, notebook):
+    """{path: HTML} of every page."""
+    pages = {}
     by_page = placed(figures or {})
-    write(output / "index.html", page("The Annotated DDPM", index_body(), here="index"))
+    pages[output / "index.html"] = page("The Annotated DDPM", index_body(), here="index")
     sources = {}
     for slug, title, entries in PAGES:
         body, modules = module_page_body(entries, by_page.get(slug, []))
         sources.update(modules)
-        write(output / f"{slug}.html", page(title, body, here=slug))
+        pages[output / f"{slug}.html"] = page(title, body, here=slug)
     for module_name, source in sources.items():
-        write(output / "source" / f"{module_name}.html", source_page(source))
+        pages[output / "source" / f"{module_name}.html"] = source_page(source)
     if notebook is not None:
         body = notebook_body(notebook, output / "images")
     else:
         body = markdown("The executed notebook is `notebooks/annotated_ddpm.ipynb` in the project's clone; "
                         "this build had none (from a wheel: `annotated-pipeline docs --notebook PATH`).")
-    write(output / "notebook.html", page("The notebook, executed", body, here="notebook"))
-    write(output / "speed.html", page("Speed variants", speed_body(), here="speed"))
-    log(f"{len(PAGES) + 3} pages and {len(sources)} source listings in {output}")
-    return output
+    pages[output / "notebook.html"] = page("The notebook, executed", body, here="notebook")
+    pages[output / "speed.html"] = page("Speed variants", speed_body(), here="speed")
+    return pages
 
 
 def parse_args(argv, prog):
@@ -116,8 +134,11 @@ def main(argv=None, prog="python -m annotated_pipeline.edition"):
     args = parse_args(sys.argv[1:] if argv is None else list(argv), prog)
     start = time.perf_counter()
     notebook = args.notebook if args.notebook is not None else clone_notebook()
-    figures = None if args.no_figures else draw_figures(args.output / "images", args.model, args.figure_steps)
-    build_site(args.output, args.katex, figures, notebook)
+    try:
+        build_site(args.output, args.katex, None if args.no_figures else args.model, args.figure_steps, notebook)
+    except MathError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
     print(f"The annotated edition: {args.output / 'index.html'} "
           f"({time.perf_counter() - start:.1f} s)")
     return 0

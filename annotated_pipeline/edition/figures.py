@@ -8,6 +8,9 @@ from pathlib import Path
 
 from .contents import FIGURE_PLACES
 
+# key (contents.FIGURE_PLACES) -> (file name in images/, css class: a plot is smoothed, pixels are not)
+FIGURE_FILES = {"schedules": ("schedules.png", "plot"), "forward": ("forward.png", "pixels"),
+                "denoising": ("denoising.gif", "pixels"), "attention": ("attention.png", "pixels")}
 DEFAULT_STEPS = 10  # DPM-Solver++ (the shipped model's sampler) needs few steps; its own setting is 20
 
 
@@ -20,21 +23,17 @@ def shipped_model():
 
 
 def draw_figures(images, model, steps=DEFAULT_STEPS, log=print):
-    """Write the figures into `images` (a folder); returns {key: (file name, css class)}."""
+    """Write the figures of FIGURE_FILES into `images` (a folder)."""
     from ..visualize import embedded_image, forward_process_figure, schedules_figure
 
     images = Path(images)
     images.mkdir(parents=True, exist_ok=True)
-    made = {}
     start = time.perf_counter()
-    schedules_figure(dpi=70).save(images / "schedules.png")
-    made["schedules"] = ("schedules.png", "plot")
+    schedules_figure(dpi=70).save(images / FIGURE_FILES["schedules"][0])
     x0, _ = embedded_image(0)
-    forward_process_figure(x0, scale=2).save(images / "forward.png")
-    made["forward"] = ("forward.png", "pixels")
-    made.update(_model_figures(images, model, steps))
-    log(f"figures: {', '.join(made)} in {time.perf_counter() - start:.1f} s")
-    return made
+    forward_process_figure(x0, scale=2).save(images / FIGURE_FILES["forward"][0])
+    _model_figures(images, model, steps)
+    log(f"figures: {', '.join(FIGURE_FILES)} in {time.perf_counter() - start:.1f} s")
 
 
 def _model_figures(images, model, steps):
@@ -48,10 +47,9 @@ def _model_figures(images, model, steps):
     labels = [0, 9, 7, 8]  # T-shirt, ankle boot, sneaker, bag
     with torch.inference_mode():
         frames = denoising_frames(pipe, num_images=4, scale=3, seed=0, num_inference_steps=steps, class_labels=labels)
-    save_gif(frames, images / "denoising.gif")
+    save_gif(frames, images / FIGURE_FILES["denoising"][0])
     attention_figure(pipe, num_images=2, num_timesteps=4, seed=0, num_inference_steps=steps,
-                     class_labels=labels[:2]).save(images / "attention.png")
-    return {"denoising": ("denoising.gif", "pixels"), "attention": ("attention.png", "pixels")}
+                     class_labels=labels[:2]).save(images / FIGURE_FILES["attention"][0])
 
 
 def placed(made):

@@ -54,11 +54,12 @@ def figure_html(figure):
     """figure: (file name in images/, caption Markdown, css class)."""
     name, caption, css = figure
     return (f'<figure><img class="{css}" src="images/{name}" alt="{html.escape(caption)}">'
-            f"<figcaption>{markdown(caption)}</figcaption></figure>")
+            f"<figcaption>{markdown(caption, 'contents.FIGURE_PLACES')}</figcaption></figure>")
 
 
 def section_html(section, source, highlighted, figures=()):
-    notes = "".join(markdown(note) for note in section.notes)
+    where = f"{relative_path(source)}:{section.lines[0][0] if section.lines else '?'}"
+    notes = "".join(markdown(note, where) for note in section.notes)
     notes += "".join(figure_html(f[:3]) for f in figures if f[3] in section.anchors)
     anchors = "".join(f'<span id="{html.escape(name)}"></span>' for name in section.anchors)
     if not section.lines:

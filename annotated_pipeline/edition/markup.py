@@ -9,6 +9,7 @@ with class `math-error` (the browser test fails on any).
 
 from functools import lru_cache
 
+from .mathcheck import record
 from .requirements import require
 
 MATH_CLASS = "math"
@@ -22,9 +23,16 @@ def _markdown():
     return md.use(dollarmath.dollarmath_plugin, double_inline=True)
 
 
-def markdown(text):
-    """Markdown (with $ math) as HTML."""
-    return _markdown().render(text)
+def markdown(text, where="?"):
+    """Markdown (with $ math) as HTML; each formula is recorded for the build's check (mathcheck.py),
+    with `where` it was written (file:line)."""
+    md = _markdown()
+    tokens = md.parse(text)
+    for token in tokens:
+        for child in [token] + list(token.children or []):
+            if child.type.startswith("math_"):
+                record(where, child.content, child.type.startswith("math_block"))
+    return md.renderer.render(tokens, md.options, {})
 
 
 def _highlight_fence(code, language, attrs):

@@ -51,7 +51,7 @@ def notebook_body(path, images):
     for i, cell in enumerate(cells):
         source = _text(cell.get("source", ""))
         if cell["cell_type"] == "markdown":
-            parts.append(f'<div class="cell markdown">{markdown(source)}</div>')
+            parts.append(f'<div class="cell markdown">{markdown(source, f"{Path(path).name}, cell {i}")}</div>')
         elif cell["cell_type"] == "code":
             outputs = "".join(_output_html(o, images, f"notebook-{i}-{j}") for j, o in enumerate(cell.get("outputs", [])))
             parts.append(f'<div class="cell code"><div class="input">{highlight(source)}</div>'

@@ -113,11 +113,13 @@ def split_sections(text, tree=None):
     comments = _comment_lines(text)
     lines = text.splitlines()
 
+    module_doc = _docstring_node(tree)
     sections, current = [], Section()
     number = 1
     while number <= len(lines):
         if number in starts or number in comments:
-            if current.has_code():
+            opens_module = module_doc is not None and current.notes and not sections and not current.anchors
+            if current.has_code() or (number in starts and opens_module):  # the module's docstring stands alone
                 sections.append(current)
                 current = Section()
         if number in starts:
