@@ -1,29 +1,36 @@
-"""The DDPM scheduler: the forward process q and one step of the reverse process p_theta.
+r"""The DDPM scheduler: the forward process q and one step of the reverse process p_theta.
 
-Ho et al. 2020 in five equations (alpha_t = 1 - beta_t, alpha_bar_t = prod_{s<=t} alpha_s; see schedules.py):
+Ho et al. 2020 in five equations ($\alpha_t = 1 - \beta_t$, $\bar\alpha_t = \prod_{s \le t} \alpha_s$; see schedules.py):
 
-  Forward, in one shot (eq. 4):
-      q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)
-      x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,   eps ~ N(0, I)
+Forward, in one shot (eq. 4):
 
-  The model sees x_t and predicts eps (or x_0, or v); each gives back x_0 (eq. 15 for eps):
-      x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
-      x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v,  v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0
-                                                              (Salimans & Ho 2022, sec. 4)
+$$q(x_t \mid x_0) = \mathcal{N}\big(\sqrt{\bar\alpha_t}\, x_0,\ (1 - \bar\alpha_t) I\big)$$
 
-  The forward posterior is Gaussian with a closed form (eq. 6, 7):
-      q(x_{t-1} | x_t, x_0) = N(mu_tilde_t, beta_tilde_t I)
-      mu_tilde_t   = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) * x_0
-                   + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * x_t
-      beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t
+$$x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon, \qquad \epsilon \sim \mathcal{N}(0, I)$$
 
-  The reverse step plugs the predicted x_0 into it (Algorithm 2, written with x_0):
-      x_{t-1} = mu_tilde_t(x_t, x_0_hat) + sigma_t z,   z ~ N(0, I),   no noise at the last step
-      sigma_t^2 = beta_tilde_t ("fixed_small") or beta_t ("fixed_large"); both are in Ho et al. sec. 3.2
+The model sees $x_t$ and predicts $\epsilon$ (or $x_0$, or $v$); each gives back $x_0$ (eq. 15 for $\epsilon$;
+$v = \sqrt{\bar\alpha_t}\, \epsilon - \sqrt{1 - \bar\alpha_t}\, x_0$, Salimans & Ho 2022, sec. 4):
+
+$$x_0 = \frac{x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon}{\sqrt{\bar\alpha_t}}, \qquad x_0 = \sqrt{\bar\alpha_t}\, x_t - \sqrt{1 - \bar\alpha_t}\, v$$
+
+The forward posterior is Gaussian with a closed form (eq. 6, 7):
+
+$$q(x_{t-1} \mid x_t, x_0) = \mathcal{N}(\tilde\mu_t, \tilde\beta_t I)$$
+
+$$\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t}{1 - \bar\alpha_t}\, x_0 + \frac{\sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\, x_t$$
+
+$$\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\, \beta_t$$
+
+The reverse step plugs the predicted $\hat x_0$ into it (Algorithm 2, written with $x_0$), with no noise
+at the last step:
+
+$$x_{t-1} = \tilde\mu_t(x_t, \hat x_0) + \sigma_t z, \qquad z \sim \mathcal{N}(0, I)$$
+
+and $\sigma_t^2 = \tilde\beta_t$ ("fixed_small") or $\beta_t$ ("fixed_large"); both are in Ho et al. sec. 3.2.
 
 Sampling with fewer steps (Nichol & Dhariwal 2021, sec. 4) keeps a subsequence of the training steps;
-between two kept steps t > t' the single-step beta becomes beta_t = 1 - alpha_bar_t / alpha_bar_{t'}
-and every formula above holds with t - 1 replaced by t'. With all T steps this is the plain chain.
+between two kept steps $t > t'$ the single-step beta becomes $\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t'}$
+and every formula above holds with $t - 1$ replaced by $t'$. With all T steps this is the plain chain.
 
 The class mirrors diffusers' DDPMScheduler API and config (same keys, meanings and defaults), so it
 can be swapped with any diffusers scheduler through `from_config`. This file must stay copyable into a
