@@ -341,12 +341,12 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         generator: torch.Generator | None = None,
         return_dict: bool = True,
     ) -> AnnotatedDDPMSchedulerOutput | tuple:
-        """One reverse step x_t -> x_{t'} (Ho et al. 2020, Algorithm 2 with the posterior of eq. 7).
+        r"""One reverse step $x_t \to x_{t'}$ (Ho et al. 2020, Algorithm 2 with the posterior of eq. 7).
 
-        1. x_0_hat from the model output (eq. 15 for eps; v and x_0 predictions likewise),
+        1. $\hat x_0$ from the model output (eq. 15 for $\epsilon$; $v$ and $x_0$ predictions likewise),
         2. clip it to [-clip_sample_range, clip_sample_range], or threshold it dynamically,
-        3. mean mu = coef_x0 * x_0_hat + coef_xt * x_t (eq. 7),
-        4. x_{t'} = mu + sigma_t z, z ~ N(0, I), for every t > 0 (no noise at t = 0).
+        3. the mean $\tilde\mu_t = c_0 \hat x_0 + c_t x_t$ (eq. 7; `posterior_mean_coef_x0`, `posterior_mean_coef_xt`),
+        4. $x_{t'} = \tilde\mu_t + \sigma_t z$, $z \sim \mathcal{N}(0, I)$, for every $t > 0$ (no noise at $t = 0$).
         The noise is drawn exactly as diffusers' DDPMScheduler draws it, so one generator gives both the
         same numbers.
         """
@@ -361,7 +361,7 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         sqrt_alpha_bar_t = self.sqrt_alphas_cumprod[t]
         sqrt_one_minus_alpha_bar_t = self.sqrt_one_minus_alphas_cumprod[t]
 
-        # 1. x_0_hat
+        # 1. $\hat x_0$
         prediction_type = self.config.prediction_type
         if prediction_type == "epsilon":  # eq. 15: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
             x0 = (sample - sqrt_one_minus_alpha_bar_t * model_output) / sqrt_alpha_bar_t
@@ -370,16 +370,16 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         else:  # "v_prediction": x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v
             x0 = sqrt_alpha_bar_t * sample - sqrt_one_minus_alpha_bar_t * model_output
 
-        # 2. keep x_0_hat in the data range
+        # 2. keep $\hat x_0$ in the data range
         if self.config.thresholding:
             x0 = self._threshold_sample(x0)
         elif self.config.clip_sample:
             x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
 
-        # 3. posterior mean, eq. 7
+        # 3. the posterior mean $\tilde\mu_t$, eq. 7
         prev_sample = self.posterior_mean_coef_x0[t] * x0 + self.posterior_mean_coef_xt[t] * sample
 
-        # 4. add sigma_t z
+        # 4. add $\sigma_t z$
         if t > 0:
             z = randn_tensor(model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype)
             prev_sample = prev_sample + self.posterior_sigma[t] * z

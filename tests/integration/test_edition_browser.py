@@ -4,6 +4,8 @@ every formula rendered by KaTeX, every image loaded, no request leaving the site
 
 import functools
 import http.server
+import os
+import resource
 import shutil
 import socketserver
 import subprocess
@@ -22,7 +24,7 @@ from annotated_pipeline.edition.markup import markdown
 
 pytestmark = pytest.mark.slow
 
-BUILD_BUDGET_S = 120  # the issue's bound for CI's build of the site, figures included
+BUILD_BUDGET_S = 120  # the issue's bound for CI's build of the site, figures included (CPU seconds; wall too in CI)
 PAGE_NAMES = ["index"] + [slug for slug, _, _ in PAGES] + ["notebook", "speed"]
 
 
@@ -47,13 +49,17 @@ def chromium():
 def site(tmp_path_factory):
     """`annotated-pipeline docs --output site`, figures drawn from the shipped model, timed."""
     output = tmp_path_factory.mktemp("edition") / "site"
-    start = time.perf_counter()
+    before, start = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "annotated_pipeline", "docs", "--output", str(output)],
                             capture_output=True, text=True, timeout=600)
-    seconds = time.perf_counter() - start
+    seconds, after = time.perf_counter() - start, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     assert result.returncode == 0, result.stderr[-3000:]
-    print(f"site built in {seconds:.1f} s: {result.stdout.strip()}")
-    assert seconds < BUILD_BUDGET_S, f"the build took {seconds:.0f} s"
+    print(f"site built in {seconds:.1f} s ({cpu:.1f} CPU s): {result.stdout.strip()}")
+    # A machine shared with other work stretches the wall time, not the CPU time: wall is checked in CI (alone).
+    assert cpu < BUILD_BUDGET_S, f"the build took {cpu:.0f} CPU seconds"
+    if os.environ.get("CI") == "true":
+        assert seconds < BUILD_BUDGET_S, f"the build took {seconds:.0f} s"
     assert "formulas parsed by KaTeX" in result.stdout or shutil.which("node") is None
     return output
 
