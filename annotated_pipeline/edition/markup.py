@@ -2,12 +2,13 @@
 mdit-py-plugins' dollarmath, and Pygments.
 
 Math is written `$...$` (inline) and `$$...$$` (display) in docstrings and comments. It is not parsed
-here: dollarmath marks it as `<span class="math inline">` / `<div class="math block">` holding the TeX,
-escaped, and the page renders it with KaTeX (assets/edition.js), which marks a formula it cannot parse
+here: dollarmath marks it as `<span class="math inline">` / `<div class="math block">` (or, for $$...$$
+inside a paragraph, `<span class="math display">`) holding the TeX, escaped, and the page renders it with KaTeX (assets/edition.js), which marks a formula it cannot parse
 with class `math-error` (the browser test fails on any).
 """
 
 from functools import lru_cache
+from html import escape as escape_html
 
 from .mathcheck import record
 from .requirements import require
@@ -20,7 +21,14 @@ def _markdown():
     markdown_it = require("markdown_it")
     dollarmath = require("mdit_py_plugins.dollarmath")
     md = markdown_it.MarkdownIt("commonmark", {"highlight": _highlight_fence}).enable("table")
-    return md.use(dollarmath.dollarmath_plugin, double_inline=True)
+    md.use(dollarmath.dollarmath_plugin, double_inline=True)
+    md.add_render_rule("math_inline_double", _display_in_text)
+    return md
+
+
+def _display_in_text(renderer, tokens, index, options, env):
+    """$$...$$ inside a paragraph: display math, in a span (a div may not stand inside a <p>)."""
+    return f'<span class="math display">{escape_html(tokens[index].content)}</span>'
 
 
 def markdown(text, where="?"):
@@ -31,7 +39,7 @@ def markdown(text, where="?"):
     for token in tokens:
         for child in [token] + list(token.children or []):
             if child.type.startswith("math_"):
-                record(where, child.content, child.type.startswith("math_block"))
+                record(where, child.content, child.type != "math_inline")
     return md.renderer.render(tokens, md.options, {})
 
 
