@@ -350,15 +350,15 @@ def write_code_files(pipeline, save_directory):
 
 
 # ---- pipeline.py -------------------------------------------------------------
-"""Sampling from a trained DDPM, as a diffusers pipeline.
+r"""Sampling from a trained DDPM, as a diffusers pipeline.
 
 Ho et al. 2020, Algorithm 2 (Sampling):
 
-    x_T ~ N(0, I)
-    for t = T, ..., 1:
-        z ~ N(0, I) if t > 1, else z = 0
-        x_{t-1} = 1/sqrt(alpha_t) * ( x_t - (1 - alpha_t)/sqrt(1 - alpha_bar_t) * eps_theta(x_t, t) ) + sigma_t z
-    return x_0
+1. $x_T \sim \mathcal{N}(0, I)$
+2. for $t = T, \dots, 1$:
+3. $\quad z \sim \mathcal{N}(0, I)$ if $t > 1$, else $z = 0$
+4. $\quad x_{t-1} = \frac{1}{\sqrt{\alpha_t}} \Big( x_t - \frac{1 - \alpha_t}{\sqrt{1 - \bar\alpha_t}}\, \epsilon_\theta(x_t, t) \Big) + \sigma_t z$
+5. return $x_0$
 
 The pipeline owns the loop; the scheduler owns one step of it (`scheduler.step`), so any diffusers
 scheduler can be swapped in (DDIM, DPM-Solver, Euler, PNDM) and walk a shorter chain of timesteps.
@@ -399,12 +399,12 @@ SAMPLING_DEFAULT_KEYS = ("default_num_inference_steps", "default_guidance_scale"
 
 
 def classifier_free_guidance(conditional, unconditional, guidance_scale):
-    """Classifier-free guidance, Ho & Salimans 2022, eq. (6), written with s = 1 + w:
+    r"""Classifier-free guidance, Ho & Salimans 2022, eq. (6), written with $s = 1 + w$:
 
-        eps_tilde(x_t, t, y) = eps(x_t, t, empty) + s * (eps(x_t, t, y) - eps(x_t, t, empty))
+    $$\tilde\epsilon(x_t, t, y) = \epsilon(x_t, t, \varnothing) + s\, \big(\epsilon(x_t, t, y) - \epsilon(x_t, t, \varnothing)\big)$$
 
-    The difference eps(x_t, t, y) - eps(x_t, t, empty) is proportional to -grad log p(y | x_t) of an
-    implicit classifier, so s > 1 samples from p(x_t) p(y | x_t)^s: images more typical of their
+    The difference $\epsilon(x_t, t, y) - \epsilon(x_t, t, \varnothing)$ is proportional to $-\nabla \log p(y \mid x_t)$ of an
+    implicit classifier, so $s > 1$ samples from $p(x_t)\, p(y \mid x_t)^s$: images more typical of their
     class, less varied. The combination is linear in the network's output, so it applies the same
     way to epsilon, v or x_0 predictions.
     """
