@@ -33,7 +33,7 @@ def reading_order():
     for slug, title, sources in PAGES:
         modules = ", ".join(f"`{s.replace(':', '.')}`" for s in sources)
         lines.append(f"- [{title}]({slug}.html): {modules}")
-    lines.append("- [The notebook, executed](notebook.html) and [the speed variants](speed.html)")
+    lines.append("- [The notebook, executed](notebook.html)")
     return "\n".join(lines)
 
 
@@ -82,6 +82,7 @@ def _pages(output, figures, notebook):
     sources = {}
     for slug, title, entries in PAGES:
         body, modules = module_page_body(entries, by_page.get(slug, []))
+        body = speed_body() + body if slug == "speed" else body
         sources.update(modules)
         pages[output / f"{slug}.html"] = page(title, body, here=slug)
     for module_name, source in sources.items():
@@ -92,7 +93,6 @@ def _pages(output, figures, notebook):
         body = markdown("The executed notebook is `notebooks/annotated_ddpm.ipynb` in the project's clone; "
                         "this build had none (from a wheel: `annotated-pipeline docs --notebook PATH`).")
     pages[output / "notebook.html"] = page("The notebook, executed", body, here="notebook")
-    pages[output / "speed.html"] = page("Speed variants", speed_body(), here="speed")
     return pages
 
 

@@ -30,6 +30,9 @@ PAGES = (
     ("editing", "9. Editing: RePaint, SDEdit, interpolation",
      ("annotated_pipeline.pipelines.pipeline_inpaint", "annotated_pipeline.pipelines.pipeline_img2img",
       "annotated_pipeline.pipelines.pipeline_interpolate")),
+    # not the paper: the faster forms the U-Net runs, each with the test that proves it equal (SPEED_VARIANTS)
+    ("speed", "10. Speed variants",
+     ("annotated_pipeline.unet.fused",)),
 )
 
 # Figures, each beside the code it illustrates: key -> (page slug, qualified name of the section, caption).
@@ -48,18 +51,20 @@ FIGURE_PLACES = {
 # The speed variants: (what runs, the readable form it equals, the test that proves it). Names are qualified
 # names in the modules of PAGES (found there, so that only PAGES names modules).
 SPEED_VARIANTS = (
-    ("Upsample.forward", "`Upsample.forward_reference`: nearest-neighbour x2, then the 3x3 convolution",
-     "test_upsample_is_nearest_neighbour_then_3x3_conv_in_value_and_gradient"),
-    ("Downsample.forward", "pixel-unshuffle 2x2, then a 1x1 convolution",
-     "test_downsample_is_pixel_unshuffle_then_1x1_conv"),
-    ("scale_shift_group_norm", r"GroupNorm, then $h\,(1 + \mathrm{scale}) + \mathrm{shift}$",
-     "test_fused_scale_shift_group_norm_is_norm_then_film"),
-    ("ResnetBlock.forward", "the two-step block of its docstring, forward and backward",
+    ("FusedResnetBlock", r"`ResnetBlock`: GroupNorm, then $h\,(1 + \mathrm{scale}) + \mathrm{shift}$ (FiLM)",
      "test_resnet_block_matches_the_two_step_form_forward_and_backward"),
+    ("scale_shift_group_norm", "a GroupNorm, then the scale-shift",
+     "test_fused_scale_shift_group_norm_is_norm_then_film"),
+    ("FusedUpsample", "`Upsample`: nearest-neighbour x2, then the 3x3 convolution",
+     "test_upsample_is_nearest_neighbour_then_3x3_conv_in_value_and_gradient"),
+    ("AnnotatedUNet2DModel", "the same U-Net built with the readable blocks of blocks.py",
+     "test_the_unet_computes_the_same_with_the_readable_blocks_of_blocks_py"),
+    ("Downsample", "pixel-unshuffle 2x2, then a 1x1 convolution",
+     "test_downsample_is_pixel_unshuffle_then_1x1_conv"),
     ("Attention", r"$\mathrm{softmax}(Q K^\top / \sqrt{d})\, V$ written out (Vaswani et al. 2017, eq. 1)",
      "test_softmax_attention_is_vaswani_eq_1"),
     ("LinearAttention", "Shen et al. 2021, eq. 4 written out",
      "test_linear_attention_is_shen_et_al_eq_4"),
-    ("AnnotatedUNet2DModel", "bfloat16 autocast and channels_last against float32",
+    ("AnnotatedUNet2DModel.forward", "bfloat16 autocast and channels_last against float32",
      "test_bf16_autocast_and_channels_last_match_fp32"),
 )

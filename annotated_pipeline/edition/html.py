@@ -12,7 +12,7 @@ from .contents import PAGES
 from .markup import highlighted_lines, markdown, source_page_html
 from .sections import load_source, select, split_sections
 
-EXTRA_PAGES = (("notebook", "The notebook, executed"), ("speed", "Speed variants"))
+EXTRA_PAGES = (("notebook", "The notebook, executed"),)
 
 
 def template():

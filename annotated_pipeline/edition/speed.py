@@ -9,11 +9,11 @@ from .contents import PAGES, SPEED_VARIANTS
 from .markup import markdown
 from .sections import find_definition, load_source
 
-INTRO = """The pages before this one read the paper's path. A few functions compute the same thing
-faster, by algebra that the docstrings spell out (a transposed convolution for nearest-neighbour
-upsampling then a 3x3 convolution, one GroupNorm for norm then scale-shift, fused attention kernels),
-or in another precision. Each is tested against the readable form; the test names below are in the
-project's `tests/` folder (run `python -m pytest -k NAME`)."""
+INTRO = """The pages before this one read the paper's path. What the U-Net runs computes the same thing
+with less work, by algebra the docstrings spell out (one GroupNorm for a norm then a scale-shift, one
+transposed convolution for nearest-neighbour upsampling then a 3x3 convolution, fused attention
+kernels), or in another precision. Each is tested against the readable form: the tests named below are
+in the project's `tests/` folder (`python -m pytest tests -k NAME`). The code of the fused forms follows."""
 
 
 def locate(qualname):

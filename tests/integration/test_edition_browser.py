@@ -24,7 +24,7 @@ from annotated_pipeline.edition.markup import markdown
 pytestmark = pytest.mark.slow
 
 BUILD_BUDGET_S = 120  # the bound for CI's build of the site, figures included (CPU seconds; wall too in CI)
-PAGE_NAMES = ["index"] + [slug for slug, _, _ in PAGES] + ["notebook", "speed"]
+PAGE_NAMES = ["index"] + [slug for slug, _, _ in PAGES] + ["notebook"]
 
 
 def chromium():

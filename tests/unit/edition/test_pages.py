@@ -77,8 +77,8 @@ def test_the_pages_name_modules_only_in_the_table():
 
 def test_reading_order_is_the_blogs():
     assert [slug for slug, _, _ in PAGES] == ["schedules", "forward", "unet", "loss", "training-step", "reverse-step",
-                                              "sampling", "guidance", "editing"]
-    assert reading_order().count("\n- [") == len(PAGES)
+                                              "sampling", "guidance", "editing", "speed"]
+    assert reading_order().count("\n- [") == len(PAGES)  # and the notebook
 
 
 def test_figures_stand_beside_code_on_their_page():
@@ -97,7 +97,7 @@ def test_speed_variants_exist_and_each_names_a_real_test():
     names = all_test_names()
     for fast, _, test in SPEED_VARIANTS:
         slug, module_name = locate(fast)
-        assert slug == "unet" and module_name.startswith("annotated_pipeline.unet")
+        assert slug in ("unet", "speed") and module_name.startswith("annotated_pipeline.unet")
         assert test in names, test
 
 
