@@ -1,13 +1,13 @@
-"""The training objective of a denoising diffusion model.
+r"""The training objective of a denoising diffusion model.
 
 Ho et al. 2020 train eps_theta by a reweighted variational bound; the simplified objective they
 use in practice is their eq. (14):
 
-    L_simple(theta) = E_{t, x_0, eps} [ || eps - eps_theta( sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t ) ||^2 ]
+$$L_\text{simple}(\theta) = \mathbb{E}_{t, x_0, \epsilon} \Big[ \big\lVert \epsilon - \epsilon_\theta\big(\sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon,\ t\big) \big\rVert^2 \Big]$$
 
-with t ~ Uniform{1..T}, eps ~ N(0, I), and alpha_bar_t = prod_{s<=t} (1 - beta_s) the cumulative
-product of the schedule (`alphas_cumprod` in the code). The argument of eps_theta is a draw of x_t
-from q(x_t | x_0), Ho et al. eq. (4), written out by `q_sample`.
+with $t \sim \mathrm{Uniform}\{1, \dots, T\}$, $\epsilon \sim \mathcal{N}(0, I)$, and $\bar\alpha_t = \prod_{s \le t} (1 - \beta_s)$ the
+cumulative product of the schedule (`alphas_cumprod` in the code). The argument of $\epsilon_\theta$ is a draw
+of $x_t$ from $q(x_t \mid x_0)$, Ho et al. eq. (4), written out by `q_sample`.
 
 Two things may change, and both are options here:
 
@@ -15,14 +15,14 @@ Two things may change, and both are options here:
   smooth-L1 loss ("huber", quadratic below 1 and linear above; the annotated-diffusion blog's
   default, and ours), which is less sensitive to the rare large errors at small t;
 * the target, following the scheduler's `prediction_type`: the noise eps ("epsilon", eq. 14), the
-  clean sample x_0 ("sample"), or the velocity v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0
+  clean sample $x_0$ ("sample"), or the velocity $v = \sqrt{\bar\alpha_t}\, \epsilon - \sqrt{1 - \bar\alpha_t}\, x_0$
   ("v_prediction", Salimans & Ho 2022, sec. 4).
 
 A third is optional: the weight of each timestep. Eq. (14) weights every t alike. Min-SNR-gamma
 (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR Weighting Strategy", sec. 3.4) caps the
-weight of the nearly clean timesteps, whose signal-to-noise ratio SNR(t) = alpha_bar_t / (1 - alpha_bar_t)
-is large, so that they stop dominating the gradient. In terms of the x_0 error their weight is
-min(SNR(t), gamma); each target turns that into its own factor (`min_snr_weights`).
+weight of the nearly clean timesteps, whose signal-to-noise ratio $\mathrm{SNR}(t) = \bar\alpha_t / (1 - \bar\alpha_t)$
+is large, so that they stop dominating the gradient. In terms of the $x_0$ error their weight is
+$\min(\mathrm{SNR}(t), \gamma)$; each target turns that into its own factor (`min_snr_weights`).
 """
 
 from functools import lru_cache
@@ -42,9 +42,9 @@ def _default_scheduler():
 
 
 def q_sample(x_start, t, noise=None, scheduler=None):
-    """Draw x_t ~ q(x_t | x_0), Ho et al. 2020, eq. (4):
+    r"""Draw x_t ~ q(x_t | x_0), Ho et al. 2020, eq. (4):
 
-        x_t = sqrt(alpha_bar_t) * x_0 + sqrt(1 - alpha_bar_t) * eps,   eps ~ N(0, I)
+    $$x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon, \qquad \epsilon \sim \mathcal{N}(0, I)$$
 
     `t` holds one timestep per image (shape (B,)); `noise` defaults to a fresh standard normal
     draw. The schedule comes from `scheduler` (default: `AnnotatedDDPMScheduler()`).

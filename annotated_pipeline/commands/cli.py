@@ -30,6 +30,7 @@ SUBCOMMANDS = {
     "forward": ("annotated_pipeline.visualize.forward", "a real image under q(x_t | x_0) for each beta schedule (PNG)"),
     "demo": ("annotated_pipeline.commands.demo", "serve the browser demo (Gradio: pip install 'annotated-pipeline[demo]')"),
     "schedules": ("annotated_pipeline.visualize.schedules", "alpha_bar_t and log SNR of the beta schedules (PNG, matplotlib)"),
+    "docs": ("annotated_pipeline.edition.build", "the annotated edition: a static site of notes beside the code, from this package"),
 }
 
 

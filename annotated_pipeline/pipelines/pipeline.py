@@ -1,12 +1,12 @@
-"""Sampling from a trained DDPM, as a diffusers pipeline.
+r"""Sampling from a trained DDPM, as a diffusers pipeline.
 
 Ho et al. 2020, Algorithm 2 (Sampling):
 
-    x_T ~ N(0, I)
-    for t = T, ..., 1:
-        z ~ N(0, I) if t > 1, else z = 0
-        x_{t-1} = 1/sqrt(alpha_t) * ( x_t - (1 - alpha_t)/sqrt(1 - alpha_bar_t) * eps_theta(x_t, t) ) + sigma_t z
-    return x_0
+1. $x_T \sim \mathcal{N}(0, I)$
+2. for $t = T, \dots, 1$:
+3. $\quad z \sim \mathcal{N}(0, I)$ if $t > 1$, else $z = 0$
+4. $\quad x_{t-1} = \frac{1}{\sqrt{\alpha_t}} \Big( x_t - \frac{1 - \alpha_t}{\sqrt{1 - \bar\alpha_t}}\, \epsilon_\theta(x_t, t) \Big) + \sigma_t z$
+5. return $x_0$
 
 The pipeline owns the loop; the scheduler owns one step of it (`scheduler.step`), so any diffusers
 scheduler can be swapped in (DDIM, DPM-Solver, Euler, PNDM) and walk a shorter chain of timesteps.

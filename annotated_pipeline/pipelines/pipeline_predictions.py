@@ -7,12 +7,12 @@ import inspect
 
 
 def classifier_free_guidance(conditional, unconditional, guidance_scale):
-    """Classifier-free guidance, Ho & Salimans 2022, eq. (6), written with s = 1 + w:
+    r"""Classifier-free guidance, Ho & Salimans 2022, eq. (6), written with $s = 1 + w$:
 
-        eps_tilde(x_t, t, y) = eps(x_t, t, empty) + s * (eps(x_t, t, y) - eps(x_t, t, empty))
+    $$\tilde\epsilon(x_t, t, y) = \epsilon(x_t, t, \varnothing) + s\, \big(\epsilon(x_t, t, y) - \epsilon(x_t, t, \varnothing)\big)$$
 
-    The difference eps(x_t, t, y) - eps(x_t, t, empty) is proportional to -grad log p(y | x_t) of an
-    implicit classifier, so s > 1 samples from p(x_t) p(y | x_t)^s: images more typical of their
+    The difference $\epsilon(x_t, t, y) - \epsilon(x_t, t, \varnothing)$ is proportional to $-\nabla \log p(y \mid x_t)$ of an
+    implicit classifier, so $s > 1$ samples from $p(x_t)\, p(y \mid x_t)^s$: images more typical of their
     class, less varied. The combination is linear in the network's output, so it applies the same
     way to epsilon, v or x_0 predictions.
     """

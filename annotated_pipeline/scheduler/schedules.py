@@ -1,22 +1,20 @@
-"""Noise schedules: the variances beta_1 .. beta_T of the forward process.
+r"""Noise schedules: the variances beta_1 .. beta_T of the forward process.
 
 The forward process of a DDPM (Ho et al. 2020, eq. 2) adds a little Gaussian noise at each step:
 
-    q(x_t | x_{t-1}) = N(x_t; sqrt(1 - beta_t) x_{t-1}, beta_t I),   t = 1 .. T
+$$q(x_t \mid x_{t-1}) = \mathcal{N}\big(x_t;\ \sqrt{1 - \beta_t}\, x_{t-1},\ \beta_t I\big), \qquad t = 1, \dots, T$$
 
-Everything else follows from the betas. With alpha_t = 1 - beta_t and
+Everything else follows from the betas. With $\alpha_t = 1 - \beta_t$ and their running product
+$\bar\alpha_t = \prod_{s \le t} \alpha_s$ (`alphas_cumprod` in code), a noisy sample can be drawn in
+one shot from the clean one (Ho et al. 2020, eq. 4):
 
-    alpha_bar_t = prod_{s <= t} alpha_s          (called `alphas_cumprod` in code)
+$$q(x_t \mid x_0) = \mathcal{N}\big(x_t;\ \sqrt{\bar\alpha_t}\, x_0,\ (1 - \bar\alpha_t) I\big)$$
 
-a noisy sample can be drawn in one shot from the clean one (Ho et al. 2020, eq. 4):
-
-    q(x_t | x_0) = N(x_t; sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)
-
-so sqrt(alpha_bar_t) is how much signal is left at step t, and sqrt(alpha_bar_T) is the signal the model
+so $\sqrt{\bar\alpha_t}$ is how much signal is left at step $t$, and $\sqrt{\bar\alpha_T}$ is the signal the model
 still sees at the very start of sampling, where it is handed pure noise. A good schedule drives
-alpha_bar_T to (almost) zero and does not destroy the signal faster than it has to.
+$\bar\alpha_T$ to (almost) zero and does not destroy the signal faster than it has to.
 
-Code indexes steps from 0, so `betas[i]` is beta_{i+1}; each function returns a float32 tensor of
+Code indexes steps from 0, so `betas[i]` is $\beta_{i+1}$; each function returns a float32 tensor of
 length T. Names are diffusers' config names, so a config written here loads in diffusers and back.
 """
 
@@ -32,9 +30,9 @@ SCHEDULE_ALIASES = {
 
 
 def linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
-    """Linear schedule (Ho et al. 2020, sec. 4): beta_t rises linearly from beta_start to beta_end.
+    r"""Linear schedule (Ho et al. 2020, sec. 4): beta_t rises linearly from beta_start to beta_end.
 
-        beta_t = beta_start + (t - 1) / (T - 1) * (beta_end - beta_start)
+    $$\beta_t = \beta_\text{start} + \frac{t - 1}{T - 1} (\beta_\text{end} - \beta_\text{start})$$
 
     Ho et al. use beta_start = 1e-4, beta_end = 0.02 with T = 1000. These constants are tuned for
     T = 1000: with fewer steps the same range leaves signal at t = T (see `terminal_signal_level`).
@@ -43,9 +41,9 @@ def linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -
 
 
 def scaled_linear_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
-    """Scaled-linear schedule (Rombach et al. 2022, latent diffusion): linear in sqrt(beta).
+    r"""Scaled-linear schedule (Rombach et al. 2022, latent diffusion): linear in sqrt(beta).
 
-        beta_t = (sqrt(beta_start) + (t - 1) / (T - 1) * (sqrt(beta_end) - sqrt(beta_start)))^2
+    $$\beta_t = \Big(\sqrt{\beta_\text{start}} + \frac{t - 1}{T - 1} \big(\sqrt{\beta_\text{end}} - \sqrt{\beta_\text{start}}\big)\Big)^2$$
 
     This is exactly the "quadratic" schedule of The Annotated Diffusion Model blog
     (linspace(sqrt(beta_start), sqrt(beta_end), T) ** 2): the two names are the same schedule, and
@@ -56,13 +54,13 @@ def scaled_linear_betas(num_train_timesteps: int, beta_start: float, beta_end: f
 
 
 def cosine_betas(num_train_timesteps: int, s: float = 0.008, max_beta: float = 0.999) -> torch.Tensor:
-    """Cosine schedule (Nichol & Dhariwal 2021, eq. 17), diffusers' "squaredcos_cap_v2".
+    r"""Cosine schedule (Nichol & Dhariwal 2021, eq. 17), diffusers' "squaredcos_cap_v2".
 
     The schedule is defined through alpha_bar rather than beta:
 
-        alpha_bar_t = f(t) / f(0),   f(t) = cos(((t / T + s) / (1 + s)) * pi / 2)^2,   s = 0.008
+    $$\bar\alpha_t = \frac{f(t)}{f(0)}, \qquad f(t) = \cos^2\Big(\frac{t / T + s}{1 + s} \cdot \frac{\pi}{2}\Big), \qquad s = 0.008$$
 
-        beta_t = 1 - alpha_bar_t / alpha_bar_{t-1},   clipped to at most max_beta = 0.999
+    $$\beta_t = 1 - \frac{\bar\alpha_t}{\bar\alpha_{t-1}}, \quad \text{clipped to at most } \beta_\text{max} = 0.999$$
 
     alpha_bar falls like a cosine: slowly at both ends, linearly in the middle, and f(T) = 0 exactly.
     The clip stops beta_T = 1 (a singularity at the very end of the chain); it touches only the last
@@ -76,9 +74,9 @@ def cosine_betas(num_train_timesteps: int, s: float = 0.008, max_beta: float = 0
 
 
 def sigmoid_betas(num_train_timesteps: int, beta_start: float, beta_end: float) -> torch.Tensor:
-    """Sigmoid schedule (Xu et al. 2022, GeoDiff; also in The Annotated Diffusion Model blog).
+    r"""Sigmoid schedule (Xu et al. 2022, GeoDiff; also in The Annotated Diffusion Model blog).
 
-        beta_t = sigmoid(u_t) * (beta_end - beta_start) + beta_start,   u = linspace(-6, 6, T)
+    $$\beta_t = \sigma(u_t)\, (\beta_\text{end} - \beta_\text{start}) + \beta_\text{start}, \qquad u = \mathrm{linspace}(-6, 6, T)$$
 
     Flat near beta_start and beta_end, with a smooth rise in the middle of the chain.
     """
@@ -113,16 +111,15 @@ def make_betas(name: str, num_train_timesteps: int, beta_start: float, beta_end:
 
 
 def rescale_zero_terminal_snr(betas: torch.Tensor) -> torch.Tensor:
-    """Rescale betas so that the last step has zero signal (Lin et al. 2023, Algorithm 1).
+    r"""Rescale betas so that the last step has zero signal (Lin et al. 2023, Algorithm 1).
 
-    Most schedules leave a little signal at t = T (sqrt(alpha_bar_T) > 0), yet sampling starts from
+    Most schedules leave a little signal at $t = T$ ($\sqrt{\bar\alpha_T} > 0$), yet sampling starts from
     pure noise, so the model is never trained on what it is given first. Lin et al. shift and scale
-    sqrt(alpha_bar) so that it keeps its first value and ends exactly at zero:
+    $\sqrt{\bar\alpha}$ so that it keeps its first value and ends exactly at zero:
 
-        sqrt(alpha_bar_t)' = (sqrt(alpha_bar_t) - sqrt(alpha_bar_T))
-                             * sqrt(alpha_bar_1) / (sqrt(alpha_bar_1) - sqrt(alpha_bar_T))
+    $$\big(\sqrt{\bar\alpha_t}\big)' = \big(\sqrt{\bar\alpha_t} - \sqrt{\bar\alpha_T}\big) \frac{\sqrt{\bar\alpha_1}}{\sqrt{\bar\alpha_1} - \sqrt{\bar\alpha_T}}$$
 
-    then recover the betas: alpha_t = alpha_bar_t / alpha_bar_{t-1} (alpha_1 = alpha_bar_1), beta_t = 1 - alpha_t.
+    then recover the betas: $\alpha_t = \bar\alpha_t / \bar\alpha_{t-1}$ ($\alpha_1 = \bar\alpha_1$), $\beta_t = 1 - \alpha_t$.
     The result has beta_T = 1, so a model predicting eps cannot recover x_0 at t = T; use
     prediction_type "v_prediction" (or "sample") with it, as Lin et al. do.
     """

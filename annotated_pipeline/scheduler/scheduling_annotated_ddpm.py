@@ -1,29 +1,36 @@
-"""The DDPM scheduler: the forward process q and one step of the reverse process p_theta.
+r"""The DDPM scheduler: the forward process q and one step of the reverse process p_theta.
 
-Ho et al. 2020 in five equations (alpha_t = 1 - beta_t, alpha_bar_t = prod_{s<=t} alpha_s; see schedules.py):
+Ho et al. 2020 in five equations ($\alpha_t = 1 - \beta_t$, $\bar\alpha_t = \prod_{s \le t} \alpha_s$; see schedules.py):
 
-  Forward, in one shot (eq. 4):
-      q(x_t | x_0) = N(sqrt(alpha_bar_t) x_0, (1 - alpha_bar_t) I)
-      x_t = sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps,   eps ~ N(0, I)
+Forward, in one shot (eq. 4):
 
-  The model sees x_t and predicts eps (or x_0, or v); each gives back x_0 (eq. 15 for eps):
-      x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
-      x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v,  v = sqrt(alpha_bar_t) eps - sqrt(1 - alpha_bar_t) x_0
-                                                              (Salimans & Ho 2022, sec. 4)
+$$q(x_t \mid x_0) = \mathcal{N}\big(\sqrt{\bar\alpha_t}\, x_0,\ (1 - \bar\alpha_t) I\big)$$
 
-  The forward posterior is Gaussian with a closed form (eq. 6, 7):
-      q(x_{t-1} | x_t, x_0) = N(mu_tilde_t, beta_tilde_t I)
-      mu_tilde_t   = sqrt(alpha_bar_{t-1}) beta_t / (1 - alpha_bar_t) * x_0
-                   + sqrt(alpha_t) (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * x_t
-      beta_tilde_t = (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t
+$$x_t = \sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon, \qquad \epsilon \sim \mathcal{N}(0, I)$$
 
-  The reverse step plugs the predicted x_0 into it (Algorithm 2, written with x_0):
-      x_{t-1} = mu_tilde_t(x_t, x_0_hat) + sigma_t z,   z ~ N(0, I),   no noise at the last step
-      sigma_t^2 = beta_tilde_t ("fixed_small") or beta_t ("fixed_large"); both are in Ho et al. sec. 3.2
+The model sees $x_t$ and predicts $\epsilon$ (or $x_0$, or $v$); each gives back $x_0$ (eq. 15 for $\epsilon$;
+$v = \sqrt{\bar\alpha_t}\, \epsilon - \sqrt{1 - \bar\alpha_t}\, x_0$, Salimans & Ho 2022, sec. 4):
+
+$$x_0 = \frac{x_t - \sqrt{1 - \bar\alpha_t}\, \epsilon}{\sqrt{\bar\alpha_t}}, \qquad x_0 = \sqrt{\bar\alpha_t}\, x_t - \sqrt{1 - \bar\alpha_t}\, v$$
+
+The forward posterior is Gaussian with a closed form (eq. 6, 7):
+
+$$q(x_{t-1} \mid x_t, x_0) = \mathcal{N}(\tilde\mu_t, \tilde\beta_t I)$$
+
+$$\tilde\mu_t = \frac{\sqrt{\bar\alpha_{t-1}}\, \beta_t}{1 - \bar\alpha_t}\, x_0 + \frac{\sqrt{\alpha_t}\, (1 - \bar\alpha_{t-1})}{1 - \bar\alpha_t}\, x_t$$
+
+$$\tilde\beta_t = \frac{1 - \bar\alpha_{t-1}}{1 - \bar\alpha_t}\, \beta_t$$
+
+The reverse step plugs the predicted $\hat x_0$ into it (Algorithm 2, written with $x_0$), with no noise
+at the last step:
+
+$$x_{t-1} = \tilde\mu_t(x_t, \hat x_0) + \sigma_t z, \qquad z \sim \mathcal{N}(0, I)$$
+
+and $\sigma_t^2 = \tilde\beta_t$ ("fixed_small") or $\beta_t$ ("fixed_large"); both are in Ho et al. sec. 3.2.
 
 Sampling with fewer steps (Nichol & Dhariwal 2021, sec. 4) keeps a subsequence of the training steps;
-between two kept steps t > t' the single-step beta becomes beta_t = 1 - alpha_bar_t / alpha_bar_{t'}
-and every formula above holds with t - 1 replaced by t'. With all T steps this is the plain chain.
+between two kept steps $t > t'$ the single-step beta becomes $\beta_t = 1 - \bar\alpha_t / \bar\alpha_{t'}$
+and every formula above holds with $t - 1$ replaced by $t'$. With all T steps this is the plain chain.
 
 The class mirrors diffusers' DDPMScheduler API and config (same keys, meanings and defaults), so it
 can be swapped with any diffusers scheduler through `from_config`. This file must stay copyable into a
@@ -334,12 +341,12 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         generator: torch.Generator | None = None,
         return_dict: bool = True,
     ) -> AnnotatedDDPMSchedulerOutput | tuple:
-        """One reverse step x_t -> x_{t'} (Ho et al. 2020, Algorithm 2 with the posterior of eq. 7).
+        r"""One reverse step $x_t \to x_{t'}$ (Ho et al. 2020, Algorithm 2 with the posterior of eq. 7).
 
-        1. x_0_hat from the model output (eq. 15 for eps; v and x_0 predictions likewise),
+        1. $\hat x_0$ from the model output (eq. 15 for $\epsilon$; $v$ and $x_0$ predictions likewise),
         2. clip it to [-clip_sample_range, clip_sample_range], or threshold it dynamically,
-        3. mean mu = coef_x0 * x_0_hat + coef_xt * x_t (eq. 7),
-        4. x_{t'} = mu + sigma_t z, z ~ N(0, I), for every t > 0 (no noise at t = 0).
+        3. the mean $\tilde\mu_t = c_0 \hat x_0 + c_t x_t$ (eq. 7; `posterior_mean_coef_x0`, `posterior_mean_coef_xt`),
+        4. $x_{t'} = \tilde\mu_t + \sigma_t z$, $z \sim \mathcal{N}(0, I)$, for every $t > 0$ (no noise at $t = 0$).
         The noise is drawn exactly as diffusers' DDPMScheduler draws it, so one generator gives both the
         same numbers.
         """
@@ -354,7 +361,7 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         sqrt_alpha_bar_t = self.sqrt_alphas_cumprod[t]
         sqrt_one_minus_alpha_bar_t = self.sqrt_one_minus_alphas_cumprod[t]
 
-        # 1. x_0_hat
+        # 1. $\hat x_0$
         prediction_type = self.config.prediction_type
         if prediction_type == "epsilon":  # eq. 15: x_0 = (x_t - sqrt(1 - alpha_bar_t) eps) / sqrt(alpha_bar_t)
             x0 = (sample - sqrt_one_minus_alpha_bar_t * model_output) / sqrt_alpha_bar_t
@@ -363,16 +370,16 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         else:  # "v_prediction": x_0 = sqrt(alpha_bar_t) x_t - sqrt(1 - alpha_bar_t) v
             x0 = sqrt_alpha_bar_t * sample - sqrt_one_minus_alpha_bar_t * model_output
 
-        # 2. keep x_0_hat in the data range
+        # 2. keep $\hat x_0$ in the data range
         if self.config.thresholding:
             x0 = self._threshold_sample(x0)
         elif self.config.clip_sample:
             x0 = x0.clamp(-self.config.clip_sample_range, self.config.clip_sample_range)
 
-        # 3. posterior mean, eq. 7
+        # 3. the posterior mean $\tilde\mu_t$, eq. 7
         prev_sample = self.posterior_mean_coef_x0[t] * x0 + self.posterior_mean_coef_xt[t] * sample
 
-        # 4. add sigma_t z
+        # 4. add $\sigma_t z$
         if t > 0:
             z = randn_tensor(model_output.shape, generator=generator, device=model_output.device, dtype=model_output.dtype)
             prev_sample = prev_sample + self.posterior_sigma[t] * z

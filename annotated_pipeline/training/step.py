@@ -1,11 +1,11 @@
-"""One training step: Ho et al. 2020, Algorithm 1.
+r"""One training step: Ho et al. 2020, Algorithm 1.
 
-    repeat
-        x_0 ~ q(x_0)                       a batch of training images, scaled to [-1, 1]
-        t ~ Uniform({1, ..., T})           one timestep per image (0..T-1 in code)
-        eps ~ N(0, I)
-        gradient step on  grad_theta || eps - eps_theta( sqrt(alpha_bar_t) x_0 + sqrt(1 - alpha_bar_t) eps, t ) ||^2
-    until converged
+1. repeat
+2. $\quad x_0 \sim q(x_0)$: a batch of training images, scaled to $[-1, 1]$
+3. $\quad t \sim \mathrm{Uniform}(\{1, \dots, T\})$: one timestep per image ($0 \dots T-1$ in code)
+4. $\quad \epsilon \sim \mathcal{N}(0, I)$
+5. $\quad$ take a gradient step on $\nabla_\theta \big\lVert \epsilon - \epsilon_\theta\big(\sqrt{\bar\alpha_t}\, x_0 + \sqrt{1 - \bar\alpha_t}\, \epsilon,\ t\big) \big\rVert^2$
+6. until converged
 
 The loss is `p_losses` (eq. (14), with a choice of distance and target, losses.py); t and eps come
 from a generator of the run's own, so a resumed run draws exactly what an uninterrupted one would.

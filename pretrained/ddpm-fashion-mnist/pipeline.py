@@ -108,7 +108,15 @@ def class_labels_tensor(unet, class_labels, batch_size, device):
     """One label per image; None means the classes in turn, 0, 1, ..., K - 1, 0, 1, ..."""
     if class_labels is None:
         return torch.arange(batch_size, device=device) % unet.config.num_class_embeds
-    labels = torch.as_tensor(class_labels, device=device)
+    allowed = ("class_labels must be None (the classes in turn), an int, a list or tuple of ints, or an integer "
+               f"tensor or array (class indices); got {class_labels!r} ({type(class_labels).__name__}).")
+    if isinstance(class_labels, (str, bytes)) or (isinstance(class_labels, (list, tuple)) and not all(
+            is_int(y) or (isinstance(y, torch.Tensor) and y.numel() == 1) for y in class_labels)):
+        raise ValueError(allowed)
+    try:
+        labels = torch.as_tensor(class_labels, device=device)
+    except (TypeError, ValueError, RuntimeError):
+        raise ValueError(allowed) from None
     if labels.dtype.is_floating_point or labels.dtype.is_complex or labels.dtype == torch.bool:
         raise ValueError(f"class_labels must be integers (class indices), got {class_labels!r}.")
     labels = labels.to(torch.long).reshape(-1)
@@ -261,12 +269,12 @@ import inspect
 
 
 def classifier_free_guidance(conditional, unconditional, guidance_scale):
-    """Classifier-free guidance, Ho & Salimans 2022, eq. (6), written with s = 1 + w:
+    r"""Classifier-free guidance, Ho & Salimans 2022, eq. (6), written with $s = 1 + w$:
 
-        eps_tilde(x_t, t, y) = eps(x_t, t, empty) + s * (eps(x_t, t, y) - eps(x_t, t, empty))
+    $$\tilde\epsilon(x_t, t, y) = \epsilon(x_t, t, \varnothing) + s\, \big(\epsilon(x_t, t, y) - \epsilon(x_t, t, \varnothing)\big)$$
 
-    The difference eps(x_t, t, y) - eps(x_t, t, empty) is proportional to -grad log p(y | x_t) of an
-    implicit classifier, so s > 1 samples from p(x_t) p(y | x_t)^s: images more typical of their
+    The difference $\epsilon(x_t, t, y) - \epsilon(x_t, t, \varnothing)$ is proportional to $-\nabla \log p(y \mid x_t)$ of an
+    implicit classifier, so $s > 1$ samples from $p(x_t)\, p(y \mid x_t)^s$: images more typical of their
     class, less varied. The combination is linear in the network's output, so it applies the same
     way to epsilon, v or x_0 predictions.
     """
@@ -411,15 +419,15 @@ def write_code_files(pipeline, save_directory):
 
 
 # ---- pipeline.py -------------------------------------------------------------
-"""Sampling from a trained DDPM, as a diffusers pipeline.
+r"""Sampling from a trained DDPM, as a diffusers pipeline.
 
 Ho et al. 2020, Algorithm 2 (Sampling):
 
-    x_T ~ N(0, I)
-    for t = T, ..., 1:
-        z ~ N(0, I) if t > 1, else z = 0
-        x_{t-1} = 1/sqrt(alpha_t) * ( x_t - (1 - alpha_t)/sqrt(1 - alpha_bar_t) * eps_theta(x_t, t) ) + sigma_t z
-    return x_0
+1. $x_T \sim \mathcal{N}(0, I)$
+2. for $t = T, \dots, 1$:
+3. $\quad z \sim \mathcal{N}(0, I)$ if $t > 1$, else $z = 0$
+4. $\quad x_{t-1} = \frac{1}{\sqrt{\alpha_t}} \Big( x_t - \frac{1 - \alpha_t}{\sqrt{1 - \bar\alpha_t}}\, \epsilon_\theta(x_t, t) \Big) + \sigma_t z$
+5. return $x_0$
 
 The pipeline owns the loop; the scheduler owns one step of it (`scheduler.step`), so any diffusers
 scheduler can be swapped in (DDIM, DPM-Solver, Euler, PNDM) and walk a shorter chain of timesteps.
@@ -788,5 +796,6 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         """
         installed = installed_component_classes()
         if not installed or kwargs.get("trust_remote_code"):
+            kwargs.setdefault("use_safetensors", True)  # diffusers would fall back to a pickled .bin
             return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
         return load_with_installed_classes(cls, pretrained_model_name_or_path, installed, kwargs)

@@ -90,3 +90,25 @@ def test_installed_wheel_trains_samples_and_pushes_from_an_empty_folder(wheel_en
                   "--output", "grid.png")
     assert sampled.returncode == 0, sampled.stderr[-3000:]
     assert (work / "grid.png").is_file() and "4 samples" in sampled.stdout
+
+
+def test_installed_wheel_builds_the_annotated_edition(wheel_env, tmp_path):
+    """`annotated-pipeline docs` from the wheel: templates and assets are package data, the source is the wheel's,
+    and with no model beside the install the figures are asked for, in one line, before any work."""
+    import zipfile
+
+    venv, work, wheel = wheel_env
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for name in ("templates/page.html", "templates/index.md", "assets/edition.css", "assets/edition.js"):
+        assert f"annotated_pipeline/edition/{name}" in names, name
+    refused = run(venv, work, "annotated-pipeline", "docs", "--output", str(tmp_path / "refused"))
+    assert refused.returncode == 2 and not (tmp_path / "refused").exists()
+    assert refused.stderr.strip().splitlines()[-1].startswith("annotated-pipeline docs: error: no model to draw the figures")
+    built = run(venv, work, "annotated-pipeline", "docs", "--output", str(tmp_path / "site"), "--no-figures")
+    assert built.returncode == 0, built.stderr[-3000:]
+    unet_page = (tmp_path / "site" / "unet.html").read_text()
+    assert 'id="AnnotatedUNet2DModel"' in unet_page and str(venv) not in unet_page
+    listing = (tmp_path / "site" / "source" / "annotated_pipeline.losses.html").read_text()
+    installed = next(venv.rglob("site-packages/annotated_pipeline/losses.py")).read_text()
+    assert "def q_sample" in installed and "q_sample" in listing
+    assert "this build had none" in (tmp_path / "site" / "notebook.html").read_text()  # no notebook in a wheel
