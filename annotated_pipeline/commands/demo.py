@@ -5,7 +5,7 @@
     result.grid, result.denoising, result.animation, result.attention, result.summary
 
 Sampling is Ho et al. 2020, Algorithm 2, with the chain shortened by a diffusers scheduler built from the
-pipeline's own config (`samplers.set_scheduler`): DPM-Solver++ (Lu et al. 2022, steps uniform
+pipeline's own config (`pipelines.samplers`): DPM-Solver++ (Lu et al. 2022, steps uniform
 in log-SNR), DDIM (Song et al. 2021, eta = 0) or DDPM (ancestral, Ho et al. 2020). A class-conditional
 pipeline with a "no class" embedding is guided (Ho & Salimans 2022, eq. (6)):
 
@@ -36,7 +36,7 @@ import time
 
 import torch
 
-from ..evaluation.evaluate import SCHEDULERS, set_scheduler
+from ..pipelines.samplers import SCHEDULERS, using_sampler
 from ..datasets.fashion_mnist import FASHION_MNIST_CLASSES
 from ..training.outputs import to_grid
 from ..visualize.attention import attention_figure
@@ -144,9 +144,7 @@ def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
     label = check_request(pipe, request)
     conditional = pipe.unet.config.get("num_class_embeds") is not None
     report = on_step or (lambda i, n, what: None)
-    original_scheduler = pipe.scheduler
-    try:
-        set_scheduler(pipe, SAMPLERS[request.sampler])
+    with using_sampler(pipe, SAMPLERS[request.sampler]):  # the pipeline leaves with the scheduler it came with
         kwargs = {"class_labels": label} if conditional and label is not None else {}
         kwargs["guidance_scale"] = float(request.guidance_scale)  # explicit, even 1: not the folder's default
         if request.guidance_scale != 1.0:  # the pipeline says so if this model cannot be guided
@@ -182,8 +180,6 @@ def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
                     **kwargs)
             except Exception as failure:  # noqa: BLE001 -- the samples stand; the page says why the maps do not
                 notes.append(f"The attention maps could not be drawn: {type(failure).__name__}: {failure}")
-    finally:
-        pipe.scheduler = original_scheduler
     guidance = f", guidance {request.guidance_scale:g}" if request.guidance_scale != 1.0 else ""
     if "guidance_interval" in kwargs:
         guidance += " at t in {}..{}".format(*request.guidance_interval)

@@ -1,7 +1,7 @@
 """What the editing subcommands (`inpaint`, `img2img`, `interpolate`) share: options, PNGs in and out, figures.
 
 Each subcommand loads a saved pipeline (a folder or a Hub repo id) as its editing pipeline, swaps in
-the `--scheduler` (`evaluation.evaluate.set_scheduler`), reads PNG files, writes every output as a
+the `--scheduler` (`pipelines.samplers.set_scheduler`), reads PNG files, writes every output as a
 PNG at the model's size into `--output_dir`, and with `--figure` one enlarged PNG with a row per input.
 A bad option or input (a missing file, an image of the wrong size or mode, a value the pipeline
 refuses) is one line on stderr, `PROG: error: ...`, and exit status 2.
@@ -13,7 +13,7 @@ from pathlib import Path
 import PIL.Image
 import torch
 
-from ..evaluation.evaluate import SCHEDULERS, set_scheduler
+from ..pipelines.samplers import SCHEDULERS, set_scheduler
 from ..utils.outputs import IMAGE, output_file, output_folder
 
 

@@ -20,7 +20,7 @@ from ..utils.errors import run_reporting
 from .export import load_pipeline
 from ..utils.hardware import PRECISION_HELP, PRECISIONS, resolve_precision, weights_in
 from ..utils.outputs import IMAGE, output_file
-from ..pipelines.samplers import SCHEDULERS, set_scheduler
+from ..pipelines.samplers import SCHEDULERS, using_sampler
 from ..training.outputs import to_grid
 
 
@@ -35,15 +35,10 @@ def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_infere
 
     A pipeline passed in leaves with the scheduler and U-Net dtype it came with."""
     pipe = load_pipeline(pipeline_or_path)  # a pipeline, a saved folder, a Hub repo id or a checkpoint-N folder
-    original_scheduler = pipe.scheduler
-    try:
-        set_scheduler(pipe, scheduler)
-        with weights_in(pipe.unet, None if precision is None else resolve_precision(precision, pipe.device)):
-            images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
-                          num_inference_steps=num_inference_steps, output_type="np", guidance_scale=guidance_scale,
-                          guidance_interval=guidance_interval, class_labels=class_labels).images
-    finally:
-        pipe.scheduler = original_scheduler
+    with using_sampler(pipe, scheduler), weights_in(pipe.unet, None if precision is None else resolve_precision(precision, pipe.device)):
+        images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
+                      num_inference_steps=num_inference_steps, output_type="np", guidance_scale=guidance_scale,
+                      guidance_interval=guidance_interval, class_labels=class_labels).images
     return to_grid(images)
 
 

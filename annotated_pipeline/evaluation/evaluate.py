@@ -78,7 +78,7 @@ from annotated_pipeline.utils.errors import run_reporting
 from annotated_pipeline.utils.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
 from annotated_pipeline.utils.outputs import JSON, output_file
 from annotated_pipeline.pipelines.pipeline import check_guidance_interval
-from annotated_pipeline.pipelines.samplers import SCHEDULERS, set_scheduler  # noqa: F401 (re-exported)
+from annotated_pipeline.pipelines.samplers import SCHEDULERS, set_scheduler, using_sampler  # noqa: F401 (set_scheduler re-exported)
 # The pieces, importable from here as before: reference images (reference.py) and samples (sampling.py).
 from annotated_pipeline.evaluation.reference import (DEFAULT_ROOT, choose, load_reference_images,  # noqa: F401
                                                      load_split, reference_images, uint8_to_classifier_input)
@@ -222,20 +222,16 @@ def evaluate(
     if guidance_scale != 1.0 and not (unet_config is not None and unet_config.get("null_class_embed", False)):
         raise ValueError(f"guidance_scale={guidance_scale} needs a class-conditional pipeline with a 'no class' "
                          "embedding (null_class_embed=True); this one has none: use guidance_scale=1")
-    original_scheduler = pipeline.scheduler
     unet = getattr(pipeline, "unet", None)
     if precision is not None and unet is not None:
         precision = resolve_precision(precision, getattr(pipeline, "device", "cpu"))
-    try:
-        set_scheduler(pipeline, scheduler)
-        with weights_in(unet, precision) if unet is not None else contextlib.nullcontext():
-            precision = precision_of(unet)
-            report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples,
-                                         num_inference_steps, batch_size, seed, eta, guidance_scale, guidance_interval,
-                                         kid_subsets, kid_subset_size, pipeline_kwargs, inception)
+    # a pipeline passed in leaves with the scheduler and weights it came with
+    with using_sampler(pipeline, scheduler), weights_in(unet, precision) if unet is not None else contextlib.nullcontext():
+        precision = precision_of(unet)
+        report = _sample_and_measure(pipeline, classifier, test_images, train_images, num_samples,
+                                     num_inference_steps, batch_size, seed, eta, guidance_scale, guidance_interval,
+                                     kid_subsets, kid_subset_size, pipeline_kwargs, inception)
         scheduler_used = type(pipeline.scheduler).__name__
-    finally:
-        pipeline.scheduler = original_scheduler  # a pipeline passed in leaves with the scheduler it came with
     return {
         "frechet_distance": report["frechet_distance"],
         "frechet_distance_floor": report["frechet_distance_floor"],

@@ -178,7 +178,8 @@ def run_check(pipeline, train_data, classifier=None, num_samples=64, quantile=0.
     from annotated_pipeline.datasets import labelled
     from annotated_pipeline.evaluation.classifier import load_classifier
     from annotated_pipeline.evaluation.evaluate import (check_pipeline_shape, conditioning_labels, generate_samples,
-                                                        load_pipeline, set_scheduler)
+                                                        load_pipeline)
+    from annotated_pipeline.pipelines.samplers import using_sampler
 
     pipeline = load_pipeline(pipeline)
     unet_config = pipeline.unet.config
@@ -197,13 +198,9 @@ def run_check(pipeline, train_data, classifier=None, num_samples=64, quantile=0.
         chosen = np.sort(np.random.default_rng(seed).choice(len(train_set), size=max_train_images, replace=False))
         train_set = train_set.select(chosen.tolist())
     train_images, _ = labelled.to_tensors(train_set, size, found_c, image_column)
-    own_scheduler = pipeline.scheduler
-    try:
-        set_scheduler(pipeline, scheduler)
+    with using_sampler(pipeline, scheduler):
         samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed,
                                    class_labels=conditioning_labels(pipeline, num_samples)) * 2.0 - 1.0
-    finally:
-        pipeline.scheduler = own_scheduler
     return nearest_check(samples, train_images, classifier, quantile, k), samples, train_images
 
 

@@ -26,7 +26,7 @@ import torch
 from diffusers.utils import make_image_grid
 
 from ..pipelines.pipeline import AnnotatedDDPMPipeline
-from ..pipelines.samplers import set_scheduler
+from ..pipelines.samplers import set_scheduler, using_sampler
 from .args import args_for_model_card
 
 SAMPLES_FILE = "samples.png"
@@ -62,19 +62,12 @@ def draw_samples(pipeline, batch_size, num_inference_steps, seed, scheduler="def
 
     Returns a float array (B, H, W, C) in [0, 1].
     """
-    own_scheduler = pipeline.scheduler
-    set_scheduler(pipeline, scheduler)
     pipeline.set_progress_bar_config(disable=not progress, desc="Sample grid", leave=False)
     try:
-        return pipeline(
-            batch_size=batch_size,
-            generator=torch.Generator(device="cpu").manual_seed(seed),
-            num_inference_steps=num_inference_steps,
-            output_type="np",
-            guidance_scale=1.0,
-        ).images
+        with using_sampler(pipeline, scheduler):
+            return pipeline(batch_size=batch_size, generator=torch.Generator(device="cpu").manual_seed(seed),
+                            num_inference_steps=num_inference_steps, output_type="np", guidance_scale=1.0).images
     finally:
-        pipeline.scheduler = own_scheduler
         pipeline.set_progress_bar_config(disable=True)
 
 

@@ -124,17 +124,13 @@ class QualityCheck:
     def run(self, pipeline, global_step: int) -> dict:
         """Sample, measure, and return {"quality/<name>": value} (also kept in `history`)."""
         from ..evaluation.evaluate import conditioning_labels, embed, generate_samples, measure
-        from ..pipelines.samplers import set_scheduler
+        from ..pipelines.samplers import using_sampler
 
         n = self.args.eval_num_samples
-        own_scheduler = pipeline.scheduler
-        try:
-            set_scheduler(pipeline, self.args.grid_scheduler)
+        with using_sampler(pipeline, self.args.grid_scheduler):
             labels = conditioning_labels(pipeline, n)
             samples = generate_samples(pipeline, n, self.args.ddpm_num_inference_steps, self.args.eval_batch_size,
                                        self.args.seed, class_labels=labels)
-        finally:
-            pipeline.scheduler = own_scheduler
         features, predictions = embed(self.classifier, samples * 2.0 - 1.0)
         report = measure(self.classifier, features, predictions, self.reference_features, self.floor_features,
                          self.args.seed, kid_subset_size=n)

@@ -12,7 +12,7 @@
 import torch
 
 from ..evaluation import evaluate
-from ..evaluation.evaluate import SCHEDULERS, set_scheduler
+from ..pipelines.samplers import SCHEDULERS, set_scheduler
 from ..utils.outputs import GIF, IMAGE, output_file
 
 
