@@ -20,7 +20,7 @@ from ..utils.errors import run_reporting
 from .export import load_pipeline
 from ..utils.hardware import PRECISION_HELP, PRECISIONS, resolve_precision, weights_in
 from ..utils.outputs import IMAGE, output_file
-from ..pipelines.samplers import SCHEDULERS, using_sampler
+from ..pipelines.samplers import add_sampling_options, check_sampling_options, using_sampler
 from ..training.outputs import to_grid
 
 
@@ -48,18 +48,7 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.sample"):
                                                  "repo id or a training checkpoint); settings left out are its own.")
     parser.add_argument("pipeline", help="a saved pipeline folder, a Hub repo id, or a training checkpoint folder")
     parser.add_argument("--num_images", type=int, default=16)
-    parser.add_argument("--class_labels", type=int, nargs="+", default=None, metavar="Y",
-                        help="one class for every image or one per image (default: the classes in turn)")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="default",
-                        help="'default': the folder's own scheduler; the others are built from its config")
-    parser.add_argument("--num_inference_steps", type=int, default=None,
-                        help="length of the chain (default: the folder's recommendation, else every training timestep)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--guidance_scale", type=float, default=None,
-                        help="classifier-free guidance for class-conditional pipelines with a 'no class' embedding "
-                             "(1 = none; default: the folder's recommendation, with its interval)")
-    parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
-                        help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
+    add_sampling_options(parser)  # pipelines/samplers.py: left out = the folder's recommendation
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     parser.add_argument("--bf16", action="store_const", const="bf16", dest="precision",
                         help="the same as --precision bf16 (its older spelling)")
@@ -67,10 +56,7 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.sample"):
                         help="the grid image (its folder must exist; .png, .jpg, .webp, ...)")
     parser.add_argument("--scale", type=int, default=4, help="enlarge the grid this many times (nearest neighbour)")
     args = parser.parse_args(argv)
-    if args.num_images < 1:
-        parser.error(f"--num_images must be >= 1, got {args.num_images}")
-    if args.class_labels is not None and len(args.class_labels) not in (1, args.num_images):
-        parser.error(f"--class_labels takes one class or one per image ({args.num_images}), got {len(args.class_labels)}")
+    check_sampling_options(parser, args)
     if args.scale < 1:
         parser.error(f"--scale must be >= 1, got {args.scale}")
     return run_reporting(prog, lambda: _run(args))

@@ -55,3 +55,39 @@ def using_sampler(pipeline, name: Sampler):
         yield pipeline
     finally:
         pipeline.scheduler = own
+
+
+def add_sampling_options(parser):
+    """The options every command that samples a saved pipeline shares, with one meaning: a setting left out is
+    the folder's own recommendation (its scheduler component and `pipe.sampling_defaults`)."""
+    parser.add_argument("--class_labels", type=int, nargs="+", default=None, metavar="Y",
+                        help="one class for every image or one per image (default: the classes in turn)")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default="default",
+                        help="'default': the folder's own scheduler; the others are built from its config")
+    parser.add_argument("--num_inference_steps", type=int, default=None,
+                        help="length of the chain (default: the folder's recommendation, else every training timestep)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance_scale", type=float, default=None,
+                        help="classifier-free guidance for class-conditional pipelines with a 'no class' embedding "
+                             "(1 = none; default: the folder's recommendation, with its interval)")
+    parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
+                        help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
+
+
+def check_sampling_options(parser, args):
+    """argparse errors (exit 2) for what the pipeline would refuse only after loading."""
+    if args.num_images < 1:
+        parser.error(f"--num_images must be >= 1, got {args.num_images}")
+    if args.num_inference_steps is not None and args.num_inference_steps < 1:
+        parser.error(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
+    if args.class_labels is not None and len(args.class_labels) not in (1, args.num_images):
+        parser.error(f"--class_labels takes one class or one per image ({args.num_images}), got {len(args.class_labels)}")
+
+
+def resolve_sampling_options(pipeline, args):
+    """Fill the options left out (None) with what `pipeline` recommends, as `pipe()` would: the same rule
+    (`AnnotatedDDPMPipeline.resolve_sampling`), written back to `args` so that a command can say what it used."""
+    args.num_inference_steps, args.guidance_scale, interval = pipeline.resolve_sampling(
+        args.num_inference_steps, args.guidance_scale, args.guidance_interval)
+    args.guidance_interval = list(interval) if interval is not None else None
+    return args

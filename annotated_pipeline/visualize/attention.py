@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import ImageDraw
 
 from .images import labelled_grid, overlay, to_pil
-from .options import add_sampling_options, check_sampling_options, generator, load_for_figures, sampling_kwargs
+from .options import add_figure_options, check_sampling_options, generator, load_for_figures, sampling_kwargs
 
 BOTTLENECK = "mid_attention.fn"  # the softmax attention layer of AnnotatedUNet2DModel
 HEAD_CHOICES = ("mean",)  # or a head index
@@ -196,7 +196,7 @@ def attention_figure(pipe, num_images=4, timesteps=None, num_timesteps=4, module
 
 def main(argv=None, prog="python -m annotated_pipeline.visualize.attention"):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    add_sampling_options(parser, num_images=4, num_inference_steps=20, output="attention.png")
+    add_figure_options(parser, num_images=4, output="attention.png")
     parser.add_argument("--module", default=BOTTLENECK,
                         help="the attention layer, a key of unet.attn_processors without '.processor' (default: the bottleneck)")
     parser.add_argument("--timesteps", type=int, nargs="+", default=None, help="training timesteps of the chain to show")

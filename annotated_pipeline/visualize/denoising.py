@@ -23,7 +23,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .images import labelled_grid, to_pil
-from .options import add_sampling_options, check_sampling_options, generator, load_for_figures, sampling_kwargs
+from .options import add_figure_options, check_sampling_options, generator, load_for_figures, sampling_kwargs
 
 
 @dataclass
@@ -107,7 +107,7 @@ def save_gif(frames, path, duration_ms=120, hold_ms=1500):
 
 def main(argv=None, prog="python -m annotated_pipeline.visualize.denoising"):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
-    add_sampling_options(parser, num_images=6, num_inference_steps=25, output="denoising.gif")
+    add_figure_options(parser, num_images=6, output="denoising.gif")
     parser.add_argument("--every", type=int, default=1, help="keep x_t and x_0_hat every this many steps")
     parser.add_argument("--scale", type=int, default=3, help="enlarge each image this many times")
     parser.add_argument("--strip", default=None, help="also write a PNG strip here (default: OUTPUT with .png)")
@@ -120,10 +120,10 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.denoising"):
     if not args.output.lower().endswith(".gif"):
         parser.error(f"--output must be a .gif file, got {args.output!r}")
     start = time.perf_counter()
-    kwargs = sampling_kwargs(args)
-    seed = kwargs.pop("seed")
     try:
-        pipe = load_for_figures(args)
+        pipe = load_for_figures(args)  # the options left out become the folder's recommendation
+        kwargs = sampling_kwargs(args)
+        seed = kwargs.pop("seed")
         trajectory = collect_trajectory(pipe, args.num_images, args.every, seed, **kwargs)
     except (ValueError, OSError) as error:  # bad settings, a folder that does not load
         parser.error(str(error))
