@@ -491,7 +491,7 @@ def test_cli_bad_input_is_one_line_and_status_2(saved_tiny, tmp_path, capsys, mo
     Image.new("L", (9, 9)).save(tmp_path / "big.png")
     paths = {"img": pngs[0], "rgb": str(tmp_path / "rgb.png"), "big": str(tmp_path / "big.png")}
     argv = [folder, *(a.format(**paths) for a in argv), "--output_dir", str(tmp_path / "out")]
-    assert importlib.import_module(f"annotated_pipeline.{module}").main(argv, prog=f"annotated-pipeline {module}") == 2
+    assert importlib.import_module(f"annotated_pipeline.commands.{module}").main(argv, prog=f"annotated-pipeline {module}") == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"annotated-pipeline {module}: error:")
     assert __import__("re").search(message, lines[0]), lines[0]
