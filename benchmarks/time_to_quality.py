@@ -177,7 +177,7 @@ def judge(checkpoint: str, num_samples: int, data_root: str | None, batch_size: 
     """The numbers of one checkpoint (its EMA weights where it has them), as `annotated-pipeline evaluate` would
     print them with these settings; the pipeline samples on `device`."""
     from annotated_pipeline.evaluation.evaluate import evaluate
-    from annotated_pipeline.commands.export import load_pipeline
+    from annotated_pipeline.checkpoints import load_pipeline
 
     pipeline = load_pipeline(checkpoint).to(device)
     settings = evaluation_settings(pipeline, num_samples, data_root, batch_size)

@@ -23,37 +23,9 @@ from argparse import Namespace
 
 from ..utils.errors import run_reporting
 from ..utils.outputs import output_folder
-from ..training.checkpoint_models import EMA_FOLDER, load_checkpoint_models, looks_like_checkpoint, model_folder
+from ..checkpoints import EMA_FOLDER, load_pipeline, model_folder, pipeline_from_checkpoint  # noqa: F401 (load_pipeline: sample's)
 
 DEFAULT_NUM_SAMPLES = 16
-
-
-def pipeline_from_checkpoint(path, ema=None):
-    """An `AnnotatedDDPMPipeline` from training checkpoint `path` (a `checkpoint-N` folder).
-
-    ema: None (default) the EMA weights where the checkpoint has them, else the training weights;
-    True the EMA weights (ValueError if the run kept none); False the training weights.
-    """
-    from ..pipelines.pipeline import AnnotatedDDPMPipeline
-
-    unet, scheduler = load_checkpoint_models(path, ema)
-    return AnnotatedDDPMPipeline(unet=unet, scheduler=scheduler)
-
-
-def load_pipeline(pipeline_or_path, ema=None):
-    """What `sample` and `evaluate` load: a pipeline object as it is, a training checkpoint folder through
-    `pipeline_from_checkpoint`, a saved pipeline folder or Hub repo id through
-    `AnnotatedDDPMPipeline.from_pretrained`."""
-    if not isinstance(pipeline_or_path, (str, os.PathLike)):
-        if not callable(pipeline_or_path) or not hasattr(pipeline_or_path, "scheduler"):
-            raise ValueError(f"expected a diffusers pipeline, a local path or a repo id, got {type(pipeline_or_path)}")
-        return pipeline_or_path
-    path = os.fspath(pipeline_or_path)
-    if looks_like_checkpoint(path):
-        return pipeline_from_checkpoint(path, ema)
-    from ..pipelines.pipeline import AnnotatedDDPMPipeline
-
-    return AnnotatedDDPMPipeline.from_pretrained(path)
 
 
 def check_output_folder(out):

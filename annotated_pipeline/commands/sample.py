@@ -17,7 +17,7 @@ import time
 import torch
 
 from ..utils.errors import run_reporting
-from .export import load_pipeline
+from ..checkpoints import load_pipeline
 from ..utils.hardware import PRECISION_HELP, PRECISIONS, resolve_precision, weights_in
 from ..utils.outputs import IMAGE, output_file
 from ..pipelines.samplers import add_sampling_options, check_sampling_options, using_sampler

@@ -108,3 +108,25 @@ def reference_splits(reference, image_shape, image_column: str = "image", seed: 
         return to_tensors(test_set, size, c, image_column, require_size=True)[0], pool, "test images"
     kept, held = holdout_indices(len(pool), 0.5, seed)
     return pool[held], pool[kept], "images, a seeded half of the train split (the data has no test split)"
+
+
+def count_classes(dataset, label_column):
+    """K for class-conditional training: from a `ClassLabel` feature, else max(label) + 1.
+
+    Every label must lie in 0..K-1; a `ClassLabel` column may hold -1 ("no label" in `datasets`), which
+    is refused here rather than at the first batch that contains one."""
+    feature = dataset.features[label_column]
+    num_classes = getattr(feature, "num_classes", None)
+    labels = dataset[label_column]
+    if not all(isinstance(label, int) and not isinstance(label, bool) for label in labels):
+        raise ValueError(f"--label_column {label_column!r} must hold integer class labels")
+    if num_classes is None:
+        num_classes = max(labels) + 1
+    out_of_range = [label for label in labels if not 0 <= label < num_classes]
+    if out_of_range:
+        raise ValueError(
+            f"--label_column {label_column!r}: {len(out_of_range)} of {len(labels)} labels lie outside 0..{num_classes - 1} "
+            f"(e.g. {out_of_range[0]}; -1 means 'no label' in `datasets`): drop those examples first, e.g. "
+            f"dataset.filter(lambda example: example[{label_column!r}] >= 0)"
+        )
+    return int(num_classes)

@@ -109,7 +109,7 @@ def load_labelled_data(args) -> dict:
     if args.label_column not in train_set.column_names:
         raise ValueError(f"--label_column {args.label_column!r} is not a column of {args.data}; "
                          f"available columns: {train_set.column_names}")
-    from annotated_pipeline.training.build import count_classes
+    from annotated_pipeline.datasets.labelled import count_classes
 
     num_classes = count_classes(train_set, args.label_column)
     names = labelled.class_names_of(train_set, args.label_column)

@@ -22,6 +22,7 @@ from accelerate.logging import get_logger
 from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 
 from ..resources import EMBEDDED_SAMPLE_DESCRIPTION, embedded_sample
+from ..datasets.labelled import count_classes
 from .args import TrainingConfigError
 from .base_model import load_base_model
 from .precision import accelerate_mixed_precision, fit_threads
@@ -114,28 +115,6 @@ def build_unet(args, channels, num_classes):
         ) from None
 
 
-def count_classes(dataset, label_column):
-    """K for class-conditional training: from a `ClassLabel` feature, else max(label) + 1.
-
-    Every label must lie in 0..K-1; a `ClassLabel` column may hold -1 ("no label" in `datasets`), which
-    is refused here rather than at the first batch that contains one."""
-    feature = dataset.features[label_column]
-    num_classes = getattr(feature, "num_classes", None)
-    labels = dataset[label_column]
-    if not all(isinstance(label, int) and not isinstance(label, bool) for label in labels):
-        raise TrainingConfigError(f"--label_column {label_column!r} must hold integer class labels")
-    if num_classes is None:
-        num_classes = max(labels) + 1
-    out_of_range = [label for label in labels if not 0 <= label < num_classes]
-    if out_of_range:
-        raise TrainingConfigError(
-            f"--label_column {label_column!r}: {len(out_of_range)} of {len(labels)} labels lie outside 0..{num_classes - 1} "
-            f"(e.g. {out_of_range[0]}; -1 means 'no label' in `datasets`): drop those examples first, e.g. "
-            f"dataset.filter(lambda example: example[{label_column!r}] >= 0)"
-        )
-    return int(num_classes)
-
-
 def describe_data(args):
     """A short description of the training data for the log and the model card."""
     if args.dataset_name:
@@ -168,7 +147,10 @@ def load_data(args, accelerator):
             raise TrainingConfigError(f"the training data set ({describe_data(args)}) is empty")
         data.check_columns(dataset, args.image_column, args.label_column)
         channels = args.num_channels or data.detect_channels(dataset, args.image_column)
-        num_classes = count_classes(dataset, args.label_column) if args.label_column else None
+        try:
+            num_classes = count_classes(dataset, args.label_column) if args.label_column else None
+        except ValueError as error:  # datasets/labelled.py says what is wrong with the labels
+            raise TrainingConfigError(str(error)) from None
     except TrainingConfigError:
         raise
     except (ValueError, OSError, KeyError) as error:  # OSError: a missing file, an unreachable Hub

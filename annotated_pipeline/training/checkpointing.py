@@ -31,46 +31,15 @@ import os
 import re
 import shutil
 
+from ..checkpoints import (CHECKPOINT_PREFIX, TRAINING_ARGS_FILE, checkpoint_step, list_checkpoints,  # noqa: F401
+                           missing_files, read_training_args)
 from .distributed import is_collective_timeout
-
-CHECKPOINT_PREFIX = "checkpoint-"
-TRAINING_ARGS_FILE = "training_args.json"
-_CHECKPOINT_NAME = re.compile(r"^checkpoint-(\d+)$")
-# What every complete checkpoint holds, whatever the run's options (one of the weight files).
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-_REQUIRED_FILES = ("optimizer.bin", "scheduler.bin", "random_states_0.pkl")
 
 logger = logging.getLogger(__name__)
 
 
 class CheckpointWriteError(RuntimeError):
     """A checkpoint could not be written (disk full, permissions, ...); the previous one is intact."""
-
-
-def checkpoint_step(path):
-    """The global step of a checkpoint folder, read from its name `checkpoint-{step}`."""
-    match = _CHECKPOINT_NAME.match(os.path.basename(os.path.normpath(path)))
-    if match is None:
-        raise ValueError(f"{path!r} is not a checkpoint folder (expected a name like checkpoint-500)")
-    return int(match.group(1))
-
-
-def missing_files(path):
-    """The files a complete checkpoint has and `path` lacks ([] for a complete one)."""
-    present = set(os.listdir(path))
-    missing = [name for name in _REQUIRED_FILES if name not in present]
-    if not present.intersection(_WEIGHT_FILES):
-        missing.insert(0, _WEIGHT_FILES[0])
-    return missing
-
-
-def list_checkpoints(output_dir):
-    """Checkpoint folders in `output_dir`, oldest (smallest step) first; [] if there are none."""
-    if not os.path.isdir(output_dir):
-        return []
-    names = [name for name in os.listdir(output_dir)
-             if _CHECKPOINT_NAME.match(name) and os.path.isdir(os.path.join(output_dir, name))]
-    return [os.path.join(output_dir, name) for name in sorted(names, key=checkpoint_step)]
 
 
 def resolve_checkpoint(output_dir, resume_from_checkpoint):
@@ -138,15 +107,6 @@ def prune_checkpoints(output_dir, total_limit):
     for folder in removed:
         shutil.rmtree(folder)
     return removed
-
-
-def read_training_args(path):
-    """The record `save_checkpoint` wrote into a checkpoint: {"args": {...}, "changes": [...]}, or None."""
-    file = os.path.join(path, TRAINING_ARGS_FILE)
-    if not os.path.isfile(file):
-        return None
-    with open(file, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def _is_disk_full(error, output_dir):
