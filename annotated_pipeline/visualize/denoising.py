@@ -117,8 +117,6 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.denoising"):
     check_sampling_options(parser, args)
     if min(args.every, args.scale, args.num_columns, args.frame_ms) < 1:
         parser.error("--every, --scale, --num_columns and --frame_ms must be >= 1")
-    if not args.output.lower().endswith(".gif"):
-        parser.error(f"--output must be a .gif file, got {args.output!r}")
     start = time.perf_counter()
     try:
         pipe = load_for_figures(args)  # the options left out become the folder's recommendation
