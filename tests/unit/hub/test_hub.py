@@ -148,7 +148,7 @@ def test_card_refuses_bad_inputs_and_a_missing_template(tmp_path, monkeypatch):
         hub.model_card("alice/ddpm", training_args=["--lr", "1"])
     with pytest.raises(FileNotFoundError, match="not a directory"):
         hub.write_model_card(tmp_path / "nowhere")
-    monkeypatch.setattr(hub, "TEMPLATE_PATH", tmp_path / "model_card" / "template.md")
+    monkeypatch.setattr(hub.card, "TEMPLATE_PATH", tmp_path / "model_card" / "template.md")
     with pytest.raises(FileNotFoundError, match="template is missing.*model_card/template.md"):
         hub.model_card("alice/ddpm")
 
