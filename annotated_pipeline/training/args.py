@@ -17,18 +17,10 @@ status 2, the way argparse reports a bad flag, instead of a traceback.
 
 import argparse
 import importlib.util
-import math
 import os
 
-from ..losses import LOSS_TYPES
-from ..pipelines.samplers import SCHEDULERS
-from ..scheduler import PREDICTION_TYPES, TIMESTEP_SPACINGS
-from ..unet import BLOCK_TYPES, LINEAR_ATTENTION_NAMES
-
 from . import validation
-from .options import (ARCHITECTURE_OPTIONS, CONSTANT_LR_SCHEDULERS, FEATURES, LOGGERS, LR_SCHEDULERS,  # noqa: F401
-                      MIXED_PRECISION, SCHEDULE_OPTIONS, build_parser, finite_float, float_or_none,
-                      parse_dim_mults, parse_linear_attention_levels)
+from .options import ARCHITECTURE_OPTIONS, CONSTANT_LR_SCHEDULERS, SCHEDULE_OPTIONS, build_parser  # noqa: F401
 
 
 class TrainingConfigError(ValueError):
