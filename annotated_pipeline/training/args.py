@@ -20,7 +20,7 @@ import importlib.util
 import os
 
 from . import validation
-from .options import ARCHITECTURE_OPTIONS, CONSTANT_LR_SCHEDULERS, SCHEDULE_OPTIONS, build_parser  # noqa: F401
+from .options import ARCHITECTURE_OPTIONS, CONSTANT_LR_SCHEDULERS, LR_SCHEDULERS, SCHEDULE_OPTIONS, build_parser  # noqa: F401
 
 
 class TrainingConfigError(ValueError):

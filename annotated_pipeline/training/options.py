@@ -7,9 +7,7 @@ has one.
 """
 
 import argparse
-import importlib.util
 import math
-import os
 
 from ..evaluation.inception_measure import FEATURES
 from ..losses import LOSS_TYPES
