@@ -66,6 +66,30 @@ def _hub_dataset_id(dataset_name, training_args) -> str | None:
     return dataset_name
 
 
+def _check_card_inputs(license, guidance_scale, guidance_interval, training_args, metrics):
+    """ValueError (FileNotFoundError for a missing template) for what `model_card` cannot render; returns the
+    guidance interval as a list of ints."""
+    if not TEMPLATE_PATH.is_file():
+        raise FileNotFoundError(
+            f"The model card template is missing: expected {TEMPLATE_PATH}. It ships inside the package "
+            "(annotated_pipeline/templates/model_card.md); reinstall the package to get it back."
+        )
+    if not isinstance(license, str) or not license.strip():
+        raise ValueError(f"license must be a non-empty license identifier such as 'mit', got {license!r}.")
+    if guidance_scale is not None and not (isinstance(guidance_scale, (int, float)) and guidance_scale >= 0):
+        raise ValueError(f"guidance_scale must be a number >= 0 or None, got {guidance_scale!r}.")
+    if guidance_interval is not None:
+        from ..pipelines.pipeline import check_guidance_interval  # the pipeline's own rule (imported here: it needs torch)
+
+        check_guidance_interval(guidance_interval, guidance_scale=1.0 if guidance_scale is None else guidance_scale)
+        guidance_interval = [int(v) for v in guidance_interval]
+    for name, value in (("training_args", training_args), ("metrics", metrics)):
+        if value is not None and not isinstance(value, dict):
+            raise ValueError(f"{name} must be a dict or None, got {type(value).__name__}.")
+
+    return guidance_interval
+
+
 def model_card(
     repo_id_or_path,
     training_args: dict | None = None,
@@ -97,24 +121,7 @@ def model_card(
             (`folder_sampling_defaults`; `write_model_card` reads it from the folder); the first
             sampling snippet then calls `pipe(batch_size=16, generator=generator)` and says so.
     """
-    if not TEMPLATE_PATH.is_file():
-        raise FileNotFoundError(
-            f"The model card template is missing: expected {TEMPLATE_PATH}. It ships inside the package "
-            "(annotated_pipeline/templates/model_card.md); reinstall the package to get it back."
-        )
-    if not isinstance(license, str) or not license.strip():
-        raise ValueError(f"license must be a non-empty license identifier such as 'mit', got {license!r}.")
-    if guidance_scale is not None and not (isinstance(guidance_scale, (int, float)) and guidance_scale >= 0):
-        raise ValueError(f"guidance_scale must be a number >= 0 or None, got {guidance_scale!r}.")
-    if guidance_interval is not None:
-        from ..pipelines.pipeline import check_guidance_interval  # the pipeline's own rule (imported here: it needs torch)
-
-        check_guidance_interval(guidance_interval, guidance_scale=1.0 if guidance_scale is None else guidance_scale)
-        guidance_interval = [int(v) for v in guidance_interval]
-    for name, value in (("training_args", training_args), ("metrics", metrics)):
-        if value is not None and not isinstance(value, dict):
-            raise ValueError(f"{name} must be a dict or None, got {type(value).__name__}.")
-
+    guidance_interval = _check_card_inputs(license, guidance_scale, guidance_interval, training_args, metrics)
     training_args = _plain(training_args or {})
     metrics = _plain(metrics or {})
     dataset_id = _hub_dataset_id(dataset_name, training_args)
