@@ -207,6 +207,13 @@ def train(args: argparse.Namespace, argv: list[str] | None = None,
         "torch_version": torch.__version__,
         "date": datetime.date.today().isoformat(),
     }
+    _save(model, info, data, args)
+    print(json.dumps(info, indent=2))
+    return info
+
+
+def _save(model, info, data, args):
+    """The classifier folder: weights (safetensors), training_info.json and a README that says what it is."""
     out = Path(args.output_dir)
     model.save_pretrained(out, safe_serialization=True)
     (out / "training_info.json").write_text(json.dumps(info, indent=2) + "\n")
@@ -221,8 +228,6 @@ def train(args: argparse.Namespace, argv: list[str] | None = None,
         f"- held-out accuracy: **{info['test_accuracy']:.2%}** on {data['held_out']}\n"
         f"- command: `{info['command']}`\n"
     )
-    print(json.dumps(info, indent=2))
-    return info
 
 
 def main(argv=None, prog="python -m annotated_pipeline.evaluation.train_classifier") -> int:
