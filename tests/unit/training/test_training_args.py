@@ -12,14 +12,8 @@ import datasets
 import pytest
 import torch
 
-from annotated_pipeline.training.args import (
-    TrainingConfigError,
-    args_for_model_card,
-    build_parser,
-    parse_args,
-    parse_dim_mults,
-    parse_linear_attention_levels,
-)
+from annotated_pipeline.training.args import TrainingConfigError, args_for_model_card, parse_args
+from annotated_pipeline.training.options import build_parser, parse_dim_mults, parse_linear_attention_levels
 
 REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO))
