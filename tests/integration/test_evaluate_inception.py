@@ -75,10 +75,11 @@ def test_evaluate_with_inception_features_equals_fid_of_the_same_images(tmp_path
     test = save_pngs(tmp_path / "test", load_split(root, "test")[0])
     floor = save_pngs(tmp_path / "floor", choose(load_split(root, "train")[0], N, 1))
     generated = save_pngs(tmp_path / "samples", samples_u8)
+    assert report["frechet_distance_floor"] == pytest.approx(fid(floor, test)["fid"], rel=1e-6)
+    # The samples are drawn again here, in another process: a pixel may round to the neighbouring grey level.
     by_fid = fid(generated, test, kid=True, kid_subset_size=N)
-    assert report["frechet_distance"] == pytest.approx(by_fid["fid"], rel=1e-4)
-    assert report["kid"] == pytest.approx(by_fid["kid"], rel=1e-3, abs=1e-6)
-    assert report["frechet_distance_floor"] == pytest.approx(fid(floor, test)["fid"], rel=1e-4)
+    assert report["frechet_distance"] == pytest.approx(by_fid["fid"], rel=2e-3)
+    assert report["kid"] == pytest.approx(by_fid["kid"], rel=2e-3)
 
     # Again, in-process: the reference and floor come from the cache, only the samples are embedded.
     embedded = []
@@ -89,7 +90,7 @@ def test_evaluate_with_inception_features_equals_fid_of_the_same_images(tmp_path
     again = evaluate(str(tmp_path / "pipe"), num_samples=N, num_inference_steps=2, batch_size=N, data_root=root,
                      features="inception", kid_subset_size=N)
     assert embedded == [N]
-    assert again["frechet_distance"] == pytest.approx(report["frechet_distance"], rel=1e-5)
+    assert again["frechet_distance"] == pytest.approx(report["frechet_distance"], rel=2e-3)
     assert again["frechet_distance_floor"] == report["frechet_distance_floor"]
 
 
