@@ -11,6 +11,7 @@ The package is laid out the way the model is built, the paper first:
     evaluation/  offline sample quality: classifier features, Frechet distance, KID, memorisation
     visualize/   the figures of the blog: forward process, schedules, denoising, attention
     hub/         the model card and the push to the Hugging Face Hub
+    edition/     this package's source as The Annotated Diffusion Model, a static site (`docs`)
     commands/    the `annotated-pipeline` command, one module per subcommand
 
 Names are resolved lazily so that `import annotated_pipeline` stays cheap and each subpackage can be

@@ -7,6 +7,7 @@ inside a paragraph, `<span class="math display">`) holding the TeX, escaped, and
 with class `math-error` (the browser test fails on any).
 """
 
+import re
 from functools import lru_cache
 from html import escape as escape_html
 
@@ -31,11 +32,41 @@ def _display_in_text(renderer, tokens, index, options, env):
     return f'<span class="math display">{escape_html(tokens[index].content)}</span>'
 
 
+SECTION_HEADS = ("Args", "Arguments", "Parameters", "Returns", "Raises", "Yields", "Attributes")
+_HEAD = re.compile(rf"^({'|'.join(SECTION_HEADS)}):\s*$")
+_ENTRY = re.compile(r"^([\w*][\w*., ()\[\]|-]*?):\s+(.*)$")
+
+
+def google_sections(text):
+    """A docstring's Google-style sections ("Args:" and its indented `name: text` lines) as Markdown: a bold
+    head and a list, each entry's name in code, its continuation lines folded into it. The rest is unchanged."""
+    out, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        head = _HEAD.match(lines[i])
+        if not head or i + 1 >= len(lines) or not lines[i + 1].startswith((" ", "\t")):
+            out.append(lines[i])
+            i += 1
+            continue
+        out += [f"**{head.group(1)}**", ""]
+        i += 1
+        indent = len(lines[i]) - len(lines[i].lstrip())
+        while i < len(lines) and (not lines[i].strip() or len(lines[i]) - len(lines[i].lstrip()) >= indent):
+            line = lines[i][indent:]
+            entry = _ENTRY.match(line) if line[:1] not in (" ", "") else None
+            if entry:
+                out.append(f"- `{entry.group(1)}`: {entry.group(2)}")
+            elif line.strip():
+                out.append(("  " + line.strip()) if out and out[-1].startswith(("- ", "  ")) else line.strip())
+            i += 1
+        out.append("")
+    return "\n".join(out)
+
+
 def markdown(text, where="?"):
     """Markdown (with $ math) as HTML; each formula is recorded for the build's check (mathcheck.py),
     with `where` it was written (file:line)."""
     md = _markdown()
-    tokens = md.parse(text)
+    tokens = md.parse(google_sections(text))
     for token in tokens:
         for child in [token] + list(token.children or []):
             if child.type.startswith("math_"):

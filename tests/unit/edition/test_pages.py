@@ -134,3 +134,13 @@ def test_missing_katex_names_the_debian_package(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["--output", str(tmp_path / "site"), "--no-figures"], prog="annotated-pipeline docs")
     assert "apt-get install libjs-katex" in capsys.readouterr().err
+
+
+def test_google_style_sections_become_a_list():
+    from annotated_pipeline.edition.markup import google_sections
+
+    doc = "Do it.\n\nArgs:\n    x: the input,\n        on two lines.\n    y (int): a count.\n\nReturns:\n    the output.\n\nAfter."
+    assert google_sections(doc) == ("Do it.\n\n**Args**\n\n- `x`: the input,\n  on two lines.\n- `y (int)`: a count.\n\n"
+                                    "**Returns**\n\nthe output.\n\nAfter.")
+    html_ = markdown(doc)
+    assert "<li><code>x</code>: the input,\non two lines.</li>" in html_ and "<strong>Args</strong>" in html_
