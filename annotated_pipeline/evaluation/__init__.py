@@ -3,10 +3,11 @@
     classifier.py        a LeNet-sized CNN; its penultimate features phi(x) are the embedding
     frechet.py           d^2 = ||mu1 - mu2||^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2)) between Gaussian fits
     kid.py               KID: unbiased MMD^2 with k(x, y) = (x . y / D + 1)^3, over subsets (Binkowski et al. 2018)
-    labelled.py          a labelled image set (image folder, parquet, Hub, IDX) as tensors in [-1, 1], its splits
+    (datasets/labelled.py: a labelled image set as tensors in [-1, 1], and its splits)
     train_classifier.py  trains the classifier on any labelled set (the shipped weights: Fashion-MNIST, in weights/)
     reference.py         the reference split and the floor's training images, as the classifier reads them
-    sampling.py          N seeded samples of a pipeline, in batches, each checked for NaN
+    samples.py           N seeded samples of a pipeline, in batches, each checked for NaN
+    measures.py          features phi(x), Frechet distance and its floor, KID, class coverage
     evaluate.py          samples a pipeline, reports distance and KID to the reference, their floors, class coverage
     nearest.py           samples beside their nearest training images, and the share that lies memorisation-close
     inception.py         Inception-v3 pool features (the TF-FID network, from the [inception] extra, SHA-1 checked)
@@ -35,8 +36,8 @@ _EXPORTS = {
     "feature_statistics": ".frechet",
     "frechet_distance": ".frechet",
     "frechet_distance_between": ".frechet",
-    "class_coverage": ".evaluate",
-    "distance_floor": ".evaluate",
+    "class_coverage": ".measures",
+    "distance_floor": ".measures",
     "evaluate": ".evaluate",
     "load_split": ".evaluate",
 }

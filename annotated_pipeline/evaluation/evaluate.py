@@ -73,9 +73,8 @@ from pathlib import Path
 import torch
 
 from annotated_pipeline.evaluation.classifier import ImageClassifier, load_classifier, load_default_classifier
-from annotated_pipeline.evaluation.frechet import frechet_distance_between
 from annotated_pipeline.evaluation.inception_measure import FEATURES, INCEPTION_NOTE, inception_for
-from annotated_pipeline.evaluation.kid import kernel_distance
+from annotated_pipeline.evaluation.measures import class_coverage, distance_floor, embed, measure  # noqa: F401
 from annotated_pipeline.utils.errors import run_reporting
 from annotated_pipeline.utils.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
 from annotated_pipeline.utils.outputs import JSON, output_file
@@ -93,60 +92,6 @@ NOT_FID_NOTE = (
 )
 CUSTOM_NOTE = ("Frechet distance and KID in the feature space of the classifier {} ({}-d penultimate layer); "
                "NOT Inception FID/KID and NOT comparable to published numbers.")
-
-
-# ----------------------------------------------------------------------------------------------------
-# the pieces: pipeline, samples, reference images, features
-
-
-@torch.no_grad()
-def embed(classifier: ImageClassifier, images: torch.Tensor, batch_size: int = 500) -> tuple[torch.Tensor, torch.Tensor]:
-    """(features phi(x) (N, D), predicted class (N,)) for images in [-1, 1] of the classifier's shape (N, C, S, S)."""
-    classifier.eval()
-    device = next(classifier.parameters()).device
-    features, predictions = [], []
-    for start in range(0, len(images), batch_size):
-        phi = classifier.features(images[start : start + batch_size].to(device))
-        features.append(phi.cpu())
-        predictions.append(classifier.fc_logits(phi).argmax(dim=1).cpu())
-    return torch.cat(features), torch.cat(predictions)
-
-
-# ----------------------------------------------------------------------------------------------------
-# the numbers
-
-
-def distance_floor(reference_features: torch.Tensor, train_features: torch.Tensor) -> float:
-    """Frechet distance between the reference (test-split) features and N training-split features:
-    what real data scores.
-
-    The training set must have the N of the samples being judged, and the reference must be the one
-    they are judged against, since the bias of the estimate depends on the size of both.
-    """
-    if reference_features.ndim != 2 or train_features.ndim != 2 or reference_features.shape[1] != train_features.shape[1]:
-        raise ValueError(
-            f"the floor compares two feature sets (M, D) and (N, D) with the same D; got "
-            f"{tuple(reference_features.shape)} and {tuple(train_features.shape)}"
-        )
-    return frechet_distance_between(reference_features, train_features)
-
-
-def class_coverage(predictions: torch.Tensor, num_classes: int = 10) -> dict:
-    """Share of samples per predicted class: shares[k] = #{i : prediction_i = k} / N, and the smallest."""
-    predictions = torch.as_tensor(predictions)
-    if predictions.ndim != 1 or len(predictions) == 0:
-        raise ValueError(f"predictions must be a non-empty 1-D tensor of class indices, got shape {tuple(predictions.shape)}")
-    if predictions.min() < 0 or predictions.max() >= num_classes:
-        raise ValueError(f"class indices must lie in [0, {num_classes}), got [{predictions.min()}, {predictions.max()}]")
-    counts = torch.bincount(predictions.long(), minlength=num_classes)
-    shares = counts.double() / len(predictions)
-    return {
-        "counts": counts.tolist(),
-        "shares": [round(s, 6) for s in shares.tolist()],
-        "min_share": round(shares.min().item(), 6),
-        "min_class": int(shares.argmin()),
-        "classes_covered": int((counts > 0).sum()),
-    }
 
 
 def evaluate(
@@ -189,26 +134,8 @@ def evaluate(
     Inception FID and KID (inception_measure.py; the classifier still gives class coverage).
     precision: the U-Net's weights while sampling, "bf16", "fp32" or "auto" (bf16 where the processor runs it
     natively, hardware.py); None (default): as they are. The report says which; the numbers depend on it."""
-    if scheduler not in SCHEDULERS:
-        raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
-    if num_samples < 2:
-        raise ValueError(f"num_samples must be >= 2 to estimate a covariance, got {num_samples}")
-    if num_inference_steps < 1 or batch_size < 1:
-        raise ValueError(f"num_inference_steps and batch_size must be >= 1, got {num_inference_steps}, {batch_size}")
-    if eta != 0.0 and scheduler != "ddim":
-        raise ValueError(f"eta is DDIM's parameter: use it with scheduler='ddim', not {scheduler!r}")
-    if not 0.0 <= eta <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1] (0 deterministic DDIM, 1 DDPM-like noise), got {eta}")
-    if not guidance_scale >= 0:
-        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
-    if guidance_interval is not None:
-        check_guidance_interval(guidance_interval, guidance_scale=guidance_scale)
-    if num_reference is not None and (not isinstance(num_reference, int) or isinstance(num_reference, bool) or num_reference < 2):
-        raise ValueError(f"num_reference must be None (the whole test split) or an int >= 2, got {num_reference!r}")
-    taken = sorted(set(pipeline_kwargs or {}) & set(RESERVED_CALL_ARGUMENTS))
-    if taken:
-        raise ValueError(f"pipeline_kwargs may not set {', '.join(taken)}: evaluate passes those itself "
-                         f"(reserved: {', '.join(RESERVED_CALL_ARGUMENTS)}); use its own arguments")
+    _check_arguments(scheduler, num_samples, num_inference_steps, batch_size, eta, guidance_scale, guidance_interval,
+                     num_reference, pipeline_kwargs)
     t_start = time.perf_counter()
     inception = inception_for(features)  # a missing [inception] extra fails here, before sampling
     classifier_path = os.fspath(classifier) if isinstance(classifier, (str, os.PathLike)) else None
@@ -234,6 +161,42 @@ def evaluate(
                                      num_inference_steps, batch_size, seed, eta, guidance_scale, guidance_interval,
                                      kid_subsets, kid_subset_size, pipeline_kwargs, inception)
         scheduler_used = type(pipeline.scheduler).__name__
+    settings = dict(num_samples=num_samples, num_reference=num_reference, scheduler=scheduler, scheduler_used=scheduler_used,
+                    num_inference_steps=num_inference_steps, eta=eta, guidance_scale=guidance_scale,
+                    guidance_interval=guidance_interval, pipeline_kwargs=pipeline_kwargs, seed=seed, precision=precision,
+                    data_root=data_root, reference=reference, features=features, classifier_path=classifier_path)
+    return _report(report, classifier, test_images, reference_split, inception, t_start, **settings)
+
+
+def _check_arguments(scheduler, num_samples, num_inference_steps, batch_size, eta, guidance_scale, guidance_interval,
+                     num_reference, pipeline_kwargs):
+    """ValueError for any argument of `evaluate` that cannot work, before anything is loaded."""
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"unknown scheduler {scheduler!r}; choose one of {SCHEDULERS}")
+    if num_samples < 2:
+        raise ValueError(f"num_samples must be >= 2 to estimate a covariance, got {num_samples}")
+    if num_inference_steps < 1 or batch_size < 1:
+        raise ValueError(f"num_inference_steps and batch_size must be >= 1, got {num_inference_steps}, {batch_size}")
+    if eta != 0.0 and scheduler != "ddim":
+        raise ValueError(f"eta is DDIM's parameter: use it with scheduler='ddim', not {scheduler!r}")
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1] (0 deterministic DDIM, 1 DDPM-like noise), got {eta}")
+    if not guidance_scale >= 0:
+        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+    if guidance_interval is not None:
+        check_guidance_interval(guidance_interval, guidance_scale=guidance_scale)
+    if num_reference is not None and (not isinstance(num_reference, int) or isinstance(num_reference, bool) or num_reference < 2):
+        raise ValueError(f"num_reference must be None (the whole test split) or an int >= 2, got {num_reference!r}")
+    taken = sorted(set(pipeline_kwargs or {}) & set(RESERVED_CALL_ARGUMENTS))
+    if taken:
+        raise ValueError(f"pipeline_kwargs may not set {', '.join(taken)}: evaluate passes those itself "
+                         f"(reserved: {', '.join(RESERVED_CALL_ARGUMENTS)}); use its own arguments")
+
+
+def _report(report, classifier, test_images, reference_split, inception, t_start, *, num_samples, num_reference,
+            scheduler, scheduler_used, num_inference_steps, eta, guidance_scale, guidance_interval, pipeline_kwargs,
+            seed, precision, data_root, reference, features, classifier_path):
+    """The report `evaluate` returns: the measurements, and every setting they depend on."""
     return {
         "frechet_distance": report["frechet_distance"],
         "frechet_distance_floor": report["frechet_distance_floor"],
@@ -308,22 +271,6 @@ def _sample_and_measure(pipeline, classifier, test_images, train_images, num_sam
     if labels is not None:
         report["label_accuracy"] = (sample_predictions == labels).float().mean().item()
     return report
-
-
-def measure(classifier, sample_features, sample_predictions, reference_features, train_features, seed=0,
-            kid_subsets=100, kid_subset_size=1000) -> dict:
-    """The numbers from features: FD and KID of the samples and of the N training images (the floors)
-    against the reference, and class coverage. Shared by `evaluate` and evaluation during training."""
-    kid = kernel_distance(sample_features, reference_features, kid_subsets, kid_subset_size, seed)
-    kid_floor = kernel_distance(train_features, reference_features, kid_subsets, kid_subset_size, seed)
-    return {
-        "frechet_distance": frechet_distance_between(sample_features, reference_features),
-        "frechet_distance_floor": distance_floor(reference_features, train_features),
-        **kid,
-        "kid_floor": kid_floor["kid"],
-        "kid_floor_std": kid_floor["kid_std"],
-        "class_coverage": class_coverage(sample_predictions, classifier.config.num_classes),
-    }
 
 
 # ----------------------------------------------------------------------------------------------------
