@@ -24,6 +24,7 @@ from accelerate.utils import InitProcessGroupKwargs, ProjectConfiguration
 from ..resources import EMBEDDED_SAMPLE_DESCRIPTION, embedded_sample
 from .args import TrainingConfigError
 from .base_model import load_base_model
+from .bounds import check_memory
 from .safeguards import check_output_dir
 
 logger = get_logger(__name__)
@@ -288,4 +289,5 @@ def setup(args, accelerator):
     noise_scheduler = build_noise_scheduler(args) if base is None or base.scheduler_config is None else base.noise_scheduler()
     dataset, channels, num_classes = load_data(args, accelerator)
     model = build_unet(args, channels, num_classes) if base is None else base.unet_for(args, channels, num_classes)
+    check_memory(args, model, accelerator)  # bounds.py: refused now rather than killed by the OOM killer later
     return dataset, noise_scheduler, model, num_classes
