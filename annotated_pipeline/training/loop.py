@@ -30,7 +30,7 @@ from .args import TrainingConfigError, args_for_model_card
 from .build import (TrainingPlan, build_ema, build_lr_scheduler, build_optimizer, describe_data, make_accelerator,
                     setup)
 from .checkpoint_models import register_model_folders
-from .checkpointing import save_checkpoint
+from .checkpointing import save_checkpoint, write_failure
 from .interrupt import StopOnSignal, TrainingInterrupted
 from .ownership import claim_output_dir
 from .push import push_output_dir
@@ -110,7 +110,10 @@ def end_of_epoch(args, accelerator, state, epoch, global_step, last):
             if args.logger != "none":
                 log_samples(accelerator, args.logger, images, global_step)
             if save_model:
-                save_output_folder(pipeline, images, args, global_step, describe_data(args))
+                try:
+                    save_output_folder(pipeline, images, args, global_step, describe_data(args))
+                except Exception as error:  # a full disk, permissions: one line naming what is intact
+                    raise write_failure(error, args.output_dir, "the pipeline") from error
                 logger.info(f"Saved the pipeline, samples.png and README.md to {args.output_dir} (step {global_step})")
         unet.train()
     accelerator.wait_for_everyone()
