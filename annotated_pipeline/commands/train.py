@@ -12,6 +12,7 @@ import sys
 from ..utils.tokens import redact
 from ..training.args import TrainingConfigError, parse_args
 from ..training.checkpointing import CheckpointWriteError
+from ..training.interrupt import TrainingInterrupted
 from ..training.distributed import collective_timeout_message, is_collective_timeout
 from ..training.push import HubPushError
 from ..training.loop import main as train
@@ -20,7 +21,8 @@ from ..training.safeguards import TrainingDiverged
 
 def main(argv=None, prog=None):
     """Parse, train, and report a failure as one line on stderr, not a traceback. Returns the exit
-    status: 0 trained, 2 a bad configuration (found before training), 1 a failure during or after it."""
+    status: 0 trained, 2 a bad configuration (found before training), 1 a failure during or after it,
+    130/143 stopped by SIGINT/SIGTERM after checkpointing the step in progress."""
     prog = prog or "annotated-pipeline train"
     try:
         args = parse_args(argv, prog=prog)
@@ -28,6 +30,9 @@ def main(argv=None, prog=None):
     except TrainingConfigError as error:
         print(f"{prog}: error: {redact(error)}", file=sys.stderr)
         return 2
+    except TrainingInterrupted as error:  # SIGINT/SIGTERM: the step finished and was checkpointed
+        print(f"{prog}: {error}", file=sys.stderr)
+        return error.exit_status
     except (HubPushError, TrainingDiverged, CheckpointWriteError) as error:
         print(f"{prog}: error: {redact(error)}", file=sys.stderr)
         return 1

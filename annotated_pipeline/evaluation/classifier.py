@@ -169,4 +169,8 @@ def load_classifier(folder, device: str | torch.device = "cpu") -> ImageClassifi
     if not (folder / "config.json").is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise FileNotFoundError(f"{folder} is not a saved classifier (config.json and {WEIGHTS_FILE}); "
                                 "train one with `annotated-pipeline train-classifier DATA --output_dir FOLDER`")
-    return ImageClassifier.from_pretrained(folder, torch_dtype=torch.float32, use_safetensors=True).to(device).eval()
+    model = ImageClassifier.from_pretrained(folder, torch_dtype=torch.float32, use_safetensors=True)
+    if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+        raise ValueError(f"{folder} holds NaN or inf weights (its training diverged): retrain it with a lower "
+                         "--learning_rate")
+    return model.to(device).eval()

@@ -180,6 +180,10 @@ def train(args: argparse.Namespace, argv: list[str] | None = None,
             optimizer.step()
             scheduler.step()
             running += loss.item()
+        if not math.isfinite(running) or not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise FloatingPointError(  # run_reporting: one line, exit status 1; nothing is saved
+                f"training diverged in epoch {epoch + 1}: the loss or the weights are NaN or inf, so nothing was "
+                f"saved; lower --learning_rate (now {args.learning_rate:g})")
         test_acc = accuracy(model, x_test, y_test)
         print(
             f"epoch {epoch + 1}/{args.epochs}  train loss {running / steps_per_epoch:.4f}  "

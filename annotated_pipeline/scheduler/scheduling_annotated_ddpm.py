@@ -46,7 +46,8 @@ from diffusers.schedulers.scheduling_utils import KarrasDiffusionSchedulers, Sch
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 
-from .config import PREDICTION_TYPES, TIMESTEP_SPACINGS, VARIANCE_TYPES, PredictionType, TimestepSpacing  # noqa: F401
+from .config import (MAX_TRAIN_TIMESTEPS, PREDICTION_TYPES, TIMESTEP_SPACINGS, VARIANCE_TYPES,  # noqa: F401
+                     PredictionType, TimestepSpacing)
 from .config import check_betas, check_scheduler_config, warn_if_signal_remains
 from .schedules import make_betas, rescale_zero_terminal_snr
 

@@ -26,6 +26,7 @@ from ..datasets.labelled import count_classes
 from .args import TrainingConfigError
 from .base_model import load_base_model
 from .precision import accelerate_mixed_precision, fit_threads
+from .bounds import check_memory
 from .safeguards import check_output_dir
 
 logger = get_logger(__name__)
@@ -274,4 +275,5 @@ def setup(args, accelerator):
     noise_scheduler = build_noise_scheduler(args) if base is None or base.scheduler_config is None else base.noise_scheduler()
     dataset, channels, num_classes = load_data(args, accelerator)
     model = build_unet(args, channels, num_classes) if base is None else base.unet_for(args, channels, num_classes)
+    check_memory(args, model, accelerator)  # bounds.py: refused now rather than killed by the OOM killer later
     return dataset, noise_scheduler, model, num_classes

@@ -123,7 +123,7 @@ def _is_disk_full(error, output_dir):
     return False
 
 
-def _write_failure(error, output_dir, name):
+def write_failure(error, output_dir, name):
     """A CheckpointWriteError that says what happened, where, and what is still there (call it before
     the half-written folder is removed, so that a full disk is still full)."""
     previous = [os.path.basename(p) for p in list_checkpoints(output_dir)]
@@ -170,7 +170,7 @@ def save_checkpoint(accelerator, output_dir, global_step, total_limit=None, trai
             removed = prune_checkpoints(output_dir, total_limit)
     except Exception as error:
         # A peer that stopped answering is not a write failure: that error goes on as it is (distributed.py).
-        failure = error if is_collective_timeout(error) else _write_failure(error, output_dir, name)
+        failure = error if is_collective_timeout(error) else write_failure(error, output_dir, name)
         if accelerator.is_main_process:
             shutil.rmtree(incomplete, ignore_errors=True)
         if failure is error:

@@ -30,7 +30,8 @@ from .args import TrainingConfigError, args_for_model_card
 from .build import (TrainingPlan, build_ema, build_lr_scheduler, build_optimizer, describe_data, make_accelerator,
                     setup)
 from .checkpoint_models import register_model_folders
-from .checkpointing import save_checkpoint
+from .checkpointing import save_checkpoint, write_failure
+from .interrupt import StopOnSignal, TrainingInterrupted
 from .ownership import claim_output_dir
 from .push import push_output_dir
 from .quality import QualityCheck, maybe_evaluate
@@ -60,6 +61,7 @@ class TrainingState:
     num_classes: int | None
     quality: QualityCheck | None = None  # --eval_steps
     validation: ValidationLoss | None = None  # --validation_examples
+    stop: StopOnSignal | None = None     # SIGINT/SIGTERM: checkpoint and stop after the step
 
 
 def tracker_config(args):
@@ -110,10 +112,25 @@ def end_of_epoch(args, accelerator, state, epoch, global_step, last):
             if args.logger != "none":
                 log_samples(accelerator, args.logger, images, global_step)
             if save_model:
-                save_output_folder(pipeline, images, args, global_step, describe_data(args))
+                try:
+                    save_output_folder(pipeline, images, args, global_step, describe_data(args))
+                except Exception as error:  # a full disk, permissions: one line naming what is intact
+                    raise write_failure(error, args.output_dir, "the pipeline") from error
                 logger.info(f"Saved the pipeline, samples.png and README.md to {args.output_dir} (step {global_step})")
         unet.train()
     accelerator.wait_for_everyone()
+
+
+def checkpoint(args, accelerator, state, global_step):
+    """Write checkpoint-{global_step} from weights that pass `refuse_diverged_weights`, pruning after; its path."""
+    refuse_diverged_weights(accelerator.unwrap_model(state.model), state.noise_scheduler, global_step,
+                            args.output_dir, f"checkpoint-{global_step}", state.ema)
+    path, removed = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit,
+                                    training_args={"args": args_for_model_card(args)})
+    for folder in removed:
+        logger.info(f"Removed old checkpoint {folder}")
+    logger.info(f"Saved checkpoint {path}")
+    return path
 
 
 def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
@@ -167,16 +184,14 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
         progress_bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", step=global_step)
         accelerator.log(logs, step=global_step)
 
+        path = None
         if global_step % args.checkpointing_steps == 0 or global_step >= plan.max_train_steps:  # the last step too
-            refuse_diverged_weights(accelerator.unwrap_model(state.model), state.noise_scheduler, global_step,
-                                    args.output_dir, f"checkpoint-{global_step}", state.ema)
-            path, removed = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit,
-                                            training_args={"args": args_for_model_card(args)})
-            for folder in removed:
-                logger.info(f"Removed old checkpoint {folder}")
-            logger.info(f"Saved checkpoint {path}")
+            path = checkpoint(args, accelerator, state, global_step)
         maybe_evaluate(args, accelerator, state, global_step)
         maybe_validate(args, accelerator, state, global_step)
+        signum = state.stop.requested() if state.stop is not None else None
+        if signum:
+            raise TrainingInterrupted(signum, global_step, path or checkpoint(args, accelerator, state, global_step))
         if global_step >= plan.max_train_steps:
             break
     return global_step
@@ -190,20 +205,22 @@ def main(args):
     accelerator = make_accelerator(args)
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     logging.getLogger("accelerate").setLevel(logging.WARNING)  # our own lines say what was saved where
-    claim = claim_output_dir(args) if accelerator.is_main_process else None
-    try:
-        return train(args, accelerator, claim)
-    except TrainingConfigError:
-        if claim is not None:
-            claim.abandon()
-        raise
-    finally:
-        if claim is not None:
-            claim.release()
+    with StopOnSignal(accelerator) as stop:
+        claim = claim_output_dir(args) if accelerator.is_main_process else None
+        try:
+            return train(args, accelerator, claim, stop)
+        except TrainingConfigError:
+            if claim is not None:
+                claim.abandon()
+            raise
+        finally:
+            if claim is not None:
+                claim.release()
 
 
-def train(args, accelerator, claim):
-    """The run itself, on every process (`claim`: the main process's OutputDirClaim, else None)."""
+def train(args, accelerator, claim, stop=None):
+    """The run itself, on every process (`claim`: the main process's OutputDirClaim, else None; `stop`:
+    the StopOnSignal asked after each step)."""
     set_seed(args.seed, device_specific=True)  # different noise on each process, same everywhere on rerun
 
     dataset, noise_scheduler, model, num_classes = setup(args, accelerator)
@@ -233,7 +250,7 @@ def train(args, accelerator, claim):
     register_run_state(accelerator, noise_generator, ema)
     register_model_folders(accelerator, noise_scheduler, ema)  # checkpoint-N/unet/, unet_ema/, scheduler/
     state = TrainingState(model, optimizer, lr_scheduler, dataloader, noise_scheduler, ema, noise_generator,
-                          num_classes, quality, validation)
+                          num_classes, quality, validation, stop)
 
     global_step = resume_global_step(args, accelerator, state)
     apply_new_learning_rate(args, state)

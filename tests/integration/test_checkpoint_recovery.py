@@ -111,3 +111,22 @@ def test_weights_that_sample_nan_are_never_checkpointed(tmp_path, data_dir, caps
     assert f"the last good checkpoint is {out / 'checkpoint-2'}" in lines[0]
     assert [Path(p).name for p in list_checkpoints(out)] == ["checkpoint-2"]  # not pruned for a broken one
     assert (out / "unet" / "diffusion_pytorch_model.safetensors").read_bytes() == pipeline_weights
+
+
+def test_a_full_disk_at_the_final_save_is_one_line_naming_the_checkpoint(tmp_path, data_dir, capsys, monkeypatch):
+    import errno
+
+    from annotated_pipeline import AnnotatedDDPMPipeline
+
+    def full_disk(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(AnnotatedDDPMPipeline, "save_pretrained", full_disk)
+    out = tmp_path / "out"
+    code = cli(argv(data_dir, out, "--max_train_steps", "2", "--checkpointing_steps", "2"))
+    err = capsys.readouterr().err
+    assert code == 1
+    lines = [line for line in err.splitlines() if line.startswith(PROG)]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    assert lines[0].startswith(f"{PROG}could not write the pipeline in {out}: ")
+    assert "the previous checkpoint checkpoint-2 is intact" in lines[0]

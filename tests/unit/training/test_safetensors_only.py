@@ -2,7 +2,8 @@
 (`diffusion_pytorch_model.bin`, which can run code when loaded) is refused, never unpickled.
 
 Each case saves a real model with `safe_serialization=False`, so the `.bin` would load if asked to:
-the refusal comes from the loader, not from a broken file.
+the refusal comes from the loader, not from a broken file. (And a folder whose model_index.json
+names another U-Net class than its unet/ holds is one clear ValueError, not a TypeError deep in torch.)
 """
 
 import sys
@@ -74,3 +75,16 @@ def test_a_pickled_classifier_is_refused(tmp_path):
 def test_the_pipeline_loader_reads_only_safetensors(pickled_pipeline):
     with pytest.raises(OSError, match="safetensors"):
         AnnotatedDDPMPipeline.from_pretrained(pickled_pipeline)
+
+
+def test_a_model_index_that_names_another_unet_class_is_one_clear_error(pickled_pipeline, tmp_path):
+    import json
+    import shutil
+
+    folder = tmp_path / "contradicting"
+    shutil.copytree(pickled_pipeline, folder)
+    index = json.loads((folder / "model_index.json").read_text())
+    (folder / "model_index.json").write_text(json.dumps({**index, "unet": ["diffusers", "UNet2DModel"]}))
+    with pytest.raises(ValueError, match=r"unet is saved as \['diffusers', 'UNet2DModel'\] in model_index.json, but "
+                                         r"unet/ holds a AnnotatedUNet2DModel config"):
+        AnnotatedDDPMPipeline.from_pretrained(folder)
