@@ -79,7 +79,8 @@ def test_installed_wheel_trains_samples_and_pushes_from_an_empty_folder(wheel_en
         assert "Fashion-MNIST (2,000-image sample shipped with annotated-pipeline), 2000 images" in trained.stderr
         pushed = hub.files("test-user/from-a-wheel")
     out = work / "out"
-    for name in ("model_index.json", "pipeline.py", "unet/unet_2d.py", "scheduler/scheduling_annotated_ddpm.py",
+    # The folder's scheduler is the grid's sampler, diffusers' DPM-Solver++ (no code file needed), 2 steps by default.
+    for name in ("model_index.json", "pipeline.py", "unet/unet_2d.py", "scheduler/scheduler_config.json",
                  "unet/diffusion_pytorch_model.safetensors", "samples.png", "README.md"):
         assert (out / name).is_file(), name
         assert name in pushed, name
@@ -90,6 +91,20 @@ def test_installed_wheel_trains_samples_and_pushes_from_an_empty_folder(wheel_en
                   "--output", "grid.png")
     assert sampled.returncode == 0, sampled.stderr[-3000:]
     assert (work / "grid.png").is_file() and "4 samples" in sampled.stdout
+    sampled = run(venv, work, "annotated-pipeline", "sample", "out", "--num_images", "2", "--output", "defaults.png")
+    assert sampled.returncode == 0 and "2 samples (DPMSolverMultistepScheduler, 2 steps, seed 0)" in sampled.stdout
+
+
+def test_the_wheel_has_the_demo_and_names_only_its_own_commands(wheel_env):
+    venv, work, _ = wheel_env
+    for argv in (["annotated-pipeline", "demo", "--help"], ["python", "-m", "annotated_pipeline.commands.demo", "--help"]):
+        shown = run(venv, work, *argv)
+        assert shown.returncode == 0 and shown.stdout.startswith("usage: ") and "--model" in shown.stdout, shown.stderr
+    refused = run(venv, work, "annotated-pipeline", "demo", "--model", "no-such-model", env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert refused.returncode == 2 and refused.stderr.strip().splitlines()[-1].startswith("annotated-pipeline demo: error: ")
+    trained = run(venv, work, "annotated-pipeline", "train", "--help")
+    words = " ".join(trained.stdout.split())  # argparse wraps the description
+    assert "train_accelerate.py" not in words and "accelerate launch -m annotated_pipeline.train" in words
 
 
 def test_installed_wheel_builds_the_annotated_edition(wheel_env, tmp_path):

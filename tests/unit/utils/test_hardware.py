@@ -101,3 +101,36 @@ def test_weights_in_bf16_come_back_in_their_own_dtype():
     assert module.weight.dtype == torch.float32 and hardware.precision_of(module) == "fp32"
     with hardware.weights_in(module, None):
         assert module.weight.dtype == torch.float32
+
+
+def test_a_training_process_keeps_to_its_share_of_the_cores(monkeypatch):
+    from annotated_pipeline.training import precision
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(precision, "threads_per_process", lambda n: 1)  # e.g. 2 processes on 2 cores
+    try:
+        torch.set_num_threads(2)
+        assert precision.fit_threads(2) == (2, 1) and torch.get_num_threads() == 1
+        assert precision.fit_threads(2) == (1, 1)  # never raised: an explicit 1 thread stays
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_every_command_s_precision_option_defaults_to_auto_with_the_same_choices():
+    from annotated_pipeline.evaluation import train_classifier
+    from annotated_pipeline.training.args import MIXED_PRECISION, build_parser
+
+    assert train_classifier.parse_args(["--output_dir", "x"]).precision == "auto"
+    assert train_classifier.parse_args(["--output_dir", "x", "--no_bf16"]).precision == "fp32"  # the older spelling
+    assert build_parser().parse_args([]).mixed_precision == "auto" and "auto" in MIXED_PRECISION
+    for parser in (train_classifier.build_parser(),):
+        action = next(a for a in parser._actions if a.dest == "precision" and a.choices)
+        assert tuple(action.choices) == hardware.PRECISIONS and action.default == "auto"
+
+
+@pytest.mark.parametrize("command", ["sample", "evaluate", "train-classifier"])
+def test_the_commands_offer_the_one_list_of_precisions(command, capsys):
+    from annotated_pipeline import cli
+
+    assert cli.main([command, "--help"]) == 0
+    assert "--precision {" + ",".join(hardware.PRECISIONS) + "}" in capsys.readouterr().out
