@@ -23,7 +23,8 @@ import pytest
 import torch
 from PIL import Image
 
-from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel, demo
+from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
+from annotated_pipeline.commands import demo
 from annotated_pipeline.evaluation.classifier import load_default_classifier, to_classifier_range
 from annotated_pipeline.evaluation.evaluate import set_scheduler
 from annotated_pipeline.datasets.fashion_mnist import FASHION_MNIST_CLASSES

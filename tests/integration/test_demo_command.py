@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel, cli
+from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
+from annotated_pipeline.commands import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 PRETRAINED = ROOT / "pretrained" / "ddpm-fashion-mnist"

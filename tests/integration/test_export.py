@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -20,8 +21,10 @@ import torch
 from huggingface_hub import ModelCard
 from PIL import Image
 from safetensors.torch import load_file
-from test_pipeline import run_route2, sample
 from training_runs import EMBEDDED, REPO, TINY, small_parquet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit" / "pipelines"))
+from test_pipeline import run_route2, sample  # noqa: E402 (the pipeline tests' helpers)
 
 from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedUNet2DModel, hub
 from annotated_pipeline.evaluation import evaluate as evaluate_module

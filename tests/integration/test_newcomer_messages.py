@@ -8,7 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel, __version__, cli
+from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel, __version__
+from annotated_pipeline.commands import cli
 from annotated_pipeline.commands.sample import sample_grid
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from annotated_pipeline import hardware
+from annotated_pipeline.utils import hardware
 from annotated_pipeline.training.precision import accelerate_mixed_precision
 
 AVX2_ONLY = {"avx2": True, "avx512_f": False, "avx512_bf16": False, "amx_bf16": False, "cpu_name": "AMD EPYC"}
@@ -130,7 +130,7 @@ def test_every_command_s_precision_option_defaults_to_auto_with_the_same_choices
 
 @pytest.mark.parametrize("command", ["sample", "evaluate", "train-classifier"])
 def test_the_commands_offer_the_one_list_of_precisions(command, capsys):
-    from annotated_pipeline import cli
+    from annotated_pipeline.commands import cli
 
     assert cli.main([command, "--help"]) == 0
     assert "--precision {" + ",".join(hardware.PRECISIONS) + "}" in capsys.readouterr().out

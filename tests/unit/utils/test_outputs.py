@@ -6,7 +6,8 @@ import os
 import pytest
 from PIL import Image
 
-from annotated_pipeline import cli, outputs
+from annotated_pipeline.commands import cli
+from annotated_pipeline.utils import outputs
 
 
 def test_files(tmp_path):
