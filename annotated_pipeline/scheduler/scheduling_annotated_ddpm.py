@@ -109,8 +109,10 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         rescale_betas_zero_snr: bool = False,
     ):
         T = num_train_timesteps
-        if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or not 1 <= T <= MAX_TRAIN_TIMESTEPS:
-            raise ValueError(f"num_train_timesteps must be an integer in [1, {MAX_TRAIN_TIMESTEPS}], got {T!r}.")
+        if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or T < 1:
+            raise ValueError(f"num_train_timesteps must be an integer >= 1, got {T!r}.")
+        if T > MAX_TRAIN_TIMESTEPS:
+            raise ValueError(f"num_train_timesteps must be at most {MAX_TRAIN_TIMESTEPS}, got {T!r}.")
         schedule = canonical_schedule_name(beta_schedule)  # raises on unknown names
         if schedule != beta_schedule:
             self.register_to_config(beta_schedule=schedule)  # store diffusers' name so diffusers can load it
