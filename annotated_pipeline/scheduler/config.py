@@ -33,8 +33,10 @@ def check_scheduler_config(config) -> str:
     """Raise a ValueError for any value of `config` (an AnnotatedDDPMScheduler config) the scheduler
     cannot use; return the canonical name of its beta schedule (diffusers' spelling)."""
     T = config.num_train_timesteps
-    if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or not 1 <= T <= MAX_TRAIN_TIMESTEPS:
-        raise ValueError(f"num_train_timesteps must be an integer in [1, {MAX_TRAIN_TIMESTEPS}], got {T!r}.")
+    if not isinstance(T, (int, np.integer)) or isinstance(T, bool) or T < 1:
+        raise ValueError(f"num_train_timesteps must be an integer >= 1, got {T!r}.")
+    if T > MAX_TRAIN_TIMESTEPS:
+        raise ValueError(f"num_train_timesteps must be at most {MAX_TRAIN_TIMESTEPS}, got {T!r}.")
     schedule = canonical_schedule_name(config.beta_schedule)  # raises on unknown names
     _check_choice("prediction_type", config.prediction_type, PREDICTION_TYPES)
     _check_choice("variance_type", config.variance_type, VARIANCE_TYPES)

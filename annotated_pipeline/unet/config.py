@@ -36,9 +36,11 @@ MAX_LEVELS = 10           # len(dim_mults)
 def _check_int(name, value, minimum=1, allow_none=False, maximum=None):
     if value is None and allow_none:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
-        allowed = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum else "") + (" or None" if allow_none else "")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        allowed = f"an integer >= {minimum}" + (" or None" if allow_none else "")
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value!r}")
 
 
 def _halvings(size, n):

@@ -36,15 +36,15 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_before_training(tmp_path, ca
 
 
 def test_configs_that_ask_for_absurd_sizes_are_refused_as_configs(tmp_path):
-    with pytest.raises(ValueError, match=r"num_train_timesteps must be an integer in \[1, 100000\], got 100000000"):
+    with pytest.raises(ValueError, match="num_train_timesteps must be at most 100000, got 100000000"):
         AnnotatedDDPMScheduler(num_train_timesteps=10**8)
     folder = tmp_path / "scheduler"
     AnnotatedDDPMScheduler(beta_schedule="squaredcos_cap_v2").save_pretrained(folder)
     config = json.loads((folder / "scheduler_config.json").read_text())
     (folder / "scheduler_config.json").write_text(json.dumps({**config, "num_train_timesteps": 10**8}))
-    with pytest.raises(ValueError, match="num_train_timesteps must be an integer in"):
+    with pytest.raises(ValueError, match="num_train_timesteps must be at most 100000"):
         AnnotatedDDPMScheduler.from_pretrained(folder)
     with pytest.raises(ValueError, match=r"dim \* max\(dim_mults\) = 1000000 with 3 levels exceeds"):
         AnnotatedUNet2DModel(sample_size=32, dim=10**6, dim_mults=(1, 1, 1))
-    with pytest.raises(ValueError, match="sample_size must be an integer >= 1 and <= 4096"):
+    with pytest.raises(ValueError, match="sample_size must be at most 4096, got 1048576"):
         AnnotatedUNet2DModel(sample_size=2**20, dim=8, dim_mults=(1, 2))
