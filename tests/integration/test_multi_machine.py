@@ -7,8 +7,8 @@ As README "Train" shows for real machines: one command per machine, the same --m
     same weights    the two machines end with bit-identical weights to one machine running 2 processes
                     with the same seed (the same 2 ranks see the same batches and noise)
     a killed one    killing machine 1's processes is reported by machine 0 at once (its connection closed),
-                    and both machines relaunched with --resume_from_checkpoint latest resume and finish (not
-                    yet with the uninterrupted run's weights: a known bug, the xfail test below)
+                    and both machines relaunched with --resume_from_checkpoint latest resume and finish with the
+                    uninterrupted run's weights (each rank resumes its own t/eps generator, run_state.py)
     a silent one    a machine that stops answering without closing its connections (SIGSTOP: as a machine
                     that loses power or network) is given up by machine 0 after --ddp_timeout
 """
@@ -171,10 +171,6 @@ def test_both_machines_relaunched_resume_from_the_latest_checkpoint_and_finish(k
     assert (out / f"checkpoint-{STEPS}" / "model.safetensors").exists()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known bug, not fixed here: accelerate writes registered objects (custom_checkpoint_0.pkl, the t/eps "
-    "generator step.NoiseGenerator) from the main process only, so on resume every rank loads rank 0's generator "
-    "state and rank 1 draws other t and eps than the uninterrupted run (also with 2 processes on one machine)"))
 def test_the_resumed_run_ends_with_the_weights_of_the_uninterrupted_one(killed_and_resumed, two_machines):
     out, _, _ = killed_and_resumed
     assert_same_weights(out / f"checkpoint-{STEPS}", two_machines[0] / f"checkpoint-{STEPS}")
