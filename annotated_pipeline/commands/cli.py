@@ -50,7 +50,7 @@ def main(argv=None):
     if argv[0] == "--version":
         import torch
 
-        from . import __version__
+        from .. import __version__
 
         print(f"annotated-pipeline {__version__} (torch {torch.__version__})")
         return 0

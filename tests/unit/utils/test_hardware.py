@@ -118,7 +118,7 @@ def test_a_training_process_keeps_to_its_share_of_the_cores(monkeypatch):
 
 def test_every_command_s_precision_option_defaults_to_auto_with_the_same_choices():
     from annotated_pipeline.evaluation import train_classifier
-    from annotated_pipeline.training.args import MIXED_PRECISION, build_parser
+    from annotated_pipeline.training.options import MIXED_PRECISION, build_parser
 
     assert train_classifier.parse_args(["--output_dir", "x"]).precision == "auto"
     assert train_classifier.parse_args(["--output_dir", "x", "--no_bf16"]).precision == "fp32"  # the older spelling
