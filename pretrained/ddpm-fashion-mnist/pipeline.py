@@ -189,6 +189,11 @@ def load_with_installed_classes(cls, path_or_repo_id, installed, kwargs):
                 f"{base.__name__} classes, and no code from the folder runs; to load anything else, read the "
                 "folder's code and use DiffusionPipeline.from_pretrained(path, trust_remote_code=True)."
             )
+        saved_as = component_cls.load_config(folder, subfolder=name).get("_class_name") if base is ModelMixin else None
+        if saved_as is not None and saved_as != class_name:  # e.g. a hand-edited model_index.json (a scheduler
+            # config may be read by another scheduler class, a model's weights only by their own)
+            raise ValueError(f"{name} is saved as [{library!r}, {class_name!r}] in model_index.json, but {name}/ holds "
+                             f"a {saved_as} config: the folder contradicts itself; name {saved_as!r} in model_index.json")
         load_kwargs = {"subfolder": name}
         if issubclass(component_cls, ModelMixin):
             load_kwargs.update(use_safetensors=True, torch_dtype=torch_dtype, variant=variant)

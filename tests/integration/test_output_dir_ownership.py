@@ -52,7 +52,9 @@ def one_error_line(err, prog=PROG):
 
 def test_two_writers_on_one_folder(tmp_path, data_dir):
     out = tmp_path / "out"
-    first = train_process(data_dir, out, "--max_train_steps", "100000", "--checkpointing_steps", "100000")
+    # Long enough to be killed while training, and never saving a model on the way (12 images: 3 steps an epoch).
+    first = train_process(data_dir, out, "--max_train_steps", "100000", "--checkpointing_steps", "100000",
+                          "--save_model_epochs", "100000", "--save_images_epochs", "100000")
     try:
         deadline = time.time() + 120
         while not (out / LOCK_FILE).exists() or not (out / LOCK_FILE).read_text():

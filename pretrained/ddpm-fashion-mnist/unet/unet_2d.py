@@ -285,6 +285,7 @@ config.json), or raises a ValueError that says what was wrong and what would wor
     resnet_block_groups    divides every ResNet block width (GroupNorm)
     sample_size            survives len(dim_mults) - 1 halvings: a multiple of 2^(L-1)
     linear_attention_levels  "middle", "below_full_resolution", "all"/None, or distinct level indices
+    bounds                 widest layer, levels, sample_size and classes below MAX_* (no terabyte configs)
 """
 
 from math import gcd
@@ -301,12 +302,22 @@ def named_levels(name, num_levels):
     return tuple(range(1, last)) if name == "middle" else tuple(range(1, last + 1))
 
 
-def _check_int(name, value, minimum=1, allow_none=False):
+# Bounds far above any model this project trains, so that a config that asks for terabytes (dim: 10**6)
+# is refused as a config, not found by an allocation.
+MAX_WIDTH = 8192          # dim * max(dim_mults), the widest layer
+MAX_SIDE = 4096           # pixels per side of sample_size
+MAX_CLASSES = 100_000     # num_class_embeds
+MAX_LEVELS = 10           # len(dim_mults)
+
+
+def _check_int(name, value, minimum=1, allow_none=False, maximum=None):
     if value is None and allow_none:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         allowed = f"an integer >= {minimum}" + (" or None" if allow_none else "")
         raise ValueError(f"{name} must be {allowed}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum}, got {value!r}")
 
 
 def _halvings(size, n):
@@ -345,13 +356,16 @@ def check_config(sample_size, in_channels, out_channels, dim, init_dim, dim_mult
     for m in dim_mults:
         _check_int("every entry of dim_mults", m)
     dim_mults = tuple(dim_mults)
+    if len(dim_mults) > MAX_LEVELS or dim * max(dim_mults) > MAX_WIDTH:
+        raise ValueError(f"dim * max(dim_mults) = {dim * max(dim_mults)} with {len(dim_mults)} levels exceeds this "
+                         f"U-Net's bounds (widest layer <= {MAX_WIDTH}, at most {MAX_LEVELS} levels)")
     if block_type not in BLOCK_TYPES:
         raise ValueError(f"block_type must be one of {BLOCK_TYPES}, got {block_type!r}")
     _check_int("resnet_block_groups", resnet_block_groups)
     _check_int("convnext_mult", convnext_mult)
     _check_int("attention_heads", attention_heads)
     _check_int("attention_head_dim", attention_head_dim)
-    _check_int("num_class_embeds", num_class_embeds, allow_none=True)
+    _check_int("num_class_embeds", num_class_embeds, allow_none=True, maximum=MAX_CLASSES)
     if not isinstance(null_class_embed, bool):
         raise ValueError(f"null_class_embed must be True or False, got {null_class_embed!r}")
     if null_class_embed and num_class_embeds is None:
@@ -403,8 +417,8 @@ def check_config(sample_size, in_channels, out_channels, dim, init_dim, dim_mult
             sample_size = (height, width)
         else:
             raise ValueError(f"sample_size must be an int, a (height, width) pair or None, got {sample_size!r}")
-        _check_int("sample_size", height)
-        _check_int("sample_size", width)
+        _check_int("sample_size", height, maximum=MAX_SIDE)
+        _check_int("sample_size", width, maximum=MAX_SIDE)
         check_spatial(f"sample_size={sample_size}: side", height, width, num_levels)
     return init_dim, dim_mults, sample_size, linear_attention_levels, attended
 
