@@ -54,7 +54,7 @@ SET_BY_PROTOCOL = ("--output_dir", "--checkpointing_steps", "--resume_from_check
 # The shipped model's recipe (README "Train", pretrained/train_reference.sh) in one process, less the options
 # the protocol sets: class-conditional with 10% label dropout, bf16 autocast, EMA, min-SNR-5.
 RECIPES = {
-    "shipped": ["--train_data_dir", "/usr/share/datasets/fashion-mnist", "--mixed_precision", "bf16",
+    "shipped": ["--train_data_dir", "/usr/share/datasets/fashion-mnist",
                 "--train_batch_size", "128", "--learning_rate", "1e-3", "--lr_scheduler", "constant_with_warmup",
                 "--lr_warmup_steps", "200", "--snr_gamma", "5", "--label_column", "label",
                 "--class_dropout_prob", "0.1", "--use_ema", "--max_train_steps", "7000", "--logger", "none"],
