@@ -34,8 +34,8 @@ def run(tmp_path_factory):
     data = small_parquet(folder / "data", n=8)
     out = folder / "run"
     argv = ["--train_data_dir", str(data), "--output_dir", str(out), "--max_train_steps", "2",
-            "--checkpointing_steps", "2", "--train_batch_size", "4", "--logger", "none", "--mixed_precision", "no",
-            *TINY]  # TINY: 20 training timesteps, grids with 5 steps
+            "--checkpointing_steps", "2", "--train_batch_size", "4", "--logger", "none",
+            *TINY]  # TINY: 20 training timesteps, grids with 5 steps; precision auto, as the other in-process runs (one AcceleratorState)
     assert train_main(argv) == 0
     return out
 
