@@ -148,9 +148,9 @@ def load_training_state(accelerator, path, model, optimizer, lr_scheduler, noise
                                 accelerator.scaler is not None, trust)
     weights = os.path.join(path, "model.safetensors")
     if os.path.isfile(weights):
-        load_model(model, weights, device="cpu")  # copied onto the parameters' devices
+        load_model(unwrapped, weights, device="cpu")  # saved unwrapped (no DDP "module." prefix); copied onto the parameters' devices
     else:  # accelerate's save_state(safe_serialization=False): a pickle, read as weights only
-        model.load_state_dict(load_pickle(os.path.join(path, "pytorch_model.bin"), trust))
+        unwrapped.load_state_dict(load_pickle(os.path.join(path, "pytorch_model.bin"), trust))
     optimizer.load_state_dict(state["optimizer"])
     lr_scheduler.load_state_dict(state["scheduler"])
     if state["scaler"] is not None:
