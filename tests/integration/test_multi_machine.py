@@ -32,7 +32,7 @@ from training_runs import REPO, SCRIPT, TINY, launch, small_parquet  # noqa: E40
 pytestmark = pytest.mark.slow
 STEPS = 12
 RUN = [*TINY, "--train_batch_size", "2", "--max_train_steps", str(STEPS), "--checkpointing_steps", "2",
-       "--logger", "none", "--seed", "3"]
+       "--logger", "none", "--seed", "3", "--mixed_precision", "no"]  # fp32 everywhere: "auto" would pick bf16 where native
 LAUNCH = ["--multi_gpu", "--num_processes", "2", "--mixed_precision", "no", "--dynamo_backend", "no"]
 
 
