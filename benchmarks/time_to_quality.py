@@ -131,7 +131,8 @@ def train_for_budget(name: str, arguments: list[str], budget_cpu_s: float, run_d
             if ended:
                 break
             if cpu >= budget_cpu_s:
-                os.killpg(process.pid, signal.SIGTERM)
+                # A hard stop: SIGTERM would make the run write one more checkpoint, past the budget.
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=120)
                 stopped = True
                 break

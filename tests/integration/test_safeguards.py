@@ -5,6 +5,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import datasets
 import pytest

@@ -351,7 +351,7 @@ def test_the_folder_loads_as_remote_code_without_the_package(tmp_path):
     """Copy unet_2d.py and its direct relative imports, as diffusers does for a saved pipeline, and
     load them with diffusers' remote-code loader in a process where `annotated_pipeline` cannot import."""
     needed = sorted(get_relative_imports(os.path.join(UNET_DIR, "unet_2d.py")))
-    assert needed == ["attention", "blocks", "config", "embeddings"]  # the entry file names every sibling itself
+    assert needed == ["attention", "blocks", "config", "embeddings", "fused"]  # the entry file names every sibling itself
     code = tmp_path / "code"
     code.mkdir()
     for name in ["unet_2d"] + needed:
