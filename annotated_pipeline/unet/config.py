@@ -61,6 +61,35 @@ def check_spatial(what, height, width, num_levels):
             )
 
 
+def _attended_levels(linear_attention_levels, num_levels, dim_mults):
+    """(linear_attention_levels as stored, the set of levels with linear attention), or a ValueError."""
+    if linear_attention_levels is None or linear_attention_levels == "all":
+        linear_attention_levels = None  # every level; stored as None, its spelling in older configs
+        attended = set(range(num_levels))
+    elif linear_attention_levels in LINEAR_ATTENTION_NAMES:
+        linear_attention_levels = named_levels(linear_attention_levels, num_levels)
+        attended = set(linear_attention_levels)
+    else:
+        if isinstance(linear_attention_levels, (str, bytes)) or not hasattr(linear_attention_levels, "__iter__"):
+            raise ValueError(
+                f"linear_attention_levels must be \"middle\" (the levels strictly between 0 and {num_levels - 1}), "
+                f"\"below_full_resolution\" (levels 1..{num_levels - 1}), \"all\" or None (every level), "
+                f"or a sequence of level indices in 0..{num_levels - 1}, "
+                f"got {linear_attention_levels!r}"
+            )
+        linear_attention_levels = tuple(linear_attention_levels)
+        bad = [i for i in linear_attention_levels
+               if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_levels]
+        if bad or len(set(linear_attention_levels)) != len(linear_attention_levels):
+            raise ValueError(
+                f"linear_attention_levels must hold distinct level indices in 0..{num_levels - 1} (one per entry "
+                f"of dim_mults={dim_mults}), got {linear_attention_levels!r}"
+            )
+        attended = set(linear_attention_levels)
+        linear_attention_levels = tuple(sorted(attended))
+    return linear_attention_levels, attended
+
+
 def check_config(sample_size, in_channels, out_channels, dim, init_dim, dim_mults, block_type, resnet_block_groups,
                  convnext_mult, attention_heads, attention_head_dim, num_class_embeds, linear_attention_levels,
                  null_class_embed):
@@ -96,30 +125,7 @@ def check_config(sample_size, in_channels, out_channels, dim, init_dim, dim_mult
                          "an unconditional model has no class to drop")
 
     num_levels = len(dim_mults)
-    if linear_attention_levels is None or linear_attention_levels == "all":
-        linear_attention_levels = None  # every level; stored as None, its spelling in older configs
-        attended = set(range(num_levels))
-    elif linear_attention_levels in LINEAR_ATTENTION_NAMES:
-        linear_attention_levels = named_levels(linear_attention_levels, num_levels)
-        attended = set(linear_attention_levels)
-    else:
-        if isinstance(linear_attention_levels, (str, bytes)) or not hasattr(linear_attention_levels, "__iter__"):
-            raise ValueError(
-                f"linear_attention_levels must be \"middle\" (the levels strictly between 0 and {num_levels - 1}), "
-                f"\"below_full_resolution\" (levels 1..{num_levels - 1}), \"all\" or None (every level), "
-                f"or a sequence of level indices in 0..{num_levels - 1}, "
-                f"got {linear_attention_levels!r}"
-            )
-        linear_attention_levels = tuple(linear_attention_levels)
-        bad = [i for i in linear_attention_levels
-               if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_levels]
-        if bad or len(set(linear_attention_levels)) != len(linear_attention_levels):
-            raise ValueError(
-                f"linear_attention_levels must hold distinct level indices in 0..{num_levels - 1} (one per entry "
-                f"of dim_mults={dim_mults}), got {linear_attention_levels!r}"
-            )
-        attended = set(linear_attention_levels)
-        linear_attention_levels = tuple(sorted(attended))
+    linear_attention_levels, attended = _attended_levels(linear_attention_levels, num_levels, dim_mults)
     widths = [dim * m for m in dim_mults]
     if block_type == "resnet":
         normed = sorted(set(widths) | {dim})  # every ResNet block ends at one of these widths
