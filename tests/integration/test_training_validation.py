@@ -58,7 +58,7 @@ def test_validation_loss_and_inception_quality_in_tensorboard(tmp_path):
     # The last val/loss, recomputed from the saved weights on the same held-out images, t and eps.
     from accelerate import Accelerator
 
-    from annotated_pipeline import AnnotatedDDPMPipeline
+    from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler
     from annotated_pipeline.training.args import parse_args
     from annotated_pipeline.training.build import load_data
     from annotated_pipeline.training.validation import ValidationLoss, split_off
@@ -68,8 +68,11 @@ def test_validation_loss_and_inception_quality_in_tensorboard(tmp_path):
     kept, held_out = split_off(dataset, 16, args.seed)
     assert len(kept) + len(held_out) == len(dataset) == 2000
     pipe = AnnotatedDDPMPipeline.from_pretrained(out)
-    validation = ValidationLoss.from_dataset(held_out, pipe.scheduler, args, conditional=False)
-    again = validation.loss(pipe.unet.eval(), pipe.scheduler, args.loss_type, args.snr_gamma)
+    # The folder's scheduler component is its grid sampler (DPM-Solver++); the run's noise scheduler comes back from
+    # the same config, and it is what the training loss (and so the validation loss) noises with.
+    noise_scheduler = AnnotatedDDPMScheduler.from_config(pipe.scheduler.config)
+    validation = ValidationLoss.from_dataset(held_out, noise_scheduler, args, conditional=False)
+    again = validation.loss(pipe.unet.eval(), noise_scheduler, args.loss_type, args.snr_gamma)
     logged = events.Scalars("val/loss")[-1].value
     assert again == pytest.approx(logged, rel=1e-5)
-    assert torch.equal(validation.t, ValidationLoss.from_dataset(held_out, pipe.scheduler, args, False).t)  # fixed
+    assert torch.equal(validation.t, ValidationLoss.from_dataset(held_out, noise_scheduler, args, False).t)  # fixed
