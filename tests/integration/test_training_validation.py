@@ -68,9 +68,9 @@ def test_validation_loss_and_inception_quality_in_tensorboard(tmp_path):
     kept, held_out = split_off(dataset, 16, args.seed)
     assert len(kept) + len(held_out) == len(dataset) == 2000
     pipe = AnnotatedDDPMPipeline.from_pretrained(out)
-    # The folder's scheduler component is its grid sampler (DPM-Solver++); the run's noise scheduler comes back from
-    # the same config, and it is what the training loss (and so the validation loss) noises with.
-    noise_scheduler = AnnotatedDDPMScheduler.from_config(pipe.scheduler.config)
+    # The folder's scheduler component is its grid sampler (DPM-Solver++); the noise scheduler the loss (and so the
+    # validation loss) noises with is the run's own, kept in its last checkpoint.
+    noise_scheduler = AnnotatedDDPMScheduler.from_pretrained(out / "checkpoint-4" / "scheduler")
     validation = ValidationLoss.from_dataset(held_out, noise_scheduler, args, conditional=False)
     again = validation.loss(pipe.unet.eval(), noise_scheduler, args.loss_type, args.snr_gamma)
     logged = events.Scalars("val/loss")[-1].value
