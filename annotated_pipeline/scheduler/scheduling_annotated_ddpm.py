@@ -34,7 +34,7 @@ and every formula above holds with $t - 1$ replaced by $t'$. With all T steps th
 
 The class mirrors diffusers' DDPMScheduler API and config (same keys, meanings and defaults), so it
 can be swapped with any diffusers scheduler through `from_config`. This file must stay copyable into a
-saved pipeline: it imports only torch, numpy, diffusers, the standard library and `from .schedules`.
+saved pipeline: it imports only torch, numpy, diffusers, the standard library and its siblings `.schedules` and `.config`.
 """
 
 from dataclasses import dataclass

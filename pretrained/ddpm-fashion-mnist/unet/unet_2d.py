@@ -631,7 +631,7 @@ pipelines: forward(sample, timestep).sample. Its attention layers follow diffuse
 "mid_attention.fn.processor"), and `unet.set_attn_processor(p)` (one processor, or such a dict) swaps what
 they compute, e.g. for a processor that records the weights (annotated_pipeline.visualize.attention).
 
-This file imports its siblings directly (embeddings, blocks, attention, config) and nothing from the package,
+This file imports its siblings directly (embeddings, blocks, attention, config, fused) and nothing from the package,
 so that diffusers' remote-code loader can copy it with those files into a saved pipeline.
 """
 
