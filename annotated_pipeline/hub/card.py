@@ -197,16 +197,31 @@ def folder_sampling_defaults(folder) -> dict | None:
     return defaults
 
 
+# How the card's Inception numbers were computed: comparable only to numbers computed the same way.
+INCEPTION_METRIC_NOTE = ("TF Inception-v3 pool features; 28x28 grey replicated to RGB and resized to 299x299 "
+                         "by TF1 bilinear; against the whole 10,000-image test split")
+
+
 def _eval_results(metrics, dataset_id, dataset_name):
-    """The card's numeric metrics as `model-index` results, which the Hub shows beside the model. The
-    distances are the offline Frechet distance of annotated_pipeline.evaluation, not Inception FIDs, and
-    their metric type says so."""
+    """The card's numeric metrics as `model-index` results, which the Hub shows beside the model.
+
+    Names starting `inception_fid` / `inception_kid` are the field's Inception FID and KID (evaluation/
+    inception_measure.py) and are typed "FID" / "KID", their name saying how they were computed; the
+    other distances are the offline Frechet distance in our classifier's features, and their type says
+    that they are not Inception FIDs."""
     from huggingface_hub import EvalResult
+
+    def typed(name):
+        if name.startswith(("inception_fid", "inception_kid")):
+            kind = "FID" if name.startswith("inception_fid") else "KID"
+            return kind, f"{name} ({INCEPTION_METRIC_NOTE})"
+        if "frechet" in name:
+            return f"{name} (classifier features, not an Inception FID)", name
+        return name, name
 
     return [
         EvalResult(task_type=PIPELINE_TAG, dataset_type=dataset_id or "custom", dataset_name=dataset_name or "training data",
-                   metric_type=f"{name} (classifier features, not an Inception FID)" if "frechet" in name else name,
-                   metric_name=name, metric_value=value)
+                   metric_type=typed(name)[0], metric_name=typed(name)[1], metric_value=value)
         for name, value in metrics.items()
         if isinstance(value, (int, float)) and not isinstance(value, bool) and not name.startswith("guidance")
     ]

@@ -342,3 +342,14 @@ def test_card_metrics_are_model_index_results_the_hub_shows(tmp_path):
     assert fd.metric_value == 9.6 and "not an Inception FID" in fd.metric_type
     assert fd.task_type == "unconditional-image-generation" and fd.dataset_type == "zalando-datasets/fashion_mnist"
     assert "model-index:" in (tmp_path / "README.md").read_text()
+
+
+def test_inception_metrics_are_typed_fid_and_kid_and_say_how_they_were_computed(tmp_path):
+    hub.write_model_card(tmp_path, repo_id_or_path="alice/ddpm", dataset_name="zalando-datasets/fashion_mnist",
+                         metrics={"inception_fid_dpmsolver20_n10000": 12.5, "inception_kid_dpmsolver20_n10000": 0.004,
+                                  "frechet_distance_ddim50_n1000": 9.6})
+    results = {r.metric_value: r for r in ModelCard.load(tmp_path / "README.md").data.eval_results}
+    fid, kid, classifier = results[12.5], results[0.004], results[9.6]
+    assert (fid.metric_type, kid.metric_type) == ("FID", "KID")
+    assert "Inception-v3" in fid.metric_name and "299x299" in fid.metric_name and "test split" in fid.metric_name
+    assert "not an Inception FID" in classifier.metric_type
