@@ -21,6 +21,7 @@ import os
 
 from . import validation
 from .options import ARCHITECTURE_OPTIONS, CONSTANT_LR_SCHEDULERS, LR_SCHEDULERS, SCHEDULE_OPTIONS, build_parser  # noqa: F401
+from .settings import TrainingArgs, TrainingSettings, given
 
 
 class TrainingConfigError(ValueError):
@@ -96,7 +97,9 @@ def validate_args(args):
     if args.reset_class_embedding and args.pretrained_model_name_or_path is None:
         raise TrainingConfigError("--reset_class_embedding replaces the class embedding of a base model, so it needs "
                                   "--pretrained_model_name_or_path")
-    if args.ddpm_num_steps is not None and args.ddpm_num_inference_steps > args.ddpm_num_steps:
+    # T decided by a base model is known once it is loaded (base_model.py checks it then).
+    t_from_base = "ddpm_num_steps" in decided_by_base(args) and "ddpm_num_steps" not in given(args)
+    if not t_from_base and args.ddpm_num_inference_steps > args.ddpm_num_steps:
         raise TrainingConfigError(
             f"--ddpm_num_inference_steps ({args.ddpm_num_inference_steps}) cannot exceed "
             f"--ddpm_num_steps ({args.ddpm_num_steps})"
@@ -144,25 +147,22 @@ def given_options(parser, argv=None):
             action.default = default
 
 
-def parse_args(argv=None, prog="train_accelerate.py"):
-    """Parse and validate; argparse exits with status 2 on a malformed flag, TrainingConfigError otherwise.
-
-    With a base model (--pretrained_model_name_or_path, --model_config_name_or_path) the options it decides
-    (ARCHITECTURE_OPTIONS, SCHEDULE_OPTIONS) that the command line leaves out are None here, and
-    build.setup fills them in from the base model."""
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    decided = ()
+def decided_by_base(args):
+    """The options a base model decides: with --pretrained_model_name_or_path the architecture and the
+    schedule, with --model_config_name_or_path the architecture, else none (base_model.py)."""
     if args.pretrained_model_name_or_path is not None:
-        decided = ARCHITECTURE_OPTIONS + SCHEDULE_OPTIONS
-    elif args.model_config_name_or_path is not None:
-        decided = ARCHITECTURE_OPTIONS
-    if decided:
-        given = given_options(parser, argv)
-        for name in decided:
-            if name not in given:
-                setattr(args, name, None)
-    return validate_args(args)
+        return ARCHITECTURE_OPTIONS + SCHEDULE_OPTIONS
+    if args.model_config_name_or_path is not None:
+        return ARCHITECTURE_OPTIONS
+    return ()
+
+
+def parse_args(argv=None, prog="train_accelerate.py"):
+    """Parse and validate into a TrainingArgs (settings.py) that records which options `argv` names;
+    argparse exits with status 2 on a malformed flag, TrainingConfigError otherwise."""
+    parser = build_parser(prog)
+    settings = TrainingSettings.from_flat(vars(parser.parse_args(argv)))
+    return validate_args(TrainingArgs.from_settings(settings, given=given_options(parser, argv)))
 
 
 def args_for_model_card(args):
