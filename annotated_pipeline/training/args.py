@@ -56,24 +56,7 @@ def validate_args(args):
         raise TrainingConfigError(f"--adam_weight_decay must be >= 0; got {args.adam_weight_decay}")
     if args.dataloader_num_workers < 0:
         raise TrainingConfigError(f"--dataloader_num_workers must be >= 0; got {args.dataloader_num_workers}")
-    if args.lr_warmup_steps < 0:
-        raise TrainingConfigError(f"--lr_warmup_steps must be >= 0; got {args.lr_warmup_steps}")
-    if args.lr_decay_steps is not None and args.lr_decay_steps <= args.lr_warmup_steps:
-        raise TrainingConfigError(
-            f"--lr_decay_steps ({args.lr_decay_steps}) must exceed --lr_warmup_steps ({args.lr_warmup_steps})"
-        )
-    if args.lr_decay_steps is not None and args.lr_scheduler in CONSTANT_LR_SCHEDULERS:
-        raise TrainingConfigError(
-            f"--lr_decay_steps has no effect with --lr_scheduler {args.lr_scheduler} (the rate never decays); "
-            f"drop it, or choose one of {', '.join(s for s in LR_SCHEDULERS if s not in CONSTANT_LR_SCHEDULERS)}"
-        )
-    if (args.lr_scheduler == "warmup_stable_decay") != (args.lr_cooldown_steps is not None):
-        raise TrainingConfigError(
-            "--lr_cooldown_steps goes with --lr_scheduler warmup_stable_decay and only with it "
-            f"(got --lr_scheduler {args.lr_scheduler}, --lr_cooldown_steps {args.lr_cooldown_steps})"
-        )
-    if args.lr_cooldown_steps is not None and args.lr_cooldown_steps < 1:
-        raise TrainingConfigError(f"--lr_cooldown_steps must be >= 1; got {args.lr_cooldown_steps}")
+    _validate_lr_schedule(args)
     if args.snr_gamma is not None and not args.snr_gamma > 0:
         raise TrainingConfigError(f"--snr_gamma must be > 0 (Hang et al. 2023 use 5); got {args.snr_gamma}")
     if args.learning_rate <= 0:
@@ -117,6 +100,28 @@ def validate_args(args):
             "--logger tensorboard needs the tensorboard package: `pip install tensorboard` (or use --logger none)"
         )
     return args
+
+
+def _validate_lr_schedule(args):
+    """--lr_warmup_steps, --lr_decay_steps and --lr_cooldown_steps against --lr_scheduler."""
+    if args.lr_warmup_steps < 0:
+        raise TrainingConfigError(f"--lr_warmup_steps must be >= 0; got {args.lr_warmup_steps}")
+    if args.lr_decay_steps is not None and args.lr_decay_steps <= args.lr_warmup_steps:
+        raise TrainingConfigError(
+            f"--lr_decay_steps ({args.lr_decay_steps}) must exceed --lr_warmup_steps ({args.lr_warmup_steps})"
+        )
+    if args.lr_decay_steps is not None and args.lr_scheduler in CONSTANT_LR_SCHEDULERS:
+        raise TrainingConfigError(
+            f"--lr_decay_steps has no effect with --lr_scheduler {args.lr_scheduler} (the rate never decays); "
+            f"drop it, or choose one of {', '.join(s for s in LR_SCHEDULERS if s not in CONSTANT_LR_SCHEDULERS)}"
+        )
+    if (args.lr_scheduler == "warmup_stable_decay") != (args.lr_cooldown_steps is not None):
+        raise TrainingConfigError(
+            "--lr_cooldown_steps goes with --lr_scheduler warmup_stable_decay and only with it "
+            f"(got --lr_scheduler {args.lr_scheduler}, --lr_cooldown_steps {args.lr_cooldown_steps})"
+        )
+    if args.lr_cooldown_steps is not None and args.lr_cooldown_steps < 1:
+        raise TrainingConfigError(f"--lr_cooldown_steps must be >= 1; got {args.lr_cooldown_steps}")
 
 
 def _validate_quality_args(args):
