@@ -1,6 +1,8 @@
 """Training with Accelerate, one concept per module, in the order a run meets them:
 
-    args.py           the command line (every option, with its allowed values and checks)
+    settings.py       the settings, one dataclass per group: each option's type, allowed values, default, help
+    options.py        the argument parser, generated from settings.py (option_types.py: reading the text)
+    args.py           parse_args and the checks of what the arguments alone can tell
     data.py           the training images: a Hub data set, a folder, or the embedded sample
     fashion_mnist.py  the Fashion-MNIST files (IDX, SHA-256 checked) and class names
     base_model.py     fine-tuning: the U-Net and schedule of a saved pipeline, repo or checkpoint

@@ -21,6 +21,7 @@ import os
 
 from . import validation
 from .options import ARCHITECTURE_OPTIONS, CONSTANT_LR_SCHEDULERS, LR_SCHEDULERS, SCHEDULE_OPTIONS, build_parser  # noqa: F401
+from .settings import TrainingArgs, TrainingSettings, given
 
 
 class TrainingConfigError(ValueError):
@@ -55,24 +56,7 @@ def validate_args(args):
         raise TrainingConfigError(f"--adam_weight_decay must be >= 0; got {args.adam_weight_decay}")
     if args.dataloader_num_workers < 0:
         raise TrainingConfigError(f"--dataloader_num_workers must be >= 0; got {args.dataloader_num_workers}")
-    if args.lr_warmup_steps < 0:
-        raise TrainingConfigError(f"--lr_warmup_steps must be >= 0; got {args.lr_warmup_steps}")
-    if args.lr_decay_steps is not None and args.lr_decay_steps <= args.lr_warmup_steps:
-        raise TrainingConfigError(
-            f"--lr_decay_steps ({args.lr_decay_steps}) must exceed --lr_warmup_steps ({args.lr_warmup_steps})"
-        )
-    if args.lr_decay_steps is not None and args.lr_scheduler in CONSTANT_LR_SCHEDULERS:
-        raise TrainingConfigError(
-            f"--lr_decay_steps has no effect with --lr_scheduler {args.lr_scheduler} (the rate never decays); "
-            f"drop it, or choose one of {', '.join(s for s in LR_SCHEDULERS if s not in CONSTANT_LR_SCHEDULERS)}"
-        )
-    if (args.lr_scheduler == "warmup_stable_decay") != (args.lr_cooldown_steps is not None):
-        raise TrainingConfigError(
-            "--lr_cooldown_steps goes with --lr_scheduler warmup_stable_decay and only with it "
-            f"(got --lr_scheduler {args.lr_scheduler}, --lr_cooldown_steps {args.lr_cooldown_steps})"
-        )
-    if args.lr_cooldown_steps is not None and args.lr_cooldown_steps < 1:
-        raise TrainingConfigError(f"--lr_cooldown_steps must be >= 1; got {args.lr_cooldown_steps}")
+    _validate_lr_schedule(args)
     if args.snr_gamma is not None and not args.snr_gamma > 0:
         raise TrainingConfigError(f"--snr_gamma must be > 0 (Hang et al. 2023 use 5); got {args.snr_gamma}")
     if args.learning_rate <= 0:
@@ -96,7 +80,9 @@ def validate_args(args):
     if args.reset_class_embedding and args.pretrained_model_name_or_path is None:
         raise TrainingConfigError("--reset_class_embedding replaces the class embedding of a base model, so it needs "
                                   "--pretrained_model_name_or_path")
-    if args.ddpm_num_steps is not None and args.ddpm_num_inference_steps > args.ddpm_num_steps:
+    # T decided by a base model is known once it is loaded (base_model.py checks it then).
+    t_from_base = "ddpm_num_steps" in decided_by_base(args) and "ddpm_num_steps" not in given(args)
+    if not t_from_base and args.ddpm_num_inference_steps > args.ddpm_num_steps:
         raise TrainingConfigError(
             f"--ddpm_num_inference_steps ({args.ddpm_num_inference_steps}) cannot exceed "
             f"--ddpm_num_steps ({args.ddpm_num_steps})"
@@ -114,6 +100,28 @@ def validate_args(args):
             "--logger tensorboard needs the tensorboard package: `pip install tensorboard` (or use --logger none)"
         )
     return args
+
+
+def _validate_lr_schedule(args):
+    """--lr_warmup_steps, --lr_decay_steps and --lr_cooldown_steps against --lr_scheduler."""
+    if args.lr_warmup_steps < 0:
+        raise TrainingConfigError(f"--lr_warmup_steps must be >= 0; got {args.lr_warmup_steps}")
+    if args.lr_decay_steps is not None and args.lr_decay_steps <= args.lr_warmup_steps:
+        raise TrainingConfigError(
+            f"--lr_decay_steps ({args.lr_decay_steps}) must exceed --lr_warmup_steps ({args.lr_warmup_steps})"
+        )
+    if args.lr_decay_steps is not None and args.lr_scheduler in CONSTANT_LR_SCHEDULERS:
+        raise TrainingConfigError(
+            f"--lr_decay_steps has no effect with --lr_scheduler {args.lr_scheduler} (the rate never decays); "
+            f"drop it, or choose one of {', '.join(s for s in LR_SCHEDULERS if s not in CONSTANT_LR_SCHEDULERS)}"
+        )
+    if (args.lr_scheduler == "warmup_stable_decay") != (args.lr_cooldown_steps is not None):
+        raise TrainingConfigError(
+            "--lr_cooldown_steps goes with --lr_scheduler warmup_stable_decay and only with it "
+            f"(got --lr_scheduler {args.lr_scheduler}, --lr_cooldown_steps {args.lr_cooldown_steps})"
+        )
+    if args.lr_cooldown_steps is not None and args.lr_cooldown_steps < 1:
+        raise TrainingConfigError(f"--lr_cooldown_steps must be >= 1; got {args.lr_cooldown_steps}")
 
 
 def _validate_quality_args(args):
@@ -144,25 +152,22 @@ def given_options(parser, argv=None):
             action.default = default
 
 
-def parse_args(argv=None, prog="train_accelerate.py"):
-    """Parse and validate; argparse exits with status 2 on a malformed flag, TrainingConfigError otherwise.
-
-    With a base model (--pretrained_model_name_or_path, --model_config_name_or_path) the options it decides
-    (ARCHITECTURE_OPTIONS, SCHEDULE_OPTIONS) that the command line leaves out are None here, and
-    build.setup fills them in from the base model."""
-    parser = build_parser(prog)
-    args = parser.parse_args(argv)
-    decided = ()
+def decided_by_base(args):
+    """The options a base model decides: with --pretrained_model_name_or_path the architecture and the
+    schedule, with --model_config_name_or_path the architecture, else none (base_model.py)."""
     if args.pretrained_model_name_or_path is not None:
-        decided = ARCHITECTURE_OPTIONS + SCHEDULE_OPTIONS
-    elif args.model_config_name_or_path is not None:
-        decided = ARCHITECTURE_OPTIONS
-    if decided:
-        given = given_options(parser, argv)
-        for name in decided:
-            if name not in given:
-                setattr(args, name, None)
-    return validate_args(args)
+        return ARCHITECTURE_OPTIONS + SCHEDULE_OPTIONS
+    if args.model_config_name_or_path is not None:
+        return ARCHITECTURE_OPTIONS
+    return ()
+
+
+def parse_args(argv=None, prog="train_accelerate.py"):
+    """Parse and validate into a TrainingArgs (settings.py) that records which options `argv` names;
+    argparse exits with status 2 on a malformed flag, TrainingConfigError otherwise."""
+    parser = build_parser(prog)
+    settings = TrainingSettings.from_flat(vars(parser.parse_args(argv)))
+    return validate_args(TrainingArgs.from_settings(settings, given=given_options(parser, argv)))
 
 
 def args_for_model_card(args):

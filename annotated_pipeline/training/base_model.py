@@ -13,9 +13,11 @@ initialisation; nothing else about the run changes.
 What the base model decides. Its U-Net config fixes the architecture (--dim, --dim_mults,
 --block_type, --linear_attention_levels) and, with --pretrained_model_name_or_path, its scheduler
 config the diffusion (T = --ddpm_num_steps, --ddpm_beta_schedule, --prediction_type,
---timestep_spacing): the weights were trained for that schedule and that target. An option of these
-left out is set from the base model (so the model card and training_args.json show what is trained);
-one given on the command line must equal the base model's value, or the run is refused, naming it.
+--timestep_spacing): the weights were trained for that schedule and that target. `BaseModel.settings_for`
+returns the run's model settings (a new ModelSettings, settings.py): an option of these that the command
+line leaves out takes the base model's value (so the model card and training_args.json show what is
+trained, and the log lists what was inherited); one given on the command line must equal the base
+model's value, or the run is refused, naming it.
 
 What must fit the data, checked before the first step, each refusal naming both sides: the image
 channels (the base's in_channels; --num_channels converts the data), the image size (its sample_size
@@ -26,11 +28,12 @@ classes (nn.Embedding's N(0, 1) initialisation) and every other weight is the ba
 """
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from accelerate.logging import get_logger
 
-from .args import ARCHITECTURE_OPTIONS, SCHEDULE_OPTIONS, TrainingConfigError
+from .args import ARCHITECTURE_OPTIONS, SCHEDULE_OPTIONS, TrainingConfigError, decided_by_base
+from .settings import ModelSettings, from_flat, given
 from .checkpoint_models import SCHEDULER_FOLDER, looks_like_checkpoint, model_folder
 
 logger = get_logger(__name__)
@@ -66,6 +69,34 @@ class BaseModel:
         from ..scheduler import AnnotatedDDPMScheduler
 
         return AnnotatedDDPMScheduler.from_config(self.scheduler_config)
+
+    def settings_for(self, args):
+        """The run's model settings, a new ModelSettings (`args` is unchanged): each option this base model
+        decides that the command line leaves out takes the base model's value (logged); one given with
+        another value is refused, naming it, its value and the base model's."""
+        num_levels = len(self.unet_config["dim_mults"])
+        inherited, conflicts = {}, []
+        for option in decided_by_base(args):
+            config = self.unet_config if option in ARCHITECTURE_OPTIONS else self.scheduler_config
+            theirs = _comparable(option, config.get(CONFIG_KEYS[option]), num_levels)
+            ours = getattr(args, option)
+            if option not in given(args):
+                inherited[option] = "all" if option == "linear_attention_levels" and theirs is None else theirs
+            elif _comparable(option, ours, num_levels) != theirs:
+                conflicts.append(f"--{option} {_shown(ours)} (the base model has {_shown(theirs)})")
+        if conflicts:
+            raise TrainingConfigError(
+                f"{self.describe()} decides the architecture{' and the noise schedule' if self.scheduler_config else ''}"
+                f", but {'; '.join(conflicts)}: leave {'these options' if len(conflicts) > 1 else 'the option'} out, "
+                "or give the base model's value")
+        settings = replace(from_flat(ModelSettings, vars(args)), **inherited)
+        if settings.ddpm_num_inference_steps > settings.ddpm_num_steps:
+            raise TrainingConfigError(f"--ddpm_num_inference_steps ({settings.ddpm_num_inference_steps}) cannot exceed "
+                                      f"the base model's T = {settings.ddpm_num_steps} (--ddpm_num_steps)")
+        if inherited:
+            logger.info(f"From {self.describe()}: "
+                        + ", ".join(f"--{option} {_shown(value)}" for option, value in inherited.items()))
+        return settings
 
     def unet_for(self, args, channels, num_classes):
         """The U-Net to train on `channels`-channel images of --resolution with `num_classes` classes (None:
@@ -157,7 +188,7 @@ def _check_unet_class(config, name):
 
 def load_base_model(args):
     """The base model named by --pretrained_model_name_or_path or --model_config_name_or_path (None for
-    neither), with the options it decides set in `args` (see the module docstring)."""
+    neither); `args` is left as it is (BaseModel.settings_for resolves the options it decides)."""
     if args.pretrained_model_name_or_path is not None:
         option, name = "pretrained_model_name_or_path", args.pretrained_model_name_or_path
     elif args.model_config_name_or_path is not None:
@@ -174,7 +205,6 @@ def load_base_model(args):
     except (OSError, ValueError) as error:  # OSError: a missing file, an unknown or unreachable repo
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise TrainingConfigError(f"--{option} {name}: cannot load it: {first_line}") from None
-    apply_base_options(args, base)
     logger.info(f"Starting from {base.describe()}: "
                 + ("its weights and noise schedule" if base.unet is not None else "its architecture, fresh weights"))
     return base
@@ -196,31 +226,6 @@ def _comparable(option, value, num_levels):
     if option == "ddpm_beta_schedule":
         return SCHEDULE_ALIASES.get(value, value)
     return value
-
-
-def apply_base_options(args, base):
-    """Set each option the base model decides and `args` leaves out (None) to the base model's value;
-    refuse one given with another value, naming it, its value and the base model's."""
-    options = ARCHITECTURE_OPTIONS + (SCHEDULE_OPTIONS if base.scheduler_config is not None else ())
-    num_levels = len(base.unet_config["dim_mults"])
-    conflicts = []
-    for option in options:
-        config = base.unet_config if option in ARCHITECTURE_OPTIONS else base.scheduler_config
-        theirs = _comparable(option, config.get(CONFIG_KEYS[option]), num_levels)
-        ours = getattr(args, option)
-        if ours is None:
-            setattr(args, option, "all" if option == "linear_attention_levels" and theirs is None else theirs)
-        elif _comparable(option, ours, num_levels) != theirs:
-            shown = ",".join(map(str, theirs)) if isinstance(theirs, tuple) else theirs
-            conflicts.append(f"--{option} {_shown(ours)} (the base model has {_shown(shown)})")
-    if conflicts:
-        raise TrainingConfigError(
-            f"{base.describe()} decides the architecture{' and the noise schedule' if base.scheduler_config else ''}, "
-            f"but {'; '.join(conflicts)}: leave {'these options' if len(conflicts) > 1 else 'the option'} out, or give "
-            "the base model's value")
-    if args.ddpm_num_inference_steps > args.ddpm_num_steps:
-        raise TrainingConfigError(f"--ddpm_num_inference_steps ({args.ddpm_num_inference_steps}) cannot exceed the base "
-                                  f"model's T = {args.ddpm_num_steps} (--ddpm_num_steps)")
 
 
 def _shown(value):

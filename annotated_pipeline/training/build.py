@@ -28,6 +28,7 @@ from .base_model import load_base_model
 from .precision import accelerate_mixed_precision, fit_threads
 from .bounds import check_memory
 from .safeguards import check_output_dir
+from .settings import replaced
 
 logger = get_logger(__name__)
 
@@ -268,12 +269,15 @@ def build_ema(args, model):
 
 def setup(args, accelerator):
     """Build and check everything (output folder, data, schedule, model) before training;
-    TrainingConfigError if impossible."""
+    TrainingConfigError if impossible. Returns the run's arguments first: `args` itself, or when
+    fine-tuning a copy with the options the base model decides resolved (base_model.py)."""
     if accelerator.is_main_process:
         check_output_dir(args.output_dir)
-    base = load_base_model(args)  # fine-tuning (base_model.py): sets the options the base model decides
+    base = load_base_model(args)  # fine-tuning (base_model.py)
+    if base is not None:
+        args = replaced(args, base.settings_for(args))
     noise_scheduler = build_noise_scheduler(args) if base is None or base.scheduler_config is None else base.noise_scheduler()
     dataset, channels, num_classes = load_data(args, accelerator)
     model = build_unet(args, channels, num_classes) if base is None else base.unet_for(args, channels, num_classes)
     check_memory(args, model, accelerator)  # bounds.py: refused now rather than killed by the OOM killer later
-    return dataset, noise_scheduler, model, num_classes
+    return args, dataset, noise_scheduler, model, num_classes

@@ -223,7 +223,7 @@ def train(args, accelerator, claim, stop=None):
     the StopOnSignal asked after each step)."""
     set_seed(args.seed, device_specific=True)  # different noise on each process, same everywhere on rerun
 
-    dataset, noise_scheduler, model, num_classes = setup(args, accelerator)
+    args, dataset, noise_scheduler, model, num_classes = setup(args, accelerator)  # fine-tuning: resolved
     dataset, held_out = split_off(dataset, args.validation_examples, args.seed)  # --validation_examples
     validation = ValidationLoss.from_dataset(held_out, noise_scheduler, args, conditional=num_classes is not None)
     quality = QualityCheck.from_args(args, model.config.in_channels)  # checked before any training

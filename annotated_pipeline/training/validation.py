@@ -26,14 +26,6 @@ from accelerate.logging import get_logger
 logger = get_logger(__name__)
 
 
-def add_arguments(group) -> None:
-    group.add_argument("--validation_examples", type=int, default=0,
-                       help="Hold this many training images out (a seeded choice) for a validation loss with fixed "
-                            "t and eps per image, logged as val/loss (training/validation.py). Default 0: none.")
-    group.add_argument("--validation_steps", type=int, default=None,
-                       help="Every this many optimizer steps, log the validation loss (default: --eval_steps).")
-
-
 def validate_arguments(args) -> None:
     """TrainingConfigError for validation options that cannot work."""
     from .args import TrainingConfigError as error  # (args.py imports this module)

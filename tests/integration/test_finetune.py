@@ -55,7 +55,7 @@ def data(tmp_path_factory):
 def built(tmp_path, *argv):
     """(args, noise scheduler, U-Net) of a run with these arguments, as `setup` builds them before step 1."""
     args = parse_args(["--output_dir", str(tmp_path / "out"), *SHORT, *argv])
-    _, noise_scheduler, model, _ = setup(args, make_accelerator(args))
+    args, _, noise_scheduler, model, _ = setup(args, make_accelerator(args))
     return args, noise_scheduler, model
 
 
