@@ -40,7 +40,10 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
     from ..hub import write_model_card
     from ..training.build import describe_data
     from ..training.checkpointing import checkpoint_step, read_training_args
-    from ..training.outputs import SAMPLES_FILE, draw_samples, samples_image, sampling_recommended
+    from ..pipelines.pipeline_inputs import DEFAULT_MAX_BATCH_SIZE
+    from ..training.outputs import (SAMPLES_FILE, SAMPLES_SCALE, check_grid, draw_samples, samples_image,
+                                    sampling_recommended)
+    from ..utils.memory import check_sampling_memory
 
     folder = model_folder(checkpoint, ema)  # refuses incomplete and model-less checkpoints first
     check_output_folder(out)
@@ -48,6 +51,9 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
         raise ValueError(f"--num_samples must be >= 0; got {num_samples}")
     used_ema = os.path.basename(folder) == EMA_FOLDER
     pipeline = pipeline_from_checkpoint(checkpoint, ema)
+    if num_samples:  # samples.png is one image: refused before any work where it, or its samples, cannot fit
+        check_grid(num_samples, pipeline.unet.config.sample_size, SAMPLES_SCALE, "--num_samples")
+        check_sampling_memory(pipeline.unet, num_samples, DEFAULT_MAX_BATCH_SIZE, False, pipeline.device, "lower --num_samples")
     step = checkpoint_step(checkpoint)
     record = read_training_args(checkpoint) or {}
     training_args = dict(record.get("args") or {})

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +171,17 @@ def test_export_refuses_what_it_cannot_export(run, tmp_path, capsys):
     assert one_error_line(capsys) == f"{prog}: error: {taken} exists and is not an empty folder; give a new OUT folder"
     assert sorted(p.name for p in taken.iterdir()) == ["notes.txt"]
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
+
+
+def test_export_refuses_a_sample_grid_that_cannot_fit_before_any_work(run, tmp_path, capsys):
+    prog = "annotated-pipeline export"
+    start = time.perf_counter()
+    assert export_main([str(run / f"checkpoint-{STEP}"), str(tmp_path / "big"), "--num_samples", "100000"], prog=prog) == 2
+    assert time.perf_counter() - start < 5
+    assert one_error_line(capsys) == (f"{prog}: error: a grid of 100000 images of 28 px enlarged 4 times is 35504 px "
+                                      "wide, over the 16383 px an image may have: lower --num_samples (at most 21316 "
+                                      "images here)")
+    assert not (tmp_path / "big").exists() and not (tmp_path / ".big.incomplete").exists()
 
 
 def test_sample_command_reads_a_checkpoint_folder(run, tmp_path):
