@@ -14,8 +14,12 @@ pipeline with a "no class" embedding is guided (Ho & Salimans 2022, eq. (6)):
 with, by default, the steps, s and (t_low, t_high) the model's folder recommends (`recommended_settings`;
 the shipped model: 20 steps, s = 2 at t = 200..700).
 
-The work one request may ask for is bounded (`MAX_IMAGES`, `MAX_STEPS`), so a public page cannot be
-made to hang; what the pipeline itself refuses (guidance on an unconditional model, an interval outside
+The work one request may ask for is bounded, so a public page cannot be made to hang: at most `MAX_IMAGES`
+images, `MAX_STEPS` steps and `MAX_IMAGE_STEPS` images x steps (the U-Net's work), refused before any step;
+and a request still sampling after `time_limit` seconds (`TIME_LIMIT_S` unless the page says otherwise) is
+stopped at its next step (`TimeLimitError`, checked in the pipeline's step callback), with one message
+saying so. The page queues at most `MAX_QUEUE` requests, so the longest wait is MAX_QUEUE x TIME_LIMIT_S
+(5 minutes). What the pipeline itself refuses (guidance on an unconditional model, an interval outside
 0..T-1) comes back as its own ValueError.
 
 The pictures are the visualisation module's, drawn for the first `FIGURE_IMAGES` images of the batch:
@@ -52,8 +56,15 @@ SAMPLERS = {"DPM-Solver++": "dpmsolver", "DDIM": "ddim", "DDPM": "ddpm"}
 assert set(SAMPLERS.values()) <= set(SCHEDULERS)
 MAX_IMAGES = 64
 MAX_STEPS = 1000
+MAX_IMAGE_STEPS = 2000  # images x steps: 16 images x 20 steps (the default) is 320; one image may walk 1000 steps
+TIME_LIMIT_S = 30.0  # per request; 2000 image-steps of the shipped model take about 10 s on one busy core
+MAX_QUEUE = 10  # requests waiting at most, each at most TIME_LIMIT_S: a 5-minute wait in the worst case
 FIGURE_IMAGES = 4  # the denoising and attention pictures show the first this many images of the batch
 ANIMATION_FRAMES = 25  # the animation keeps a step in every ceil(steps / 25), and the last (bounds its size)
+
+
+class TimeLimitError(ValueError):
+    """A request stopped at the demo's time limit (a ValueError: the page shows its message, not a traceback)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,6 +132,10 @@ def check_request(pipe, request: DemoRequest) -> int | None:
         if not (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= limit):
             raise ValueError(f"{name} must be a whole number from 1 to {limit} (the demo's bound on one request), "
                              f"got {value!r}")
+    if request.num_images * request.steps > MAX_IMAGE_STEPS:
+        raise ValueError(f"{request.num_images} images x {request.steps} steps is {request.num_images * request.steps} "
+                         f"image-steps, over the demo's bound of {MAX_IMAGE_STEPS} for one request: ask for fewer "
+                         "images or steps")
     if request.sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {request.sampler!r}; choose one of: {', '.join(SAMPLERS)}")
     if not isinstance(request.seed, int) or isinstance(request.seed, bool) or request.seed < 0:
@@ -135,15 +150,24 @@ def first_images(trajectory, k):
 
 
 @torch.no_grad()
-def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
+def generate(pipe, request: DemoRequest, on_step=None, time_limit=TIME_LIMIT_S) -> DemoResult:
     """Sample `request.num_images` images as the request says; deterministic for a seed, and the same images
     whether or not the pictures are asked for.
 
     on_step(i, n, what): called after each of the n steps of a sampling run, what = "sampling" or "attention"
-    (the page's progress bar). The pipeline leaves with the scheduler it came with."""
+    (the page's progress bar). After `time_limit` seconds the next step raises `TimeLimitError` (during the
+    attention figure, the samples stand and the summary says it was stopped). The pipeline leaves with the
+    scheduler it came with."""
     label = check_request(pipe, request)
     conditional = pipe.unet.config.get("num_class_embeds") is not None
-    report = on_step or (lambda i, n, what: None)
+    deadline = time.monotonic() + time_limit
+
+    def report(i, n, what):  # after every step of every sampling run of the request
+        if on_step is not None:
+            on_step(i, n, what)
+        if time.monotonic() > deadline:
+            raise TimeLimitError(f"This request was stopped at the demo's time limit of {time_limit:g} s ({what}, after "
+                                 f"{i} of {n} steps): ask for fewer images or steps.")
     with using_sampler(pipe, SAMPLERS[request.sampler]):  # the pipeline leaves with the scheduler it came with
         kwargs = {"class_labels": label} if conditional and label is not None else {}
         kwargs["guidance_scale"] = float(request.guidance_scale)  # explicit, even 1: not the folder's default
@@ -178,6 +202,8 @@ def generate(pipe, request: DemoRequest, on_step=None) -> DemoResult:
                     pipe, shown, seed=request.seed, num_inference_steps=request.steps,
                     callback_on_step_end=lambda p, i, t, tensors: report(i + 1, request.steps, "attention") or {},
                     **kwargs)
+            except TimeLimitError as stopped:
+                notes.append(f"The attention maps were not drawn: {stopped}")
             except Exception as failure:  # noqa: BLE001 -- the samples stand; the page says why the maps do not
                 notes.append(f"The attention maps could not be drawn: {type(failure).__name__}: {failure}")
     guidance = f", guidance {request.guidance_scale:g}" if request.guidance_scale != 1.0 else ""

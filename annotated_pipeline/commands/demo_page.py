@@ -10,10 +10,10 @@ It loads with the installed package (`AnnotatedDDPMPipeline.from_pretrained`: no
 that does not load stops the command with one line; it does not serve a page that can only say so.
 
 One click samples with `annotated_pipeline.commands.demo.generate` (the settings, their bounds and the sampling live
-there; the denoising and attention pictures are `annotated_pipeline.visualize`'s). Requests are queued and
-run one at a time; a bad setting is an error in the page (the outputs of the request before are cleared
-first), and the app keeps serving (a picture that cannot be drawn is said so under the samples). Needs the
-`demo` extra (Gradio).
+there; the denoising and attention pictures are `annotated_pipeline.visualize`'s). Requests are queued (at most
+`demo.MAX_QUEUE`) and run one at a time, each for at most `--time_limit` seconds; a bad setting, or a request
+stopped at the limit, is one message in the page (the outputs of the request before are cleared first), and the
+app keeps serving (a picture that cannot be drawn is said so under the samples). Needs the `demo` extra (Gradio).
 """
 
 import argparse
@@ -71,9 +71,9 @@ def model_status(model, pipe, error):
     return f"Model: `{shown}` ({type(pipe.unet).__name__}, {parameters / 1e6:.2f}M parameters, {kind})"
 
 
-def build_demo(model=DEFAULT_MODEL, trust_remote_code=False, loaded=None):
+def build_demo(model=DEFAULT_MODEL, trust_remote_code=False, loaded=None, time_limit=demo.TIME_LIMIT_S):
     """The Gradio Blocks of the page, with the model loaded (or the reason it did not); `loaded`: the (pipeline,
-    error) of `load_model` where the caller has loaded it already."""
+    error) of `load_model` where the caller has loaded it already; `time_limit`: seconds one request may sample."""
     pipe, error = load_model(model, trust_remote_code) if loaded is None else loaded
     guided = pipe is not None and bool(pipe.unet.config.get("null_class_embed", False))
     defaults = demo.DemoRequest(**demo.recommended_settings(pipe)) if pipe is not None else demo.DemoRequest()
@@ -89,7 +89,8 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False, loaded=None):
             request = demo.DemoRequest(class_name, _whole(num_images), sampler, _whole(steps), float(guidance_scale),
                                        (_whole(t_low), _whole(t_high)), _whole(seed), bool(show_denoising),
                                        bool(show_attention))
-            result = demo.generate(pipe, request, on_step=lambda i, n, what: progress((i, n), desc=what, unit="steps"))
+            result = demo.generate(pipe, request, on_step=lambda i, n, what: progress((i, n), desc=what, unit="steps"),
+                                   time_limit=time_limit)
         except ValueError as bad_input:
             raise gr.Error(str(bad_input)) from None
         except Exception as failure:  # noqa: BLE001 -- shown in the page; the app keeps serving
@@ -111,7 +112,7 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False, loaded=None):
                 class_name = gr.Dropdown(choices, value=defaults.class_name, label="Class")
                 num_images = gr.Slider(1, demo.MAX_IMAGES, value=defaults.num_images, step=1, label="Number of images")
                 sampler = gr.Radio(list(demo.SAMPLERS), value=defaults.sampler, label="Sampler")
-                steps = gr.Slider(1, demo.MAX_STEPS, value=defaults.steps, step=1, label="Steps", elem_id="steps")
+                steps = gr.Slider(1, demo.MAX_STEPS, value=defaults.steps, step=1, label=f"Steps (images x steps: at most {demo.MAX_IMAGE_STEPS})", elem_id="steps")
                 guidance_scale = gr.Slider(0, 8, value=defaults.guidance_scale, step=0.1, interactive=guided,
                                            label="Guidance scale s (1 = none)")
                 with gr.Row():
@@ -135,7 +136,7 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False, loaded=None):
         cleared = button.click(lambda: (None, None, None, None, ""), None, outputs, queue=False, api_visibility="private")
         cleared.then(run, [class_name, num_images, sampler, steps, guidance_scale, t_low, t_high, seed, show_denoising,
                            show_attention], outputs, api_name="generate", concurrency_limit=1)
-    page.queue(max_size=32)
+    page.queue(max_size=demo.MAX_QUEUE)  # each request at most time_limit seconds: a bounded wait
     return page
 
 
@@ -160,17 +161,21 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.demo", default_m
                         help="torch's CPU threads for sampling (default 1: on a busy shared CPU, such as a free Space's, more "
                              "threads wait on each other; 16 images took 25 s with 2 threads and 1.8 s with 1 on 2 "
                              "cores under load. Raise it on a machine of your own)")
+    parser.add_argument("--time_limit", type=float, default=demo.TIME_LIMIT_S,
+                        help="seconds one request may sample before it is stopped with a message in the page")
     parser.add_argument("--host", default=None, help="address to serve on (default: Gradio's, 127.0.0.1 or $GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=None, help="port (default: Gradio's, 7860 or $GRADIO_SERVER_PORT)")
     args = parser.parse_args(argv)
     if args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    if not 0 < args.time_limit <= 3600:
+        parser.error(f"--time_limit must be in (0, 3600] seconds, got {args.time_limit:g}")
     torch.set_num_threads(args.threads)
     pipe, error = load_model(args.model, args.trust_remote_code)
     if error is not None:  # not a page that can only say so
         parser.exit(2, f"{prog}: error: {error} (give --model a saved pipeline folder or a Hub repo id)\n")
     theme = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
                               font_mono=["ui-monospace", "monospace"])  # no web fonts to fetch
-    build_demo(args.model, args.trust_remote_code, loaded=(pipe, None)).launch(
+    build_demo(args.model, args.trust_remote_code, loaded=(pipe, None), time_limit=args.time_limit).launch(
         server_name=args.host, server_port=args.port, show_error=True, theme=theme, css=CSS)
     return 0

@@ -15,6 +15,7 @@ package installed, `DiffusionPipeline.from_pretrained(OUT, trust_remote_code=Tru
 """
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -34,13 +35,55 @@ def check_output_folder(out):
         raise ValueError(f"{out} exists and is not an empty folder; give a new OUT folder")
 
 
+_written = None  # while `failed_file` records: the paths opened for writing, in order (Python's "open" audit events)
+
+
+def _record_writes(event, args):
+    if _written is not None and event == "open" and isinstance(args[0], (str, bytes, os.PathLike)):
+        mode, flags = args[1], args[2]
+        if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR)):
+            _written.append(os.fsdecode(args[0]))
+
+
+@contextlib.contextmanager
+def recording_writes():
+    """Inside the block, the files the process opens for writing are recorded (`written_last`)."""
+    global _written
+    if not getattr(sys, "_annotated_pipeline_write_hook", False):  # an audit hook cannot be removed: added once
+        sys.addaudithook(_record_writes)
+        sys._annotated_pipeline_write_hook = True
+    _written = []
+    try:
+        yield
+    finally:
+        _written = None
+
+
+def failed_file(error, written):
+    """The file whose write raised `error`: the last one opened for writing, or, for the safetensors writer (Rust,
+    which Python's audit events do not see), the weights file beside the config.json diffusers writes before them."""
+    from diffusers.utils import SAFETENSORS_WEIGHTS_NAME
+
+    chain = []
+    while error is not None:
+        chain.append(type(error).__name__)
+        error = error.__cause__ or error.__context__
+    if "SafetensorError" in chain and written:
+        return os.path.join(os.path.dirname(written[-1]), SAFETENSORS_WEIGHTS_NAME)
+    return written[-1] if written else None
+
+
 def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
     """Write the pipeline of `checkpoint` (see `pipeline_from_checkpoint`) into the new folder `out`, with
     `num_samples` samples as samples.png (0: none) and a model card; returns a one-line summary."""
     from ..hub import write_model_card
     from ..training.build import describe_data
-    from ..training.checkpointing import checkpoint_step, read_training_args
-    from ..training.outputs import SAMPLES_FILE, draw_samples, samples_image, sampling_recommended
+    from ..training.checkpointing import checkpoint_step, is_disk_full, read_training_args
+    from ..pipelines.pipeline_inputs import DEFAULT_MAX_BATCH_SIZE
+    from ..training.outputs import (SAMPLES_FILE, SAMPLES_SCALE, check_grid, draw_samples, samples_image,
+                                    sampling_recommended)
+    from ..utils.memory import check_sampling_memory
 
     folder = model_folder(checkpoint, ema)  # refuses incomplete and model-less checkpoints first
     check_output_folder(out)
@@ -48,6 +91,9 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
         raise ValueError(f"--num_samples must be >= 0; got {num_samples}")
     used_ema = os.path.basename(folder) == EMA_FOLDER
     pipeline = pipeline_from_checkpoint(checkpoint, ema)
+    if num_samples:  # samples.png is one image: refused before any work where it, or its samples, cannot fit
+        check_grid(num_samples, pipeline.unet.config.sample_size, SAMPLES_SCALE, "--num_samples")
+        check_sampling_memory(pipeline.unet, num_samples, DEFAULT_MAX_BATCH_SIZE, False, pipeline.device, "lower --num_samples")
     step = checkpoint_step(checkpoint)
     record = read_training_args(checkpoint) or {}
     training_args = dict(record.get("args") or {})
@@ -58,21 +104,35 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
     shutil.rmtree(incomplete, ignore_errors=True)
     grid_scheduler = training_args.get("grid_scheduler", "dpmsolver")
     grid_steps = training_args.get("ddpm_num_inference_steps", 20)
+    written = []
     try:
         # The folder samples as the run drew its grids: that sampler as its scheduler, those steps in model_index.json.
-        sampling_recommended(pipeline, grid_scheduler, grid_steps).save_pretrained(incomplete)
+        images = None
         if num_samples:
             images = draw_samples(pipeline, num_samples, grid_steps, training_args.get("seed", 0),
                                   scheduler=grid_scheduler, progress=True)
-            samples_image(images).save(os.path.join(incomplete, SAMPLES_FILE))
         dataset = None
         if training_args:  # recorded by the run (training_args.json)
             dataset = describe_data(Namespace(**{"dataset_name": None, "train_data_dir": None, **training_args}))
         training_args["global_step"] = step
-        write_model_card(incomplete, repo_id_or_path=out, training_args=training_args, dataset_name=dataset,
-                         samples_file=SAMPLES_FILE, extra=f"Exported from the training checkpoint `checkpoint-{step}` "
-                                                          f"({weights}) with `annotated-pipeline export`.")
+        with recording_writes():  # a full disk names the file it stopped
+            written = _written
+            sampling_recommended(pipeline, grid_scheduler, grid_steps).save_pretrained(incomplete)
+            if images is not None:
+                samples_image(images).save(os.path.join(incomplete, SAMPLES_FILE))
+            write_model_card(incomplete, repo_id_or_path=out, training_args=training_args, dataset_name=dataset,
+                             samples_file=SAMPLES_FILE, extra=f"Exported from the training checkpoint `checkpoint-{step}` "
+                                                              f"({weights}) with `annotated-pipeline export`.")
         os.replace(incomplete, out)  # onto an empty folder too
+    except Exception as error:
+        if not is_disk_full(error, parent):
+            raise
+        free = shutil.disk_usage(parent).free / 2**20
+        file = failed_file(error, written)
+        file = os.path.join(out, os.path.relpath(file, incomplete)) if file else out
+        raise ValueError(f"could not write {file}: no space left on the device "
+                         f"that holds {parent} ({free:.1f} MiB free); nothing was exported, free some space and run "
+                         "it again") from None
     finally:
         shutil.rmtree(incomplete, ignore_errors=True)
     samples = f", {SAMPLES_FILE} ({num_samples} samples)" if num_samples else ""

@@ -13,7 +13,23 @@ import time
 
 from .editing import InputError, editing_parser, figure, load_editing_pipeline, save_pngs
 from ..utils.errors import run_reporting
+from ..pipelines.pipeline_inputs import DEFAULT_MAX_BATCH_SIZE
 from ..pipelines.pipeline_interpolate import AnnotatedDDPMInterpolationPipeline
+from ..training.outputs import MAX_GRID_SIDE
+from ..utils.memory import check_sampling_memory
+
+
+def check_sizes(pipe, args, num_rows):
+    """InputError, before any step, where the rows cannot fit in memory or the figure exceeds MAX_GRID_SIDE."""
+    check_sampling_memory(pipe.unet, args.num_images * num_rows, args.batch_size, args.guidance_scale != 1.0, pipe.device,
+                          "lower --num_images, the --seeds pairs or --batch_size")
+    size = max(pipe.unet.config.sample_size if isinstance(pipe.unet.config.sample_size, (list, tuple))
+               else [pipe.unet.config.sample_size])
+    side = max(args.num_images, num_rows) * (size + 1) * args.scale
+    if args.figure and side > MAX_GRID_SIDE:
+        raise InputError(f"a figure of {num_rows} row(s) of {args.num_images} images of {size} px enlarged {args.scale} "
+                         f"times is {side} px on a side, over the {MAX_GRID_SIDE} px an image may have: lower "
+                         "--num_images or --scale, or leave out --figure")
 
 
 def main(argv=None, prog="python -m annotated_pipeline.commands.interpolate"):
@@ -22,6 +38,8 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.interpolate"):
     parser.add_argument("--class_labels", type=int, nargs="+", default=None,
                         help="Y (both ends) or Y_A Y_B, for class-conditional models (default: no class)")
     parser.add_argument("--num_images", type=int, default=8, help="images per row, end points included")
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
+                        help="images per U-Net call: a longer row is drawn in chunks of this many (the same images)")
     args = parser.parse_args(argv)
 
     def body():
@@ -31,11 +49,15 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.interpolate"):
             raise InputError(f"--class_labels takes one label or two, got {len(args.class_labels)}")
         labels = None if args.class_labels is None else (
             args.class_labels[0] if len(args.class_labels) == 1 else tuple(args.class_labels))
+        if args.batch_size < 1:
+            raise InputError(f"--batch_size must be >= 1, got {args.batch_size}")
         pipe = load_editing_pipeline(AnnotatedDDPMInterpolationPipeline, args.pipeline, args.scheduler)
-        start = time.perf_counter()
         pairs = [tuple(args.seeds[i:i + 2]) for i in range(0, len(args.seeds), 2)]
+        check_sizes(pipe, args, len(pairs))
+        start = time.perf_counter()
         rows = [pipe(seeds=pair, class_labels=labels, num_images=args.num_images, num_inference_steps=args.num_inference_steps,
-                     guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval).images for pair in pairs]
+                     guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval,
+                     max_batch_size=args.batch_size).images for pair in pairs]
         seconds = time.perf_counter() - start
         names = [f"row{r}-{i}" for r, row in enumerate(rows) for i in range(len(row))]
         paths = save_pngs([image for row in rows for image in row], args.output_dir, names)

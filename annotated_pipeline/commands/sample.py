@@ -18,27 +18,30 @@ import torch
 
 from ..utils.errors import run_reporting
 from ..checkpoints import load_pipeline
+from ..utils.memory import check_sampling_memory
 from ..utils.hardware import PRECISION_HELP, PRECISIONS, resolve_precision, weights_in
 from ..utils.outputs import IMAGE, output_file
 from ..pipelines.samplers import add_sampling_options, check_sampling_options, using_sampler
-from ..training.outputs import to_grid
+from ..pipelines.pipeline_inputs import DEFAULT_MAX_BATCH_SIZE
+from ..training.outputs import check_grid, to_grid
 
 
 def sample_grid(pipeline_or_path, num_images=16, scheduler="default", num_inference_steps=None, seed=0, precision=None,
-                guidance_scale=None, guidance_interval=None, class_labels=None):
+                guidance_scale=None, guidance_interval=None, class_labels=None, batch_size=None):
     """A PIL grid of `num_images` samples; deterministic for a seed. A class-conditional pipeline draws
     the classes in turn (0, 1, ..., K - 1, 0, ...) unless `class_labels` (one, or one per image) says which, with
     classifier-free guidance `guidance_scale`
     (at the timesteps in `guidance_interval` only, if given). None: the pipeline's `sampling_defaults`.
     precision: "bf16" holds the U-Net's weights in bfloat16, "auto" where that is native (hardware.py); None or
-    "fp32": as they are.
+    "fp32": as they are. batch_size: images per U-Net call (None: the pipeline's chunk, DEFAULT_MAX_BATCH_SIZE);
+    the grid is the same for any batch_size with a deterministic sampler (pipeline.py, `max_batch_size`).
 
     A pipeline passed in leaves with the scheduler and U-Net dtype it came with."""
     pipe = load_pipeline(pipeline_or_path)  # a pipeline, a saved folder, a Hub repo id or a checkpoint-N folder
     with using_sampler(pipe, scheduler), weights_in(pipe.unet, None if precision is None else resolve_precision(precision, pipe.device)):
         images = pipe(batch_size=num_images, generator=torch.Generator().manual_seed(seed),
                       num_inference_steps=num_inference_steps, output_type="np", guidance_scale=guidance_scale,
-                      guidance_interval=guidance_interval, class_labels=class_labels).images
+                      guidance_interval=guidance_interval, class_labels=class_labels, max_batch_size=batch_size).images
     return to_grid(images)
 
 
@@ -48,6 +51,9 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.sample"):
                                                  "repo id or a training checkpoint); settings left out are its own.")
     parser.add_argument("pipeline", help="a saved pipeline folder, a Hub repo id, or a training checkpoint folder")
     parser.add_argument("--num_images", type=int, default=16)
+    parser.add_argument("--batch_size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
+                        help="images per U-Net call: more are drawn in chunks of this many, so memory grows with "
+                             "--num_images by the images only")
     add_sampling_options(parser)  # pipelines/samplers.py: left out = the folder's recommendation
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     parser.add_argument("--bf16", action="store_const", const="bf16", dest="precision",
@@ -59,6 +65,8 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.sample"):
     check_sampling_options(parser, args)
     if args.scale < 1:
         parser.error(f"--scale must be >= 1, got {args.scale}")
+    if args.batch_size < 1:
+        parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
     return run_reporting(prog, lambda: _run(args))
 
 
@@ -66,11 +74,16 @@ def _run(args):
     pipe = load_pipeline(args.pipeline)
     steps, scale, interval = pipe.resolve_sampling(args.num_inference_steps, args.guidance_scale,
                                                    args.guidance_interval)
+    # What cannot fit is refused before any step: the one grid image, then the images and one chunk in memory.
+    check_grid(args.num_images, pipe.unet.config.sample_size, args.scale, "--num_images or --scale")
+    check_sampling_memory(pipe.unet, args.num_images, args.batch_size, scale != 1.0, pipe.device,
+                          "lower --num_images or --batch_size")
     sampler = type(pipe.scheduler).__name__ if args.scheduler == "default" else args.scheduler
     start = time.perf_counter()
     precision = resolve_precision(args.precision, pipe.device)
     labels = None if args.class_labels is None else args.class_labels[0] if len(args.class_labels) == 1 else args.class_labels
-    grid = sample_grid(pipe, args.num_images, args.scheduler, steps, args.seed, precision, scale, interval, labels)
+    grid = sample_grid(pipe, args.num_images, args.scheduler, steps, args.seed, precision, scale, interval, labels,
+                       args.batch_size)
     grid = grid.resize((grid.width * args.scale, grid.height * args.scale), resample=0)
     grid.save(args.output)
     guidance = f", guidance {scale:g}" if scale != 1.0 else ""

@@ -41,7 +41,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from .pipeline_inputs import (check_call_inputs, check_guidance_interval, check_sigma_spacing,
+from .pipeline_inputs import (check_call_inputs, check_guidance_interval, check_sigma_spacing, chunk_size,
                               class_labels_tensor, is_int)
 from .pipeline_loading import installed_component_classes, installed_module, load_with_installed_classes
 from .pipeline_predictions import NonFiniteSampleError, classifier_free_guidance, predicted_original_sample  # noqa: F401
@@ -179,6 +179,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         latents: torch.Tensor | None = None,
         use_clipped_model_output: bool | None = None,
         timesteps: list[int] | None = None,
+        max_batch_size: int | None = None,
     ):
         """Generate images: Ho et al. 2020, Algorithm 2, one `scheduler.step` per timestep.
 
@@ -216,6 +217,11 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             timesteps: an explicit descending chain (e.g. [999, 800, 500, 200, 0]) instead of
                 `num_inference_steps` spaced by the scheduler, for schedulers whose `set_timesteps`
                 takes one (ours, DDPM, DPM-Solver++, Euler; not DDIM).
+            max_batch_size: images per U-Net call (None: DEFAULT_MAX_BATCH_SIZE); more are drawn in chunks, so
+                memory grows with the count by the images only (refused before any step where they cannot fit).
+                x_T is drawn for the whole batch first, so a deterministic sampler (DDIM with eta = 0, DPM-Solver++)
+                or one generator per image gives one batch's images; with one generator a stochastic sampler draws
+                its z chunk after chunk. The callback sees each chunk's steps.
         """
         num_inference_steps, guidance_scale, guidance_interval = self.resolve_sampling(
             num_inference_steps, guidance_scale, guidance_interval)
@@ -225,13 +231,24 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
                            generator, eta)
         self._check_call_extras(timesteps, callback_on_step_end_tensor_inputs)
         device = self._execution_device
+        chunk = chunk_size(self.unet, batch_size, max_batch_size, guidance_scale != 1.0, device)
         labels = self._class_labels_tensor(class_labels, batch_size, device) if self._conditional else None
         latents = self._initial_latents(batch_size, generator, latents, device)  # x_T ~ N(0, I)
-        self.scheduler.set_timesteps(**({"num_inference_steps": num_inference_steps} if timesteps is None
-                                        else {"timesteps": list(timesteps)}), device=device)
-        self._check_sigma_spacing(num_inference_steps)
-        step_kwargs = self._step_kwargs(generator, eta, use_clipped_model_output)
+        for start in range(0, batch_size, chunk):  # each chunk's x_0 replaces its x_T
+            part = slice(start, start + chunk)
+            step_kwargs = self._step_kwargs(generator[part] if isinstance(generator, list) else generator, eta,
+                                            use_clipped_model_output)
+            latents[part] = self._denoise(latents[part], None if labels is None else labels[part], num_inference_steps,
+                                          timesteps, guidance_scale, guidance_interval, step_kwargs,
+                                          callback_on_step_end, callback_on_step_end_tensor_inputs)
+        return self._finish(latents, output_type, return_dict)  # x_0, as images
 
+    def _denoise(self, latents, labels, num_inference_steps, timesteps, guidance_scale, guidance_interval, step_kwargs,
+                 callback_on_step_end=None, callback_on_step_end_tensor_inputs=("latents",)):
+        """x_T -> x_0 for one chunk: Algorithm 2's loop, the scheduler's state set afresh."""
+        self.scheduler.set_timesteps(**({"num_inference_steps": num_inference_steps} if timesteps is None
+                                        else {"timesteps": list(timesteps)}), device=latents.device)
+        self._check_sigma_spacing(num_inference_steps)
         for i, t in enumerate(self.progress_bar(self.scheduler.timesteps)):  # for t = T, ..., 1
             model_output = self._noise_prediction(latents, t, labels, guidance_scale, guidance_interval)  # eps_theta
             step_output = self.scheduler.step(model_output, t, latents, **step_kwargs)  # x_{t-1} = mu_theta(x_t, t) + sigma_t z
@@ -239,8 +256,7 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
             if callback_on_step_end is not None:
                 latents = self._run_callback(callback_on_step_end, callback_on_step_end_tensor_inputs, i, t, x_t,
                                              latents, model_output, step_output)
-
-        return self._finish(latents, output_type, return_dict)  # x_0, as images
+        return latents
 
     @property
     def _conditional(self):
@@ -281,10 +297,8 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         return callback_outputs.get("latents", latents)
 
     def _latents_dtype(self):
-        """The chain x_T -> x_0 is kept in float32 (float64 for a float64 U-Net) whatever the U-Net's dtype: a
-        bfloat16 U-Net (8 bits of mantissa) sees its input cast down and returns eps in bfloat16, but the
-        scheduler's update x_{t-1} = coef_x0 x_0_hat + coef_xt x_t + sigma_t z adds up 1000 small steps, which
-        bfloat16 latents would round away."""
+        """The chain x_T -> x_0 in float32 (float64 for a float64 U-Net) whatever the U-Net's dtype: the update
+        x_{t-1} = coef_x0 x_0_hat + coef_xt x_t + sigma_t z adds up 1000 small steps that bf16 would round away."""
         return torch.float64 if self.unet.dtype == torch.float64 else torch.float32
 
     def _noise_prediction(self, latents, t, labels, guidance_scale=1.0, guidance_interval=None):

@@ -11,7 +11,25 @@ import numbers
 
 import torch
 
+from .pipeline_loading import installed_module
+
 OUTPUT_TYPES = ("pil", "np", "pt")
+DEFAULT_MAX_BATCH_SIZE = 256  # images per U-Net call when a call leaves max_batch_size out
+
+
+def chunk_size(unet, batch_size, max_batch_size, guided, device):
+    """The images per U-Net call of a call for `batch_size` images: `max_batch_size` (a positive int), or
+    DEFAULT_MAX_BATCH_SIZE for None. With the package installed, a ValueError when the images and one chunk
+    cannot fit in `device`'s memory (utils/memory.py); as remote code there is no estimate, but the chunks
+    still bound the U-Net's part of the peak."""
+    if max_batch_size is not None and (not is_int(max_batch_size) or max_batch_size < 1):
+        raise ValueError(f"max_batch_size must be a positive integer (images per U-Net call), got {max_batch_size!r}.")
+    chunk = DEFAULT_MAX_BATCH_SIZE if max_batch_size is None else int(max_batch_size)
+    memory = installed_module("utils.memory")
+    if memory is not None:
+        memory.check_sampling_memory(unet, batch_size, chunk, guided, device, "lower the number of images "
+                                     "(batch_size) or max_batch_size")
+    return chunk
 
 
 def check_guidance_interval(guidance_interval, num_train_timesteps=None, guidance_scale=None):

@@ -31,6 +31,7 @@ import torch
 from diffusers.utils.torch_utils import randn_tensor
 
 from .pipeline_editing import AnnotatedDDPMEditingPipeline
+from .pipeline_inputs import chunk_size
 
 
 def slerp(x_a, x_b, w):
@@ -97,6 +98,7 @@ class AnnotatedDDPMInterpolationPipeline(AnnotatedDDPMEditingPipeline):
         guidance_scale: float = 1.0,
         guidance_interval: tuple[int, int] | None = None,
         use_clipped_model_output: bool | None = None,
+        max_batch_size: int | None = None,
     ):
         """Draw `num_images` images at w = 0, 1/(n-1), ..., 1 between (seed_a, y_a) and (seed_b, y_b).
 
@@ -107,7 +109,8 @@ class AnnotatedDDPMInterpolationPipeline(AnnotatedDDPMEditingPipeline):
                 ends, or (y_a, y_b), whose embeddings are mixed linearly.
             num_images: n >= 2, the end points included.
             num_inference_steps, output_type, return_dict, guidance_scale, guidance_interval,
-                use_clipped_model_output: as `AnnotatedDDPMPipeline.__call__`.
+                use_clipped_model_output, max_batch_size: as `AnnotatedDDPMPipeline.__call__` (the sampler is
+                deterministic, so chunks give the images of one batch).
         """
         check_deterministic(self.scheduler)
         if (not isinstance(seeds, (tuple, list)) or len(seeds) != 2
@@ -120,31 +123,35 @@ class AnnotatedDDPMInterpolationPipeline(AnnotatedDDPMEditingPipeline):
         dtype = self._latents_dtype()
         label_a, label_b = self._labels_pair(class_labels, guidance_scale, device)
 
+        chunk = chunk_size(self.unet, num_images, max_batch_size, guidance_scale != 1.0, device)
         shape = (1, *self._expected_image_shape())
         x_a, x_b = (randn_tensor(shape, generator=torch.Generator().manual_seed(s), device=device, dtype=dtype) for s in seeds)
         weights = [i / (num_images - 1) for i in range(num_images)]
         latents = torch.cat([slerp(x_a, x_b, w) for w in weights]) * self.scheduler.init_noise_sigma
+        for start in range(0, num_images, chunk):  # each chunk's x_0 replaces its x_T
+            part = slice(start, start + chunk)
+            latents[part] = self._interpolate(latents[part], weights[part], label_a, label_b, num_inference_steps,
+                                              guidance_scale, guidance_interval, use_clipped_model_output)
+        return self._finish(latents, output_type, return_dict)
 
-        labels, hook = None, None
+    def _interpolate(self, latents, weights, label_a, label_b, num_inference_steps, guidance_scale, guidance_interval,
+                     use_clipped_model_output):
+        """x_T -> x_0 for the images at `weights`, with the class embedding E(w) mixed in by a hook for the call."""
+        n, labels, hook = len(latents), None, None
         if label_a is not None:
-            labels = label_a.expand(num_images)
+            labels = label_a.expand(n)
             if not torch.equal(label_a, label_b):
                 embedding = self.unet.class_embedding
-                w = torch.tensor(weights, device=device).unsqueeze(1)
+                w = torch.tensor(weights, device=latents.device).unsqueeze(1)
 
                 def mix(module, inputs, output):  # rows 0..n-1 are the conditional batch: E(w) replaces E[y_a]
                     mixed = (1 - w.to(output.dtype)) * module.weight[label_a] + w.to(output.dtype) * module.weight[label_b]
-                    return torch.cat([mixed.to(output.dtype), output[num_images:]])
+                    return torch.cat([mixed.to(output.dtype), output[n:]])
 
                 hook = embedding.register_forward_hook(mix)
         try:
-            self.scheduler.set_timesteps(num_inference_steps, device=device)
-            self._check_sigma_spacing(num_inference_steps)
-            step_kwargs = self._step_kwargs(None, 0.0, use_clipped_model_output)
-            for t in self.progress_bar(self.scheduler.timesteps):
-                eps = self._noise_prediction(latents, t, labels, guidance_scale, guidance_interval)
-                latents = self.scheduler.step(eps, t, latents, **step_kwargs).prev_sample
+            return self._denoise(latents, labels, num_inference_steps, None, guidance_scale, guidance_interval,
+                                 self._step_kwargs(None, 0.0, use_clipped_model_output))
         finally:
             if hook is not None:
                 hook.remove()
-        return self._finish(latents, output_type, return_dict)

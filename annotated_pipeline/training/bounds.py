@@ -6,34 +6,21 @@ The estimate for one process, in bytes, is
     activations:  ACTIVATION_BYTES x B x sum over levels l of  dim * dim_mults[l] * (resolution / 2^l)^2
 
 where the sum counts the feature-map values of one image at each level of the U-Net and ACTIVATION_BYTES
-is what autograd keeps per such value in a forward and backward pass. It was measured with the peak
-resident memory of one fp32 training step on a CPU (torch 2.13; 52 to 61 bytes for dim 16..64,
-dim_mults (1,2,4) and (1,2,2,4), batch 32..256, 28 and 32 px) and rounded up; --gradient_checkpointing
-keeps about a quarter of it. A run whose estimate exceeds the memory of its device (the machine's RAM,
-times the processes on it, or the GPU's memory) is refused, naming the numbers and what to lower.
+is what autograd keeps per such value in a forward and backward pass (utils/memory.py, which measured
+it and holds the estimate sampling shares); --gradient_checkpointing keeps about a quarter of it. A run
+whose estimate exceeds the memory of its device (the machine's RAM, times the processes on it, or the
+GPU's memory) is refused, naming the numbers and what to lower.
 """
 
-import os
-
-import torch
-
+from ..utils.memory import TRAINING_BYTES_PER_VALUE as ACTIVATION_BYTES
+from ..utils.memory import describe_memory, device_memory_bytes, feature_values
 from .args import TrainingConfigError
-
-ACTIVATION_BYTES = 64
-
-
-def device_memory_bytes(device):
-    """Total memory of `device`: the GPU's, else the machine's physical RAM."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).total_memory
-    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
 def training_memory_bytes(num_parameters, batch_size, resolution, dim, dim_mults, use_ema, gradient_checkpointing):
     """The estimate of the module docstring, for one process."""
     parameters = 4 * num_parameters * (4 + (1 if use_ema else 0))
-    values_per_image = sum(dim * mult * (resolution / 2**level) ** 2 for level, mult in enumerate(dim_mults))
-    activations = ACTIVATION_BYTES * batch_size * values_per_image
+    activations = ACTIVATION_BYTES * batch_size * feature_values(resolution, dim, dim_mults)
     if gradient_checkpointing:
         activations /= 4
     return parameters + activations
@@ -50,8 +37,7 @@ def check_memory(args, model, accelerator):
     have = device_memory_bytes(accelerator.device)
     if need * processes <= have:
         return
-    where = f"this machine's {have / 2**30:.1f} GiB of RAM" if accelerator.device.type == "cpu" else \
-        f"the {have / 2**30:.1f} GiB of {accelerator.device}"
+    where = describe_memory(accelerator.device)
     raise TrainingConfigError(
         f"this run needs about {need * processes / 2**30:.1f} GiB ({num_parameters / 1e6:.1f} M parameters with AdamW"
         f"{' and EMA' if args.use_ema else ''}, and the activations of --train_batch_size {args.train_batch_size} "

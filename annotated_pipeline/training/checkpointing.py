@@ -109,7 +109,7 @@ def prune_checkpoints(output_dir, total_limit):
     return removed
 
 
-def _is_disk_full(error, output_dir):
+def is_disk_full(error, output_dir):
     """True when `error` (or one it came from) says the device is full, or when less than 1 MiB is left
     on it while the failed write still occupies its space: torch reports a full disk only as an
     "iostream error" or "file write failed"."""
@@ -128,7 +128,7 @@ def write_failure(error, output_dir, name):
     the half-written folder is removed, so that a full disk is still full)."""
     previous = [os.path.basename(p) for p in list_checkpoints(output_dir)]
     intact = f"the previous checkpoint {previous[-1]} is intact" if previous else "no earlier checkpoint exists"
-    if _is_disk_full(error, output_dir):
+    if is_disk_full(error, output_dir):
         free = shutil.disk_usage(output_dir).free / 2**20
         cause = f"no space left on the device that holds {output_dir} ({free:.1f} MiB free)"
     else:

@@ -31,6 +31,17 @@ from .args import args_for_model_card
 
 SAMPLES_FILE = "samples.png"
 SAMPLES_SCALE = 4  # samples.png: each pixel 4x4 (nearest neighbour), so a 28-pixel sample shows at 112 pixels
+MAX_GRID_SIDE = 16383  # pixels: the most a WebP side may have, and far more than a screen shows
+
+
+def check_grid(num_images, sample_size, scale, lower):
+    """A ValueError, before any sampling, for a grid image (`to_grid`, enlarged `scale` times) wider than
+    MAX_GRID_SIDE; `lower` names the options that shrink it."""
+    side = math.ceil(math.sqrt(num_images)) * max(np.atleast_1d(sample_size)) * scale
+    if side > MAX_GRID_SIDE:
+        most = (MAX_GRID_SIDE // (max(np.atleast_1d(sample_size)) * scale)) ** 2
+        raise ValueError(f"a grid of {num_images} images of {sample_size} px enlarged {scale} times is {side} px wide, "
+                         f"over the {MAX_GRID_SIDE} px an image may have: lower {lower} (at most {most} images here)")
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import dataclasses
 import importlib.util
 import io
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -385,3 +386,34 @@ def test_the_space_folder_is_complete(space_folder, tmp_path):
         assert (space_folder / source.relative_to(ROOT)).read_bytes() == source.read_bytes(), source
     uploaded = {path.relative_to(space_folder) for path in space_folder.rglob("*") if path.is_file()}
     assert uploaded == {path.relative_to(ROOT) for path in sources} | {Path("README.md"), Path("requirements.txt")}
+
+
+@pytest.mark.filterwarnings("ignore::Warning:gradio.queueing")  # gradio 6.31's own use of pandas 3, not ours
+def test_a_request_past_the_time_limit_is_stopped_with_one_message_and_the_app_keeps_serving(tiny_pipe, tmp_path):
+    from gradio_client import Client
+    from gradio_client.exceptions import AppError
+
+    tiny_pipe.unet.register_forward_pre_hook(lambda module, args: time.sleep(0.1))  # each U-Net call takes >= 0.1 s
+    page = load_app_module().build_demo("tiny", loaded=(tiny_pipe, None), time_limit=1.0)
+    assert page._queue.max_size == demo.MAX_QUEUE
+    port = free_port()
+    page.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=str(tmp_path))
+
+        def ask(num_images, steps):
+            return client.submit("all classes", num_images, "DDIM", steps, 1.0, 0, 49, 0, False, False,
+                                 api_name="/generate").result(timeout=REQUEST_TIMEOUT)
+
+        with pytest.raises(AppError) as stopped:
+            ask(1, 50)  # 50 steps of >= 0.1 s: at least 5 s of work, stopped after 1 s, at most 10 steps in
+        match = re.fullmatch(r"This request was stopped at the demo's time limit of 1 s \(sampling, after (\d+) of 50 "
+                             r"steps\): ask for fewer images or steps.", str(stopped.value))
+        assert match and 1 <= int(match.group(1)) <= 11, str(stopped.value)
+        with pytest.raises(AppError, match=r"^64 images x 50 steps is 3200 image-steps, over the demo's bound of 2000 "
+                                           "for one request: ask for fewer images or steps$"):
+            ask(64, 50)
+        grid, _, _, _, summary = ask(2, 3)  # the next request is served
+        assert summary.startswith("2 images of all classes (DDIM, 3 steps, seed 0)") and Image.open(grid).size == (16, 8)
+    finally:
+        page.close()

@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -172,6 +173,17 @@ def test_export_refuses_what_it_cannot_export(run, tmp_path, capsys):
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists() and not (tmp_path / "d").exists()
 
 
+def test_export_refuses_a_sample_grid_that_cannot_fit_before_any_work(run, tmp_path, capsys):
+    prog = "annotated-pipeline export"
+    start = time.perf_counter()
+    assert export_main([str(run / f"checkpoint-{STEP}"), str(tmp_path / "big"), "--num_samples", "100000"], prog=prog) == 2
+    assert time.perf_counter() - start < 5
+    assert one_error_line(capsys) == (f"{prog}: error: a grid of 100000 images of 28 px enlarged 4 times is 35504 px "
+                                      "wide, over the 16383 px an image may have: lower --num_samples (at most 21316 "
+                                      "images here)")
+    assert not (tmp_path / "big").exists() and not (tmp_path / ".big.incomplete").exists()
+
+
 def test_sample_command_reads_a_checkpoint_folder(run, tmp_path):
     checkpoint = run / f"checkpoint-{STEP}"
     output = tmp_path / "grid.png"
@@ -217,3 +229,47 @@ def test_load_pipeline_chooses_the_weights(run):
     saved = load_file(run / "unet" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(ema[k], saved[k]) for k in saved)
     assert not all(torch.equal(theta[k], saved[k]) for k in saved)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A tmpfs of the size asked for (in bytes), as test_checkpointing.py mounts one for a full disk."""
+    mounts = []
+
+    def mount(size):
+        folder = tmp_path / f"disk{len(mounts)}"
+        folder.mkdir()
+        result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True,
+                                text=True)
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here ({result.stderr.strip()})")
+        mounts.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_export_to_a_full_disk_names_the_file_it_could_not_write(run, tmp_path, small_disk, capsys):
+    checkpoint, prog, page = str(run / f"checkpoint-{STEP}"), "annotated-pipeline export", 4096
+    assert export_main([checkpoint, str(tmp_path / "whole"), "--num_samples", "0"], prog=prog) == 0
+    capsys.readouterr()
+    files = [path for path in (tmp_path / "whole").rglob("*") if path.is_file()]
+    weights = tmp_path / "whole" / "unet" / "diffusion_pytorch_model.safetensors"
+    # The weights (safetensors, written by Rust) do not fit: half their size.
+    disk = small_disk(weights.stat().st_size // 2 // page * page)
+    assert export_main([checkpoint, str(disk / "model"), "--num_samples", "0"], prog=prog) == 2
+    line = one_error_line(capsys)
+    assert line.startswith(f"{prog}: error: could not write {disk / 'model' / 'unet' / 'diffusion_pytorch_model.safetensors'}: "
+                           f"no space left on the device that holds {disk} (")
+    assert line.endswith("MiB free); nothing was exported, free some space and run it again")
+    assert os.listdir(disk) == []  # no half-written folder left behind
+    # The pipeline fits (each file takes whole pages), samples.png (64 samples, enlarged: over a page) does not.
+    pipeline_files = [path for path in files if path.name not in ("README.md", "card_inputs.json")]
+    disk = small_disk(sum(-(-path.stat().st_size // page) * page for path in pipeline_files) + page)
+    assert export_main([checkpoint, str(disk / "model"), "--num_samples", "64"], prog=prog) == 2
+    err = capsys.readouterr().err  # the sampling's progress bar, then one line
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
+        f"{prog}: error: could not write {disk / 'model' / 'samples.png'}: no space left on the device")
+    assert os.listdir(disk) == []

@@ -2,8 +2,10 @@
 
 import subprocess
 import sys
+import time
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -93,3 +95,41 @@ def test_sample_command_failures_are_one_line(tmp_path):
         lines = result.stderr.strip().splitlines()
         assert lines[-1].startswith("python -m annotated_pipeline.commands.sample: error: ") and message in lines[-1]
         assert "Traceback" not in result.stderr and not (tmp_path / "grid.png").exists()
+
+
+def saved_pipeline(folder, sample_size=28):
+    torch.manual_seed(0)
+    unet = AnnotatedUNet2DModel(sample_size=sample_size, dim=8, dim_mults=(1, 2), resnet_block_groups=2,
+                                attention_heads=2, attention_head_dim=8)
+    AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="cosine")
+                          ).save_pretrained(folder)
+    return str(folder)
+
+
+def test_a_grid_in_chunks_is_the_grid_of_one_batch(tmp_path):
+    folder = saved_pipeline(tmp_path / "pipe", sample_size=8)
+    args = [folder, "--num_images", "5", "--num_inference_steps", "3", "--scale", "1", "--scheduler", "dpmsolver"]
+    assert main(args + ["--output", str(tmp_path / "one.png")]) == 0
+    assert main(args + ["--output", str(tmp_path / "chunks.png"), "--batch_size", "2"]) == 0
+    one, chunks = (np.asarray(Image.open(tmp_path / name)).astype(int) for name in ("one.png", "chunks.png"))
+    assert np.abs(one - chunks).max() <= 1  # the same floats, up to the last bit of a batch's convolution: one grey level
+
+
+def test_a_count_that_cannot_fit_is_refused_in_one_line_before_any_work(tmp_path, capsys):
+    folder = saved_pipeline(tmp_path / "pipe")
+    prog = "annotated-pipeline sample"
+    start = time.perf_counter()
+    assert main([folder, "--num_images", "100000", "--output", str(tmp_path / "grid.png")], prog=prog) == 2
+    assert time.perf_counter() - start < 5
+    line = capsys.readouterr().err.strip()
+    assert line == (f"{prog}: error: a grid of 100000 images of 28 px enlarged 4 times is 35504 px wide, over the 16383 px "
+                    "an image may have: lower --num_images or --scale (at most 21316 images here)")
+    # As a process: exit 2, the same line, no traceback, nothing written.
+    result = subprocess.run([sys.executable, "-m", "annotated_pipeline", "sample", folder, "--num_images", "100000",
+                             "--output", str(tmp_path / "grid.png")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1].endswith("(at most 21316 images here)")
+    assert "Traceback" not in result.stderr and not (tmp_path / "grid.png").exists()
+    with pytest.raises(SystemExit) as exit_:
+        main([folder, "--num_images", "1", "--batch_size", "0"], prog=prog)
+    assert exit_.value.code == 2
+    assert "--batch_size must be >= 1, got 0" in capsys.readouterr().err

@@ -481,6 +481,10 @@ def test_cli_subcommands_write_pngs_and_figures(saved_tiny, tmp_path, capsys):
         ("img2img", ["{img}", "--strength", "1.5"], "strength must lie in"),
         ("interpolate", ["--scheduler", "ddpm"], "deterministic sampler"),
         ("interpolate", ["--seeds", "1", "2", "3"], "pairs"),
+        ("interpolate", ["--num_images", "100000", "--figure", "{fig}"],
+         "a figure of 1 row.s. of 100000 images of 8 px enlarged 4 times is 3600000 px on a side, over the 16383 px"),
+        ("interpolate", ["--num_images", str(10**12)], r"need about .* GiB .* lower --num_images, the --seeds pairs"),
+        ("interpolate", ["--batch_size", "0"], "--batch_size must be >= 1"),
     ],
 )
 def test_cli_bad_input_is_one_line_and_status_2(saved_tiny, tmp_path, capsys, module, argv, message):
@@ -489,7 +493,7 @@ def test_cli_bad_input_is_one_line_and_status_2(saved_tiny, tmp_path, capsys, mo
     folder, pngs = saved_tiny
     Image.new("RGB", (8, 8)).save(tmp_path / "rgb.png")
     Image.new("L", (9, 9)).save(tmp_path / "big.png")
-    paths = {"img": pngs[0], "rgb": str(tmp_path / "rgb.png"), "big": str(tmp_path / "big.png")}
+    paths = {"img": pngs[0], "rgb": str(tmp_path / "rgb.png"), "big": str(tmp_path / "big.png"), "fig": str(tmp_path / "f.png")}
     argv = [folder, *(a.format(**paths) for a in argv), "--output_dir", str(tmp_path / "out")]
     assert importlib.import_module(f"annotated_pipeline.commands.{module}").main(argv, prog=f"annotated-pipeline {module}") == 2
     lines = capsys.readouterr().err.strip().splitlines()
