@@ -11,9 +11,14 @@ GFLOP/s for a bf16 matmul against 32.6 in float32, issue #33). So the precision 
 
 Native bf16 means:
     CPU, x86-64   AVX512-BF16 or AMX-BF16 (`torch.cpu.get_capabilities()`, torch's cpuinfo: "avx512_bf16",
-                  "amx_bf16"). `torch.backends.cpu.get_cpu_capability()` names only ATen's vector dispatch
-                  level ("AVX2", "AVX512"), which says nothing about bf16: an AVX-512 CPU without BF16
-                  reports "AVX512" too.
+                  "amx_bf16"), and torch allowed to use them. `torch.backends.cpu.get_cpu_capability()` names
+                  ATen's vector dispatch level ("AVX2", "AVX512"): "AVX512" says nothing about bf16 (an
+                  AVX-512 CPU without BF16 reports it too), but below it ATen's kernels use no bf16
+                  instruction. Two variables, read when torch is imported, cap what torch uses, and so
+                  emulate an older CPU on a newer one (`ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2`):
+                  ATEN_CPU_CAPABILITY lowers the dispatch level, ONEDNN_MAX_CPU_ISA the instructions of
+                  oneDNN, which runs the bf16 matmuls and convolutions (AVX512_CORE_BF16 or above for
+                  avx512_bf16, AVX512_CORE_AMX for amx_bf16). A capped feature counts as absent.
     CPU, arm64    the BF16 extension ("bf16", "sve_bf16")
     CUDA          `torch.cuda.is_bf16_supported()` (Ampere and newer)
 """
@@ -51,10 +56,47 @@ def cpu_capabilities() -> dict:
         return {}
 
 
-def native_bf16_features(capabilities=None) -> list[str]:
-    """The bf16 features of the CPU, by their cpuinfo names (empty: bf16 is emulated)."""
+# oneDNN's instruction-set levels (dnnl_cpu_isa_t, dnnl_types.h): each level's bits contain those of the levels
+# below it, so a cap allows a feature when it holds all the bits of the feature's level.
+ONEDNN_ISA_BITS = {"SSE41": 0x1, "AVX": 0x3, "AVX2": 0x7, "AVX2_VNNI": 0xF, "AVX2_VNNI_2": 0x1F, "AVX512_CORE": 0x27,
+                   "AVX512_CORE_VNNI": 0x67, "AVX512_CORE_BF16": 0xE7, "AVX10_1_512": 0x1EF, "AVX512_CORE_FP16": 0x1EF,
+                   "AVX10_1_512_AMX": 0xFEF, "AVX512_CORE_AMX": 0xFEF, "AVX10_1_512_AMX_FP16": 0x1FEF,
+                   "AVX512_CORE_AMX_FP16": 0x1FEF}
+ONEDNN_LEVEL_OF = {"avx512_bf16": "AVX512_CORE_BF16", "amx_bf16": "AVX512_CORE_AMX"}  # the x86 bf16 features
+ONEDNN_CAP_VARIABLES = ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")  # DNNL_: the name before oneDNN 2.0, still read
+
+
+def onednn_isa_cap() -> str | None:
+    """The oneDNN instruction-set cap this process runs under ("AVX2"), None where there is none (unset, "ALL",
+    "DEFAULT", or a name oneDNN does not know and so ignores)."""
+    for variable in ONEDNN_CAP_VARIABLES:
+        value = os.environ.get(variable, "").strip().upper()
+        if value:
+            return value if value in ONEDNN_ISA_BITS else None
+    return None
+
+
+def capped_bf16_features(capabilities=None) -> dict[str, str]:
+    """The processor's x86 bf16 features that torch is told not to use: {feature: the cap that rules it out}."""
     capabilities = cpu_capabilities() if capabilities is None else capabilities
-    return [name for name in BF16_CPU_FEATURES if capabilities.get(name) is True]
+    present = [name for name in ONEDNN_LEVEL_OF if capabilities.get(name) is True]
+    aten = torch.backends.cpu.get_cpu_capability()
+    cap = onednn_isa_cap()
+    capped = {}
+    for name in present:
+        if aten in ("DEFAULT", "NO AVX", "AVX2"):  # x86 levels below AVX512 (torch names arm's "SVE256", ...)
+            capped[name] = f"ATen capability {aten}"
+        elif cap is not None and ONEDNN_ISA_BITS[cap] & ONEDNN_ISA_BITS[ONEDNN_LEVEL_OF[name]] \
+                != ONEDNN_ISA_BITS[ONEDNN_LEVEL_OF[name]]:
+            capped[name] = f"ONEDNN_MAX_CPU_ISA={cap}"
+    return capped
+
+
+def native_bf16_features(capabilities=None) -> list[str]:
+    """The bf16 features of the CPU that torch may use, by their cpuinfo names (empty: bf16 is emulated)."""
+    capabilities = cpu_capabilities() if capabilities is None else capabilities
+    capped = capped_bf16_features(capabilities)
+    return [name for name in BF16_CPU_FEATURES if capabilities.get(name) is True and name not in capped]
 
 
 def bf16_is_native(device="cpu") -> bool:
@@ -92,14 +134,17 @@ def resolve_precision(requested: Precision = "auto", device=None) -> str:
 def warn_emulated_bf16(device="cpu"):
     """Say once that bf16 is emulated here, and what it costs (measured: `bf16_slowdown`)."""
     slowdown = bf16_slowdown() if torch.device(device).type == "cpu" else None
-    cost = (f"a bf16 matmul measured {slowdown:.0f}x slower than fp32 here" if slowdown is not None
-            else f"typically ~{KNOWN_EMULATION_SLOWDOWN}x slower than fp32")
+    if slowdown is not None and slowdown >= 1.5:
+        cost = f"a bf16 matmul measured {slowdown:.{0 if slowdown >= 10 else 1}f}x slower than fp32 here"
+    else:  # a GPU, or a timing that a loaded machine made meaningless
+        cost = f"typically ~{KNOWN_EMULATION_SLOWDOWN}x slower than fp32"
+        cost += f" (a matmul timed here: {slowdown:.1f}x, too noisy to say)" if slowdown is not None else ""
     logger.warning(f"bf16 is emulated on this processor ({describe_processor(device)}): {cost}. "
                    "Use fp32 (--precision fp32 / --mixed_precision no), or auto to pick by hardware.")
 
 
 @functools.lru_cache(maxsize=None)
-def bf16_slowdown(size=128, seconds=0.1) -> float:
+def bf16_slowdown(size=256, seconds=0.3) -> float:
     """How many times slower a (size x size) @ (size x size) matmul runs in bf16 than in fp32 on this CPU,
     measured once per process: both warmed up (the first calls pick and compile kernels), then timed in
     turn for about `seconds` in all, the fastest run of each compared."""
@@ -127,7 +172,10 @@ def describe_processor(device=None) -> str:
         return f"GPU {name}, {'native' if bf16_is_native(device) else 'no'} bf16"
     capabilities = cpu_capabilities()
     features = native_bf16_features(capabilities)
+    capped = capped_bf16_features(capabilities)
     bf16 = f"native bf16 ({', '.join(features)})" if features else "bf16 emulated"
+    if capped:
+        bf16 += f" ({', '.join(capped)} capped by {', '.join(dict.fromkeys(capped.values()))})"
     name = capabilities.get("cpu_name") or "unknown CPU"
     return f"CPU {name}, {torch.backends.cpu.get_cpu_capability()}, {bf16}, {os.cpu_count()} cores"
 

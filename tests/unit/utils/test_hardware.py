@@ -1,8 +1,12 @@
 """hardware.py: the precision follows the processor. The processor is the input here, so the capability
 query is replaced both ways; the real one is checked against /proc/cpuinfo, read independently."""
 
+import json
 import logging
+import os
 import platform
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +18,8 @@ from annotated_pipeline.training.precision import accelerate_mixed_precision
 AVX2_ONLY = {"avx2": True, "avx512_f": False, "avx512_bf16": False, "amx_bf16": False, "cpu_name": "AMD EPYC"}
 AVX512_BF16 = {"avx2": True, "avx512_f": True, "avx512_bf16": True, "amx_bf16": False, "cpu_name": "AMD EPYC"}
 SAPPHIRE_RAPIDS = {"avx512_bf16": True, "amx_bf16": True, "amx_tile": True, "cpu_name": "Intel Xeon"}
+CAP_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA")
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -48,6 +54,15 @@ def test_explicit_bf16_where_emulated_is_kept_and_warns_once_with_its_cost(cpu, 
     assert len(warnings) == 1 and "87x slower than fp32" in warnings[0] and "AMD EPYC" in warnings[0]
 
 
+def test_a_timing_that_shows_no_slowdown_gives_the_known_cost_instead(cpu, caplog, monkeypatch):
+    cpu(AVX2_ONLY)
+    monkeypatch.setattr(hardware, "bf16_slowdown", lambda: 0.4)  # a loaded machine: the fp32 run was the unlucky one
+    with caplog.at_level(logging.WARNING, logger="annotated_pipeline.utils.hardware"):
+        hardware.resolve_precision("bf16", "cpu")
+    (warning,) = [r.getMessage() for r in caplog.records]
+    assert "typically ~100x slower than fp32" in warning and "0.4x, too noisy" in warning
+
+
 def test_native_bf16_does_not_warn(cpu, caplog):
     cpu(AVX512_BF16)
     with caplog.at_level(logging.WARNING, logger="annotated_pipeline.utils.hardware"):
@@ -72,6 +87,8 @@ def test_unknown_precision_names_the_allowed_ones():
 @pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or not Path("/proc/cpuinfo").exists(),
                     reason="reads the x86 flags of /proc/cpuinfo")
 def test_the_real_capability_agrees_with_proc_cpuinfo():
+    if any(os.environ.get(name) for name in CAP_VARIABLES):
+        pytest.skip("torch runs capped here; the capped cases run in subprocesses below")
     flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")).split()
     expected = [name for name in ("avx512_bf16", "amx_bf16") if name in flags]
     assert hardware.native_bf16_features() == expected
@@ -134,3 +151,76 @@ def test_the_commands_offer_the_one_list_of_precisions(command, capsys):
 
     assert cli.main([command, "--help"]) == 0
     assert "--precision {" + ",".join(hardware.PRECISIONS) + "}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cap, allowed", [
+    ("AVX2", []), ("avx512_core", []),  # oneDNN reads the name in any case
+    ("AVX512_CORE_BF16", ["avx512_bf16"]), ("AVX512_CORE_AMX", ["avx512_bf16", "amx_bf16"]),
+    ("ALL", ["avx512_bf16", "amx_bf16"]), ("no-such-isa", ["avx512_bf16", "amx_bf16"])])  # oneDNN ignores these
+def test_onednn_s_cap_rules_out_the_bf16_instructions_above_it(cpu, monkeypatch, cap, allowed):
+    cpu(SAPPHIRE_RAPIDS)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    assert hardware.native_bf16_features() == allowed
+    assert hardware.resolve_precision("auto", "cpu") == ("bf16" if allowed else "fp32")
+    if not allowed:
+        assert f"capped by ONEDNN_MAX_CPU_ISA={cap.upper()}" in hardware.describe_processor("cpu")
+
+
+@pytest.mark.parametrize("aten", ["AVX2", "DEFAULT"])
+def test_aten_below_avx512_rules_out_x86_bf16(cpu, monkeypatch, aten):
+    cpu(AVX512_BF16)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: aten)
+    assert hardware.native_bf16_features() == [] and not hardware.bf16_is_native("cpu")
+    assert accelerate_mixed_precision("auto", "cpu") == "no"
+    cpu({"architecture": "arm64", "bf16": True})  # arm's levels are not x86's: its bf16 stays native
+    assert hardware.bf16_is_native("cpu")
+
+
+PROBE = """
+import json, logging, torch
+from annotated_pipeline.utils import hardware
+from annotated_pipeline.training.precision import accelerate_mixed_precision
+records = []
+logging.getLogger("annotated_pipeline.utils.hardware").addHandler(type("H", (logging.Handler,), {"emit": lambda s, r: records.append(r.getMessage())})())
+out = {"aten": torch.backends.cpu.get_cpu_capability(), "native": hardware.bf16_is_native("cpu"),
+       "auto": hardware.resolve_precision("auto", "cpu"), "accelerate": accelerate_mixed_precision("auto", "cpu"),
+       "torch_onednn_bf16": torch.ops.mkldnn._is_mkldnn_bf16_supported(), "describe": hardware.describe_processor("cpu")}
+out["explicit"] = [hardware.resolve_precision("bf16", "cpu") for _ in range(2)]
+out["warnings"] = records
+print(json.dumps(out))
+"""
+
+
+def probe(**caps):
+    """What hardware.py decides in a fresh process that imports torch under `caps` (read at torch's import)."""
+    env = {k: v for k, v in os.environ.items() if k not in CAP_VARIABLES + ("ACCELERATE_MIXED_PRECISION",)}
+    env.update(caps, PYTHONPATH=str(REPO), CUDA_VISIBLE_DEVICES="")
+    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("caps", [{"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"},
+                                  {"ONEDNN_MAX_CPU_ISA": "AVX2"}, {"ATEN_CPU_CAPABILITY": "avx2"}])
+def test_a_process_capped_at_avx2_trains_in_fp32_and_warns_once_for_bf16(caps):
+    seen = probe(**caps)
+    assert seen["native"] is False and seen["auto"] == "fp32" and seen["accelerate"] == "no"
+    assert "bf16 emulated" in seen["describe"]
+    if "ONEDNN_MAX_CPU_ISA" in caps:  # torch itself no longer sends bf16 to oneDNN
+        assert seen["torch_onednn_bf16"] is False
+    if "ATEN_CPU_CAPABILITY" in caps:
+        assert seen["aten"] == "AVX2"
+    assert seen["explicit"] == ["bf16", "bf16"]  # kept, as asked
+    emulated = [w for w in seen["warnings"] if "bf16 is emulated" in w]
+    assert len(emulated) == 1 and "slower than fp32" in emulated[0], seen["warnings"]  # measured, or the known cost
+
+
+def test_an_uncapped_process_agrees_with_torch_s_own_bf16_routing():
+    seen = probe()
+    if seen["native"]:  # where we call bf16 native, torch runs it in oneDNN's bf16 kernels, and nothing warns
+        assert seen["torch_onednn_bf16"] is True and seen["auto"] == "bf16" and not seen["warnings"]
+    else:
+        assert seen["auto"] == "fp32" and len(seen["warnings"]) == 1
