@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 from ..utils.errors import run_reporting
-from .frechet import feature_statistics, frechet_distance
+from .frechet import feature_statistics, frechet_distance, frechet_distance_between
 from .image_sets import check_same_settings, common_size, image_files, load_statistics, read_batches, save_statistics
 from .inception import PRECISIONS, InceptionFeatures
 from .kid import kernel_distance
@@ -81,13 +81,21 @@ def fid(a, b, kid: bool = False, precision: str = "fp32", batch_size: int = 50, 
     start = time.perf_counter()
     stats = [statistics_of(source, inception, need_features=kid) for source in sources]
     check_same_settings(*((source["name"], s["settings"]) for source, s in zip(sources, stats)))
-    report = {"fid": frechet_distance(stats[0]["mu"], stats[0]["sigma"], stats[1]["mu"], stats[1]["sigma"]),
-              "num_images": [s["num_images"] for s in stats], "sources": [s["name"] for s in sources]}
+    report = {"fid": fid_of(*stats), "num_images": [s["num_images"] for s in stats],
+              "sources": [s["name"] for s in sources]}
     if kid:
         report.update(kernel_distance(stats[0]["features"], stats[1]["features"], kid_subsets, kid_subset_size, seed))
     report["settings"] = next((s["settings"] for s in stats if s["settings"] is not None), None)
     report["seconds"] = round(time.perf_counter() - start, 2)
     return report
+
+
+def fid_of(stats1: dict, stats2: dict) -> float:
+    """The FID of two statistics dicts: from their features where both have them (frechet.py picks the cheaper
+    path), else from mu and sigma (pytorch-fid's .npz files hold no features)."""
+    if stats1["features"] is not None and stats2["features"] is not None:
+        return frechet_distance_between(stats1["features"], stats2["features"])
+    return frechet_distance(stats1["mu"], stats1["sigma"], stats2["mu"], stats2["sigma"])
 
 
 def save_folder_statistics(folder, out, precision: str = "fp32", batch_size: int = 50) -> dict:

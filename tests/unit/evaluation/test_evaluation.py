@@ -97,6 +97,47 @@ def test_feature_set_to_itself_is_zero(n, d):
     assert frechet_distance_between(features, features) < 1e-6 * sigma.trace().item()
 
 
+def _centred_pair(n1, n2, d, seed):
+    """Two random feature sets, the second with correlated dimensions, and their centred float64 matrices."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n1, d, generator=g, dtype=torch.float64) * 2 + 0.5
+    mixing = torch.randn(d, d, generator=g, dtype=torch.float64) / d**0.5
+    y = torch.randn(n2, d, generator=g, dtype=torch.float64) @ mixing
+    return x, y, x - x.mean(0), y - y.mean(0)
+
+
+@pytest.mark.parametrize("n1, n2, d", [(300, 200, 16), (90, 40, 24)])  # full-rank covariances (N > D)
+def test_trace_sqrt_nuclear_norm_equals_eigh_path(n1, n2, d, monkeypatch):
+    """Tr((S1 S2)^(1/2)) two ways: eigh of the covariances, and ||A1 A2^T||_* / sqrt((N1-1)(N2-1)) (frechet.py)."""
+    from annotated_pipeline.evaluation.frechet import trace_sqrt_product, trace_sqrt_product_of_features
+
+    x, y, a1, a2 = _centred_pair(n1, n2, d, seed=11)
+    by_eigh = trace_sqrt_product(a1.T @ a1 / (n1 - 1), a2.T @ a2 / (n2 - 1))
+    assert trace_sqrt_product_of_features(a1, a2).item() == pytest.approx(by_eigh.item(), rel=1e-9)
+    # and the whole distance: from the features (forced) against the covariance path
+    from annotated_pipeline.evaluation import frechet
+
+    by_statistics = frechet_distance(*feature_statistics(x), *feature_statistics(y))
+    assert not frechet.features_path_is_cheaper(n1, n2, d)  # by default: the eigh path
+    monkeypatch.setattr(frechet, "features_path_is_cheaper", lambda *_: True)
+    assert frechet_distance_between(x, y) == pytest.approx(by_statistics, rel=1e-9)
+
+
+def test_fewer_rows_than_dimensions_takes_the_nuclear_norm_path():
+    """N < D: the nuclear norm, whose value the eigh path reaches only to its round-off (sqrt of the ~1e-14
+    eigenvalues it should find 0: ~1e-8 relative), and FID(X, X) = 0 to round-off."""
+    from annotated_pipeline.evaluation.frechet import features_path_is_cheaper
+
+    assert features_path_is_cheaper(50, 70, 128) and features_path_is_cheaper(2047, 2047, 2048)
+    assert not features_path_is_cheaper(10_000, 10_000, 128)
+    x, y, _, _ = _centred_pair(50, 70, 128, seed=12)
+    by_statistics = frechet_distance(*feature_statistics(x), *feature_statistics(y))
+    assert frechet_distance_between(x, y) == pytest.approx(by_statistics, rel=1e-6)
+    trace = feature_statistics(x)[1].trace().item()
+    assert frechet_distance_between(x, x) <= 1e-12 * trace
+    assert frechet_distance_between(x.float(), x.float()) <= 1e-12 * trace
+
+
 def test_feature_statistics_match_numpy():
     features = torch.randn(100, 7, generator=torch.Generator().manual_seed(7))
     mu, sigma = feature_statistics(features)
