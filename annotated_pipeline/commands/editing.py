@@ -34,7 +34,8 @@ def editing_parser(prog, description, default_scheduler, default_steps, with_see
     if with_seed:
         parser.add_argument("--seed", type=int, default=0, help="seeds the one generator behind all the noise")
     parser.add_argument("--guidance_scale", type=number_in(float, *GUIDANCE_SCALE_RANGE), default=1.0,
-                        help=f"classifier-free guidance towards --class_label(s), in {span(GUIDANCE_SCALE_RANGE)} (1 = none)")
+                        help=f"classifier-free guidance towards --class_label(s), in {span(GUIDANCE_SCALE_RANGE)} "
+                             "(1 = none)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
     parser.add_argument("--output_dir", type=output_folder, default="edit-output",

@@ -149,7 +149,7 @@ def load_training_dataset(
     )
 
 
-SPLIT_FOLDERS = ("train", "test", "validation", "valid", "val", "dev")  # folder names the imagefolder builder takes for splits
+SPLIT_FOLDERS = ("train", "test", "validation", "valid", "val", "dev")  # what the imagefolder builder takes for splits
 
 
 def one_class_message(data_dir, label_column):
@@ -159,7 +159,8 @@ def one_class_message(data_dir, label_column):
         return None
     extensions = _image_extensions()
     classes = {os.path.basename(dirpath) for dirpath, _, names in os.walk(data_dir)
-               if os.path.normpath(dirpath) != os.path.normpath(data_dir) and os.path.basename(dirpath) not in SPLIT_FOLDERS
+               if os.path.normpath(dirpath) != os.path.normpath(data_dir)
+               and os.path.basename(dirpath) not in SPLIT_FOLDERS
                and any(os.path.splitext(name)[1].lower() in extensions for name in names)}
     if len(classes) != 1:
         return None

@@ -176,7 +176,8 @@ def attention_figure(pipe, num_images=4, timesteps=None, num_timesteps=4, module
         steps = [chain.index(t) for t in timesteps]  # a repeated timestep: its first step
     with record_attention(pipe.unet, timesteps={chain[i] for i in steps}, modules=[module]) as store:
         samples = pipe(batch_size=num_images, generator=generator(seed), num_inference_steps=num_inference_steps,
-                       output_type="pt", **pipe_kwargs).images * 2 - 1
+                       output_type="pt", max_batch_size=num_images,  # one chain: one record a step
+                       **pipe_kwargs).images * 2 - 1
     size = samples.shape[-2:]
     rows = []
     for b in range(num_images):

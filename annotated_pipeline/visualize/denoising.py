@@ -66,7 +66,8 @@ def collect_trajectory(pipe, num_images=4, every=1, seed=0, on_step=None, **pipe
         return tensors
 
     images = pipe(batch_size=num_images, generator=g, latents=x_t, output_type="pt", callback_on_step_end=callback,
-                  callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"], **pipe_kwargs).images
+                  callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
+                  max_batch_size=num_images, **pipe_kwargs).images  # one chain, whose steps the callback keeps
     kept.samples = images * 2 - 1
     return kept
 
