@@ -112,7 +112,8 @@ def build_demo(model=DEFAULT_MODEL, trust_remote_code=False, loaded=None, time_l
                 class_name = gr.Dropdown(choices, value=defaults.class_name, label="Class")
                 num_images = gr.Slider(1, demo.MAX_IMAGES, value=defaults.num_images, step=1, label="Number of images")
                 sampler = gr.Radio(list(demo.SAMPLERS), value=defaults.sampler, label="Sampler")
-                steps = gr.Slider(1, demo.MAX_STEPS, value=defaults.steps, step=1, label=f"Steps (images x steps: at most {demo.MAX_IMAGE_STEPS})", elem_id="steps")
+                steps = gr.Slider(1, demo.MAX_STEPS, value=defaults.steps, step=1, elem_id="steps",
+                                  label=f"Steps (images x steps: at most {demo.MAX_IMAGE_STEPS})")
                 guidance_scale = gr.Slider(0, 8, value=defaults.guidance_scale, step=0.1, interactive=guided,
                                            label="Guidance scale s (1 = none)")
                 with gr.Row():

@@ -14,6 +14,8 @@ import PIL.Image
 import torch
 
 from ..pipelines.samplers import SCHEDULERS, set_scheduler
+from ..pipelines.pipeline_inputs import GUIDANCE_SCALE_RANGE
+from ..utils.options import SCALE_RANGE, number_in, span
 from ..utils.outputs import IMAGE, output_file, output_folder
 
 
@@ -31,15 +33,17 @@ def editing_parser(prog, description, default_scheduler, default_steps, with_see
     parser.add_argument("--num_inference_steps", type=int, default=default_steps)
     if with_seed:
         parser.add_argument("--seed", type=int, default=0, help="seeds the one generator behind all the noise")
-    parser.add_argument("--guidance_scale", type=float, default=1.0,
-                        help="classifier-free guidance towards --class_label(s) (1 = none)")
+    parser.add_argument("--guidance_scale", type=number_in(float, *GUIDANCE_SCALE_RANGE), default=1.0,
+                        help=f"classifier-free guidance towards --class_label(s), in {span(GUIDANCE_SCALE_RANGE)} "
+                             "(1 = none)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
     parser.add_argument("--output_dir", type=output_folder, default="edit-output",
                         help="every output image as a PNG at the model's size")
     parser.add_argument("--figure", type=output_file(IMAGE), default=None,
                         help="also write one enlarged PNG with a row per input")
-    parser.add_argument("--scale", type=int, default=4, help="enlarge the figure this many times (nearest neighbour)")
+    parser.add_argument("--scale", type=number_in(int, *SCALE_RANGE), default=4,
+                        help=f"enlarge the figure this many times (nearest neighbour; {span(SCALE_RANGE)})")
     return parser
 
 

@@ -93,7 +93,8 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
     pipeline = pipeline_from_checkpoint(checkpoint, ema)
     if num_samples:  # samples.png is one image: refused before any work where it, or its samples, cannot fit
         check_grid(num_samples, pipeline.unet.config.sample_size, SAMPLES_SCALE, "--num_samples")
-        check_sampling_memory(pipeline.unet, num_samples, DEFAULT_MAX_BATCH_SIZE, False, pipeline.device, "lower --num_samples")
+        check_sampling_memory(pipeline.unet, num_samples, DEFAULT_MAX_BATCH_SIZE, False, pipeline.device,
+                              "lower --num_samples")
     step = checkpoint_step(checkpoint)
     record = read_training_args(checkpoint) or {}
     training_args = dict(record.get("args") or {})

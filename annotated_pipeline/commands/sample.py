@@ -21,6 +21,7 @@ from ..checkpoints import load_pipeline
 from ..utils.memory import check_sampling_memory
 from ..utils.hardware import PRECISION_HELP, PRECISIONS, resolve_precision, weights_in
 from ..utils.outputs import IMAGE, output_file
+from ..utils.options import SCALE_RANGE, number_in, span
 from ..pipelines.samplers import add_sampling_options, check_sampling_options, using_sampler
 from ..pipelines.pipeline_inputs import DEFAULT_MAX_BATCH_SIZE
 from ..training.outputs import check_grid, to_grid
@@ -60,11 +61,10 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.sample"):
                         help="the same as --precision bf16 (its older spelling)")
     parser.add_argument("--output", type=output_file(IMAGE), default="samples-grid.png",
                         help="the grid image (its folder must exist; .png, .jpg, .webp, ...)")
-    parser.add_argument("--scale", type=int, default=4, help="enlarge the grid this many times (nearest neighbour)")
+    parser.add_argument("--scale", type=number_in(int, *SCALE_RANGE), default=4,
+                        help=f"enlarge the grid this many times (nearest neighbour; {span(SCALE_RANGE)})")
     args = parser.parse_args(argv)
     check_sampling_options(parser, args)
-    if args.scale < 1:
-        parser.error(f"--scale must be >= 1, got {args.scale}")
     if args.batch_size < 1:
         parser.error(f"--batch_size must be >= 1, got {args.batch_size}")
     return run_reporting(prog, lambda: _run(args))

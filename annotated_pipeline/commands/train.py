@@ -31,7 +31,8 @@ def main(argv=None, prog=None):
         print(f"{prog}: error: {redact(error)}", file=sys.stderr)
         return 2
     except TrainingInterrupted as error:  # SIGINT/SIGTERM: the step finished and was checkpointed
-        print(f"{prog}: {error}", file=sys.stderr)
+        if error.announce:  # one line for the run, not one per process
+            print(f"{prog}: {error}", file=sys.stderr)
         return error.exit_status
     except (HubPushError, TrainingDiverged, CheckpointWriteError) as error:
         print(f"{prog}: error: {redact(error)}", file=sys.stderr)

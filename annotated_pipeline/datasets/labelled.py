@@ -23,7 +23,12 @@ def open_split(data: str | os.PathLike, split: str = "train"):
     """One split of DATA as a `datasets.Dataset`, or None when DATA has no such split."""
     from annotated_pipeline.datasets.loading import load_training_dataset
 
-    local = os.path.isdir(os.fspath(data))
+    name = os.fspath(data)
+    local = os.path.isdir(name)
+    if not local and (os.path.exists(name) or name.startswith((".", "~", os.sep)) or name.count("/") > 1):
+        what = "is a file, not a folder" if os.path.exists(name) else "does not exist"
+        raise ValueError(f"{name} {what}: DATA is a local folder (images in one sub-folder per class, parquet files or "
+                         "IDX files) or a Hub data set id of the form 'namespace/name'")
     try:
         return load_training_dataset(dataset_name=None if local else os.fspath(data),
                                      train_data_dir=os.fspath(data) if local else None, split=split)

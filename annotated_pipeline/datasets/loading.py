@@ -149,11 +149,34 @@ def load_training_dataset(
     )
 
 
-def check_columns(dataset, image_column: str, label_column: str | None = None) -> None:
-    """Raise ValueError unless `dataset` has rows and the named columns."""
+SPLIT_FOLDERS = ("train", "test", "validation", "valid", "val", "dev")  # what the imagefolder builder takes for splits
+
+
+def one_class_message(data_dir, label_column):
+    """What to say when an image folder has no `label_column` because its images lie in one class folder (the
+    imagefolder builder labels images by their folder only where there are two or more); None otherwise."""
+    if data_dir is None or not os.path.isdir(data_dir):
+        return None
+    extensions = _image_extensions()
+    classes = {os.path.basename(dirpath) for dirpath, _, names in os.walk(data_dir)
+               if os.path.normpath(dirpath) != os.path.normpath(data_dir)
+               and os.path.basename(dirpath) not in SPLIT_FOLDERS
+               and any(os.path.splitext(name)[1].lower() in extensions for name in names)}
+    if len(classes) != 1:
+        return None
+    return (f"{data_dir} holds one class (all its images are in folders named {classes.pop()!r}), so it has no "
+            f"{label_column!r} column: class labels need two or more classes, a sub-folder of images for each "
+            "(DATA/CLASS_A/*.png, DATA/CLASS_B/*.png, ...)")
+
+
+def check_columns(dataset, image_column: str, label_column: str | None = None, data_dir=None) -> None:
+    """Raise ValueError unless `dataset` has rows and the named columns (`data_dir`: the folder it was read from,
+    named when it has one class and so no labels)."""
     available = list(dataset.column_names)
     for role, column in (("image_column", image_column), ("label_column", label_column)):
         if column is not None and column not in available:
+            if role == "label_column" and one_class_message(data_dir, column):
+                raise ValueError(one_class_message(data_dir, column))
             raise ValueError(f"{role} {column!r} is not a column of the data set; available columns: {available}")
     if len(dataset) == 0:
         raise ValueError(f"the data set is empty (0 rows; columns {available})")

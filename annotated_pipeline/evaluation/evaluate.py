@@ -78,6 +78,8 @@ from annotated_pipeline.evaluation.measures import class_coverage, distance_floo
 from annotated_pipeline.utils.errors import run_reporting
 from annotated_pipeline.utils.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
 from annotated_pipeline.utils.outputs import JSON, output_file
+from annotated_pipeline.utils.options import number_in, span
+from annotated_pipeline.pipelines.pipeline_inputs import GUIDANCE_SCALE_RANGE, check_guidance_scale
 from annotated_pipeline.pipelines.pipeline import check_guidance_interval
 from annotated_pipeline.pipelines.samplers import SCHEDULERS, set_scheduler, using_sampler  # noqa: F401 (set_scheduler re-exported)
 # The pieces, importable from here as before: reference images (reference.py) and samples (sampling.py).
@@ -181,8 +183,7 @@ def _check_arguments(scheduler, num_samples, num_inference_steps, batch_size, et
         raise ValueError(f"eta is DDIM's parameter: use it with scheduler='ddim', not {scheduler!r}")
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1] (0 deterministic DDIM, 1 DDPM-like noise), got {eta}")
-    if not guidance_scale >= 0:
-        raise ValueError(f"guidance_scale must be >= 0 (1 = no guidance), got {guidance_scale}")
+    check_guidance_scale(guidance_scale)
     if guidance_interval is not None:
         check_guidance_interval(guidance_interval, guidance_scale=guidance_scale)
     if num_reference is not None and (not isinstance(num_reference, int) or isinstance(num_reference, bool) or num_reference < 2):
@@ -326,8 +327,9 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
     parser.add_argument("--num_inference_steps", type=int, default=50)
     parser.add_argument("--eta", type=float, default=0.0,
                         help="DDIM's eta (with --scheduler ddim): 0 deterministic (default), 1 DDPM-like noise")
-    parser.add_argument("--guidance_scale", type=float, default=1.0,
-                        help="classifier-free guidance for a class-conditional pipeline with a 'no class' embedding (1 = none)")
+    parser.add_argument("--guidance_scale", type=number_in(float, *GUIDANCE_SCALE_RANGE), default=1.0,
+                        help="classifier-free guidance for a class-conditional pipeline with a 'no class' embedding, in "
+                             f"{span(GUIDANCE_SCALE_RANGE)} (1 = none)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
     parser.add_argument("--batch_size", type=int, default=250)

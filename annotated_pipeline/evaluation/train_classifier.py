@@ -26,6 +26,7 @@ import argparse
 import datetime
 import json
 import math
+import os
 import shlex
 import sys
 import time
@@ -107,6 +108,10 @@ def load_labelled_data(args) -> dict:
     channels, size = labelled.image_shape_of(train_set, args.image_column)
     size = args.resolution or size
     if args.label_column not in train_set.column_names:
+        from annotated_pipeline.datasets.loading import one_class_message
+
+        if one_class_message(os.fspath(args.data), args.label_column):
+            raise ValueError(one_class_message(os.fspath(args.data), args.label_column) + "; a classifier needs them")
         raise ValueError(f"--label_column {args.label_column!r} is not a column of {args.data}; "
                          f"available columns: {train_set.column_names}")
     from annotated_pipeline.datasets.labelled import count_classes

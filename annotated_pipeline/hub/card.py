@@ -76,8 +76,10 @@ def _check_card_inputs(license, guidance_scale, guidance_interval, training_args
         )
     if not isinstance(license, str) or not license.strip():
         raise ValueError(f"license must be a non-empty license identifier such as 'mit', got {license!r}.")
-    if guidance_scale is not None and not (isinstance(guidance_scale, (int, float)) and guidance_scale >= 0):
-        raise ValueError(f"guidance_scale must be a number >= 0 or None, got {guidance_scale!r}.")
+    if guidance_scale is not None:
+        from ..pipelines.pipeline_inputs import check_guidance_scale  # the pipeline's own range
+
+        check_guidance_scale(guidance_scale)
     if guidance_interval is not None:
         from ..pipelines.pipeline import check_guidance_interval  # the pipeline's own rule (imported here: it needs torch)
 

@@ -29,8 +29,6 @@ otherwise only torch, diffusers, huggingface_hub.
 """
 
 import inspect
-import math
-import numbers
 import tempfile
 from pathlib import Path
 
@@ -41,8 +39,8 @@ from diffusers.models.modeling_utils import ModelMixin
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 from diffusers.utils.torch_utils import randn_tensor
 
-from .pipeline_inputs import (check_call_inputs, check_guidance_interval, check_sigma_spacing, chunk_size,
-                              class_labels_tensor, is_int)
+from .pipeline_inputs import (check_call_inputs, check_guidance_interval, check_guidance_scale, check_sigma_spacing,
+                              chunk_size, class_labels_tensor, is_int)
 from .pipeline_loading import installed_component_classes, installed_module, load_with_installed_classes
 from .pipeline_predictions import NonFiniteSampleError, classifier_free_guidance, predicted_original_sample  # noqa: F401
 from .pipeline_saving import write_code_files
@@ -79,9 +77,8 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         T = self.scheduler.config.num_train_timesteps
         if num_inference_steps is not None and not (is_int(num_inference_steps) and 1 <= num_inference_steps <= T):
             raise ValueError(f"default num_inference_steps must be an integer in 1..{T}, got {num_inference_steps!r}.")
-        if guidance_scale is not None and not (isinstance(guidance_scale, numbers.Real)
-                                               and math.isfinite(guidance_scale) and guidance_scale >= 0):
-            raise ValueError(f"default guidance_scale must be a finite number >= 0, got {guidance_scale!r}.")
+        if guidance_scale is not None:
+            check_guidance_scale(guidance_scale, "default guidance_scale")
         if guidance_interval is not None:
             check_guidance_interval(guidance_interval, T, 1.0 if guidance_scale is None else guidance_scale)
             guidance_interval = [int(t) for t in guidance_interval]

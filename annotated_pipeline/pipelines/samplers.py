@@ -11,6 +11,9 @@ train (its sample grids) and visualisation commands share.
 import contextlib
 from typing import Literal, get_args
 
+from ..utils.options import number_in, span
+from .pipeline_inputs import GUIDANCE_SCALE_RANGE
+
 Sampler = Literal["default", "ddim", "dpmsolver", "ddpm"]
 SCHEDULERS = get_args(Sampler)
 
@@ -67,9 +70,10 @@ def add_sampling_options(parser):
     parser.add_argument("--num_inference_steps", type=int, default=None,
                         help="length of the chain (default: the folder's recommendation, else every training timestep)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--guidance_scale", type=float, default=None,
-                        help="classifier-free guidance for class-conditional pipelines with a 'no class' embedding "
-                             "(1 = none; default: the folder's recommendation, with its interval)")
+    parser.add_argument("--guidance_scale", type=number_in(float, *GUIDANCE_SCALE_RANGE), default=None,
+                        help=f"classifier-free guidance for class-conditional pipelines with a 'no class' embedding, "
+                             f"in {span(GUIDANCE_SCALE_RANGE)} (1 = none; default: the folder's recommendation, with "
+                             "its interval)")
     parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
 

@@ -147,7 +147,7 @@ def load_data(args, accelerator):
             )
         if len(dataset) == 0:
             raise TrainingConfigError(f"the training data set ({describe_data(args)}) is empty")
-        data.check_columns(dataset, args.image_column, args.label_column)
+        data.check_columns(dataset, args.image_column, args.label_column, train_data_dir)
         channels = args.num_channels or data.detect_channels(dataset, args.image_column)
         try:
             num_classes = count_classes(dataset, args.label_column) if args.label_column else None

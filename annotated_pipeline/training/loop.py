@@ -191,7 +191,8 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
         maybe_validate(args, accelerator, state, global_step)
         signum = state.stop.requested() if state.stop is not None else None
         if signum:
-            raise TrainingInterrupted(signum, global_step, path or checkpoint(args, accelerator, state, global_step))
+            raise TrainingInterrupted(signum, global_step, path or checkpoint(args, accelerator, state, global_step),
+                                      announce=accelerator.is_main_process)
         if global_step >= plan.max_train_steps:
             break
     return global_step

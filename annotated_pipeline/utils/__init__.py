@@ -5,4 +5,5 @@
     hardware.py  the precision this processor runs natively (bf16 or fp32), and threads
     tokens.py    Hugging Face tokens, from every source, redacted from anything printed
     memory.py    how much memory a device has and a U-Net needs: the bounds of training and sampling
+    options.py   numeric options within documented ranges, refused when parsed
 """

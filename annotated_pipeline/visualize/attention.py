@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from PIL import ImageDraw
 
+from ..utils.options import SCALE_RANGE, number_in, span
+
 from .images import labelled_grid, overlay, to_pil
 from .options import add_figure_options, check_sampling_options, generator, load_for_figures, sampling_kwargs
 
@@ -174,7 +176,8 @@ def attention_figure(pipe, num_images=4, timesteps=None, num_timesteps=4, module
         steps = [chain.index(t) for t in timesteps]  # a repeated timestep: its first step
     with record_attention(pipe.unet, timesteps={chain[i] for i in steps}, modules=[module]) as store:
         samples = pipe(batch_size=num_images, generator=generator(seed), num_inference_steps=num_inference_steps,
-                       output_type="pt", **pipe_kwargs).images * 2 - 1
+                       output_type="pt", max_batch_size=num_images,  # one chain: one record a step
+                       **pipe_kwargs).images * 2 - 1
     size = samples.shape[-2:]
     rows = []
     for b in range(num_images):
@@ -204,7 +207,8 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.attention"):
     parser.add_argument("--query", type=int, nargs=2, default=None, metavar=("ROW", "COL"),
                         help="the query pixel on the layer's grid (default: the most focused query of each sample)")
     parser.add_argument("--head", default="mean", help="'mean' (the heads' average) or a head index")
-    parser.add_argument("--scale", type=int, default=4, help="enlarge each cell this many times")
+    parser.add_argument("--scale", type=number_in(int, *SCALE_RANGE), default=4,
+                        help=f"enlarge each cell this many times ({span(SCALE_RANGE)})")
     args = parser.parse_args(argv)
     check_sampling_options(parser, args)
     if args.head not in HEAD_CHOICES and not args.head.isdigit():

@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from ..utils.options import SCALE_RANGE, number_in, span
+
 from .images import labelled_grid, to_pil
 from .options import add_figure_options, check_sampling_options, generator, load_for_figures, sampling_kwargs
 
@@ -64,7 +66,8 @@ def collect_trajectory(pipe, num_images=4, every=1, seed=0, on_step=None, **pipe
         return tensors
 
     images = pipe(batch_size=num_images, generator=g, latents=x_t, output_type="pt", callback_on_step_end=callback,
-                  callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"], **pipe_kwargs).images
+                  callback_on_step_end_tensor_inputs=["latents", "pred_original_sample"],
+                  max_batch_size=num_images, **pipe_kwargs).images  # one chain, whose steps the callback keeps
     kept.samples = images * 2 - 1
     return kept
 
@@ -109,7 +112,8 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.denoising"):
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     add_figure_options(parser, num_images=6, output="denoising.gif")
     parser.add_argument("--every", type=int, default=1, help="keep x_t and x_0_hat every this many steps")
-    parser.add_argument("--scale", type=int, default=3, help="enlarge each image this many times")
+    parser.add_argument("--scale", type=number_in(int, *SCALE_RANGE), default=3,
+                        help=f"enlarge each image this many times ({span(SCALE_RANGE)})")
     parser.add_argument("--strip", default=None, help="also write a PNG strip here (default: OUTPUT with .png)")
     parser.add_argument("--num_columns", type=int, default=8, help="steps shown in the strip")
     parser.add_argument("--frame_ms", type=int, default=120, help="milliseconds per GIF frame")

@@ -17,6 +17,7 @@ import torch
 
 from ..losses import q_sample
 from ..utils.outputs import IMAGE, output_file
+from ..utils.options import SCALE_RANGE, number_in, span
 from ..scheduler import AnnotatedDDPMScheduler
 from ..scheduler.schedules import BETA_SCHEDULES
 from .images import labelled_grid, to_pil
@@ -83,7 +84,8 @@ def main(argv=None, prog="python -m annotated_pipeline.visualize.forward"):
     parser.add_argument("--schedules", nargs="+", choices=SCHEDULES, default=list(SCHEDULES))
     parser.add_argument("--num_train_timesteps", type=int, default=1000, help="T (300 is the blog's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the one eps every cell shares")
-    parser.add_argument("--scale", type=int, default=3)
+    parser.add_argument("--scale", type=number_in(int, *SCALE_RANGE), default=3,
+                        help=f"enlarge each cell ({span(SCALE_RANGE)})")
     parser.add_argument("--output", type=output_file(IMAGE), default="forward.png")
     args = parser.parse_args(argv)
     if args.num_train_timesteps < 1 or args.scale < 1:

@@ -151,6 +151,10 @@ import torch
 
 
 OUTPUT_TYPES = ("pil", "np", "pt")
+# s of classifier-free guidance (Ho & Salimans 2022, eq. (6)): 1 = none, 0 = the unconditional model; their
+# figures go to w = 4 (s = 5), and far beyond ~20 every sample saturates. The one range of the pipeline's check,
+# the folder's default and every command's --guidance_scale.
+GUIDANCE_SCALE_RANGE = (0.0, 50.0)
 DEFAULT_MAX_BATCH_SIZE = 256  # images per U-Net call when a call leaves max_batch_size out
 
 
@@ -185,6 +189,15 @@ def check_guidance_interval(guidance_interval, num_train_timesteps=None, guidanc
         bound = "" if num_train_timesteps is None else f" < {num_train_timesteps}"
         raise ValueError(f"guidance_interval must be two ints (t_low, t_high) with 0 <= t_low <= t_high{bound} "
                          f"(training timesteps), got {guidance_interval!r}.")
+
+
+def check_guidance_scale(guidance_scale, what="guidance_scale"):
+    """A ValueError unless `guidance_scale` is a number in GUIDANCE_SCALE_RANGE."""
+    low, high = GUIDANCE_SCALE_RANGE
+    if not (isinstance(guidance_scale, numbers.Real) and not isinstance(guidance_scale, bool)
+            and math.isfinite(guidance_scale) and low <= guidance_scale <= high):
+        raise ValueError(f"{what} must be a number in {low:g}..{high:g} (1 = no guidance, 0 = the unconditional "
+                         f"model; beyond that range every sample saturates), got {guidance_scale!r}.")
 
 
 def is_int(value):
@@ -243,9 +256,7 @@ def check_call_inputs(unet, scheduler, batch_size, num_inference_steps, output_t
                          "generator, or one per image.")
     if not (isinstance(eta, numbers.Real) and math.isfinite(eta) and eta >= 0):
         raise ValueError(f"eta must be a finite number >= 0 (0 = deterministic DDIM, 1 = DDPM-like noise), got {eta!r}.")
-    if not (isinstance(guidance_scale, numbers.Real) and math.isfinite(guidance_scale) and guidance_scale >= 0):
-        raise ValueError(f"guidance_scale must be a finite number >= 0 (1 = no guidance, 0 = the unconditional "
-                         f"model), got {guidance_scale!r}.")
+    check_guidance_scale(guidance_scale)
     if guidance_scale != 1.0 and not unet.config.get("null_class_embed", False):
         raise ValueError(
             f"guidance_scale={guidance_scale}: classifier-free guidance needs a class-conditional U-Net with a "
@@ -472,8 +483,6 @@ otherwise only torch, diffusers, huggingface_hub.
 """
 
 import inspect
-import math
-import numbers
 import tempfile
 from pathlib import Path
 
@@ -517,9 +526,8 @@ class AnnotatedDDPMPipeline(DiffusionPipeline):
         T = self.scheduler.config.num_train_timesteps
         if num_inference_steps is not None and not (is_int(num_inference_steps) and 1 <= num_inference_steps <= T):
             raise ValueError(f"default num_inference_steps must be an integer in 1..{T}, got {num_inference_steps!r}.")
-        if guidance_scale is not None and not (isinstance(guidance_scale, numbers.Real)
-                                               and math.isfinite(guidance_scale) and guidance_scale >= 0):
-            raise ValueError(f"default guidance_scale must be a finite number >= 0, got {guidance_scale!r}.")
+        if guidance_scale is not None:
+            check_guidance_scale(guidance_scale, "default guidance_scale")
         if guidance_interval is not None:
             check_guidance_interval(guidance_interval, T, 1.0 if guidance_scale is None else guidance_scale)
             guidance_interval = [int(t) for t in guidance_interval]
