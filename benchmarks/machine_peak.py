@@ -24,6 +24,8 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from annotated_pipeline.utils.hardware import bf16_is_native
+
 PRECISIONS = ("fp32", "bf16")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -46,11 +48,12 @@ def _cpuinfo() -> tuple[str, set[str]]:
 
 
 def native_bf16(device: torch.device) -> bool:
-    """True where bf16 matmuls run in hardware (see the module docstring)."""
+    """True where bf16 matmuls run in hardware (see the module docstring) and torch may use those instructions
+    (not capped by ATEN_CPU_CAPABILITY or ONEDNN_MAX_CPU_ISA: annotated_pipeline/utils/hardware.py)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     _, flags = _cpuinfo()
-    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+    return any(flag in flags for flag in NATIVE_BF16_FLAGS) and bf16_is_native("cpu")
 
 
 def training_precision(device: torch.device) -> str:
