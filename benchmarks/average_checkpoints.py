@@ -142,7 +142,8 @@ def main(argv=None):
     parser.add_argument("--no_eval", action="store_true", help="only write the averaged pipelines")
     args = parser.parse_args(argv)
 
-    from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT, evaluate
+    from annotated_pipeline.evaluation.evaluate import evaluate
+    from annotated_pipeline.evaluation.reference import DEFAULT_ROOT
 
     checkpoints = find_checkpoints(args.run_dir, args.since)
     steps = [s for s, _ in checkpoints]

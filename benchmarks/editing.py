@@ -38,7 +38,9 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from annotated_pipeline.evaluation.classifier import load_default_classifier  # noqa: E402
-from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT, SCHEDULERS, embed, load_split, set_scheduler  # noqa: E402
+from annotated_pipeline.evaluation.measures import embed  # noqa: E402
+from annotated_pipeline.evaluation.reference import DEFAULT_ROOT, load_split  # noqa: E402
+from annotated_pipeline.pipelines.samplers import SCHEDULERS, set_scheduler  # noqa: E402
 from annotated_pipeline.pipelines.pipeline_img2img import AnnotatedDDPMImg2ImgPipeline  # noqa: E402
 from annotated_pipeline.pipelines.pipeline_inpaint import KEEP_SIDES, AnnotatedDDPMInpaintPipeline, half_mask  # noqa: E402
 from annotated_pipeline.datasets.fashion_mnist import stratified_sample_indices  # noqa: E402

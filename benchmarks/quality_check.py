@@ -32,7 +32,9 @@ LOSS_TYPE = "huber"  # the training command's default --loss_type
 
 def check_sampling(pipeline, num_samples, steps, batch_size, seed, data_root, classifier=None, compare_samples=100):
     """Evaluate `pipeline` (an object, a folder or a Hub id) in float32 and bfloat16; returns both reports."""
-    from annotated_pipeline.evaluation.evaluate import conditioning_labels, evaluate, generate_samples, load_pipeline
+    from annotated_pipeline.checkpoints import load_pipeline
+    from annotated_pipeline.evaluation.evaluate import evaluate
+    from annotated_pipeline.evaluation.samples import conditioning_labels, generate_samples
     from annotated_pipeline.pipelines.samplers import set_scheduler
 
     pipe = load_pipeline(pipeline)
@@ -132,7 +134,7 @@ def check_training(steps, batch, seed, window, model_config=None):
 
 
 def main(argv=None):
-    from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT
+    from annotated_pipeline.evaluation.reference import DEFAULT_ROOT
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="what", required=True)

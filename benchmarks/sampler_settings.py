@@ -80,7 +80,8 @@ def run_setting(pipeline, name, num_samples, batch_size=250, seed=0, data_root=N
     use_clipped_model_output reaches the pipeline's calls through evaluate's `pipeline_kwargs`."""
     from diffusers import DEISMultistepScheduler, UniPCMultistepScheduler
 
-    from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT, evaluate
+    from annotated_pipeline.evaluation.evaluate import evaluate
+    from annotated_pipeline.evaluation.reference import DEFAULT_ROOT
     from annotated_pipeline.pipelines.samplers import SCHEDULERS, set_scheduler
 
     if name not in SETTINGS:

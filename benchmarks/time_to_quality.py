@@ -173,7 +173,7 @@ def card_guidance() -> tuple[float, tuple[int, int] | None]:
 def evaluation_settings(pipeline, num_samples: int, data_root: str | None, batch_size: int) -> dict:
     """evaluate()'s keyword arguments for one pipeline: the card's sampler, its guidance where the model has
     a "no class" embedding."""
-    from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT
+    from annotated_pipeline.evaluation.reference import DEFAULT_ROOT
 
     settings = {**CARD_SAMPLER, "num_samples": num_samples, "batch_size": batch_size,
                 "data_root": data_root or DEFAULT_ROOT, "kid_subset_size": min(1000, num_samples)}
@@ -211,7 +211,7 @@ def run_protocol(name: str, arguments: list[str], budget_cpu_minutes: float, wor
     if budget_cpu_minutes <= 0 or checkpointing_steps < 1 or num_samples < 2:
         raise ValueError("the budget must be > 0 minutes, --checkpointing_steps >= 1 and --num_samples >= 2; got "
                          f"{budget_cpu_minutes}, {checkpointing_steps}, {num_samples}")
-    from annotated_pipeline.evaluation.evaluate import DEFAULT_ROOT
+    from annotated_pipeline.evaluation.reference import DEFAULT_ROOT
 
     if not Path(data_root or DEFAULT_ROOT).is_dir():
         raise ValueError(f"the evaluation's reference data {data_root or DEFAULT_ROOT} is not a folder "

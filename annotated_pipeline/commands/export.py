@@ -24,7 +24,7 @@ from argparse import Namespace
 
 from ..utils.errors import run_reporting
 from ..utils.outputs import output_folder
-from ..checkpoints import EMA_FOLDER, load_pipeline, model_folder, pipeline_from_checkpoint  # noqa: F401 (load_pipeline: sample's)
+from ..checkpoints import EMA_FOLDER, model_folder, pipeline_from_checkpoint
 
 DEFAULT_NUM_SAMPLES = 16
 

@@ -39,7 +39,7 @@ _EXPORTS = {
     "class_coverage": ".measures",
     "distance_floor": ".measures",
     "evaluate": ".evaluate",
-    "load_split": ".evaluate",
+    "load_split": ".reference",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -74,19 +74,17 @@ import torch
 
 from annotated_pipeline.evaluation.classifier import ImageClassifier, load_classifier, load_default_classifier
 from annotated_pipeline.evaluation.inception_measure import FEATURES, INCEPTION_NOTE, inception_for
-from annotated_pipeline.evaluation.measures import class_coverage, distance_floor, embed, measure  # noqa: F401
+from annotated_pipeline.evaluation.measures import embed, measure
 from annotated_pipeline.utils.errors import run_reporting
 from annotated_pipeline.utils.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
 from annotated_pipeline.utils.outputs import JSON, output_file
 from annotated_pipeline.utils.options import number_in, span
 from annotated_pipeline.pipelines.pipeline_inputs import GUIDANCE_SCALE_RANGE, check_guidance_scale
 from annotated_pipeline.pipelines.pipeline import check_guidance_interval
-from annotated_pipeline.pipelines.samplers import SCHEDULERS, set_scheduler, using_sampler  # noqa: F401 (set_scheduler re-exported)
-# The pieces, importable from here as before: reference images (reference.py) and samples (sampling.py).
-from annotated_pipeline.evaluation.reference import (DEFAULT_ROOT, choose, load_reference_images,  # noqa: F401
-                                                     load_split, reference_images, uint8_to_classifier_input)
-from annotated_pipeline.evaluation.samples import (RESERVED_CALL_ARGUMENTS, conditioning_labels,  # noqa: F401
-                                                    generate_samples, load_pipeline)
+from annotated_pipeline.pipelines.samplers import SCHEDULERS, using_sampler
+from annotated_pipeline.evaluation.reference import DEFAULT_ROOT, reference_images
+from annotated_pipeline.evaluation.samples import RESERVED_CALL_ARGUMENTS, conditioning_labels, generate_samples
+from annotated_pipeline.checkpoints import load_pipeline
 
 NOT_FID_NOTE = (
     "Frechet distance in the feature space of our Fashion-MNIST classifier (128-d penultimate layer); "

@@ -39,6 +39,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -151,7 +152,12 @@ class InceptionFeatures:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.path = verified_weights(weights)
         self.precision, self.batch_size = precision, batch_size
-        self.network = torch.jit.load(str(self.path), map_location="cpu").eval()
+        # The network ships only as TorchScript (the TF-FID port's format), so torch.jit.load is the one way to
+        # read it; its "torch.jit.load is deprecated" DeprecationWarning says nothing a user can act on. Only
+        # that warning is silenced here (torch's Python 3.14 "may break" warning still shows).
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated", category=DeprecationWarning)
+            self.network = torch.jit.load(str(self.path), map_location="cpu").eval()
 
     @property
     def settings(self) -> dict:

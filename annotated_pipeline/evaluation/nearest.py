@@ -95,7 +95,7 @@ def nearest_check(samples: torch.Tensor, train_images: torch.Tensor, classifier=
     report = {"num_samples": len(samples), "num_train_images": len(train_images),
               "pixels": memorisation(samples, train_images, quantile, k)}
     if classifier is not None:
-        from annotated_pipeline.evaluation.evaluate import embed
+        from annotated_pipeline.evaluation.measures import embed
 
         report["features"] = memorisation(embed(classifier, samples)[0], embed(classifier, train_images)[0], quantile, k)
     return report
@@ -177,8 +177,9 @@ def run_check(pipeline, train_data, classifier=None, num_samples=64, quantile=0.
     Returns (report, samples, training images); the data is loaded and checked before any sampling."""
     from annotated_pipeline.datasets import labelled
     from annotated_pipeline.evaluation.classifier import load_classifier
-    from annotated_pipeline.evaluation.evaluate import (check_pipeline_shape, conditioning_labels, generate_samples,
-                                                        load_pipeline)
+    from annotated_pipeline.checkpoints import load_pipeline
+    from annotated_pipeline.evaluation.evaluate import check_pipeline_shape
+    from annotated_pipeline.evaluation.samples import conditioning_labels, generate_samples
     from annotated_pipeline.pipelines.samplers import using_sampler
 
     pipeline = load_pipeline(pipeline)

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from annotated_pipeline.checkpoints import load_pipeline  # noqa: F401 -- a pipeline, a folder, a repo id or a checkpoint
 from annotated_pipeline.pipelines.pipeline import NonFiniteSampleError
 
 # The call arguments evaluate itself gives the pipeline (not settable through pipeline_kwargs).

@@ -22,7 +22,7 @@ def push_output_dir(args):
     try:
         url = push_folder_to_hub(
             args.output_dir, args.hub_model_id, private=args.hub_private_repo,
-            commit_message="Upload DDPM trained with train_accelerate.py",
+            commit_message="Upload DDPM trained with annotated-pipeline train",
         )
     except Exception as error:  # any failure: network, auth, repo; report it without a traceback
         message = redact(f"{type(error).__name__}: {error}")  # every token source (tokens.py)

@@ -50,7 +50,7 @@ INCEPTION_SCALARS = {"fid": "frechet_distance", "fid_floor": "frechet_distance_f
 
 def resolve_sources(args) -> tuple[str | None, dict]:
     """(classifier folder or None for the shipped one, the reference as evaluate's keyword arguments)."""
-    from ..evaluation.evaluate import DEFAULT_ROOT
+    from ..evaluation.reference import DEFAULT_ROOT
     from ..datasets.loading import IDX_PATTERNS
 
     folder = args.train_data_dir
@@ -92,7 +92,8 @@ class QualityCheck:
         if args.eval_steps is None:
             return None
         from ..evaluation.classifier import load_classifier, load_default_classifier
-        from ..evaluation.evaluate import embed, reference_images
+        from ..evaluation.measures import embed
+        from ..evaluation.reference import reference_images
         from ..evaluation.inception_measure import inception_floor, inception_for, inception_reference
 
         classifier_folder, reference = resolve_sources(args)
@@ -123,7 +124,8 @@ class QualityCheck:
 
     def run(self, pipeline, global_step: int) -> dict:
         """Sample, measure, and return {"quality/<name>": value} (also kept in `history`)."""
-        from ..evaluation.evaluate import conditioning_labels, embed, generate_samples, measure
+        from ..evaluation.measures import embed, measure
+        from ..evaluation.samples import conditioning_labels, generate_samples
         from ..pipelines.samplers import using_sampler
 
         n = self.args.eval_num_samples

@@ -212,12 +212,23 @@ def weights_in(module, precision: str | None):
     dtype comes back afterwards."""
     original = _dtype(module)
     if precision == "bf16":
-        module.to(torch.bfloat16)
+        _cast(module, torch.bfloat16)
     try:
         yield module
     finally:
         if _dtype(module) != original:
-            module.to(original)
+            _cast(module, original)
+
+
+def _cast(module, dtype):
+    """module.to(dtype), without diffusers' "There are modules in ... that should be kept in float32: []" warning.
+
+    diffusers' `ModelMixin.to` warns on every dtype cast, also when its list of float32 modules is empty; then
+    it only calls `torch.nn.Module.to`, which we call directly. A model that does list float32 modules, or is
+    quantized, goes through diffusers' `to` (its warning or error then says something)."""
+    if getattr(module, "_keep_in_fp32_modules", None) or getattr(module, "is_quantized", False):
+        return module.to(dtype)
+    return torch.nn.Module.to(module, dtype)
 
 
 def _dtype(module):

@@ -37,7 +37,8 @@ from PIL import ImageDraw
 from ..utils.options import SCALE_RANGE, number_in, span
 
 from .images import labelled_grid, overlay, to_pil
-from .options import add_figure_options, check_sampling_options, generator, load_for_figures, sampling_kwargs
+from ..pipelines.samplers import check_sampling_options
+from .options import add_figure_options, generator, load_for_figures, sampling_kwargs
 
 BOTTLENECK = "mid_attention.fn"  # the softmax attention layer of AnnotatedUNet2DModel
 HEAD_CHOICES = ("mean",)  # or a head index

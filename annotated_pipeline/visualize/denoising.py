@@ -25,7 +25,8 @@ from diffusers.utils.torch_utils import randn_tensor
 from ..utils.options import SCALE_RANGE, number_in, span
 
 from .images import labelled_grid, to_pil
-from .options import add_figure_options, check_sampling_options, generator, load_for_figures, sampling_kwargs
+from ..pipelines.samplers import check_sampling_options
+from .options import add_figure_options, generator, load_for_figures, sampling_kwargs
 
 
 @dataclass

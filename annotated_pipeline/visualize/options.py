@@ -4,9 +4,8 @@ images and the file written."""
 
 import torch
 
-from ..evaluation import evaluate
-from ..pipelines.samplers import (add_sampling_options, check_sampling_options, resolve_sampling_options,  # noqa: F401
-                                  set_scheduler)
+from ..checkpoints import load_pipeline
+from ..pipelines.samplers import add_sampling_options, resolve_sampling_options, set_scheduler
 from ..utils.outputs import GIF, IMAGE, output_file
 
 
@@ -20,7 +19,7 @@ def add_figure_options(parser, num_images, output):
 def load_for_figures(args):
     """The pipeline of `args.pipeline` with `args.scheduler` swapped in and no progress bar; the sampling
     options left out are filled with the folder's recommendation (`resolve_sampling_options`)."""
-    pipe = evaluate.load_pipeline(args.pipeline)
+    pipe = load_pipeline(args.pipeline)
     pipe.set_progress_bar_config(disable=True)
     resolve_sampling_options(pipe, args)
     return set_scheduler(pipe, args.scheduler)

@@ -27,7 +27,7 @@ from PIL import Image
 from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedDDPMScheduler, AnnotatedUNet2DModel
 from annotated_pipeline.commands import demo
 from annotated_pipeline.evaluation.classifier import load_default_classifier, to_classifier_range
-from annotated_pipeline.evaluation.evaluate import set_scheduler
+from annotated_pipeline.pipelines.samplers import set_scheduler
 from annotated_pipeline.datasets.fashion_mnist import FASHION_MNIST_CLASSES
 from annotated_pipeline.visualize.attention import attention_figure
 from annotated_pipeline.visualize.denoising import collect_trajectory, denoising_frames, denoising_strip

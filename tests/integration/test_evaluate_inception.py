@@ -43,7 +43,9 @@ def save_pngs(folder, images_uint8):
 
 def test_evaluate_with_inception_features_equals_fid_of_the_same_images(tmp_path, monkeypatch):
     from annotated_pipeline.evaluation import inception
-    from annotated_pipeline.evaluation.evaluate import evaluate, generate_samples, set_scheduler
+    from annotated_pipeline.evaluation.evaluate import evaluate
+    from annotated_pipeline.evaluation.samples import generate_samples
+    from annotated_pipeline.pipelines.samplers import set_scheduler
     from annotated_pipeline.evaluation.fid import fid
     from annotated_pipeline.evaluation.reference import choose, load_split
 

@@ -29,7 +29,8 @@ from test_pipeline import run_route2, sample  # noqa: E402 (the pipeline tests' 
 
 from annotated_pipeline import AnnotatedDDPMPipeline, AnnotatedUNet2DModel, hub
 from annotated_pipeline.evaluation import evaluate as evaluate_module
-from annotated_pipeline.commands.export import load_pipeline, main as export_main, pipeline_from_checkpoint
+from annotated_pipeline.checkpoints import load_pipeline, pipeline_from_checkpoint
+from annotated_pipeline.commands.export import main as export_main
 from annotated_pipeline.commands.sample import sample_grid
 from annotated_pipeline.train import main as train_main
 from annotated_pipeline.training.checkpointing import missing_files
@@ -213,7 +214,7 @@ def test_evaluate_reads_a_checkpoint_folder(run, tmp_path, capsys):
     assert "Frechet" in capsys.readouterr().out
     # What it evaluated: the checkpoint's EMA weights, i.e. the run's own pipeline (sampling is seeded, so the
     # same weights and scheduler give the same report).
-    loaded = evaluate_module.load_pipeline(checkpoint)
+    loaded = load_pipeline(checkpoint)
     saved = load_file(run / "unet" / "diffusion_pytorch_model.safetensors")
     assert all(torch.equal(loaded.unet.state_dict()[k], saved[k]) for k in saved)
     saved_scheduler = AnnotatedDDPMPipeline.from_pretrained(run).scheduler.config  # the grid's sampler, same schedule

@@ -204,7 +204,8 @@ def test_evaluate_with_classifier_and_reference(shapes, shapes_classifier, tmp_p
     assert report["frechet_distance"] > 2 * report["frechet_distance_floor"]
     assert sum(report["class_coverage"]["counts"]) == 20 and len(report["class_coverage"]["shares"]) == 5
     # The floor against an independent computation: 20 seeded training images vs the test split.
-    from annotated_pipeline.evaluation.evaluate import choose, embed
+    from annotated_pipeline.evaluation.measures import embed
+    from annotated_pipeline.evaluation.reference import choose
     from annotated_pipeline.evaluation.frechet import frechet_distance_between
 
     model = load_classifier(shapes_classifier)

@@ -52,6 +52,7 @@ def test_average_is_the_weighted_sum_in_each_tensors_dtype(tmp_path):
         ac.average_state_dicts([str(tmp_path / "shape.safetensors"), paths[0]], [0.5, 0.5])
 
 
+@pytest.mark.slow  # trains, averages and evaluates (11 CPU-s)
 def test_command_writes_loadable_averages_and_scores_them(tmp_path, capsys):
     torch.manual_seed(0)
     unet = AnnotatedUNet2DModel(sample_size=28, dim=8, dim_mults=(1, 2), resnet_block_groups=2, attention_heads=2,

@@ -30,6 +30,7 @@ def quick_run(tmp_path_factory):
     return proc.stdout, json.loads(out.read_text())
 
 
+@pytest.mark.slow  # a real process: the whole --quick run (21 CPU-s)
 def test_quick_run_prints_the_table(quick_run):
     stdout, results = quick_run
     for label in ("parameters (M)", "forward GFLOP / image", "training images/s, fp32", "training images/s, bf16",
@@ -39,6 +40,7 @@ def test_quick_run_prints_the_table(quick_run):
     assert "| ours" in stdout and "diffusers" in stdout
 
 
+@pytest.mark.slow  # a real process: the whole --quick run (21 CPU-s)
 def test_quick_run_measures_sensible_numbers(quick_run):
     _, results = quick_run
     rows = results["rows"]

@@ -22,20 +22,11 @@ from PIL import Image
 
 from annotated_pipeline.evaluation.classifier import FashionMNISTClassifier, load_default_classifier
 from annotated_pipeline.evaluation import train_classifier
-from annotated_pipeline.evaluation.evaluate import (
-    choose,
-    class_coverage,
-    distance_floor,
-    embed,
-    evaluate,
-    format_report,
-    generate_samples,
-    load_reference_images,
-    load_split,
-    main,
-    set_scheduler,
-    uint8_to_classifier_input,
-)
+from annotated_pipeline.evaluation.evaluate import evaluate, format_report, main
+from annotated_pipeline.evaluation.measures import class_coverage, distance_floor, embed
+from annotated_pipeline.evaluation.reference import choose, load_reference_images, load_split, uint8_to_classifier_input
+from annotated_pipeline.evaluation.samples import generate_samples
+from annotated_pipeline.pipelines.samplers import set_scheduler
 from annotated_pipeline.evaluation.frechet import feature_statistics, frechet_distance, frechet_distance_between
 
 REPO = Path(__file__).resolve().parents[3]

@@ -25,7 +25,9 @@ from annotated_pipeline import (
     AnnotatedUNet2DModel,
 )
 from annotated_pipeline.evaluation.classifier import load_default_classifier
-from annotated_pipeline.evaluation.evaluate import embed, load_split, set_scheduler
+from annotated_pipeline.evaluation.measures import embed
+from annotated_pipeline.evaluation.reference import load_split
+from annotated_pipeline.pipelines.samplers import set_scheduler
 from annotated_pipeline.pipelines.pipeline_img2img import sdedit_start
 from annotated_pipeline.pipelines.pipeline_inpaint import half_mask, repaint_walk
 from annotated_pipeline.pipelines.pipeline_interpolate import slerp

@@ -120,7 +120,19 @@ ROTATION_T1000 = [
 ]
 
 
-@pytest.mark.parametrize("T, schedule, prediction_type, variance_type", FULL_GRID_T300 + ROTATION_T1000)
+# The fast tier (`pytest -m "not slow"`) walks one chain per schedule, every prediction and variance type among
+# them; the rest of the grid is marked slow (CI runs all of it).
+FAST_CHAINS = [(300, schedule, PREDICTIONS[i % 3], COMPARABLE_VARIANCES[i % 3])
+               for i, schedule in enumerate(DIFFUSERS_SCHEDULES + ["trained"])]
+
+
+def fast_first(cases, fast):
+    """`cases` as pytest params, those not in `fast` marked slow."""
+    return [case if case in fast else pytest.param(*case, marks=pytest.mark.slow) for case in cases]
+
+
+@pytest.mark.parametrize("T, schedule, prediction_type, variance_type",
+                         fast_first(FULL_GRID_T300 + ROTATION_T1000, FAST_CHAINS))
 def test_full_chain_step_matches_diffusers(T, schedule, prediction_type, variance_type):
     """Every step of the full T-step chain: prev_sample and pred_original_sample, same generator seed."""
     config = dict(num_train_timesteps=T, prediction_type=prediction_type, variance_type=variance_type)
@@ -153,8 +165,9 @@ def test_clipping_and_thresholding_match_diffusers(prediction_type, clip_sample,
 CHAIN_ENDS = [0, 1, 2, -2, -1]  # a chain's first three and last two steps, where its coefficients are extreme
 
 
-@pytest.mark.parametrize("T", [1000, 400])
-@pytest.mark.parametrize("schedule", DIFFUSERS_SCHEDULES + ["trained"])
+@pytest.mark.parametrize("T, schedule", fast_first([(T, schedule) for T in (1000, 400)
+                                                    for schedule in DIFFUSERS_SCHEDULES + ["trained"]],
+                                                   fast=[(1000, "squaredcos_cap_v2")]))  # issue 21's case fast
 def test_wide_grid_matches_diffusers_bit_for_bit(T, schedule):
     """Per schedule and T, every spacing x steps (7, 50) x x_0 bound x prediction x variance type: 162 chains.
 
