@@ -13,8 +13,7 @@ from pathlib import Path
 import PIL.Image
 import torch
 
-from ..pipelines.samplers import SCHEDULERS, set_scheduler
-from ..pipelines.pipeline_inputs import GUIDANCE_SCALE_RANGE
+from ..pipelines.samplers import add_sampling_options, check_sampling_options, resolve_sampling_options, set_scheduler
 from ..utils.options import SCALE_RANGE, number_in, span
 from ..utils.outputs import IMAGE, output_file, output_folder
 
@@ -23,21 +22,13 @@ class InputError(ValueError):
     """A bad file or option, reported as one line and exit status 2."""
 
 
-def editing_parser(prog, description, default_scheduler, default_steps, with_seed=True):
-    """The options every editing subcommand takes (`--seed` unless with_seed is False)."""
+def editing_parser(prog, description, with_seed=True):
+    """The options every editing subcommand takes: the sampling options of every sampling command
+    (pipelines/samplers.py: left out, the folder's recommendation), `--seed` unless with_seed is False."""
     description = description.removesuffix(", from the command line:").removesuffix(":")  # the docstring's lead-in
     parser = argparse.ArgumentParser(prog=prog, description=description + ("" if description.endswith(".") else "."))
     parser.add_argument("pipeline", help="a saved pipeline folder or a Hub repo id")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default=default_scheduler,
-                        help=f"sampler built from the pipeline's config (default: {default_scheduler})")
-    parser.add_argument("--num_inference_steps", type=int, default=default_steps)
-    if with_seed:
-        parser.add_argument("--seed", type=int, default=0, help="seeds the one generator behind all the noise")
-    parser.add_argument("--guidance_scale", type=number_in(float, *GUIDANCE_SCALE_RANGE), default=1.0,
-                        help=f"classifier-free guidance towards --class_label(s), in {span(GUIDANCE_SCALE_RANGE)} "
-                             "(1 = none)")
-    parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
-                        help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
+    add_sampling_options(parser, class_labels=False, seed=with_seed)
     parser.add_argument("--output_dir", type=output_folder, default="edit-output",
                         help="every output image as a PNG at the model's size")
     parser.add_argument("--figure", type=output_file(IMAGE), default=None,
@@ -47,9 +38,17 @@ def editing_parser(prog, description, default_scheduler, default_steps, with_see
     return parser
 
 
-def load_editing_pipeline(pipeline_class, path, scheduler):
+def parse_editing_args(parser, argv):
+    """parse_args, then the sampling options' checks (exit status 2 before anything is loaded)."""
+    args = parser.parse_args(argv)
+    check_sampling_options(parser, args)
+    return args
+
+
+def load_editing_pipeline(pipeline_class, path, scheduler, args=None):
     """The edit on the pipeline saved at `path`, with `scheduler` built from its config ("default": the folder's
-    own, or the one the edit chooses where it cannot use that, see `sampler_choice`)."""
+    own, or the one the edit chooses where it cannot use that, see `sampler_choice`). With `args`, the sampling
+    options left out (None) are filled with the folder's recommendation (`resolve_sampling_options`)."""
     from ..pipelines.pipeline import AnnotatedDDPMPipeline
 
     base = AnnotatedDDPMPipeline.from_pretrained(path)
@@ -58,6 +57,8 @@ def load_editing_pipeline(pipeline_class, path, scheduler):
     else:
         pipe = pipeline_class.from_pipe(base, scheduler=set_scheduler(base, scheduler).scheduler)
     pipe.set_progress_bar_config(disable=True)
+    if args is not None:
+        resolve_sampling_options(pipe, args)
     return pipe
 
 

@@ -14,24 +14,25 @@ from pathlib import Path
 
 import torch
 
-from .editing import InputError, editing_parser, figure, load_editing_pipeline, read_png, save_pngs
+from .editing import InputError, editing_parser, figure, load_editing_pipeline, parse_editing_args, read_png, save_pngs
 from ..utils.errors import run_reporting
 from ..pipelines.pipeline_editing import PIL_MODES
+from ..pipelines.samplers import describe_sampling
 from ..pipelines.pipeline_img2img import AnnotatedDDPMImg2ImgPipeline
 
 
 def main(argv=None, prog="python -m annotated_pipeline.commands.img2img"):
-    parser = editing_parser(prog, __doc__.split("\n\n")[0], default_scheduler="dpmsolver", default_steps=50)
+    parser = editing_parser(prog, __doc__.split("\n\n")[0])
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG files of the model's size and mode")
     parser.add_argument("--strength", type=float, nargs="+", default=[0.5],
                         help="t_0 in (0, 1]: the fraction of the chain walked (one edit per value)")
     parser.add_argument("--num_samples", type=int, default=1, help="edits per image and strength")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (with --scheduler ddim)")
     parser.add_argument("--class_label", type=int, default=None, help="edit towards this class (default: no class)")
-    args = parser.parse_args(argv)
+    args = parse_editing_args(parser, argv)
 
     def body():
-        pipe = load_editing_pipeline(AnnotatedDDPMImg2ImgPipeline, args.pipeline, args.scheduler)
+        pipe = load_editing_pipeline(AnnotatedDDPMImg2ImgPipeline, args.pipeline, args.scheduler, args)
         mode = PIL_MODES.get(pipe._expected_image_shape()[0])
         if mode is None:
             raise InputError("PNG input needs a model with 1 (L) or 3 (RGB) channels")
@@ -57,7 +58,7 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.img2img"):
             rows.append(row)
         paths = save_pngs(outputs, args.output_dir, names)
         print(f"{len(outputs)} edits of {len(images)} image(s) at strength {', '.join(f'{s:g}' for s in args.strength)} "
-              f"({args.scheduler}, {args.num_inference_steps} steps, seed {args.seed}) in {seconds:.1f} s -> {paths[0].parent}/")
+              f"({describe_sampling(pipe, args)}, seed {args.seed}) in {seconds:.1f} s -> {paths[0].parent}/")
         if args.figure:
             figure(rows, args.scale).save(args.figure)
             print(f"figure (input, then the edits by strength, per row) -> {args.figure}")

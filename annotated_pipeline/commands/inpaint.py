@@ -14,14 +14,16 @@ from pathlib import Path
 
 import torch
 
-from .editing import InputError, editing_parser, figure, load_editing_pipeline, mask_to_pil, read_png, save_pngs
+from .editing import (InputError, editing_parser, figure, load_editing_pipeline, mask_to_pil, parse_editing_args, read_png,
+                      save_pngs)
 from ..utils.errors import run_reporting
 from ..pipelines.pipeline_editing import PIL_MODES
+from ..pipelines.samplers import describe_sampling
 from ..pipelines.pipeline_inpaint import KEEP_SIDES, AnnotatedDDPMInpaintPipeline, half_mask
 
 
 def main(argv=None, prog="python -m annotated_pipeline.commands.inpaint"):
-    parser = editing_parser(prog, __doc__.split("\n\n")[0], default_scheduler="ddim", default_steps=50)
+    parser = editing_parser(prog, __doc__.split("\n\n")[0])
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="PNG files of the model's size and mode")
     masks = parser.add_mutually_exclusive_group(required=True)
     masks.add_argument("--mask", help="a PNG mask of the model's size: white (255) keeps a pixel, black (0) fills it in")
@@ -31,10 +33,10 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.inpaint"):
     parser.add_argument("--jump_n_sample", type=int, default=3, help="r: times each stretch of j steps is walked (1 = no resampling)")
     parser.add_argument("--eta", type=float, default=0.0, help="DDIM's eta (with --scheduler ddim)")
     parser.add_argument("--class_label", type=int, default=None, help="fill in as this class (default: no class)")
-    args = parser.parse_args(argv)
+    args = parse_editing_args(parser, argv)
 
     def body():
-        pipe = load_editing_pipeline(AnnotatedDDPMInpaintPipeline, args.pipeline, args.scheduler)
+        pipe = load_editing_pipeline(AnnotatedDDPMInpaintPipeline, args.pipeline, args.scheduler, args)
         channels, height, width = pipe._expected_image_shape()
         mode = PIL_MODES.get(channels)
         if mode is None:
@@ -49,7 +51,7 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.inpaint"):
         seconds = time.perf_counter() - start
         names = [f"{Path(path).stem}-{k}" for path in args.images for k in range(args.num_samples)]
         paths = save_pngs(outputs, args.output_dir, names)
-        print(f"{len(outputs)} completions of {len(images)} image(s) ({args.scheduler}, {args.num_inference_steps} steps, "
+        print(f"{len(outputs)} completions of {len(images)} image(s) ({describe_sampling(pipe, args)}, "
               f"j = {args.jump_length}, r = {args.jump_n_sample}, seed {args.seed}) in {seconds:.1f} s -> {paths[0].parent}/")
         if args.figure:
             mask_image = mask if args.mask else mask_to_pil(mask)

@@ -11,10 +11,11 @@ every row. Outputs: OUTPUT_DIR/rowR-I.png; the figure has the rows.
 
 import time
 
-from .editing import InputError, editing_parser, figure, load_editing_pipeline, save_pngs
+from .editing import InputError, editing_parser, figure, load_editing_pipeline, parse_editing_args, save_pngs
 from ..utils.errors import run_reporting
 from ..pipelines.pipeline_inputs import DEFAULT_MAX_BATCH_SIZE
-from ..pipelines.pipeline_interpolate import AnnotatedDDPMInterpolationPipeline
+from ..pipelines.pipeline_interpolate import AnnotatedDDPMInterpolationPipeline, check_deterministic
+from ..pipelines.samplers import describe_sampling, set_scheduler
 from ..training.outputs import MAX_GRID_SIDE
 from ..utils.memory import check_sampling_memory
 
@@ -33,14 +34,14 @@ def check_sizes(pipe, args, num_rows):
 
 
 def main(argv=None, prog="python -m annotated_pipeline.commands.interpolate"):
-    parser = editing_parser(prog, __doc__.split("\n\n")[0], default_scheduler="dpmsolver", default_steps=20, with_seed=False)
+    parser = editing_parser(prog, __doc__.split("\n\n")[0], with_seed=False)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="SEED_A SEED_B [SEED_A SEED_B ...]: a row per pair")
     parser.add_argument("--class_labels", type=int, nargs="+", default=None,
                         help="Y (both ends) or Y_A Y_B, for class-conditional models (default: no class)")
     parser.add_argument("--num_images", type=int, default=8, help="images per row, end points included")
     parser.add_argument("--batch_size", type=int, default=DEFAULT_MAX_BATCH_SIZE,
                         help="images per U-Net call: a longer row is drawn in chunks of this many (the same images)")
-    args = parser.parse_args(argv)
+    args = parse_editing_args(parser, argv)
 
     def body():
         if len(args.seeds) % 2:
@@ -51,7 +52,8 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.interpolate"):
             args.class_labels[0] if len(args.class_labels) == 1 else tuple(args.class_labels))
         if args.batch_size < 1:
             raise InputError(f"--batch_size must be >= 1, got {args.batch_size}")
-        pipe = load_editing_pipeline(AnnotatedDDPMInterpolationPipeline, args.pipeline, args.scheduler)
+        pipe = load_editing_pipeline(AnnotatedDDPMInterpolationPipeline, args.pipeline, args.scheduler, args)
+        deterministic_sampler(pipe, args.scheduler)
         pairs = [tuple(args.seeds[i:i + 2]) for i in range(0, len(args.seeds), 2)]
         check_sizes(pipe, args, len(pairs))
         start = time.perf_counter()
@@ -61,13 +63,28 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.interpolate"):
         seconds = time.perf_counter() - start
         names = [f"row{r}-{i}" for r, row in enumerate(rows) for i in range(len(row))]
         paths = save_pngs([image for row in rows for image in row], args.output_dir, names)
-        print(f"{len(rows)} row(s) of {args.num_images} images ({args.scheduler}, {args.num_inference_steps} steps) "
+        print(f"{len(rows)} row(s) of {args.num_images} images ({describe_sampling(pipe, args)}) "
               f"in {seconds:.1f} s -> {paths[0].parent}/")
         if args.figure:
             figure(rows, args.scale).save(args.figure)
             print(f"figure (one row per seed pair) -> {args.figure}")
 
     return run_reporting(prog, body)
+
+
+def deterministic_sampler(pipe, scheduler):
+    """Left to the folder (`--scheduler default`), a sampler that is not deterministic (a training run's ancestral
+    AnnotatedDDPMScheduler) cannot interpolate: DPM-Solver++ built from its config takes its place, and a line
+    says so. A sampler asked for by name is kept (the pipeline's call then names the ones it takes)."""
+    if scheduler != "default":
+        return
+    try:
+        check_deterministic(pipe.scheduler)
+    except ValueError:
+        own = type(pipe.scheduler).__name__
+        set_scheduler(pipe, "dpmsolver")
+        print(f"the folder's {own} adds fresh noise at each step, which interpolation cannot use: "
+              f"sampling with {type(pipe.scheduler).__name__} built from its config instead")
 
 
 if __name__ == "__main__":

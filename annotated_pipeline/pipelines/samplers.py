@@ -60,16 +60,19 @@ def using_sampler(pipeline, name: Sampler):
         pipeline.scheduler = own
 
 
-def add_sampling_options(parser):
+def add_sampling_options(parser, class_labels=True, seed=True):
     """The options every command that samples a saved pipeline shares, with one meaning: a setting left out is
-    the folder's own recommendation (its scheduler component and `pipe.sampling_defaults`)."""
-    parser.add_argument("--class_labels", type=int, nargs="+", default=None, metavar="Y",
-                        help="one class for every image or one per image (default: the classes in turn)")
+    the folder's own recommendation (its scheduler component and `pipe.sampling_defaults`). A command with
+    its own class or seed options (the editing commands) leaves `class_labels` or `seed` out."""
+    if class_labels:
+        parser.add_argument("--class_labels", type=int, nargs="+", default=None, metavar="Y",
+                            help="one class for every image or one per image (default: the classes in turn)")
     parser.add_argument("--scheduler", choices=SCHEDULERS, default="default",
                         help="'default': the folder's own scheduler; the others are built from its config")
     parser.add_argument("--num_inference_steps", type=int, default=None,
                         help="length of the chain (default: the folder's recommendation, else every training timestep)")
-    parser.add_argument("--seed", type=int, default=0)
+    if seed:
+        parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--guidance_scale", type=number_in(float, *GUIDANCE_SCALE_RANGE), default=None,
                         help=f"classifier-free guidance for class-conditional pipelines with a 'no class' embedding, "
                              f"in {span(GUIDANCE_SCALE_RANGE)} (1 = none; default: the folder's recommendation, with "
@@ -79,12 +82,16 @@ def add_sampling_options(parser):
 
 
 def check_sampling_options(parser, args):
-    """argparse errors (exit 2) for what the pipeline would refuse only after loading."""
-    if args.num_images < 1:
-        parser.error(f"--num_images must be >= 1, got {args.num_images}")
+    """argparse errors (exit 2) for what the pipeline would refuse only after loading (`--num_images` and
+    `--class_labels` where the command has them)."""
+    num_images = getattr(args, "num_images", 1)
+    if num_images < 1:
+        parser.error(f"--num_images must be >= 1, got {num_images}")
     if args.num_inference_steps is not None and args.num_inference_steps < 1:
         parser.error(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
-    if args.class_labels is not None and len(args.class_labels) not in (1, args.num_images):
+    if not hasattr(args, "num_images"):
+        return
+    if getattr(args, "class_labels", None) is not None and len(args.class_labels) not in (1, args.num_images):
         parser.error(f"--class_labels takes one class or one per image ({args.num_images}), got {len(args.class_labels)}")
 
 
@@ -95,3 +102,14 @@ def resolve_sampling_options(pipeline, args):
         args.num_inference_steps, args.guidance_scale, args.guidance_interval)
     args.guidance_interval = list(interval) if interval is not None else None
     return args
+
+
+def describe_sampling(pipeline, args) -> str:
+    """What a command sampled with, as it prints it: "DPMSolverMultistepScheduler, 20 steps, guidance 2 at t in
+    200..700" (the sampler in the pipeline now, the options as `resolve_sampling_options` left them)."""
+    text = f"{type(pipeline.scheduler).__name__}, {args.num_inference_steps} steps"
+    if args.guidance_scale != 1.0:
+        text += f", guidance {args.guidance_scale:g}"
+        if args.guidance_interval is not None:
+            text += " at t in {}..{}".format(*args.guidance_interval)
+    return text

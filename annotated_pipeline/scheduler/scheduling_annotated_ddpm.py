@@ -72,7 +72,8 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         beta_schedule: one of schedules.ALLOWED_SCHEDULES ("cosine" and "quadratic" are stored under
             diffusers' names "squaredcos_cap_v2" and "scaled_linear").
         trained_betas: explicit betas (length T, each in (0, 1), the last may be 1); overrides beta_schedule.
-        variance_type: sigma_t^2 of the reverse step, one of VARIANCE_TYPES.
+        variance_type: sigma_t^2 of the reverse step, one of VARIANCE_TYPES; None (what a DPM-Solver++ config
+            holds, a folder whose sampler was swapped in) is diffusers' default, "fixed_small".
         clip_sample, clip_sample_range: clamp x_0_hat to [-range, range].
         prediction_type: what the model outputs, one of PREDICTION_TYPES.
         thresholding, dynamic_thresholding_ratio, sample_max_value: Imagen's dynamic thresholding of x_0_hat.
@@ -91,7 +92,7 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         beta_end: float = 0.02,
         beta_schedule: str = "linear",
         trained_betas: np.ndarray | list[float] | None = None,
-        variance_type: str = "fixed_small",
+        variance_type: str | None = "fixed_small",
         clip_sample: bool = True,
         prediction_type: PredictionType = "epsilon",
         thresholding: bool = False,
@@ -103,6 +104,9 @@ class AnnotatedDDPMScheduler(SchedulerMixin, ConfigMixin):
         rescale_betas_zero_snr: bool = False,
     ):
         T = num_train_timesteps
+        if variance_type is None:  # a DPM-Solver++ config's "no learned variance" (a trained folder's sampler)
+            variance_type = "fixed_small"  # diffusers' DDPMScheduler default: sigma_t^2 = beta_tilde_t
+            self.register_to_config(variance_type=variance_type)
         schedule = check_scheduler_config(self.config)  # scheduler/config.py: every value, before any work
         if schedule != beta_schedule:
             self.register_to_config(beta_schedule=schedule)  # store diffusers' name so diffusers can load it

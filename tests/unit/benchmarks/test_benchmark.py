@@ -58,6 +58,7 @@ def test_quick_run_measures_sensible_numbers(quick_run):
     assert [f["scheduler"] for f in results["fast_sampling"]] == ["DDIMScheduler", "DPMSolverMultistepScheduler"]
 
 
+@pytest.mark.slow  # the whole --quick run in-process (34 CPU-s)
 def test_parameters_and_flops_are_the_models_own():
     """The table's static rows against an independent count of the same tiny models."""
     out = benchmark.run(benchmark.parse_args(["--quick", "--device", "cpu", "--precisions", "fp32",
@@ -109,6 +110,7 @@ def test_ours_config_overrides_our_model_only():
 import machine_peak  # noqa: E402
 
 
+@pytest.mark.slow  # a real process: the whole --quick run (21 CPU-s)
 def test_quick_run_prints_the_share_of_the_matmul_peak_with_the_processor(quick_run):
     stdout, results = quick_run
     name = machine_peak.processor(torch.device("cpu"))

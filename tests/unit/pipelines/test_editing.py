@@ -501,3 +501,32 @@ def test_cli_bad_input_is_one_line_and_status_2(saved_tiny, tmp_path, capsys, mo
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"annotated-pipeline {module}: error:")
     assert __import__("re").search(message, lines[0]), lines[0]
+
+
+def test_cli_subcommands_default_to_the_folders_recommendation_and_say_what_they_used(saved_tiny, tmp_path, capsys):
+    """Left out, the sampler and steps are the folder's (as `sample`): a folder recommending DPM-Solver++ with
+    3 steps edits with it (img2img), RePaint takes DDIM for it (inpaint, the rule that says so), and
+    interpolation replaces a training run's ancestral sampler with DPM-Solver++ (and says so)."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    from annotated_pipeline.commands import img2img, inpaint, interpolate
+
+    folder, pngs = saved_tiny
+    pipe = AnnotatedDDPMPipeline.from_pretrained(folder)
+    recommending = AnnotatedDDPMPipeline(unet=pipe.unet, scheduler=DPMSolverMultistepScheduler.from_config(
+        pipe.scheduler.config), default_num_inference_steps=3)
+    recommending.save_pretrained(tmp_path / "recommends")
+    out = str(tmp_path / "out")
+    capsys.readouterr()
+    assert img2img.main([str(tmp_path / "recommends"), pngs[0], "--output_dir", out]) == 0
+    assert "(DPMSolverMultistepScheduler, 3 steps, seed 0)" in capsys.readouterr().out
+    assert inpaint.main([str(tmp_path / "recommends"), pngs[0], "--keep", "left", "--num_samples", "1",
+                         "--output_dir", out]) == 0
+    assert "(DDIMScheduler, 3 steps, j = 5" in capsys.readouterr().out
+    assert interpolate.main([folder, "--num_images", "3", "--num_inference_steps", "2", "--guidance_scale", "1",
+                             "--output_dir", out]) == 0
+    printed = capsys.readouterr().out
+    assert "AnnotatedDDPMScheduler adds fresh noise" in printed and "(DPMSolverMultistepScheduler, 2 steps)" in printed
+    with pytest.raises(SystemExit) as exit_:  # checked before loading, as argparse's own errors
+        interpolate.main([folder, "--num_inference_steps", "0", "--output_dir", out])
+    assert exit_.value.code == 2

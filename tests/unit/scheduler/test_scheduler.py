@@ -696,3 +696,22 @@ def test_previous_timestep_has_diffusers_type():
             got = ours.previous_timestep(t)
             assert isinstance(got, torch.Tensor) and got.item() == expected.item() and got.dtype == t.dtype
             assert ours.previous_timestep(int(t)) == expected.item()
+
+
+def test_a_saved_dpmsolver_folder_config_loads_with_variance_type_none(tmp_path):
+    """A trained folder's scheduler is DPM-Solver++, whose config says variance_type: null; our scheduler built
+    from it takes None as diffusers' default, fixed_small, and steps as one built with fixed_small."""
+    from diffusers import DPMSolverMultistepScheduler
+
+    ours = AnnotatedDDPMScheduler(num_train_timesteps=50, beta_schedule="squaredcos_cap_v2")
+    dpm = DPMSolverMultistepScheduler.from_config({**ours.config, "variance_type": None})
+    dpm.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "scheduler_config.json").read_text())
+    assert "variance_type" in saved and saved["variance_type"] is None
+    back = AnnotatedDDPMScheduler.from_config(DPMSolverMultistepScheduler.from_pretrained(tmp_path).config)
+    assert back.config.variance_type == "fixed_small"
+    theirs = DDPMScheduler.from_config(back.config)  # diffusers' DDPM with the folder's settings, fixed_small
+    assert theirs.config.variance_type == "fixed_small"
+    back.set_timesteps(5)
+    theirs.set_timesteps(5)
+    assert run_chains(back, theirs) <= ATOL
