@@ -163,8 +163,8 @@ def add_inception(target: Path, report_path: Path):
     metrics.update({
         f"inception_fid_{name}_n{n}": round(report["frechet_distance"], 3),
         f"inception_fid_floor_n{n}": round(report["frechet_distance_floor"], 3),
-        f"inception_kid_{name}_n{n}": round(report["kid"], 5),
-        f"inception_kid_floor_n{n}": round(report["kid_floor"], 5),
+        f"inception_kid_{name}_n{n}": float(f"{report['kid']:.4g}"),  # 4 significant digits: a KID can be ~1e-6
+        f"inception_kid_floor_n{n}": float(f"{report['kid_floor']:.4g}"),
     })
     guidance = (f", guidance {report['guidance_scale']:g}" if report.get("guidance_scale", 1) != 1 else "") + (
         " at t in {}..{}".format(*report["guidance_interval"]) if report.get("guidance_interval") else "")
@@ -177,12 +177,15 @@ def add_inception(target: Path, report_path: Path):
         f"{report['num_inference_steps']} steps{guidance}, seed {report['seed']}, the classes in turn) against the "
         f"whole {report['num_reference']:,}-image test split; the floor is {n:,} training images against the same "
         "split. **Comparable only to FIDs computed the same way** (network, resize, reference and N); an FID of "
-        "upsampled 28x28 images is not the FID of 32x32 or larger image sets.",
+        "upsampled 28x28 images is not the FID of 32x32 or larger image sets. "
+        f"The samples were drawn in {report.get('precision', 'fp32')}, the features computed in fp32; the whole "
+        f"evaluation took {report['total_seconds'] / 60:.0f} minutes of wall-clock time on {cpu_name()} "
+        f"({os.cpu_count()} cores, shared with other work).",
         "",
         "| N | Inception FID | floor (N training images) | KID | KID floor |",
         "|---|---|---|---|---|",
         f"| {n:,} | {report['frechet_distance']:.2f} | {report['frechet_distance_floor']:.2f} | "
-        f"{report['kid']:.5f} +- {report['kid_std']:.5f} | {report['kid_floor']:.5f} +- {report['kid_floor_std']:.5f} |",
+        f"{report['kid']:.5f} +- {report['kid_std']:.5f} | {report['kid_floor']:.1e} +- {report['kid_floor_std']:.5f} |",
         "",
         "```bash",
         f"annotated-pipeline evaluate pretrained/ddpm-fashion-mnist --features inception --num_samples {n} "
