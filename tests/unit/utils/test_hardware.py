@@ -120,21 +120,37 @@ def test_weights_in_bf16_come_back_in_their_own_dtype():
         assert module.weight.dtype == torch.float32
 
 
-def test_weights_in_casts_a_diffusers_model_without_its_float32_modules_warning(capfd):
+def test_weights_in_casts_a_diffusers_model_without_its_float32_modules_warning():
     """diffusers' ModelMixin.to(dtype) logs "There are modules in ... that should be kept in float32: []" on every
-    cast; weights_in casts the same weights without it (the control shows the capture sees the warning)."""
+    cast; weights_in casts the same weights without it (the control shows the capture sees the warning). The
+    messages are read from diffusers' logger itself: its stream handler may hold an earlier test's stderr."""
+    import logging
+
     from annotated_pipeline.unet import AnnotatedUNet2DModel
 
-    unet = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), attention_heads=1, attention_head_dim=8)
-    before = {k: v.clone() for k, v in unet.state_dict().items()}
-    capfd.readouterr()
-    with hardware.weights_in(unet, "bf16"):
-        assert unet.dtype == torch.bfloat16
-        assert all(torch.equal(v, before[k].to(torch.bfloat16)) for k, v in unet.state_dict().items())
-    assert unet.dtype == torch.float32
-    assert "kept in float32" not in capfd.readouterr().err
-    unet.to(torch.bfloat16)  # the control: diffusers' own cast warns
-    assert "kept in float32" in capfd.readouterr().err
+    messages = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    logger, handler = logging.getLogger("diffusers"), Keep(logging.WARNING)
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.WARNING)
+    try:
+        unet = AnnotatedUNet2DModel(sample_size=8, dim=8, dim_mults=(1, 2), attention_heads=1, attention_head_dim=8)
+        before = {k: v.clone() for k, v in unet.state_dict().items()}
+        with hardware.weights_in(unet, "bf16"):
+            assert unet.dtype == torch.bfloat16
+            assert all(torch.equal(v, before[k].to(torch.bfloat16)) for k, v in unet.state_dict().items())
+        assert unet.dtype == torch.float32
+        assert not any("kept in float32" in m for m in messages)
+        unet.to(torch.bfloat16)  # the control: diffusers' own cast warns
+        assert any("kept in float32" in m for m in messages)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 def test_a_training_process_keeps_to_its_share_of_the_cores(monkeypatch):
