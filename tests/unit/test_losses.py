@@ -80,6 +80,7 @@ def test_unknown_loss_or_prediction_type():
         p_losses(model, torch.zeros(1, 1, 4, 4), torch.tensor([1]), scheduler=scheduler)
 
 
+@pytest.mark.slow  # 10 s of training
 def test_tiny_model_overfits_eight_images():
     """Fixed images, timesteps and noise: the loss must fall at least 10x within a few hundred steps."""
     torch.manual_seed(0)

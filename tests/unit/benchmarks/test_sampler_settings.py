@@ -42,6 +42,7 @@ def setup(tmp_path_factory):
     return dict(num_samples=16, batch_size=16, data_root=root, classifier=load_default_classifier())
 
 
+@pytest.mark.slow  # 28 s: every sampler setting of the benchmark, in full
 def test_every_setting_runs_and_restores_the_scheduler(setup):
     pipe = tiny_pipeline()
     reports = {name: sampler_settings.run_setting(pipe, name, **setup) for name in sampler_settings.SETTINGS}

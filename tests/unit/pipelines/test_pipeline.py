@@ -480,6 +480,7 @@ def test_saved_folder_layout(pipe, tmp_path):
         pipe.save_pretrained(tmp_path / "pickled", safe_serialization=False)
 
 
+@pytest.mark.slow  # 12 s: three loading routes, two of them in subprocesses
 def test_routes_1_2_3_give_identical_images(pipe, tmp_path):
     saved, resaved = tmp_path / "saved", tmp_path / "resaved"
     pipe.save_pretrained(saved)
