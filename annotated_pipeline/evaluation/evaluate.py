@@ -78,10 +78,10 @@ from annotated_pipeline.evaluation.measures import embed, measure
 from annotated_pipeline.utils.errors import run_reporting
 from annotated_pipeline.utils.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
 from annotated_pipeline.utils.outputs import JSON, output_file
-from annotated_pipeline.utils.options import number_in, span
-from annotated_pipeline.pipelines.pipeline_inputs import GUIDANCE_SCALE_RANGE, check_guidance_scale
+from annotated_pipeline.pipelines.pipeline_inputs import check_guidance_scale
 from annotated_pipeline.pipelines.pipeline import check_guidance_interval
-from annotated_pipeline.pipelines.samplers import SCHEDULERS, using_sampler
+from annotated_pipeline.pipelines.samplers import (SCHEDULERS, add_sampling_options, check_sampling_options,
+                                                   resolve_sampling_options, using_sampler)
 from annotated_pipeline.evaluation.reference import DEFAULT_ROOT, reference_images
 from annotated_pipeline.evaluation.samples import RESERVED_CALL_ARGUMENTS, conditioning_labels, generate_samples
 from annotated_pipeline.checkpoints import load_pipeline
@@ -321,17 +321,10 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
     )
     parser.add_argument("pipeline", help="saved AnnotatedDDPMPipeline folder, Hub repo id, or training checkpoint folder")
     parser.add_argument("--num_samples", type=int, default=1000)
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim")
-    parser.add_argument("--num_inference_steps", type=int, default=50)
+    add_sampling_options(parser, class_labels=False)  # left out: the folder's recommendation, recorded in the report
     parser.add_argument("--eta", type=float, default=0.0,
                         help="DDIM's eta (with --scheduler ddim): 0 deterministic (default), 1 DDPM-like noise")
-    parser.add_argument("--guidance_scale", type=number_in(float, *GUIDANCE_SCALE_RANGE), default=1.0,
-                        help="classifier-free guidance for a class-conditional pipeline with a 'no class' embedding, in "
-                             f"{span(GUIDANCE_SCALE_RANGE)} (1 = none)")
-    parser.add_argument("--guidance_interval", type=int, nargs=2, default=None, metavar=("T_LOW", "T_HIGH"),
-                        help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
     parser.add_argument("--batch_size", type=int, default=250)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--num_reference", type=int, default=None,
                         help="judge against a seeded choice of this many test images (default: the whole test split; "
                              "--num_reference N with N = --num_samples is the first definition, N test images)")
@@ -351,6 +344,7 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
     parser.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
     parser.add_argument("--json", type=output_file(JSON), default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
+    check_sampling_options(parser, args)
     if args.reference is not None and args.data_root is not None:
         parser.error("--reference and --data_root both name the reference data: give one")
     if args.kid_subsets < 1 or args.kid_subset_size < 2:
@@ -360,8 +354,11 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.evaluate") -> 
 
 
 def _run(args):
+    inception_for(args.features)  # a missing [inception] extra fails here, before anything is loaded
+    pipeline = load_pipeline(args.pipeline)
+    resolve_sampling_options(pipeline, args)  # what was left out: the folder's sampler, steps and guidance
     report = evaluate(
-        args.pipeline,
+        pipeline,
         num_samples=args.num_samples,
         scheduler=args.scheduler,
         num_inference_steps=args.num_inference_steps,
@@ -371,7 +368,7 @@ def _run(args):
         eta=args.eta,
         guidance_scale=args.guidance_scale,
         num_reference=args.num_reference,
-        guidance_interval=args.guidance_interval,
+        guidance_interval=None if args.guidance_interval is None else tuple(args.guidance_interval),
         classifier=args.classifier,
         reference=args.reference,
         image_column=args.image_column,

@@ -471,6 +471,27 @@ def annotated_tiny_pipeline():
     return AnnotatedDDPMPipeline(unet=unet, scheduler=AnnotatedDDPMScheduler(num_train_timesteps=100, beta_schedule="cosine"))
 
 
+def test_evaluate_command_left_to_itself_samples_as_the_folder_recommends_and_says_so(tmp_path, reference_root, capsys):
+    """Settings left out are the folder's (its scheduler component, its default steps), as in `sample`; the report
+    records what was used, so that numbers stay comparable."""
+    from diffusers import DDIMScheduler
+
+    pipe = annotated_tiny_pipeline()
+    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    pipe.set_sampling_defaults(num_inference_steps=3)
+    pipe.save_pretrained(tmp_path / "pipeline")
+    main([str(tmp_path / "pipeline"), "--num_samples", "8", "--batch_size", "8", "--data_root", str(reference_root),
+          "--json", str(tmp_path / "r.json")])
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["scheduler"] == "default (DDIMScheduler)" and report["num_inference_steps"] == 3
+    assert report["guidance_scale"] == 1.0 and report.get("guidance_interval") is None
+    assert "(default (DDIMScheduler), 3 steps, seed 0" in capsys.readouterr().out
+    main([str(tmp_path / "pipeline"), "--num_samples", "8", "--batch_size", "8", "--data_root", str(reference_root),
+          "--scheduler", "dpmsolver", "--num_inference_steps", "2", "--json", str(tmp_path / "e.json")])
+    explicit = json.loads((tmp_path / "e.json").read_text())
+    assert (explicit["scheduler"], explicit["num_inference_steps"]) == ("dpmsolver", 2)  # explicit options win
+
+
 def test_evaluate_command_runs_end_to_end(tmp_path, reference_root, capsys):
     """The command on a saved AnnotatedDDPMPipeline: once as a subprocess, once through main(); same numbers."""
     pipeline_dir = tmp_path / "pipeline"
