@@ -131,7 +131,7 @@ def format_report(report: dict) -> str:
 
 
 def main(argv=None, prog="python -m annotated_pipeline.evaluation.nearest") -> int:
-    from annotated_pipeline.pipelines.samplers import SCHEDULERS
+    from annotated_pipeline.pipelines.samplers import add_sampling_options, check_sampling_options
 
     parser = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     parser.add_argument("pipeline", help="a saved pipeline folder, a Hub repo id, or a training checkpoint folder")
@@ -143,14 +143,13 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.nearest") -> i
     parser.add_argument("--k", type=int, default=3, help="nearest training images shown per space")
     parser.add_argument("--quantile", type=float, default=0.05, help="q: tau is this quantile of d_LOO")
     parser.add_argument("--max_train_images", type=int, default=10000, help="a seeded choice of at most this many")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="dpmsolver")
-    parser.add_argument("--num_inference_steps", type=int, default=20)
+    add_sampling_options(parser, class_labels=False)  # left out: the folder's recommendation, printed
     parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=output_file(IMAGE), default="nearest.png", help="the figure (PNG)")
     parser.add_argument("--json", type=output_file(JSON), default=None, help="also write the report to this JSON file")
     args = parser.parse_args(argv)
-    for name in ("num_samples", "num_show", "k", "max_train_images", "num_inference_steps", "batch_size"):
+    check_sampling_options(parser, args)
+    for name in ("num_samples", "num_show", "k", "max_train_images", "batch_size"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be >= 1, got {getattr(args, name)}")
     if not 0.0 < args.quantile < 1.0:
@@ -159,9 +158,17 @@ def main(argv=None, prog="python -m annotated_pipeline.evaluation.nearest") -> i
 
 
 def _run(args):
-    report, samples, train_images = run_check(args.pipeline, args.train_data, args.classifier, args.num_samples,
+    from annotated_pipeline.checkpoints import load_pipeline
+    from annotated_pipeline.pipelines.samplers import describe_sampling, resolve_sampling_options, using_sampler
+
+    pipeline = load_pipeline(args.pipeline)
+    resolve_sampling_options(pipeline, args)  # what was left out: the folder's sampler, steps and guidance
+    with using_sampler(pipeline, args.scheduler):
+        print(f"samples              {args.num_samples} ({describe_sampling(pipeline, args)}, seed {args.seed})")
+    report, samples, train_images = run_check(pipeline, args.train_data, args.classifier, args.num_samples,
                                               args.quantile, args.k, args.max_train_images, args.scheduler,
-                                              args.num_inference_steps, args.batch_size, args.seed, args.image_column)
+                                              args.num_inference_steps, args.batch_size, args.seed, args.image_column,
+                                              args.guidance_scale, args.guidance_interval)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     nearest_figure(samples, train_images, report, args.num_show).save(args.output)
     print(format_report(report))
@@ -172,8 +179,10 @@ def _run(args):
 
 
 def run_check(pipeline, train_data, classifier=None, num_samples=64, quantile=0.05, k=3, max_train_images=10000,
-              scheduler="dpmsolver", num_inference_steps=20, batch_size=64, seed=0, image_column="image"):
-    """Sample `pipeline` (a pipeline or its folder) and check its samples against DATA's train split.
+              scheduler="dpmsolver", num_inference_steps=20, batch_size=64, seed=0, image_column="image",
+              guidance_scale=1.0, guidance_interval=None):
+    """Sample `pipeline` (a pipeline or its folder) and check its samples against DATA's train split
+    (classifier-free guidance `guidance_scale` at `guidance_interval` where the pipeline has a "no class").
     Returns (report, samples, training images); the data is loaded and checked before any sampling."""
     from annotated_pipeline.datasets import labelled
     from annotated_pipeline.evaluation.classifier import load_classifier
@@ -201,7 +210,9 @@ def run_check(pipeline, train_data, classifier=None, num_samples=64, quantile=0.
     train_images, _ = labelled.to_tensors(train_set, size, found_c, image_column)
     with using_sampler(pipeline, scheduler):
         samples = generate_samples(pipeline, num_samples, num_inference_steps, batch_size, seed,
-                                   class_labels=conditioning_labels(pipeline, num_samples)) * 2.0 - 1.0
+                                   class_labels=conditioning_labels(pipeline, num_samples), guidance_scale=guidance_scale,
+                                   guidance_interval=None if guidance_interval is None else tuple(guidance_interval)
+                                   ) * 2.0 - 1.0
     return nearest_check(samples, train_images, classifier, quantile, k), samples, train_images
 
 

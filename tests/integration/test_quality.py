@@ -303,6 +303,7 @@ def test_nearest_command_and_copying_model(shapes, shapes_classifier, shape_tens
     saved = json.loads((tmp_path / "nearest.json").read_text())
     assert saved["pixels"]["memorised_share"] == 0.0  # an untrained model draws noise, not training images
     assert "memorised (pixels  )" in printed and "memorised (features)" in printed
+    assert "samples              12 (AnnotatedDDPMScheduler, 2 steps, seed 0)" in printed  # the folder's sampler, said
     image = Image.open(figure)
     assert image.size == ((1 + 2 + 2) * 64, 4 * 64) and image.mode == "RGB"  # 2x tiles: sample, 2 + 2 neighbours
 
