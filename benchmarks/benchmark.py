@@ -36,8 +36,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
-import sys
 import time
 
 import torch
@@ -164,57 +162,11 @@ def sample_once(pipe, batch, steps, seed=0):
 # FLOPs and memory
 
 
-from machine_peak import count_flops, fraction_of_peak, processor  # noqa: E402 (benchmarks/ is on sys.path)
+from machine_peak import count_flops, processor  # noqa: E402 (benchmarks/ is on sys.path)
 
 
-def peak_memory(fn, device):
-    """Peak bytes allocated by `fn` above what was live when it started."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        base = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - base
-    from torch._C._profiler import _EventType
-    from torch.profiler import ProfilerActivity, profile
-
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # Every allocation and free the profiler saw, with its signed size; their running sum in time order is
-    # the memory held by tensors created inside `fn`, and its maximum the peak.
-    allocations, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        event = stack.pop()
-        if event.typed[0] == _EventType.Allocation:
-            allocations.append((event.start_time_ns, event.typed[1].alloc_size))
-        stack.extend(event.children)
-    live = peak = 0
-    for _, size in sorted(allocations):
-        live += size
-        peak = max(peak, live)
-    return peak
-
-
-class _quiet_stderr:
-    """Silence file descriptor 2 (the profiler's C++ start/stop lines) for the duration of a block."""
-
-    def __enter__(self):
-        sys.stderr.flush()
-        self.saved = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-
-    def __exit__(self, *exc):
-        os.dup2(self.saved, 2)
-        os.close(self.saved)
-
-
-def state_bytes(model, optimizer):
-    params = sum(p.numel() * p.element_size() for p in model.parameters())
-    moments = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values() if torch.is_tensor(t))
-    return params, moments
+from memory_profile import peak_memory, state_bytes  # noqa: E402,F401 (benchmarks/ is on sys.path)
+from benchmark_report import report  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -240,10 +192,6 @@ def describe_machine(device):
     return lines
 
 
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
-
-
 def run(args):
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if args.threads:
@@ -252,36 +200,51 @@ def run(args):
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # the "modules that should be kept in float32: []" note on .to(bf16)
-    precisions = args.precisions
     models = {"ours": our_unet(args.quick).to(device), "diffusers": diffusers_unet(args.quick).to(device)}
-    names = list(models)
     out = {"machine": describe_machine(device), "settings": vars(args).copy(), "rows": {}}
     for line in out["machine"]:
         print(line, flush=True)
     print(f"ours: AnnotatedUNet2DModel({', '.join(f'{k}={v!r}' for k, v in OUR_CONFIG.items())})", flush=True)
+    static = measure_static(models, device)
+    train, train_flops, memory = measure_training(models, args, device)
+    sample, pipes = measure_sampling(models, args, device)
+    fast = measure_fast_sampling(pipes, args, device) if args.fast_sampling else []
+    report(out, args, device, static, train, train_flops, memory, sample, fast)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=2, default=str)
+    return out
 
-    # ---- static: parameters, FLOPs ----
+
+def copy_of(models, name, quick, device):
+    """A fresh copy of one contestant with the same weights, so that no measurement depends on the order of runs."""
+    model = our_unet(quick) if name == "ours" else diffusers_unet(quick)
+    model.load_state_dict(models[name].state_dict())
+    return model.to(device)
+
+
+def measure_static(models, device):
+    """Parameters and forward FLOPs of one image at t = 500."""
     size = models["ours"].config.sample_size
     static = {}
     for name, model in models.items():
-        params = sum(p.numel() for p in model.parameters())
         x = torch.randn(1, 1, size, size, device=device)
         t = torch.tensor([500], device=device)
         model.eval()
         with torch.no_grad():
             fwd = count_flops(lambda: model(x, t))
-        static[name] = {"params": params, "fwd_flops": fwd}
+        static[name] = {"params": sum(p.numel() for p in model.parameters()), "fwd_flops": fwd}
+    return static
 
-    # ---- training ----
+
+def measure_training(models, args, device):
+    """Training images/s per repetition, FLOPs per image and memory, per (contestant, precision)."""
+    names, precisions = list(models), args.precisions
     train = {(n, p): [] for n in names for p in precisions}
-    train_flops, memory = {}, {}
-    trainers = {}
+    train_flops, memory, trainers = {}, {}, {}
     for p in precisions:
         for name in names:
-            # Each precision trains its own copy so that the timings do not depend on the order of runs.
-            model = our_unet(args.quick) if name == "ours" else diffusers_unet(args.quick)
-            model.load_state_dict(models[name].state_dict())
-            model.to(device)
+            model = copy_of(models, name, args.quick, device)
             step, optimizer = make_trainer(model, args.train_batch, device, p)
             for _ in range(args.warmup):
                 step()
@@ -297,17 +260,18 @@ def run(args):
                 seconds = time_calls(trainers[name, p], args.train_iters, device)
                 train[name, p].append(args.train_batch / seconds)
         print(f"training repetition {r + 1}/{args.repeats} done", flush=True)
-    del trainers
+    return train, train_flops, memory
 
-    # ---- sampling through the pipelines ----
+
+def measure_sampling(models, args, device):
+    """Seconds per denoising step through each pipeline, per repetition; and the pipelines."""
+    names, precisions = list(models), args.precisions
     sample = {(n, p): [] for n in names for p in precisions}
     pipes = {}
     for p in precisions:
         copies = {}
         for name in names:
-            model = our_unet(args.quick) if name == "ours" else diffusers_unet(args.quick)
-            model.load_state_dict(models[name].state_dict())
-            model.to(device).eval()
+            model = copy_of(models, name, args.quick, device).eval()
             if p == "bf16":
                 model.to(torch.bfloat16)
             copies[name] = model
@@ -322,85 +286,23 @@ def run(args):
                 seconds = time_calls(lambda: sample_once(pipe, args.sample_batch, args.sample_steps), 1, device)
                 sample[name, p].append(seconds / args.sample_steps)
         print(f"sampling repetition {r + 1}/{args.repeats} done", flush=True)
+    return sample, pipes
 
-    # ---- fast sampling: the scheduler swap on our pipeline ----
-    fast = []
-    if args.fast_sampling:
-        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-        best = "bf16" if "bf16" in precisions else precisions[0]
-        pipe = pipes["ours", best]
-        default_scheduler = pipe.scheduler
-        for cls, steps in ((DDIMScheduler, 50), (DPMSolverMultistepScheduler, 25)):
-            steps = min(steps, args.sample_steps * 5)
-            pipe.scheduler = cls.from_config(default_scheduler.config)
-            seconds = time_calls(lambda: sample_once(pipe, args.sample_batch, steps), 1, device)
-            fast.append((cls.__name__, steps, best, seconds))
-        pipe.scheduler = default_scheduler
+def measure_fast_sampling(pipes, args, device):
+    """The scheduler swap on our pipeline: DDIM 50 and DPM-Solver++ 25 steps, seconds per batch."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
-    # ---- report ----
-    rows = []
-
-    def row(label, a, b, ratio, fmt):
-        rows.append((label, fmt(a), fmt(b), f"{ratio:.2f}x"))
-        out["rows"][label] = {"ours": a, "diffusers": b, "ratio": ratio}
-
-    def ratio(a, b):
-        return a / b if b else float("nan")
-
-    row("parameters (M)", static["ours"]["params"] / 1e6, static["diffusers"]["params"] / 1e6,
-        ratio(static["diffusers"]["params"], static["ours"]["params"]), lambda v: f"{v:.2f}")
-    row("forward GFLOP / image", static["ours"]["fwd_flops"] / 1e9, static["diffusers"]["fwd_flops"] / 1e9,
-        ratio(static["diffusers"]["fwd_flops"], static["ours"]["fwd_flops"]), lambda v: f"{v:.3f}")
-    for p in precisions:
-        a, b = median(train["ours", p]), median(train["diffusers", p])
-        row(f"training images/s, {p} (batch {args.train_batch})", a, b, ratio(a, b), lambda v: f"{v:.1f}")
-    for p in precisions:
-        a, b = train_flops["ours", p] / 1e9, train_flops["diffusers", p] / 1e9
-        row(f"training GFLOP / image, {p}", a, b, ratio(b, a), lambda v: f"{v:.3f}")
-        a = a * median(train["ours", p])
-        b = b * median(train["diffusers", p])
-        row(f"training achieved GFLOP/s, {p}", a, b, ratio(a, b), lambda v: f"{v:.1f}")
-    for p in precisions:
-        a, b = memory["ours", p] / 2**20, memory["diffusers", p] / 2**20
-        row(f"training peak activation memory (MiB), {p}", a, b, ratio(b, a), lambda v: f"{v:.0f}")
-    a, b = memory["ours", precisions[0], "state"] / 2**20, memory["diffusers", precisions[0], "state"] / 2**20
-    row("params + grads + AdamW state (MiB)", a, b, ratio(b, a), lambda v: f"{v:.1f}")
-    for p in precisions:
-        a, b = median(sample["ours", p]), median(sample["diffusers", p])
-        row(f"sampling s/step, {p} (batch {args.sample_batch})", a, b, ratio(b, a), lambda v: f"{v:.4f}")
-
-    widths = [max(len(r[i]) for r in rows + [("", "ours", "diffusers", "ratio")]) for i in range(4)]
-    header = ("", "ours", "diffusers", "ours vs diffusers")
-    widths[3] = max(widths[3], len(header[3]))
-    lines = [
-        "| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
-        "|" + "|".join("-" * (w + 2) for w in widths) + "|",
-    ]
-    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |" for r in rows]
-    print()
-    print("\n".join(lines))
-    print(f"\nmedians of {args.repeats} alternated repetitions; training: {args.train_iters} steps per repetition; "
-          f"sampling: {args.sample_steps} denoising steps per repetition. Ratios > 1 favour ours. "
-          f"[{processor(device)}]")
-    if fast:
-        print("\nfast sampling on our pipeline (scheduler swap, batch "
-              f"{args.sample_batch}, {fast[0][2]} weights):")
-        for name, steps, p, seconds in fast:
-            print(f"  {name:28s} {steps:4d} steps  {seconds:7.2f} s per batch  ({seconds / steps:.4f} s/step)")
-        out["fast_sampling"] = [dict(scheduler=n, steps=s, precision=p, seconds=sec) for n, s, p, sec in fast]
-    achieved = {(who, p): train_flops[who, p] * median(train[who, p]) for p in precisions for who in names}
-    peak_lines, out["peak"] = fraction_of_peak(device, achieved, args.peak_size, args.peak_repeats)
-    print("\n" + "\n".join(peak_lines))
-    try:
-        print("load average (1, 5, 15 min) at end: " + ", ".join(f"{x:.2f}" for x in os.getloadavg()))
-    except OSError:
-        pass
-    out["table"] = lines
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2, default=str)
-    return out
+    best = "bf16" if "bf16" in args.precisions else args.precisions[0]
+    pipe, fast = pipes["ours", best], []
+    default_scheduler = pipe.scheduler
+    for cls, steps in ((DDIMScheduler, 50), (DPMSolverMultistepScheduler, 25)):
+        steps = min(steps, args.sample_steps * 5)
+        pipe.scheduler = cls.from_config(default_scheduler.config)
+        seconds = time_calls(lambda: sample_once(pipe, args.sample_batch, steps), 1, device)
+        fast.append((cls.__name__, steps, best, seconds))
+    pipe.scheduler = default_scheduler
+    return fast
 
 
 def parse_args(argv=None):
