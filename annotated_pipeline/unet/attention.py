@@ -1,25 +1,26 @@
-"""Attention over the pixels of a feature map: softmax attention and linear attention.
+r"""Attention over the pixels of a feature map: softmax attention and linear attention.
 
-A feature map x of shape (B, C, H, W) is a set of N = H * W tokens of width C. Each head projects every
-token to a query, key and value of width d (a 1x1 convolution, i.e. one Linear applied at every pixel).
+A feature map $x$ of shape $(B, C, H, W)$ is a set of $N = H W$ tokens of width $C$. Each head projects
+every token to a query, key and value of width $d$ (a $1\times1$ convolution, i.e. one Linear applied
+at every pixel).
 
-Softmax attention (Vaswani et al. 2017, eq. (1)), memory O(N^2) per head:
+Softmax attention (Vaswani et al. 2017, eq. (1)), memory $O(N^2)$ per head:
 
-    Attention(Q, K, V) = softmax(Q K^T / sqrt(d)) V              Q, K, V: (N, d)
+$$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\Big(\frac{Q K^\top}{\sqrt{d}}\Big) V, \qquad Q, K, V \in \mathbb{R}^{N \times d}$$
 
 Linear ("efficient") attention (Shen et al. 2018, "Efficient Attention: Attention with Linear
-Complexities", eq. (4)), memory O(N d + d^2) per head:
+Complexities", eq. (4)), memory $O(N d + d^2)$ per head:
 
-    E(Q, K, V) = rho_q(Q) (rho_k(K)^T V)
+$$E(Q, K, V) = \rho_q(Q)\, \big(\rho_k(K)^\top V\big)$$
 
-with rho_q a softmax over each query's d features and rho_k a softmax over the N positions of each key
-feature. rho_k(K)^T V is a (d, d) "global context" summary, so the cost grows linearly with N, which is
-what lets the blog's U-Net attend on every level, full resolution included. As in the blog (Rogge & Rasul 2022) the
-queries are scaled by 1/sqrt(d) and the output projection is followed by a GroupNorm(1, C) (a LayerNorm
-over C, H, W).
+with $\rho_q$ a softmax over each query's $d$ features and $\rho_k$ a softmax over the $N$ positions of
+each key feature. $\rho_k(K)^\top V$ is a $d \times d$ "global context" summary, so the cost grows
+linearly with $N$, which is what lets the blog's U-Net attend on every level, full resolution included.
+As in the blog (Rogge & Rasul 2022) the queries are scaled by $1/\sqrt{d}$ and the output projection is
+followed by $\mathrm{GN}_1$, a GroupNorm with one group (a LayerNorm over $C$, $H$, $W$).
 
-The U-Net uses both behind a pre-norm residual, x + Attn(GroupNorm(1, C)(x)) (`PreNormResidual`):
-softmax attention only in the bottleneck, where N is smallest, and linear attention on the levels
+The U-Net uses both behind a pre-norm residual, $x + \mathrm{Attn}(\mathrm{GN}_1(x))$ (`PreNormResidual`):
+softmax attention only in the bottleneck, where $N$ is smallest, and linear attention on the levels
 above it (by default not at full resolution, where it costs ~30% of the CPU time; unet_2d.py and
 benchmarks/RESULTS.md say what leaving it out gains in speed and costs per training step).
 

@@ -1,28 +1,29 @@
 # Generated at save time from attention.py, blocks.py, config.py, embeddings.py, fused.py, unet_2d.py (annotated-pipeline); edit those modules, not this file.
 
 # ---- attention.py ------------------------------------------------------------
-"""Attention over the pixels of a feature map: softmax attention and linear attention.
+r"""Attention over the pixels of a feature map: softmax attention and linear attention.
 
-A feature map x of shape (B, C, H, W) is a set of N = H * W tokens of width C. Each head projects every
-token to a query, key and value of width d (a 1x1 convolution, i.e. one Linear applied at every pixel).
+A feature map $x$ of shape $(B, C, H, W)$ is a set of $N = H W$ tokens of width $C$. Each head projects
+every token to a query, key and value of width $d$ (a $1\times1$ convolution, i.e. one Linear applied
+at every pixel).
 
-Softmax attention (Vaswani et al. 2017, eq. (1)), memory O(N^2) per head:
+Softmax attention (Vaswani et al. 2017, eq. (1)), memory $O(N^2)$ per head:
 
-    Attention(Q, K, V) = softmax(Q K^T / sqrt(d)) V              Q, K, V: (N, d)
+$$\mathrm{Attention}(Q, K, V) = \mathrm{softmax}\Big(\frac{Q K^\top}{\sqrt{d}}\Big) V, \qquad Q, K, V \in \mathbb{R}^{N \times d}$$
 
 Linear ("efficient") attention (Shen et al. 2018, "Efficient Attention: Attention with Linear
-Complexities", eq. (4)), memory O(N d + d^2) per head:
+Complexities", eq. (4)), memory $O(N d + d^2)$ per head:
 
-    E(Q, K, V) = rho_q(Q) (rho_k(K)^T V)
+$$E(Q, K, V) = \rho_q(Q)\, \big(\rho_k(K)^\top V\big)$$
 
-with rho_q a softmax over each query's d features and rho_k a softmax over the N positions of each key
-feature. rho_k(K)^T V is a (d, d) "global context" summary, so the cost grows linearly with N, which is
-what lets the blog's U-Net attend on every level, full resolution included. As in the blog (Rogge & Rasul 2022) the
-queries are scaled by 1/sqrt(d) and the output projection is followed by a GroupNorm(1, C) (a LayerNorm
-over C, H, W).
+with $\rho_q$ a softmax over each query's $d$ features and $\rho_k$ a softmax over the $N$ positions of
+each key feature. $\rho_k(K)^\top V$ is a $d \times d$ "global context" summary, so the cost grows
+linearly with $N$, which is what lets the blog's U-Net attend on every level, full resolution included.
+As in the blog (Rogge & Rasul 2022) the queries are scaled by $1/\sqrt{d}$ and the output projection is
+followed by $\mathrm{GN}_1$, a GroupNorm with one group (a LayerNorm over $C$, $H$, $W$).
 
-The U-Net uses both behind a pre-norm residual, x + Attn(GroupNorm(1, C)(x)) (`PreNormResidual`):
-softmax attention only in the bottleneck, where N is smallest, and linear attention on the levels
+The U-Net uses both behind a pre-norm residual, $x + \mathrm{Attn}(\mathrm{GN}_1(x))$ (`PreNormResidual`):
+softmax attention only in the bottleneck, where $N$ is smallest, and linear attention on the levels
 above it (by default not at full resolution, where it costs ~30% of the CPU time; unet_2d.py and
 benchmarks/RESULTS.md say what leaving it out gains in speed and costs per training step).
 
@@ -179,30 +180,39 @@ class PreNormResidual(nn.Module):
         return x + self.fn(self.norm(x))
 
 # ---- blocks.py ---------------------------------------------------------------
-"""The convolutional building blocks of the U-Net, each conditioned on the time embedding.
+r"""The convolutional building blocks of the U-Net, each conditioned on the time embedding.
 
-ResnetBlock, the Wide-ResNet block (Zagoruyko & Komodakis 2016) that Ho et al. 2020 (appendix B) use,
-with GroupNorm (Wu & He 2018) and SiLU, in the blog's order (conv -> norm -> act). The time embedding
-enters by scale-shift (FiLM, Perez et al. 2018; "AdaGN" in Nichol & Dhariwal 2021) after the first norm:
+`ResnetBlock`, the Wide-ResNet block (Zagoruyko & Komodakis 2016) that Ho et al. 2020 (appendix B) use,
+with GroupNorm (Wu & He 2018) and SiLU, in the blog's order (convolution, norm, activation). The time
+embedding $e$ (one row of width $d_\text{time}$ per image, embeddings.py) enters by scale-shift (FiLM,
+Perez et al. 2018; "AdaGN" in Nichol & Dhariwal 2021) after the first norm:
 
-    [scale, shift] = Linear(SiLU(emb))                          emb: the (B, time_dim) time embedding
-    h   = SiLU(GroupNorm(Conv3x3(x)) * (1 + scale) + shift)
-    h   = SiLU(GroupNorm(Conv3x3(h)))
-    out = h + Conv1x1(x)          (the 1x1 only when the width changes, the identity otherwise)
+$$[\gamma, \beta] = W_e\, \mathrm{SiLU}(e)$$
 
-ConvNextBlock, the ConvNeXt block (Liu et al. 2022) as the blog adapts it. The time embedding is added
-(not scale-shifted) after the depthwise convolution:
+$$h = \mathrm{SiLU}\big(\mathrm{GN}(\mathrm{Conv}_{3\times3}(x)) \odot (1 + \gamma) + \beta\big), \qquad h \leftarrow \mathrm{SiLU}\big(\mathrm{GN}(\mathrm{Conv}_{3\times3}(h))\big)$$
 
-    h   = DepthwiseConv7x7(x) + Linear(GELU(emb))
-    h   = Conv3x3(GroupNorm(1)(GELU(Conv3x3(GroupNorm(1)(h)))))   widths C_in -> mult * C_out -> C_out
-    out = h + Conv1x1(x)
+$$\mathrm{out} = h + \mathrm{Conv}_{1\times1}(x)$$
+
+with the $1\times1$ convolution only where the width changes (the identity otherwise). GroupNorm
+normalises each group $g$ of channels over its channels and pixels, then scales and shifts each channel:
+$\mathrm{GN}(h) = w \odot (h - \mu_g) / \sqrt{\sigma_g^2 + \varepsilon} + b$.
+
+`ConvNextBlock`, the ConvNeXt block (Liu et al. 2022) as the blog adapts it. The time embedding is
+added (not scale-shifted) after the depthwise convolution, and the widths run
+$C_\text{in} \to m\, C_\text{out} \to C_\text{out}$:
+
+$$h = \mathrm{DWConv}_{7\times7}(x) + W_e\, \mathrm{GELU}(e), \qquad h \leftarrow \mathrm{Conv}_{3\times3}\Big(\mathrm{GN}_1\big(\mathrm{GELU}(\mathrm{Conv}_{3\times3}(\mathrm{GN}_1(h)))\big)\Big)$$
+
+$$\mathrm{out} = h + \mathrm{Conv}_{1\times1}(x)$$
+
+where $\mathrm{GN}_1$ is GroupNorm with one group (a LayerNorm over channels and pixels).
 
 Resolution changes between the U-Net's levels:
 
-    Downsample: pixel-unshuffle 2x2 ((C, 2H, 2W) -> (4C, H, W), space to depth) then a 1x1 convolution.
-                That composition is one linear map of each 2x2 patch, i.e. exactly a 2x2 convolution with
-                stride 2, which is what is computed (one kernel, no reshuffled copy of the feature map).
-    Upsample:   nearest-neighbour x2, then a 3x3 convolution.
+* `Downsample`: pixel-unshuffle $2\times2$, $(C, 2H, 2W) \to (4C, H, W)$ (space to depth), then a
+  $1\times1$ convolution. That composition is one linear map of each $2\times2$ patch, i.e. exactly a
+  $2\times2$ convolution with stride 2, which is what is computed (one kernel, no reshuffled copy).
+* `Upsample`: nearest-neighbour $\times 2$, then a $3\times3$ convolution.
 
 The U-Net computes two of these blocks in equivalent, faster forms (fused.py: the FiLM folded into the
 GroupNorm, the upsampling as one transposed convolution), with the same parameters; tests check that
