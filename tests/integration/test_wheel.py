@@ -127,3 +127,34 @@ def test_installed_wheel_builds_the_annotated_edition(wheel_env, tmp_path):
     installed = next(venv.rglob("site-packages/annotated_pipeline/losses.py")).read_text()
     assert "def q_sample" in installed and "q_sample" in listing
     assert "this build had none" in (tmp_path / "site" / "notebook.html").read_text()  # no notebook in a wheel
+
+
+def test_installed_wheel_computes_the_inception_fid_offline(wheel_env, tmp_path):
+    """`annotated-pipeline fid` from the wheel with the [inception] extra present (its package from the test
+    environment): the same FID as the checkout's library on the same folders, statistics saved and reused."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from annotated_pipeline.evaluation.fid import fid
+
+    venv, work, _ = wheel_env
+    rng = np.random.default_rng(0)
+    for name, shift in (("a", 0), ("b", 60)):
+        (tmp_path / name).mkdir()
+        for i in range(8):  # two small sets of noisy grey squares, b brighter than a
+            pixels = np.clip(rng.normal(100 + shift, 40, (28, 28)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels, mode="L").save(tmp_path / name / f"{i}.png")
+    result = run(venv, work, "annotated-pipeline", "fid", str(tmp_path / "a"), str(tmp_path / "b"), "--kid",
+                 "--kid_subset_size", "4", "--kid_subsets", "5", "--json", str(tmp_path / "r.json"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.startswith("FID: ") and "KID: " in result.stdout
+    wheel_fid = json.loads((tmp_path / "r.json").read_text())["fid"]
+    assert abs(wheel_fid - fid(str(tmp_path / "a"), str(tmp_path / "b"))["fid"]) <= 1e-6 * wheel_fid
+    saved = run(venv, work, "annotated-pipeline", "fid", str(tmp_path / "a"), "--save-stats", str(tmp_path / "a.npz"))
+    assert saved.returncode == 0, saved.stderr[-3000:]
+    again = run(venv, work, "annotated-pipeline", "fid", str(tmp_path / "a.npz"), str(tmp_path / "b"),
+                "--json", str(tmp_path / "s.json"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert abs(json.loads((tmp_path / "s.json").read_text())["fid"] - wheel_fid) <= 1e-6 * wheel_fid
