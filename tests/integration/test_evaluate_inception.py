@@ -60,9 +60,9 @@ def test_evaluate_with_inception_features_equals_fid_of_the_same_images(tmp_path
     env = {"ANNOTATED_PIPELINE_CACHE": str(cache), "HF_HUB_OFFLINE": "1", "PATH": str(Path(sys.executable).parent),
            "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-m", "annotated_pipeline.commands.cli", "evaluate", str(tmp_path / "pipe"),
-                             "--num_samples", str(N), "--num_inference_steps", "2", "--batch_size", str(N),
-                             "--data_root", str(root), "--features", "inception", "--kid_subset_size", str(N),
-                             "--json", str(out)], capture_output=True, text=True, timeout=2400, env=env)
+                             "--num_samples", str(N), "--scheduler", "ddim", "--num_inference_steps", "2",
+                             "--batch_size", str(N), "--data_root", str(root), "--features", "inception",
+                             "--kid_subset_size", str(N), "--json", str(out)], capture_output=True, text=True, timeout=2400, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Inception FID" in result.stdout and "comparable only to FIDs computed the same way" in result.stdout
     report = json.loads(out.read_text())
