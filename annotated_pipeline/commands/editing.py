@@ -41,14 +41,15 @@ def editing_parser(prog, description, with_seed=True):
 def parse_editing_args(parser, argv):
     """parse_args, then the sampling options' checks (exit status 2 before anything is loaded)."""
     args = parser.parse_args(argv)
-    check_sampling_options(parser, args)
+    check_sampling_options(parser, args, class_labels=False)  # an edit's class options are its own
     return args
 
 
 def load_editing_pipeline(pipeline_class, path, scheduler, args=None):
     """The edit on the pipeline saved at `path`, with `scheduler` built from its config ("default": the folder's
     own, or the one the edit chooses where it cannot use that, see `sampler_choice`). With `args`, the sampling
-    options left out (None) are filled with the folder's recommendation (`resolve_sampling_options`)."""
+    options left out (None) are filled with the folder's recommendation (`resolve_sampling_options`); its guidance
+    only where the edit has a class to guide towards."""
     from ..pipelines.pipeline import AnnotatedDDPMPipeline
 
     base = AnnotatedDDPMPipeline.from_pretrained(path)
@@ -58,6 +59,9 @@ def load_editing_pipeline(pipeline_class, path, scheduler, args=None):
         pipe = pipeline_class.from_pipe(base, scheduler=set_scheduler(base, scheduler).scheduler)
     pipe.set_progress_bar_config(disable=True)
     if args is not None:
+        labels = getattr(args, "class_label", getattr(args, "class_labels", None))
+        if args.guidance_scale is None and labels is None:  # guidance needs a class to guide towards
+            args.guidance_scale, args.guidance_interval = 1.0, None
         resolve_sampling_options(pipe, args)
     return pipe
 

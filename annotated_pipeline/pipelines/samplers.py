@@ -81,9 +81,10 @@ def add_sampling_options(parser, class_labels=True, seed=True):
                         help="guide only the steps with T_LOW <= t <= T_HIGH (training timesteps; default: every step)")
 
 
-def check_sampling_options(parser, args):
+def check_sampling_options(parser, args, class_labels=True):
     """argparse errors (exit 2) for what the pipeline would refuse only after loading (`--num_images` and
-    `--class_labels` where the command has them)."""
+    `--class_labels` where the command has them; `class_labels=False` for a command whose own --class_labels
+    means something else, as interpolation's two ends)."""
     num_images = getattr(args, "num_images", 1)
     if num_images < 1:
         parser.error(f"--num_images must be >= 1, got {num_images}")
@@ -91,7 +92,8 @@ def check_sampling_options(parser, args):
         parser.error(f"--num_inference_steps must be >= 1, got {args.num_inference_steps}")
     if not hasattr(args, "num_images"):
         return
-    if getattr(args, "class_labels", None) is not None and len(args.class_labels) not in (1, args.num_images):
+    labels = getattr(args, "class_labels", None) if class_labels else None
+    if labels is not None and len(labels) not in (1, args.num_images):
         parser.error(f"--class_labels takes one class or one per image ({args.num_images}), got {len(args.class_labels)}")
 
 

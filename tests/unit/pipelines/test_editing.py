@@ -530,3 +530,22 @@ def test_cli_subcommands_default_to_the_folders_recommendation_and_say_what_they
     with pytest.raises(SystemExit) as exit_:  # checked before loading, as argparse's own errors
         interpolate.main([folder, "--num_inference_steps", "0", "--output_dir", out])
     assert exit_.value.code == 2
+
+
+def test_cli_a_folders_guidance_applies_only_where_an_edit_has_a_class(saved_tiny, tmp_path, capsys):
+    """A class-conditional folder recommending guidance 2 (as the shipped one does): an edit without a class is
+    unguided (guidance needs a class to guide towards), and with one it takes the folder's guidance."""
+    from annotated_pipeline.commands import img2img, inpaint
+
+    _, pngs = saved_tiny
+    pipe = tiny(num_train_timesteps=1000, num_class_embeds=3, null_class_embed=True)
+    pipe.set_sampling_defaults(num_inference_steps=3, guidance_scale=2.0, guidance_interval=(200, 700))
+    pipe.save_pretrained(tmp_path / "guided")
+    out = str(tmp_path / "out")
+    capsys.readouterr()
+    assert inpaint.main([str(tmp_path / "guided"), pngs[0], "--keep", "left", "--num_samples", "1", "--scheduler", "ddim",
+                         "--output_dir", out]) == 0
+    printed = capsys.readouterr().out
+    assert "guidance 2" not in printed and "(DDIMScheduler, 3 steps" in printed
+    assert img2img.main([str(tmp_path / "guided"), pngs[0], "--class_label", "1", "--output_dir", out]) == 0
+    assert "3 steps, guidance 2 at t in 200..700" in capsys.readouterr().out
