@@ -28,7 +28,12 @@ The protocol (issue 31):
    seconds, the processor, the evaluation's settings and numbers); `plot` draws the distance
    against CPU minutes, one line per recipe, and the card's 7.6 as the target.
 
-The Inception FID of the evaluation issue is not measured here yet (it does not exist in the library).
+5. `inception` adds the field's units to rows already judged: the Inception FID and KID (the library's
+   `evaluate(features="inception")`, extra [inception]) of the same checkpoints with the same sampler, N and
+   seed, so the same samples; `--last` judges each recipe's last checkpoint only (about 2-3 minutes each on
+   2 cores at N = 1,000). The rows are rewritten in place, atomically.
+
+    python benchmarks/time_to_quality.py inception --results benchmarks/time_to_quality/results.jsonl --last
 """
 
 from __future__ import annotations
@@ -228,7 +233,7 @@ def run_protocol(name: str, arguments: list[str], budget_cpu_minutes: float, wor
         row = {"recipe": name, "arguments": arguments, "step": point["step"], "cpu_seconds": point["cpu_seconds"],
                "cpu_minutes": round(point["cpu_seconds"] / 60, 3), "wall_seconds": point["wall_seconds"],
                "budget_cpu_minutes": budget_cpu_minutes, "run_cpu_seconds": run["cpu_seconds"],
-               "stopped_by_budget": run["stopped_by_budget"], "processor": machine,
+               "stopped_by_budget": run["stopped_by_budget"], "processor": machine, "data_root": data_root,
                "checkpoint": point["path"], **judge(point["path"], num_samples, data_root, device=device)}
         with open(results, "a") as f:
             f.write(json.dumps(row) + "\n")
@@ -236,6 +241,37 @@ def run_protocol(name: str, arguments: list[str], budget_cpu_minutes: float, wor
               f"{row['frechet_distance']:.3f} (floor {row['frechet_distance_floor']:.3f})  [{machine}]", flush=True)
         rows.append(row)
     return rows
+
+
+def add_inception(results: Path, recipes: list[str] | None = None, last_only: bool = False, device: str = "cpu") -> int:
+    """Add the Inception FID/KID to the rows of `results` that lack them (see the module docstring, 5); the count."""
+    from annotated_pipeline.checkpoints import load_pipeline
+    from annotated_pipeline.evaluation.evaluate import evaluate
+
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    chosen = [row for row in rows if "checkpoint" in row and "inception_fid" not in row
+              and (not recipes or row["recipe"] in recipes)]
+    if last_only:
+        newest = {}
+        for row in chosen:
+            if row["step"] >= newest.get(row["recipe"], row)["step"]:
+                newest[row["recipe"]] = row
+        chosen = list(newest.values())
+    for row in chosen:
+        pipeline = load_pipeline(row["checkpoint"]).to(device)
+        settings = evaluation_settings(pipeline, row["num_samples"], row.get("data_root"), 250)
+        if (settings.get("guidance_scale", 1.0), settings.get("guidance_interval")) != (
+                row.get("guidance_scale", 1.0), tuple(row["guidance_interval"]) if row.get("guidance_interval") else None):
+            raise ValueError(f"{row['checkpoint']}: its row was judged with other guidance than the card's now")
+        report = evaluate(pipeline, **settings, features="inception")
+        row.update(inception_fid=report["frechet_distance"], inception_fid_floor=report["frechet_distance_floor"],
+                   inception_kid=report.get("kid"), inception_kid_floor=report.get("kid_floor"))
+        print(f"{row['recipe']} step {row['step']:6d}  {row['cpu_minutes']:8.2f} CPU min  Inception FID "
+              f"{row['inception_fid']:.3f} (floor {row['inception_fid_floor']:.3f})", flush=True)
+        partial = results.with_suffix(".partial")
+        partial.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        os.replace(partial, results)  # after each checkpoint: an interrupted pass keeps what it measured
+    return len(chosen)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -252,6 +288,16 @@ def read_results(results: Path) -> dict[str, list[dict]]:
     return {name: sorted(rows, key=lambda r: r["cpu_seconds"]) for name, rows in recipes.items()}
 
 
+def half_shipped_cpu_minutes(rows: list[dict]) -> float | None:
+    """Half the CPU minutes of the shipped recipe's 7,000 steps, at the rate its rows were written (None without rows)."""
+    steps = int(RECIPES["shipped"][RECIPES["shipped"].index("--max_train_steps") + 1])
+    measured = [r for r in rows if r.get("step")]
+    if not measured:
+        return None
+    last = max(measured, key=lambda r: r["step"])
+    return last["cpu_minutes"] / last["step"] * steps / 2
+
+
 def plot(results: Path, output: Path):
     """Distance against CPU minutes, one line per recipe; the card's distance as the target. Returns the figure."""
     import matplotlib
@@ -265,8 +311,16 @@ def plot(results: Path, output: Path):
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, rows in recipes.items():
         ax.plot([r["cpu_minutes"] for r in rows], [r["frechet_distance"] for r in rows], marker="o", label=name)
+        for r in rows:
+            if r.get("inception_fid") is not None:
+                ax.annotate(f"Inception FID {r['inception_fid']:.1f}", (r["cpu_minutes"], r["frechet_distance"]),
+                            textcoords="offset points", xytext=(4, 6), fontsize=7)
     ax.axhline(CARD_DISTANCE, color="grey", linestyle="--", linewidth=1,
                label=f"shipped model ({CARD_DISTANCE:.1f})")
+    half = half_shipped_cpu_minutes(recipes.get("shipped", []))
+    if half is not None:
+        ax.axvline(half, color="grey", linestyle=":", linewidth=1,
+                   label=f"half the shipped recipe's CPU time ({half:.0f} min, from its rate)")
     ax.set_xlabel("CPU minutes (user + system, the training process tree)")
     sizes = sorted({row["num_samples"] for rows in recipes.values() for row in rows})
     ax.set_ylabel(f"classifier distance, N = {', '.join(map(str, sizes))} (lower is better)")
@@ -310,6 +364,10 @@ def main(argv=None) -> int:
     run.add_argument("--results", type=Path, default=Path("benchmarks/time_to_quality/results.jsonl"))
     run.add_argument("--plot", type=Path, default=None, help="also draw the plot of --results here")
     run.add_argument("--poll_seconds", type=float, default=0.2)
+    add = sub.add_parser("inception", help="add the Inception FID/KID to judged rows that lack them")
+    add.add_argument("--results", type=Path, required=True)
+    add.add_argument("--recipe", action="append", default=None, help="only this recipe's rows (repeat)")
+    add.add_argument("--last", action="store_true", help="only each recipe's last checkpoint")
     draw = sub.add_parser("plot", help="draw distance against CPU minutes from a results file")
     draw.add_argument("--results", type=Path, required=True)
     draw.add_argument("--output", type=Path, required=True)
@@ -317,6 +375,11 @@ def main(argv=None) -> int:
     try:
         if args.command == "plot":
             plot(args.results, args.output)
+            return 0
+        if args.command == "inception":
+            if not args.results.is_file():
+                raise ValueError(f"--results {args.results} is not a file")
+            add_inception(args.results, args.recipe, args.last)
             return 0
         recipes = load_recipes(args.recipe_file)
         unknown = [name for name in args.recipe if name not in recipes]

