@@ -119,7 +119,8 @@ def count_classes(dataset, label_column):
     """K for class-conditional training: from a `ClassLabel` feature, else max(label) + 1.
 
     Every label must lie in 0..K-1; a `ClassLabel` column may hold -1 ("no label" in `datasets`), which
-    is refused here rather than at the first batch that contains one."""
+    is refused here rather than at the first batch that contains one. K = 1 is refused: one class is no
+    label (a one-class subset of a set whose `ClassLabel` names K >= 2 classes is fine, as in fine-tuning)."""
     feature = dataset.features[label_column]
     num_classes = getattr(feature, "num_classes", None)
     labels = dataset[label_column]
@@ -127,6 +128,10 @@ def count_classes(dataset, label_column):
         raise ValueError(f"--label_column {label_column!r} must hold integer class labels")
     if num_classes is None:
         num_classes = max(labels) + 1
+    if num_classes < 2:
+        raise ValueError(f"--label_column {label_column!r} defines one class (K = 1: every label is "
+                         f"{labels[0] if labels else 0}): class labels need two or more classes, labels 0..K-1 "
+                         "(or a ClassLabel feature naming K >= 2 classes, which a one-class subset of a larger set keeps)")
     out_of_range = [label for label in labels if not 0 <= label < num_classes]
     if out_of_range:
         raise ValueError(

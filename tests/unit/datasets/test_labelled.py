@@ -45,3 +45,25 @@ def test_a_folder_with_one_class_says_so_and_what_labels_need(one_class, tmp_pat
                        str(tmp_path / "run"), "--logger", "none"], prog="p") == 2
     assert f"{one_class} holds one class (all its images are in folders named 'shoe')" in capsys.readouterr().err
     assert not (tmp_path / "run").exists() and not (tmp_path / "clf").exists()
+
+
+def test_a_parquet_label_column_with_one_class_says_so(tmp_path, capsys):
+    import datasets
+
+    one = datasets.Dataset.from_dict({"label": [0, 0, 0]})
+    with pytest.raises(ValueError, match=r"^--label_column 'label' defines one class \(K = 1: every label is 0\)"):
+        labelled.count_classes(one, "label")
+    subset = datasets.Dataset.from_dict({"label": [9, 9]}, features=datasets.Features(
+        {"label": datasets.ClassLabel(num_classes=10)}))
+    assert labelled.count_classes(subset, "label") == 10  # a one-class subset of ten classes: fine-tuning's case
+    folder = tmp_path / "data"
+    folder.mkdir()
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.Value("int64")})
+    datasets.Dataset.from_dict({"image": [Image.new("L", (8, 8), 40 * i) for i in range(4)], "label": [0] * 4},
+                               features=features).to_parquet(folder / "train.parquet")
+    from annotated_pipeline.train import main as train_main
+
+    assert train_main(["--train_data_dir", str(folder), "--label_column", "label", "--output_dir",
+                       str(tmp_path / "run"), "--logger", "none", "--resolution", "8"], prog="p") == 2
+    assert "p: error: --label_column 'label' defines one class" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
