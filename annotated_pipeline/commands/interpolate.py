@@ -6,7 +6,7 @@ A row of `--num_images` images from (seed A, class A) to (seed B, class B): x_T 
 interpolation (slerp), the class embedding mixed linearly; see annotated_pipeline/pipelines/pipeline_interpolate.py.
 The sampler must be deterministic (dpmsolver, the default, or ddim). `--seeds` takes one pair per row
 (`--seeds 0 1 2 3`: two rows); `--class_labels` one label (the same class at both ends) or two, for
-every row. Outputs: OUTPUT_DIR/rowR-I.png; the figure has the rows.
+every row. Outputs: OUTPUT_DIR/rowR-I.png, written as each row is done; the figure has the rows.
 """
 
 import time
@@ -57,12 +57,14 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.interpolate"):
         pairs = [tuple(args.seeds[i:i + 2]) for i in range(0, len(args.seeds), 2)]
         check_sizes(pipe, args, len(pairs))
         start = time.perf_counter()
-        rows = [pipe(seeds=pair, class_labels=labels, num_images=args.num_images, num_inference_steps=args.num_inference_steps,
-                     guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval,
-                     max_batch_size=args.batch_size).images for pair in pairs]
+        rows, paths = [], []
+        for r, pair in enumerate(pairs):  # each row's PNGs as soon as it is drawn: an interrupted run keeps them
+            row = pipe(seeds=pair, class_labels=labels, num_images=args.num_images, num_inference_steps=args.num_inference_steps,
+                       guidance_scale=args.guidance_scale, guidance_interval=args.guidance_interval,
+                       max_batch_size=args.batch_size).images
+            paths += save_pngs(row, args.output_dir, [f"row{r}-{i}" for i in range(len(row))])
+            rows.append(row)
         seconds = time.perf_counter() - start
-        names = [f"row{r}-{i}" for r, row in enumerate(rows) for i in range(len(row))]
-        paths = save_pngs([image for row in rows for image in row], args.output_dir, names)
         print(f"{len(rows)} row(s) of {args.num_images} images ({describe_sampling(pipe, args)}) "
               f"in {seconds:.1f} s -> {paths[0].parent}/")
         if args.figure:

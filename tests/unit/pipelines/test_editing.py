@@ -473,6 +473,29 @@ def test_cli_subcommands_write_pngs_and_figures(saved_tiny, tmp_path, capsys):
     capsys.readouterr()
 
 
+def test_interpolate_keeps_the_rows_drawn_before_an_interruption(saved_tiny, tmp_path, monkeypatch, capsys):
+    from annotated_pipeline.commands import interpolate
+
+    folder, _ = saved_tiny
+    calls = []
+    original = AnnotatedDDPMInterpolationPipeline.__call__
+
+    def second_row_interrupted(self, *args, **kwargs):
+        calls.append(kwargs["seeds"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(AnnotatedDDPMInterpolationPipeline, "__call__", second_row_interrupted)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        interpolate.main([folder, "--seeds", "0", "1", "2", "3", "--num_images", "3", "--scheduler", "ddim",
+                          "--num_inference_steps", "2", "--output_dir", str(out)])
+    assert calls == [(0, 1), (2, 3)]
+    assert sorted(p.name for p in out.iterdir()) == ["row0-0.png", "row0-1.png", "row0-2.png"]
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize(
     "module, argv, message",
     [
