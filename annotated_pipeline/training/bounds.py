@@ -13,7 +13,7 @@ GPU's memory) is refused, naming the numbers and what to lower.
 """
 
 from ..utils.memory import TRAINING_BYTES_PER_VALUE as ACTIVATION_BYTES
-from ..utils.memory import describe_memory, device_memory_bytes, feature_values
+from ..utils.memory import describe_memory, device_memory_bytes, feature_values, warn_if_short
 from .args import TrainingConfigError
 
 
@@ -36,6 +36,7 @@ def check_memory(args, model, accelerator):
     processes = accelerator.num_processes if accelerator.device.type == "cpu" else 1  # CPU processes share the RAM
     have = device_memory_bytes(accelerator.device)
     if need * processes <= have:
+        warn_if_short(need * processes, accelerator.device, "this run")
         return
     where = describe_memory(accelerator.device)
     raise TrainingConfigError(

@@ -6,10 +6,14 @@ dim * dim_mults[l] * (resolution / 2^l)^2. What it keeps per such number was mea
 resident memory of one call on a CPU (torch 2.13, dim 32 and 64, dim_mults (1, 2, 4), 28 and 32 px,
 batches of 128 and 256): 52 to 61 bytes in a training step (forward and backward), 23 to 33 bytes
 in a sampling call (no gradients); both rounded up below.
+
+What cannot fit in the device's whole memory is refused; what fits it but not the memory free now (Linux's
+MemAvailable, a GPU's free memory) gets one warning, since other programs may give memory back.
 """
 
 import math
 import os
+import warnings
 
 import torch
 
@@ -23,6 +27,31 @@ def device_memory_bytes(device):
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
     return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def available_memory_bytes(device):
+    """Memory free for a new allocation now: a GPU's free memory, else MemAvailable from /proc/meminfo (RAM that
+    can be had without swapping, page cache included); None where the system does not say."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def warn_if_short(need, device, what):
+    """One warning when `need` bytes fit the device's memory but not what is free on it now."""
+    free = available_memory_bytes(device)
+    if free is not None and need > free:
+        warnings.warn(f"{what} needs about {need / 2**30:.1f} GiB and only {free / 2**30:.1f} GiB is free now "
+                      f"(of {describe_memory(device)}): it may swap or be killed if other programs keep theirs",
+                      RuntimeWarning, stacklevel=3)
 
 
 def describe_memory(device):
@@ -67,3 +96,4 @@ def check_sampling_memory(unet, num_images, chunk, guided=False, device="cpu", l
     if need > device_memory_bytes(device):
         raise ValueError(f"{num_images} images in chunks of {min(chunk, num_images)} need about {need / 2**30:.1f} GiB "
                          f"(their outputs and one chunk's U-Net), more than {describe_memory(device)}: {lower}")
+    warn_if_short(need, device, f"drawing {num_images} images in chunks of {min(chunk, num_images)}")

@@ -3,6 +3,7 @@
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -84,3 +85,25 @@ def test_the_estimate_counts_the_images_and_one_chunk():
     # 10 images of 1 x 4 x 4 values in chunks of 3; one level of 2 x 4 x 4 feature values per image.
     assert sampling_memory_bytes(10, 3, 16, 4, 2, (1,)) == 12 * 10 * 16 + 40 * 3 * 32
     assert sampling_memory_bytes(10, 3, 16, 4, 2, (1,), guided=True) == 12 * 10 * 16 + 40 * 6 * 32
+
+
+def test_a_count_that_fits_the_machine_but_not_the_free_memory_warns_once_and_draws(monkeypatch):
+    from annotated_pipeline.utils import memory
+
+    pipe = tiny_pipeline()
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device: 1024)
+    with pytest.warns(RuntimeWarning, match=r"^drawing 5 images in chunks of 5 needs about 0\.0 GiB and only 0\.0 GiB "
+                                            r"is free now \(of this machine's .* GiB of RAM\)"):
+        assert draw(pipe).shape[0] == 5
+    monkeypatch.setattr(memory, "available_memory_bytes", lambda device: None)  # the system does not say: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        draw(pipe)
+
+
+def test_the_free_memory_is_what_proc_meminfo_says():
+    from annotated_pipeline.utils.memory import available_memory_bytes
+
+    with open("/proc/meminfo") as meminfo:
+        kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemAvailable:"))
+    assert abs(available_memory_bytes("cpu") - kib * 1024) < 2**30 and available_memory_bytes("cpu") <= device_memory_bytes("cpu")
