@@ -12,6 +12,8 @@ the clone's `pretrained/` and `docs/`, with the interpreter it is started with o
 A command is a line and its `\\` continuations; the comment lines above it and the comment at its end are its
 description, which holds README's stated duration ("(70 s; AVX2: ~130 s)", "55 min"). The commands of one block
 run in one bash process (so `I=...; P=...` carry over) with a timestamp before each; the Python block runs alone.
+`--install` runs README's install block first, as written, in a fresh clone (pip from the registry), and then
+every other block in that clone with its .venv first on PATH: the newcomer's path exactly.
 The blocks README does not mean to be run here are those test_readme.py names (install, the test suite, the demo
 server, the two-machine launch). `--cap avx2` sets ATEN_CPU_CAPABILITY=avx2 and ONEDNN_MAX_CPU_ISA=AVX2 for every
 command (benchmarks/avx2_emulation.py: right in kind, about 10x too kind to bf16, which `auto` does not use).
@@ -31,7 +33,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
-NOT_HERE = ("python3 -m venv .venv", 'pip install ".[demo]"', 'pip install -e ".[test]"', "# Two machines")
+INSTALL = "python3 -m venv .venv"
+NOT_HERE = (INSTALL, 'pip install ".[demo]"', 'pip install -e ".[test]"', "# Two machines")
 CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
 STATED = re.compile(r"\((?:[^()]*?)?(\d+(?:\.\d+)?) (s|min)\b")
 MARK = "@@walk"
@@ -67,48 +70,73 @@ def run_block(pairs: list[tuple[str, str]], folder: Path, env: dict, timeout: fl
     for i, (_, command) in enumerate(pairs):
         script += [f'echo "{MARK} {i} $(date +%s.%N)" >&2', command]
     script.append(f'echo "{MARK} end $(date +%s.%N)" >&2')
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", "\n".join(script)], cwd=folder, env=env,
+    result = subprocess.run(["bash", "-eo", "pipefail", "-c", "\n".join(script)], cwd=folder, env=env,
                             capture_output=True, text=True, timeout=timeout)
     stamps = [float(line.split()[2]) for line in result.stderr.splitlines() if line.startswith(MARK)]
     seconds = [round(b - a, 1) for a, b in zip(stamps, stamps[1:])]
     return seconds, result.returncode, result.stderr[-2000:]
 
 
-def walk(readme: Path, only: list[str], skip: list[str], cap: str | None, timeout: float) -> list[dict]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.update(HF_HUB_OFFLINE="1", PATH=f"{Path(sys.executable).parent}:{env['PATH']}", **CAPS.get(cap, {}))
+def block_rows(pairs, seconds, status) -> list[dict]:
     rows = []
-    for language, body in FENCE.findall(readme.read_text()):
-        if language not in ("bash", "python") or body.lstrip().startswith(NOT_HERE):
-            continue
-        if only and not any(text in body for text in only):
-            continue
-        pairs = [("", body)] if language == "python" else commands(body)
-        pairs = [(d, c) for d, c in pairs if not any(text in d + c for text in skip)]
-        with tempfile.TemporaryDirectory() as tmp:
-            folder = Path(tmp)
-            if body.strip().startswith("bash quickstart.sh"):  # the quickstart installs itself: a fresh clone
-                subprocess.run(["git", "clone", "-q", str(REPO), str(folder / "clone")], check=True)
-                folder = folder / "clone"
+    for i, (description, command) in enumerate(pairs):
+        row = {"command": command.splitlines()[0][:100], "description": description,
+               "stated_s": stated_seconds(description), "seconds": seconds[i] if i < len(seconds) else None,
+               "block_exit_status": status}
+        rows.append(row)
+        print(f"{row['seconds']!s:>7} s  (README: {row['stated_s']!s:>6})  {row['command']}", flush=True)
+    return rows
+
+
+def walk(readme: Path, only: list[str], skip: list[str], cap: str | None, timeout: float,
+         install: bool = False) -> list[dict]:
+    """Run README's blocks (see the module docstring); with `install`, first its install block in a fresh clone,
+    whose .venv then runs every other block, in that clone."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "VIRTUAL_ENV"))}
+    env.update(HF_HUB_OFFLINE="1", **CAPS.get(cap, {}))
+    blocks = [(language, body) for language, body in FENCE.findall(readme.read_text()) if language in ("bash", "python")]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        clone = None
+        if install:
+            clone = tmp / "clone"
+            subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+            (block,) = [body for language, body in blocks if body.lstrip().startswith(INSTALL)]
+            pairs = commands(block)
+            seconds, status, tail = run_block(pairs, clone, env, timeout)
+            rows += block_rows(pairs, seconds, status)
+            if status != 0:
+                print(f"the install failed (exit {status}):\n{tail}", file=sys.stderr)
+                return rows
+        bin_dir = clone / ".venv" / "bin" if clone else Path(sys.executable).parent
+        env["PATH"] = f"{bin_dir}:{env['PATH']}"
+        for k, (language, body) in enumerate(blocks):
+            if body.lstrip().startswith(NOT_HERE) or (only and not any(text in body for text in only)):
+                continue
+            pairs = [("", body)] if language == "python" else commands(body)
+            pairs = [(d, c) for d, c in pairs if not any(text in d + c for text in skip)]
+            if body.strip().startswith("bash quickstart.sh"):  # the quickstart installs itself: its own fresh clone
+                folder = tmp / f"quickstart{k}"
+                subprocess.run(["git", "clone", "-q", str(REPO), str(folder)], check=True)
                 pairs = [(d, c) for d, c in pairs if "quickstart.sh" in c]
+            elif clone is not None:
+                folder = clone
             else:
+                folder = tmp / f"block{k}"
+                folder.mkdir()
                 for name in ("pretrained", "docs"):
                     (folder / name).symlink_to(REPO / name)
             if language == "python":
-                start = time.perf_counter()
-                result = subprocess.run([sys.executable, "-c", body], cwd=folder, env=env, capture_output=True,
-                                        text=True, timeout=timeout)
-                seconds, status, tail = [round(time.perf_counter() - start, 1)], result.returncode, result.stderr[-2000:]
+                started = time.perf_counter()
+                result = subprocess.run([str(bin_dir / "python"), "-c", body], cwd=folder, env=env,
+                                        capture_output=True, text=True, timeout=timeout)
+                seconds, status, tail = [round(time.perf_counter() - started, 1)], result.returncode, result.stderr[-2000:]
             else:
                 seconds, status, tail = run_block(pairs, folder, env, timeout)
-        for i, (description, command) in enumerate(pairs):
-            row = {"command": command.splitlines()[0][:100], "description": description,
-                   "stated_s": stated_seconds(description), "seconds": seconds[i] if i < len(seconds) else None,
-                   "block_exit_status": status}
-            rows.append(row)
-            print(f"{row['seconds']!s:>7} s  (README: {row['stated_s']!s:>6})  {row['command']}", flush=True)
-        if status != 0:
-            print(f"block failed (exit {status}):\n{tail}", file=sys.stderr)
+            rows += block_rows(pairs, seconds, status)
+            if status != 0:
+                print(f"block failed (exit {status}):\n{tail}", file=sys.stderr)
     return rows
 
 
@@ -125,11 +153,13 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", default=[], help="run only blocks holding this text (repeat)")
     parser.add_argument("--skip", action="append", default=[], help="leave out commands holding this text (repeat)")
     parser.add_argument("--cap", choices=sorted(CAPS), default=None, help="limit the CPU's instructions (emulation)")
+    parser.add_argument("--install", action="store_true",
+                        help="first run README's install block in a fresh clone, and every block with its .venv there")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds a block may run")
     parser.add_argument("--json", type=Path, default=None, help="write the rows and the processor here")
     args = parser.parse_args(argv)
-    rows = walk(args.readme, args.only, args.skip, args.cap, args.timeout)
-    report = {"processor": named_processor(args.cap), "cap": args.cap, "load_average": os.getloadavg(),
+    rows = walk(args.readme, args.only, args.skip, args.cap, args.timeout, args.install)
+    report = {"processor": named_processor(args.cap), "cap": args.cap, "install": args.install, "load_average": os.getloadavg(),
               "date": time.strftime("%Y-%m-%d %H:%M"), "rows": rows}
     print(f"{report['processor']}; cap {args.cap}; load average now {report['load_average'][0]:.2f}")
     if args.json:

@@ -64,3 +64,17 @@ def test_skip_leaves_a_command_out(tmp_path, capsys):
     readme.write_text(README)
     assert readme_walk.main(["--readme", str(readme), "--skip", "sleep 0.6", "--only", "sleep"]) == 0
     assert "sleep 0.6" not in capsys.readouterr().out
+
+
+def test_install_runs_the_install_block_in_a_fresh_clone_and_every_block_with_its_venv(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text("```bash\npython3 -m venv .venv && . .venv/bin/activate\n```\n\n"
+                      "```python\nimport sys; open('prefix.txt', 'w').write(sys.prefix)\n```\n\n"
+                      "```bash\ntest -f pyproject.toml && grep -q "clone/.venv" prefix.txt   # in the clone, by its venv\n```\n")
+    assert readme_walk.main(["--readme", str(readme), "--install", "--json", str(tmp_path / "walk.json")]) == 0
+    report = json.loads((tmp_path / "walk.json").read_text())
+    assert report["install"] is True
+    assert [row["command"] for row in report["rows"]] == [
+        "python3 -m venv .venv && . .venv/bin/activate", "import sys; open('prefix.txt', 'w').write(sys.prefix)",
+        "test -f pyproject.toml && grep -q "clone/.venv" prefix.txt   # in the clone, by its venv"]
+    assert all(row["block_exit_status"] == 0 for row in report["rows"])
