@@ -70,11 +70,11 @@ def test_install_runs_the_install_block_in_a_fresh_clone_and_every_block_with_it
     readme = tmp_path / "README.md"
     readme.write_text("```bash\npython3 -m venv .venv && . .venv/bin/activate\n```\n\n"
                       "```python\nimport sys; open('prefix.txt', 'w').write(sys.prefix)\n```\n\n"
-                      "```bash\ntest -f pyproject.toml && grep -q "clone/.venv" prefix.txt   # in the clone, by its venv\n```\n")
+                      "```bash\ntest -f pyproject.toml && grep -q clone/.venv prefix.txt   # in the clone, by its venv\n```\n")
     assert readme_walk.main(["--readme", str(readme), "--install", "--json", str(tmp_path / "walk.json")]) == 0
     report = json.loads((tmp_path / "walk.json").read_text())
     assert report["install"] is True
     assert [row["command"] for row in report["rows"]] == [
         "python3 -m venv .venv && . .venv/bin/activate", "import sys; open('prefix.txt', 'w').write(sys.prefix)",
-        "test -f pyproject.toml && grep -q "clone/.venv" prefix.txt   # in the clone, by its venv"]
+        "test -f pyproject.toml && grep -q clone/.venv prefix.txt   # in the clone, by its venv"]
     assert all(row["block_exit_status"] == 0 for row in report["rows"])
