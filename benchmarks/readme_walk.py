@@ -38,6 +38,7 @@ NOT_HERE = (INSTALL, 'pip install ".[demo]"', 'pip install -e ".[test]"', "# Two
 CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
 STATED = re.compile(r"\((?:[^()]*?)?(\d+(?:\.\d+)?) (s|min)\b")
 MARK = "@@walk"
+OUTPUT_LINES = 12  # of what each command prints, kept in the report
 
 
 def commands(block: str) -> list[tuple[str, str]]:
@@ -64,25 +65,29 @@ def stated_seconds(description: str) -> float | None:
     return float(match.group(1)) * (60 if match.group(2) == "min" else 1)
 
 
-def run_block(pairs: list[tuple[str, str]], folder: Path, env: dict, timeout: float) -> tuple[list[float], int, str]:
-    """Run the commands in one bash, a timestamp on stderr before each and at the end; their wall seconds."""
+def run_block(pairs: list[tuple[str, str]], folder: Path, env: dict,
+              timeout: float) -> tuple[list[float], list[str], int, str]:
+    """Run the commands in one bash, a timestamp on stderr and a marker on stdout before each and at the end;
+    their wall seconds, the last lines each printed, the exit status and the end of stderr."""
     script = []
     for i, (_, command) in enumerate(pairs):
-        script += [f'echo "{MARK} {i} $(date +%s.%N)" >&2', command]
-    script.append(f'echo "{MARK} end $(date +%s.%N)" >&2')
+        script += [f'echo "{MARK} {i} $(date +%s.%N)" | tee /dev/stderr', command]
+    script.append(f'echo "{MARK} end $(date +%s.%N)" | tee /dev/stderr')
     result = subprocess.run(["bash", "-eo", "pipefail", "-c", "\n".join(script)], cwd=folder, env=env,
                             capture_output=True, text=True, timeout=timeout)
     stamps = [float(line.split()[2]) for line in result.stderr.splitlines() if line.startswith(MARK)]
     seconds = [round(b - a, 1) for a, b in zip(stamps, stamps[1:])]
-    return seconds, result.returncode, result.stderr[-2000:]
+    sections = re.split(rf"^{MARK} .*$\n?", result.stdout, flags=re.M)[1:]
+    outputs = ["\n".join(section.splitlines()[-OUTPUT_LINES:]) for section in sections][:len(pairs)]
+    return seconds, outputs, result.returncode, result.stderr[-2000:]
 
 
-def block_rows(pairs, seconds, status) -> list[dict]:
+def block_rows(pairs, seconds, outputs, status) -> list[dict]:
     rows = []
     for i, (description, command) in enumerate(pairs):
         row = {"command": command.splitlines()[0][:100], "description": description,
                "stated_s": stated_seconds(description), "seconds": seconds[i] if i < len(seconds) else None,
-               "block_exit_status": status}
+               "output": outputs[i] if i < len(outputs) else None, "block_exit_status": status}
         rows.append(row)
         print(f"{row['seconds']!s:>7} s  (README: {row['stated_s']!s:>6})  {row['command']}", flush=True)
     return rows
@@ -104,8 +109,8 @@ def walk(readme: Path, only: list[str], skip: list[str], cap: str | None, timeou
             subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
             (block,) = [body for language, body in blocks if body.lstrip().startswith(INSTALL)]
             pairs = commands(block)
-            seconds, status, tail = run_block(pairs, clone, env, timeout)
-            rows += block_rows(pairs, seconds, status)
+            seconds, outputs, status, tail = run_block(pairs, clone, env, timeout)
+            rows += block_rows(pairs, seconds, outputs, status)
             if status != 0:
                 print(f"the install failed (exit {status}):\n{tail}", file=sys.stderr)
                 return rows
@@ -132,9 +137,10 @@ def walk(readme: Path, only: list[str], skip: list[str], cap: str | None, timeou
                 result = subprocess.run([str(bin_dir / "python"), "-c", body], cwd=folder, env=env,
                                         capture_output=True, text=True, timeout=timeout)
                 seconds, status, tail = [round(time.perf_counter() - started, 1)], result.returncode, result.stderr[-2000:]
+                outputs = [result.stdout]
             else:
-                seconds, status, tail = run_block(pairs, folder, env, timeout)
-            rows += block_rows(pairs, seconds, status)
+                seconds, outputs, status, tail = run_block(pairs, folder, env, timeout)
+            rows += block_rows(pairs, seconds, outputs, status)
             if status != 0:
                 print(f"block failed (exit {status}):\n{tail}", file=sys.stderr)
     return rows

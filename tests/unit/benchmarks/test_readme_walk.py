@@ -20,7 +20,7 @@ python3 -m venv .venv && . .venv/bin/activate   # the install: not run by the wa
 
 ```bash
 # a first command that sleeps (1 s; AVX2: ~2 s)
-X=0.3; sleep $X
+X=0.3; sleep $X; echo slept $X
 sleep 0.6 && \\
     echo done > out.txt                 # a continuation (takes 2 min)
 ```
@@ -34,7 +34,7 @@ print("hello")
 def test_commands_and_their_stated_durations():
     block = readme_walk.FENCE.findall(README)[1][1]
     pairs = readme_walk.commands(block)
-    assert [command.splitlines()[0] for _, command in pairs] == ["X=0.3; sleep $X", "sleep 0.6 && \\"]
+    assert [command.splitlines()[0] for _, command in pairs] == ["X=0.3; sleep $X; echo slept $X", "sleep 0.6 && \\"]
     assert [readme_walk.stated_seconds(description) for description, _ in pairs] == [1.0, 120.0]
     assert readme_walk.stated_seconds("no duration here") is None
 
@@ -45,10 +45,11 @@ def test_the_walk_times_each_command_in_one_shell(tmp_path, capsys):
     assert readme_walk.main(["--readme", str(readme), "--json", str(tmp_path / "walk.json")]) == 0
     report = json.loads((tmp_path / "walk.json").read_text())
     rows = report["rows"]
-    assert [row["command"] for row in rows] == ["X=0.3; sleep $X", "sleep 0.6 && \\", 'print("hello")']
+    assert [row["command"] for row in rows] == ["X=0.3; sleep $X; echo slept $X", "sleep 0.6 && \\", 'print("hello")']
     assert 0.3 <= rows[0]["seconds"] < 0.6 + 0.3   # the variable set on the line before carried over
     assert 0.6 <= rows[1]["seconds"] < 1.5
     assert [row["block_exit_status"] for row in rows] == [0, 0, 0]
+    assert [row["output"] for row in rows] == ["slept 0.3", "", "hello\n"]  # what each command printed
     assert "capability" in report["processor"] and report["cap"] is None
 
 
