@@ -10,6 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, os.fspath(ROOT / "benchmarks"))
 
+import pytest  # noqa: E402
+
 import readme_walk  # noqa: E402
 
 README = """# a project
@@ -39,6 +41,7 @@ def test_commands_and_their_stated_durations():
     assert readme_walk.stated_seconds("no duration here") is None
 
 
+@pytest.mark.slow  # real bash (and venv) processes
 def test_the_walk_times_each_command_in_one_shell(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text(README)
@@ -67,6 +70,7 @@ def test_skip_leaves_a_command_out(tmp_path, capsys):
     assert "sleep 0.6" not in capsys.readouterr().out
 
 
+@pytest.mark.slow  # real bash (and venv) processes
 def test_install_runs_the_install_block_in_a_fresh_clone_and_every_block_with_its_venv(tmp_path, capsys):
     readme = tmp_path / "README.md"
     readme.write_text("```bash\npython3 -m venv .venv && . .venv/bin/activate\n```\n\n"
