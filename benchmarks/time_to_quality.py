@@ -30,7 +30,7 @@ The protocol (issue 31):
 
 5. `inception` adds the field's units to rows already judged: the Inception FID and KID (the library's
    `evaluate(features="inception")`, extra [inception]) of the same checkpoints with the same sampler, N and
-   seed, so the same samples; `--last` judges each recipe's last checkpoint only (about 2-3 minutes each on
+   seed, so the same samples; `--last` judges each recipe's last checkpoint only (3-8 minutes each on
    2 cores at N = 1,000). The rows are rewritten in place, atomically.
 
     python benchmarks/time_to_quality.py inception --results benchmarks/time_to_quality/results.jsonl --last
