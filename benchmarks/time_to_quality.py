@@ -249,14 +249,14 @@ def add_inception(results: Path, recipes: list[str] | None = None, last_only: bo
     from annotated_pipeline.evaluation.evaluate import evaluate
 
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    chosen = [row for row in rows if "checkpoint" in row and "inception_fid" not in row
-              and (not recipes or row["recipe"] in recipes)]
-    if last_only:
+    chosen = [row for row in rows if "checkpoint" in row and (not recipes or row["recipe"] in recipes)]
+    if last_only:  # each recipe's newest checkpoint, judged or not: an earlier one never stands in for it
         newest = {}
         for row in chosen:
             if row["step"] >= newest.get(row["recipe"], row)["step"]:
                 newest[row["recipe"]] = row
         chosen = list(newest.values())
+    chosen = [row for row in chosen if "inception_fid" not in row]
     for row in chosen:
         pipeline = load_pipeline(row["checkpoint"]).to(device)
         settings = evaluation_settings(pipeline, row["num_samples"], row.get("data_root"), 250)

@@ -122,7 +122,17 @@ def test_inception_adds_the_fields_units_to_the_last_row_of_each_recipe(protocol
                       features="inception")
     assert judged[0]["inception_fid"] == pytest.approx(report["frechet_distance"], rel=1e-6)
     assert judged[0]["inception_fid_floor"] == pytest.approx(report["frechet_distance_floor"], rel=1e-6)
-    assert ttq.add_inception(copy, last_only=True) == 0  # nothing left to judge
+    assert ttq.add_inception(copy, last_only=True) == 0  # each recipe's newest is judged: nothing left
+
+
+def test_last_means_each_recipes_newest_checkpoint_even_once_it_is_judged(tmp_path):
+    """An earlier checkpoint never stands in for a judged newest one (its path does not exist: loading it would fail)."""
+    results = tmp_path / "results.jsonl"
+    rows = [{"recipe": "a", "step": 100, "checkpoint": str(tmp_path / "absent-100")},
+            {"recipe": "a", "step": 200, "checkpoint": str(tmp_path / "absent-200"), "inception_fid": 30.0}]
+    results.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    assert ttq.add_inception(results, last_only=True) == 0
+    assert [json.loads(line) for line in results.read_text().splitlines()] == rows
 
 
 def test_inception_refuses_a_missing_results_file(tmp_path, capsys):
