@@ -70,11 +70,26 @@ def processes_of(machine):
         return []
 
 
+def describe(process):
+    try:
+        return f"{process.pid} {process.status()} {' '.join(process.cmdline()[-3:])}"
+    except psutil.Error:
+        return f"{process.pid} gone"
+
+
 def finish(machines, timeout=300):
-    """Wait for every machine; kill what is left of any (only processes these tests started)."""
+    """Wait for every machine; kill what is left of any (only processes these tests started). A machine
+    still running after `timeout` fails the test with every machine's processes and the end of its log."""
     try:
         for machine, _ in machines:
-            machine.wait(timeout=timeout)
+            try:
+                machine.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                report = []
+                for rank, (other, log) in enumerate(machines):
+                    alive = [describe(process) for process in processes_of(other)]
+                    report.append(f"machine {rank} (exit {other.poll()}), processes {alive}:\n{log.read_text()[-4000:]}")
+                pytest.fail(f"a machine ran past {timeout} s\n" + "\n".join(report))
     finally:
         for machine, _ in machines:
             for process in processes_of(machine):
