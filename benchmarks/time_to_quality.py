@@ -71,6 +71,13 @@ RECIPES = {
                 "--lr_warmup_steps", "200", "--lr_cooldown_steps", "1200", "--snr_gamma", "5",
                 "--label_column", "label", "--class_dropout_prob", "0.1", "--use_ema", "--max_train_steps", "6000",
                 "--logger", "none"],
+    # wsd-b64 with twice the peak rate and twice the cooldown (the last 2,400 steps): more progress while the
+    # rate is high, and a longer anneal to take the noise of that rate back out.
+    "wsd-b64-lr2e-3": ["--train_data_dir", "/usr/share/datasets/fashion-mnist",
+                       "--train_batch_size", "64", "--learning_rate", "2e-3", "--lr_scheduler", "warmup_stable_decay",
+                       "--lr_warmup_steps", "200", "--lr_cooldown_steps", "2400", "--snr_gamma", "5",
+                       "--label_column", "label", "--class_dropout_prob", "0.1", "--use_ema",
+                       "--max_train_steps", "6000", "--logger", "none"],
 }
 
 
