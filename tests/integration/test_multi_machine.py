@@ -77,9 +77,13 @@ def describe(process):
         return f"{process.pid} gone"
 
 
-def finish(machines, timeout=300):
+def finish(machines, timeout=420):
     """Wait for every machine; kill what is left of any (only processes these tests started). A machine
-    still running after `timeout` fails the test with every machine's processes and the end of its log."""
+    still running after `timeout` fails the test with every machine's processes and the end of its log.
+
+    The limit is above torchrun's exit barrier (300 s): when the agents race on the TCP store at exit
+    (pytorch/pytorch#69520), machine 0's agent waits out that barrier after its worker has finished,
+    logs "Error waiting on exit barrier" and exits with the workers' code."""
     try:
         for machine, _ in machines:
             try:
