@@ -2,7 +2,7 @@
 
     python benchmarks/readme_walk.py --json runs/walk.json                     # this CPU as it is
     python benchmarks/readme_walk.py --cap avx2 --json runs/walk-avx2.json     # the same CPU limited to AVX2
-    python benchmarks/readme_walk.py --skip "shipped model's recipe" --only "# 300 steps" ...
+    python benchmarks/readme_walk.py --skip "shipped model's quality" --only "# 300 steps" ...
 
 tests/integration/test_readme.py checks that every block runs (with its step counts scaled down); this walk checks
 the durations README promises (issue 33: within 2x on the machine they name). It runs in a fresh folder that links

@@ -56,7 +56,7 @@ CARD_SAMPLER = {"scheduler": "dpmsolver", "num_inference_steps": 20, "seed": 0}
 CARD_DISTANCE = 7.581  # frechet_distance_dpmsolver20_n1000 of the shipped model (its card)
 SET_BY_PROTOCOL = ("--output_dir", "--checkpointing_steps", "--resume_from_checkpoint", "--checkpoints_total_limit")
 
-# The shipped model's recipe (README "Train", pretrained/train_reference.sh) in one process, less the options
+# The shipped model's recipe (pretrained/train_reference.sh) in one process, less the options
 # the protocol sets: class-conditional with 10% label dropout, bf16 autocast, EMA, min-SNR-5.
 RECIPES = {
     "shipped": ["--train_data_dir", "/usr/share/datasets/fashion-mnist",
@@ -72,7 +72,7 @@ RECIPES = {
                 "--label_column", "label", "--class_dropout_prob", "0.1", "--use_ema", "--max_train_steps", "6000",
                 "--logger", "none"],
     # wsd-b64 with twice the peak rate and twice the cooldown (the last 2,400 steps): more progress while the
-    # rate is high, and a longer anneal to take the noise of that rate back out.
+    # rate is high, and a longer anneal to take the noise of that rate back out. README "Train" documents it.
     "wsd-b64-lr2e-3": ["--train_data_dir", "/usr/share/datasets/fashion-mnist",
                        "--train_batch_size", "64", "--learning_rate", "2e-3", "--lr_scheduler", "warmup_stable_decay",
                        "--lr_warmup_steps", "200", "--lr_cooldown_steps", "2400", "--snr_gamma", "5",
