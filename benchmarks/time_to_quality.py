@@ -200,15 +200,26 @@ def evaluation_settings(pipeline, num_samples: int, data_root: str | None, batch
     return settings
 
 
-def judge(checkpoint: str, num_samples: int, data_root: str | None, batch_size: int = 250, device: str = "cpu") -> dict:
-    """The numbers of one checkpoint (its EMA weights where it has them), as `annotated-pipeline evaluate` would
-    print them with these settings; the pipeline samples on `device`."""
-    from annotated_pipeline.evaluation.evaluate import evaluate
+def evaluate_checkpoint(checkpoint: str, num_samples: int, data_root: str | None, batch_size: int = 250,
+                        device: str = "cpu", features: str = "classifier", judged_with: dict | None = None) -> dict:
+    """`evaluate`'s report on one checkpoint (its EMA weights where it has them) with the card's settings, sampling
+    on `device`. `judged_with`: a row judged before, whose guidance the settings must still be (checked first)."""
     from annotated_pipeline.checkpoints import load_pipeline
+    from annotated_pipeline.evaluation.evaluate import evaluate
 
     pipeline = load_pipeline(checkpoint).to(device)
     settings = evaluation_settings(pipeline, num_samples, data_root, batch_size)
-    report = evaluate(pipeline, **settings)
+    if judged_with is not None:
+        before = judged_with.get("guidance_scale", 1.0), judged_with.get("guidance_interval")
+        if (settings.get("guidance_scale", 1.0), settings.get("guidance_interval")) != (
+                before[0], tuple(before[1]) if before[1] else None):
+            raise ValueError(f"{checkpoint}: its row was judged with other guidance than the card's now")
+    return evaluate(pipeline, **settings, features=features)
+
+
+def judge(checkpoint: str, num_samples: int, data_root: str | None, batch_size: int = 250, device: str = "cpu") -> dict:
+    """The numbers of one checkpoint, as `annotated-pipeline evaluate` would print them with the card's settings."""
+    report = evaluate_checkpoint(checkpoint, num_samples, data_root, batch_size, device)
     keep = ("frechet_distance", "frechet_distance_floor", "kid", "kid_floor", "num_reference", "scheduler",
             "num_inference_steps", "guidance_scale", "seed", "sampling_seconds", "label_accuracy")
     row = {key: report[key] for key in keep if key in report}
@@ -258,9 +269,6 @@ def run_protocol(name: str, arguments: list[str], budget_cpu_minutes: float, wor
 
 def add_inception(results: Path, recipes: list[str] | None = None, last_only: bool = False, device: str = "cpu") -> int:
     """Add the Inception FID/KID to the rows of `results` that lack them (see the module docstring, 5); the count."""
-    from annotated_pipeline.checkpoints import load_pipeline
-    from annotated_pipeline.evaluation.evaluate import evaluate
-
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     chosen = [row for row in rows if "checkpoint" in row and (not recipes or row["recipe"] in recipes)]
     if last_only:  # each recipe's newest checkpoint, judged or not: an earlier one never stands in for it
@@ -271,12 +279,8 @@ def add_inception(results: Path, recipes: list[str] | None = None, last_only: bo
         chosen = list(newest.values())
     chosen = [row for row in chosen if "inception_fid" not in row]
     for row in chosen:
-        pipeline = load_pipeline(row["checkpoint"]).to(device)
-        settings = evaluation_settings(pipeline, row["num_samples"], row.get("data_root"), 250)
-        if (settings.get("guidance_scale", 1.0), settings.get("guidance_interval")) != (
-                row.get("guidance_scale", 1.0), tuple(row["guidance_interval"]) if row.get("guidance_interval") else None):
-            raise ValueError(f"{row['checkpoint']}: its row was judged with other guidance than the card's now")
-        report = evaluate(pipeline, **settings, features="inception")
+        report = evaluate_checkpoint(row["checkpoint"], row["num_samples"], row.get("data_root"), 250, device,
+                                     features="inception", judged_with=row)
         row.update(inception_fid=report["frechet_distance"], inception_fid_floor=report["frechet_distance_floor"],
                    inception_kid=report.get("kid"), inception_kid_floor=report.get("kid_floor"))
         print(f"{row['recipe']} step {row['step']:6d}  {row['cpu_minutes']:8.2f} CPU min  Inception FID "
