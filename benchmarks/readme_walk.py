@@ -38,7 +38,7 @@ NOT_HERE = (INSTALL, 'pip install ".[demo]"', 'pip install -e ".[test]"', "# Two
 CAPS = {"avx2": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}}
 STATED = re.compile(r"\((?:[^()]*?)?(\d+(?:\.\d+)?) (s|min)\b")
 MARK = "@@walk"
-OUTPUT_LINES = 12  # of what each command prints, kept in the report
+OUTPUT_LINES = 40  # of what each command prints, kept in the report
 
 
 def commands(block: str) -> list[tuple[str, str]]:
