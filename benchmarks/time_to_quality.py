@@ -1,9 +1,10 @@
 """Time to quality: a training recipe run for a fixed CPU-time budget, its checkpoints judged with one setting.
 
     python benchmarks/time_to_quality.py run --recipe shipped --budget_cpu_minutes 120 \\
-        --results benchmarks/ttq/results.jsonl --workdir runs/ttq
+        --results benchmarks/time_to_quality/results.jsonl --workdir runs/ttq
     python benchmarks/time_to_quality.py run --recipe_file my_recipes.json --recipe wide --budget_cpu_minutes 120 ...
-    python benchmarks/time_to_quality.py plot --results benchmarks/ttq/results.jsonl --output benchmarks/ttq/quality.png
+    python benchmarks/time_to_quality.py plot --results benchmarks/time_to_quality/results.jsonl \\
+        --output benchmarks/time_to_quality/quality.png
 
 The protocol (issue 31):
 
