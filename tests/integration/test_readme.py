@@ -33,8 +33,8 @@ SCALE = {
     "annotated-pipeline sample pretrained/": [],  # 20 DPM-Solver++ steps: already small
     "I=docs/images/edit-inputs": [("--num_inference_steps 50", "--num_inference_steps 4"),
                                   ("--num_samples 4", "--num_samples 1"), ("--jump_n_sample 3", "--jump_n_sample 1")],
-    "# 300 steps": [("--max_train_steps 300", "--max_train_steps 2"), ("--max_train_steps 600", "--max_train_steps 4"),
-                    ("--checkpointing_steps 300", "--checkpointing_steps 2"), ("--max_train_steps 6000", "--max_train_steps 3"),
+    "# 300 steps": [("--max_train_steps 6000", "--max_train_steps 3"), ("--max_train_steps 300", "--max_train_steps 2"),
+                    ("--max_train_steps 600", "--max_train_steps 4"), ("--checkpointing_steps 300", "--checkpointing_steps 2"),
                     ("--checkpointing_steps 200", "--checkpointing_steps 1"), ("--train_batch_size 64", "--train_batch_size 8"),
                     ("--lr_warmup_steps 200", "--lr_warmup_steps 1"), ("--lr_cooldown_steps 2400", "--lr_cooldown_steps 1")],
     "annotated-pipeline evaluate pretrained/": [("--num_samples 1000", "--num_samples 20"),
