@@ -80,6 +80,7 @@ RECIPES = {
                        "--label_column", "label", "--class_dropout_prob", "0.1", "--use_ema",
                        "--max_train_steps", "6000", "--logger", "none"],
     # The same for the shipped recipe's whole CPU time (about 107 minutes): 11,000 steps, the last 4,400 cooling.
+    # Not kept: 7.75 at 86 CPU minutes, behind the 6,000-step run (RESULTS.md, "Time to quality").
     "wsd-b64-lr2e-3-long": ["--train_data_dir", "/usr/share/datasets/fashion-mnist",
                             "--train_batch_size", "64", "--learning_rate", "2e-3", "--lr_scheduler",
                             "warmup_stable_decay", "--lr_warmup_steps", "200", "--lr_cooldown_steps", "4400",
