@@ -156,9 +156,28 @@ def test_the_command_line_refuses_an_unknown_recipe(capsys):
     assert "unknown recipe(s) nope; known: shipped" in capsys.readouterr().err
 
 
-def test_the_shipped_recipe_is_the_readmes_less_what_the_protocol_sets():
+def pairs(recipe):
+    """A recipe's "--option value" settings (flags without a value and --logger left out)."""
+    found = [(option, value) for option, value in zip(recipe, recipe[1:] + ["--"])
+             if option.startswith("--") and not value.startswith("--") and option != "--logger"]
+    assert len(found) >= 8, recipe
+    return found
+
+
+def test_the_readmes_recipe_is_wsd_b64_lr2e_3_less_what_the_protocol_sets():
     readme = (REPO / "README.md").read_text()
-    shipped = ttq.RECIPES["shipped"]
-    for option, value in zip(shipped[::2], shipped[1::2]):
-        if option.startswith("--") and not value.startswith("--") and option != "--logger":
-            assert f"{option} {value}" in readme, (option, value)
+    block = next(b for b in readme.split("```") if "in half its recipe's CPU time" in b)
+    for option, value in pairs(ttq.RECIPES["wsd-b64-lr2e-3"]):
+        assert f"{option} {value}" in block, (option, value)
+    assert "--use_ema" in block
+
+
+def test_the_shipped_recipe_is_train_reference_sh_less_what_the_protocol_sets():
+    script = (REPO / "pretrained" / "train_reference.sh").read_text()
+    for option, value in pairs(ttq.RECIPES["shipped"]):
+        if option == "--train_data_dir":
+            assert f'DATA="${{DATA:-{value}}}"' in script and '--train_data_dir "$DATA"' in script
+        elif option == "--max_train_steps":
+            assert f' {value}}}"' in script.split('STAGES="${STAGES:-', 1)[1].splitlines()[0]  # the last stage
+        else:
+            assert f"{option} {value}" in script, (option, value)
