@@ -57,6 +57,16 @@ CARD_SAMPLER = {"scheduler": "dpmsolver", "num_inference_steps": 20, "seed": 0}
 CARD_DISTANCE = 7.581  # frechet_distance_dpmsolver20_n1000 of the shipped model (its card)
 SET_BY_PROTOCOL = ("--output_dir", "--checkpointing_steps", "--resume_from_checkpoint", "--checkpoints_total_limit")
 
+
+def wsd_b64(learning_rate: str, cooldown: int, steps: int) -> list[str]:
+    """The shipped recipe at batch 64 under warmup-stable-decay: 200 warmup steps, the rate held at
+    `learning_rate`, then cooled linearly to 0 over the last `cooldown` of `steps`."""
+    return ["--train_data_dir", "/usr/share/datasets/fashion-mnist", "--train_batch_size", "64",
+            "--learning_rate", learning_rate, "--lr_scheduler", "warmup_stable_decay", "--lr_warmup_steps", "200",
+            "--lr_cooldown_steps", str(cooldown), "--snr_gamma", "5", "--label_column", "label",
+            "--class_dropout_prob", "0.1", "--use_ema", "--max_train_steps", str(steps), "--logger", "none"]
+
+
 # The shipped model's recipe (pretrained/train_reference.sh) in one process, less the options
 # the protocol sets: class-conditional with 10% label dropout, bf16 autocast, EMA, min-SNR-5.
 RECIPES = {
@@ -67,25 +77,13 @@ RECIPES = {
     # Half the compute: batch 64 (about half the CPU per step) for 6,000 steps, the rate held at its peak and
     # then cooled linearly to 0 over the last 1,200 (warmup-stable-decay), so the run ends annealed
     # whatever its length, with the EMA of the shipped recipe.
-    "wsd-b64": ["--train_data_dir", "/usr/share/datasets/fashion-mnist",
-                "--train_batch_size", "64", "--learning_rate", "1e-3", "--lr_scheduler", "warmup_stable_decay",
-                "--lr_warmup_steps", "200", "--lr_cooldown_steps", "1200", "--snr_gamma", "5",
-                "--label_column", "label", "--class_dropout_prob", "0.1", "--use_ema", "--max_train_steps", "6000",
-                "--logger", "none"],
+    "wsd-b64": wsd_b64("1e-3", cooldown=1200, steps=6000),
     # wsd-b64 with twice the peak rate and twice the cooldown (the last 2,400 steps): more progress while the
     # rate is high, and a longer anneal to take the noise of that rate back out. README "Train" documents it.
-    "wsd-b64-lr2e-3": ["--train_data_dir", "/usr/share/datasets/fashion-mnist",
-                       "--train_batch_size", "64", "--learning_rate", "2e-3", "--lr_scheduler", "warmup_stable_decay",
-                       "--lr_warmup_steps", "200", "--lr_cooldown_steps", "2400", "--snr_gamma", "5",
-                       "--label_column", "label", "--class_dropout_prob", "0.1", "--use_ema",
-                       "--max_train_steps", "6000", "--logger", "none"],
+    "wsd-b64-lr2e-3": wsd_b64("2e-3", cooldown=2400, steps=6000),
     # The same for the shipped recipe's whole CPU time (about 107 minutes): 11,000 steps, the last 4,400 cooling.
     # Not kept: 7.75 at 86 CPU minutes, behind the 6,000-step run (RESULTS.md, "Time to quality").
-    "wsd-b64-lr2e-3-long": ["--train_data_dir", "/usr/share/datasets/fashion-mnist",
-                            "--train_batch_size", "64", "--learning_rate", "2e-3", "--lr_scheduler",
-                            "warmup_stable_decay", "--lr_warmup_steps", "200", "--lr_cooldown_steps", "4400",
-                            "--snr_gamma", "5", "--label_column", "label", "--class_dropout_prob", "0.1", "--use_ema",
-                            "--max_train_steps", "11000", "--logger", "none"],
+    "wsd-b64-lr2e-3-long": wsd_b64("2e-3", cooldown=4400, steps=11000),
 }
 
 
