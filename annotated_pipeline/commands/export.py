@@ -2,6 +2,7 @@
 
     annotated-pipeline export out/checkpoint-2000 my-model            # EMA weights where the run kept them
     annotated-pipeline export out/checkpoint-2000 my-model --no-ema   # the training weights theta
+    annotated-pipeline export out/checkpoint-2000 my-model --sigma_rel 0.08   # a post-hoc EMA (--posthoc_ema_every)
     annotated-pipeline sample out/checkpoint-2000                     # sample/evaluate read checkpoints too
 
 `checkpoint-N/` holds the U-Net as diffusers folders (unet/, unet_ema/, scheduler/; see
@@ -74,9 +75,31 @@ def failed_file(error, written):
     return written[-1] if written else None
 
 
-def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
+def posthoc_weights(pipeline, checkpoint, sigma_rel):
+    """Put the post-hoc EMA of width `sigma_rel` at the checkpoint's step (training/posthoc_ema.py: synthesized
+    from the run's OUTPUT_DIR/posthoc_ema/ snapshots) into `pipeline.unet`; its description, for the card."""
+    import torch
+
+    from ..training.checkpointing import checkpoint_step
+    from ..training.posthoc_ema import synthesize
+
+    run = os.path.dirname(os.path.abspath(checkpoint))
+    theta_hat, used = synthesize(run, sigma_rel, checkpoint_step(checkpoint))
+    parameters = dict(pipeline.unet.named_parameters())
+    if set(parameters) != set(theta_hat):
+        raise ValueError(f"the post-hoc EMA snapshots in {run} do not hold this checkpoint's parameters "
+                         "(another model in the same folder?)")
+    with torch.no_grad():
+        for name, value in theta_hat.items():
+            parameters[name].copy_(value)
+    return (f"post-hoc EMA weights, sigma_rel {sigma_rel:g} (Karras et al. 2024), synthesized from "
+            f"{len({step for step, _, _ in used})} snapshots")
+
+
+def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES, sigma_rel=None):
     """Write the pipeline of `checkpoint` (see `pipeline_from_checkpoint`) into the new folder `out`, with
-    `num_samples` samples as samples.png (0: none) and a model card; returns a one-line summary."""
+    `num_samples` samples as samples.png (0: none) and a model card; returns a one-line summary. With
+    `sigma_rel`, the U-Net's weights are the run's post-hoc EMA of that width (`posthoc_weights`)."""
     from ..hub import write_model_card
     from ..training.build import describe_data
     from ..training.checkpointing import checkpoint_step, is_disk_full, read_training_args
@@ -85,12 +108,19 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
                                     sampling_recommended)
     from ..utils.memory import check_sampling_memory
 
+    if sigma_rel is not None and ema:
+        raise ValueError("--ema and --sigma_rel each choose the weights: give one")
+    if sigma_rel is not None:
+        ema = False  # the training weights' folder gives the config; the weights are then replaced
     folder = model_folder(checkpoint, ema)  # refuses incomplete and model-less checkpoints first
     check_output_folder(out)
     if num_samples < 0:
         raise ValueError(f"--num_samples must be >= 0; got {num_samples}")
     used_ema = os.path.basename(folder) == EMA_FOLDER
     pipeline = pipeline_from_checkpoint(checkpoint, ema)
+    weights = "EMA weights" if used_ema else "training weights"
+    if sigma_rel is not None:
+        weights = posthoc_weights(pipeline, checkpoint, sigma_rel)
     if num_samples:  # samples.png is one image: refused before any work where it, or its samples, cannot fit
         check_grid(num_samples, pipeline.unet.config.sample_size, SAMPLES_SCALE, "--num_samples")
         check_sampling_memory(pipeline.unet, num_samples, DEFAULT_MAX_BATCH_SIZE, False, pipeline.device,
@@ -98,7 +128,6 @@ def export(checkpoint, out, ema=None, num_samples=DEFAULT_NUM_SAMPLES):
     step = checkpoint_step(checkpoint)
     record = read_training_args(checkpoint) or {}
     training_args = dict(record.get("args") or {})
-    weights = "EMA weights" if used_ema else "training weights"
     # Written beside OUT, then renamed into place: a failed export leaves no half-written OUT.
     parent, name = os.path.split(os.path.abspath(out))
     incomplete = os.path.join(parent, f".{name}.incomplete")
@@ -154,13 +183,16 @@ def main(argv=None, prog="python -m annotated_pipeline.commands.export"):
     parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=None,
                         help="--ema: the EMA weights (an error if the run kept none); --no-ema: the training "
                              "weights; default: the EMA weights where the checkpoint has them")
+    parser.add_argument("--sigma_rel", type=float, default=None,
+                        help="the post-hoc EMA of this width relative to the run's length, synthesized from the "
+                             "snapshots of a run trained with --posthoc_ema_every (Karras et al. 2024; e.g. 0.05-0.15)")
     parser.add_argument("--num_samples", type=int, default=DEFAULT_NUM_SAMPLES,
                         help="samples in samples.png, drawn as the training run draws its grids (0: none)")
     args = parser.parse_args(argv)
 
     def work():
         start = time.perf_counter()
-        summary = export(args.checkpoint, args.out, args.ema, args.num_samples)
+        summary = export(args.checkpoint, args.out, args.ema, args.num_samples, args.sigma_rel)
         print(f"Exported {summary} in {time.perf_counter() - start:.1f} s")
 
     return run_reporting(prog, work)

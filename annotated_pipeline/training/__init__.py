@@ -10,6 +10,7 @@
     step.py           one step of Ho et al. 2020, Algorithm 1
     resume.py         --resume_from_checkpoint, and the check of changed arguments
     checkpointing.py  atomic checkpoints, `latest`, pruning
+    posthoc_ema.py    power-function averages of the weights, any length chosen after training (Karras et al. 2024)
     run_state.py      what resuming loads, as safetensors/JSON/weights-only: never code from the folder
     ownership.py      the lock on --output_dir, and a folder that holds another run
     checkpoint_models.py  checkpoint-N/unet/, unet_ema/, scheduler/: checkpoints that are models

@@ -20,6 +20,7 @@ import importlib.util
 import os
 
 from . import validation
+from .posthoc_ema import DEFAULT_SIGMA_RELS
 from .options import ARCHITECTURE_OPTIONS, CONSTANT_LR_SCHEDULERS, LR_SCHEDULERS, SCHEDULE_OPTIONS, build_parser  # noqa: F401
 from .settings import TrainingArgs, TrainingSettings, given
 
@@ -70,6 +71,14 @@ def validate_args(args):
         raise TrainingConfigError(
             "--class_dropout_prob drops class labels, so it needs --label_column (the column that holds them)"
         )
+    if args.posthoc_ema_every is not None and args.posthoc_ema_every <= 0:
+        raise TrainingConfigError(f"--posthoc_ema_every must be > 0 (optimizer steps between snapshots); got "
+                                  f"{args.posthoc_ema_every}")
+    if args.posthoc_ema_sigma_rels is not None and args.posthoc_ema_every is None:
+        raise TrainingConfigError("--posthoc_ema_sigma_rels sets the averages that --posthoc_ema_every stores; give "
+                                  "--posthoc_ema_every K as well")
+    if args.posthoc_ema_every is not None and args.posthoc_ema_sigma_rels is None:
+        args.posthoc_ema_sigma_rels = DEFAULT_SIGMA_RELS
     if not 0.0 <= args.ema_max_decay <= 1.0:
         raise TrainingConfigError(f"--ema_max_decay must lie in [0, 1]; got {args.ema_max_decay}")
     if args.pretrained_model_name_or_path is not None and args.model_config_name_or_path is not None:

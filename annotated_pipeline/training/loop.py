@@ -42,6 +42,7 @@ from ..pipelines.pipeline import NonFiniteSampleError
 from .safeguards import (TrainingDiverged, check_finite, last_good_checkpoint, refuse_diverged_weights,
                          refuse_non_finite_weights)
 from .outputs import draw_samples, ema_weights, log_samples, make_pipeline, save_output_folder
+from .posthoc_ema import SNAPSHOT_FILE, SNAPSHOT_FOLDER, PowerEMA, remove_snapshots_after
 from .step import NoiseGenerator, training_step
 
 logger = get_logger(__name__)
@@ -62,6 +63,7 @@ class TrainingState:
     quality: QualityCheck | None = None  # --eval_steps
     validation: ValidationLoss | None = None  # --validation_examples
     stop: StopOnSignal | None = None     # SIGINT/SIGTERM: checkpoint and stop after the step
+    posthoc: PowerEMA | None = None      # --posthoc_ema_every: power-function averages (posthoc_ema.py)
 
 
 def tracker_config(args):
@@ -121,10 +123,24 @@ def end_of_epoch(args, accelerator, state, epoch, global_step, last):
     accelerator.wait_for_everyone()
 
 
+def save_snapshot(args, accelerator, state, global_step):
+    """With --posthoc_ema_every: OUTPUT_DIR/posthoc_ema/snapshot-{global_step}.safetensors (main process)."""
+    if state.posthoc is None or not accelerator.is_main_process:
+        return
+    folder = os.path.join(args.output_dir, SNAPSHOT_FOLDER)
+    os.makedirs(folder, exist_ok=True)
+    try:
+        state.posthoc.save(os.path.join(folder, SNAPSHOT_FILE.format(step=global_step)))
+    except Exception as error:  # a full disk, permissions: one line naming what is intact
+        raise write_failure(error, args.output_dir, "a post-hoc EMA snapshot") from error
+
+
 def checkpoint(args, accelerator, state, global_step):
-    """Write checkpoint-{global_step} from weights that pass `refuse_diverged_weights`, pruning after; its path."""
+    """Write checkpoint-{global_step} from weights that pass `refuse_diverged_weights`, pruning after; its path.
+    A post-hoc EMA snapshot is written at every checkpoint's step, so any checkpoint can be exported with it."""
     refuse_diverged_weights(accelerator.unwrap_model(state.model), state.noise_scheduler, global_step,
                             args.output_dir, f"checkpoint-{global_step}", state.ema)
+    save_snapshot(args, accelerator, state, global_step)
     path, removed = save_checkpoint(accelerator, args.output_dir, global_step, args.checkpoints_total_limit,
                                     training_args={"args": args_for_model_card(args)})
     for folder in removed:
@@ -172,6 +188,10 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
         global_step += 1
         if state.ema is not None:
             state.ema.step(state.model.parameters())
+        if state.posthoc is not None:
+            state.posthoc.step(state.model.parameters())
+            if global_step % args.posthoc_ema_every == 0:
+                save_snapshot(args, accelerator, state, global_step)
         logs = {
             "loss": loss_sum / num_batches,
             "lr": state.lr_scheduler.get_last_lr()[0],
@@ -248,12 +268,18 @@ def train(args, accelerator, claim, stop=None):
     if args.use_ema:
         ema = build_ema(args, accelerator.unwrap_model(model))
         ema.to(accelerator.device)
-    register_run_state(accelerator, noise_generator, ema)
+    posthoc = None
+    if args.posthoc_ema_every is not None:  # Karras et al. 2024's power-function averages, for export --sigma_rel
+        posthoc = PowerEMA(list(accelerator.unwrap_model(model).named_parameters()), args.posthoc_ema_sigma_rels)
+    register_run_state(accelerator, noise_generator, ema, posthoc)
     register_model_folders(accelerator, noise_scheduler, ema)  # checkpoint-N/unet/, unet_ema/, scheduler/
     state = TrainingState(model, optimizer, lr_scheduler, dataloader, noise_scheduler, ema, noise_generator,
-                          num_classes, quality, validation, stop)
+                          num_classes, quality, validation, stop, posthoc)
 
     global_step = resume_global_step(args, accelerator, state)
+    if accelerator.is_main_process:  # snapshots written after the checkpoint, by the run that stopped
+        for path in remove_snapshots_after(args.output_dir, global_step):
+            logger.info(f"Removed {path}: written after step {global_step}, where this run goes on")
     apply_new_learning_rate(args, state)
     if claim is not None:
         claim.training_started = True

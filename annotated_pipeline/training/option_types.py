@@ -40,6 +40,20 @@ def parse_linear_attention_levels(text):
     return levels
 
 
+def parse_sigma_rels(text):
+    """Parse `--posthoc_ema_sigma_rels` like "0.05,0.10": widths in (0, 12^-1/2] (training/posthoc_ema.py)."""
+    from .posthoc_ema import MAX_SIGMA_REL
+
+    try:
+        widths = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        widths = ()
+    if not widths or not all(0 < w <= MAX_SIGMA_REL for w in widths):
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated widths in (0, {MAX_SIGMA_REL:.4f}] such as 0.05,0.10; got {text!r}")
+    return widths
+
+
 def finite_float(text):
     """A finite float: argparse's `float` also takes 'nan' and 'inf', which no numeric flag here can use."""
     try:

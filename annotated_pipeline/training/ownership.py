@@ -31,13 +31,14 @@ import socket
 import time
 
 from .args import TrainingConfigError
+from .posthoc_ema import SNAPSHOT_FOLDER, list_snapshots
 from .checkpointing import CHECKPOINT_PREFIX, list_checkpoints, missing_files, recover_leftovers
 
 LOCK_FILE = ".train.lock"
 # What a finished run writes at the top of --output_dir (sampling.save_output_folder, hub.write_model_card,
-# quality.py's best/), besides checkpoint-N/ and --logging_dir.
+# quality.py's best/, loop.py's posthoc_ema/), besides checkpoint-N/ and --logging_dir.
 RUN_FILES = ("model_index.json", "pipeline.py", "unet", "scheduler", "samples.png", "README.md", "card_inputs.json",
-             "best", ".best.incomplete")
+             "best", ".best.incomplete", "posthoc_ema")
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,8 @@ def previous_run(output_dir):
     (complete or not)."""
     found = [name for name in RUN_FILES[:1] if os.path.exists(os.path.join(output_dir, name))]
     found += [os.path.basename(path) for path in list_checkpoints(output_dir)]
+    if list_snapshots(output_dir):  # post-hoc EMA snapshots of a run stopped before its first checkpoint
+        found.append(SNAPSHOT_FOLDER)
     found += sorted(os.path.basename(p) for p in glob.glob(os.path.join(glob.escape(output_dir), f".{CHECKPOINT_PREFIX}*")))
     return found
 

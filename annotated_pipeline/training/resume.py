@@ -33,7 +33,7 @@ def resume_global_step(args, accelerator, state):
     check_resumed_args(args, path)
     try:
         load_training_state(accelerator, path, state.model, state.optimizer, state.lr_scheduler,
-                            state.noise_generator, state.ema, trust=args.trust_checkpoint)
+                            state.noise_generator, state.ema, trust=args.trust_checkpoint, posthoc=state.posthoc)
     except TrainingConfigError:
         raise
     except (FileNotFoundError, RuntimeError, KeyError, ValueError) as error:

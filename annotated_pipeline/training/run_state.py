@@ -9,6 +9,7 @@ payload on resume. So this module
 
         noise_generator_{rank}.safetensors   each process's generator of t and eps (step.NoiseGenerator)
         ema.safetensors, ema.json            the EMA's shadow weights (by parameter name) and its counters
+        posthoc_ema.safetensors              the power-function averages and their step, with --posthoc_ema_every
 
   - and loads every piece itself (`load_training_state`), instead of `accelerator.load_state`:
     safetensors for weights, `torch.load(..., weights_only=True)` for the optimizer, schedule, gradient
@@ -30,6 +31,7 @@ from accelerate.utils.other import TORCH_SAFE_GLOBALS
 from safetensors.torch import load_file, load_model, save_file
 
 from .args import TrainingConfigError
+from .posthoc_ema import STATE_FILE as POSTHOC_EMA_STATE
 
 logger = get_logger(__name__)
 
@@ -61,14 +63,17 @@ def load_pickle(path, trust=False):
         return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def register_run_state(accelerator, noise_generator, ema):
-    """Make every `accelerator.save_state(folder)` also write the noise generator (every process) and the
-    EMA (main process) into `folder` as safetensors and JSON; returns the hook's handle."""
+def register_run_state(accelerator, noise_generator, ema, posthoc=None):
+    """Make every `accelerator.save_state(folder)` also write the noise generator (every process), the
+    EMA and the post-hoc EMA's averages (main process) into `folder` as safetensors and JSON; returns the
+    hook's handle."""
 
     def save_run_state(models, weights, output_dir):
         rank = accelerator.process_index
         save_file({"rng_state": noise_generator.generator.get_state()},
                   os.path.join(output_dir, NOISE_GENERATOR.format(rank=rank)))
+        if posthoc is not None and accelerator.is_main_process:
+            posthoc.save(os.path.join(output_dir, POSTHOC_EMA_STATE))
         if ema is None or not accelerator.is_main_process:
             return
         names = [name for name, _ in accelerator.unwrap_model(models[0]).named_parameters()]
@@ -138,10 +143,15 @@ def _set_rng_states(states):
         torch.cuda.set_rng_state_all(states["torch_cuda_manual_seed"])
 
 
-def load_training_state(accelerator, path, model, optimizer, lr_scheduler, noise_generator, ema, trust=False):
+def load_training_state(accelerator, path, model, optimizer, lr_scheduler, noise_generator, ema, trust=False,
+                        posthoc=None):
     """Restore the run from checkpoint `path`: weights theta (model.safetensors), AdamW, the LR schedule,
-    the gradient scaler, every global RNG, the noise generator and the EMA; nothing runs code from the
-    folder unless `trust` (see `load_pickle`)."""
+    the gradient scaler, every global RNG, the noise generator, the EMA and the post-hoc EMA's averages;
+    nothing runs code from the folder unless `trust` (see `load_pickle`)."""
+    if posthoc is not None and not os.path.isfile(os.path.join(path, POSTHOC_EMA_STATE)):
+        raise TrainingConfigError(f"{path} holds no post-hoc EMA state ({POSTHOC_EMA_STATE}): it was trained without "
+                                  "--posthoc_ema_every, and an average started part-way is not a power-function one; "
+                                  "resume without --posthoc_ema_every, or start a new run")
     unwrapped = accelerator.unwrap_model(model)
     names = [name for name, _ in unwrapped.named_parameters()]
     state = read_training_state(path, accelerator.process_index, names, ema is not None,
@@ -162,3 +172,5 @@ def load_training_state(accelerator, path, model, optimizer, lr_scheduler, noise
     if ema is not None:
         ema.load_state_dict(state["ema"])
         ema.to(accelerator.device)
+    if posthoc is not None:
+        posthoc.load(os.path.join(path, POSTHOC_EMA_STATE))

@@ -22,7 +22,8 @@ from ..losses import LOSS_TYPES
 from ..pipelines.samplers import Sampler
 from ..scheduler.config import PredictionType, TimestepSpacing
 from ..unet import BLOCK_TYPES, LINEAR_ATTENTION_NAMES
-from .option_types import parse_dim_mults, parse_linear_attention_levels
+from .posthoc_ema import DEFAULT_SIGMA_RELS
+from .option_types import parse_dim_mults, parse_linear_attention_levels, parse_sigma_rels
 
 Logger = Literal["tensorboard", "wandb", "none"]
 # Accelerate's names, and "auto": the launcher's choice, else bf16 where it is native (hardware.py), else no.
@@ -165,6 +166,13 @@ class EMASettings:
     ema_max_decay: float = option(0.9999, "The EMA decay never exceeds this.")
     ema_inv_gamma: float = option(1.0, "EMA warmup: decay = 1 - (1 + step / inv_gamma) ** -power.")
     ema_power: float = option(3 / 4, "EMA warmup power (see --ema_inv_gamma).")
+    posthoc_ema_every: int | None = option(
+        None, "Post-hoc EMA (Karras et al. 2024): keep power-function averages of the weights and store them in "
+        "OUTPUT_DIR/posthoc_ema/ every this many optimizer steps (and at every checkpoint), so that `annotated-pipeline "
+        "export CHECKPOINT OUT --sigma_rel S` can build the average of any length S afterwards.")
+    posthoc_ema_sigma_rels: tuple[float, ...] | None = option(
+        None, "The widths (relative to the run's length) of the averages that --posthoc_ema_every tracks, "
+        f"comma-separated (default {','.join(map(str, DEFAULT_SIGMA_RELS))}, the paper's).", parse=parse_sigma_rels)
 
 
 @dataclass(frozen=True)
