@@ -35,6 +35,12 @@ The protocol (issue 31):
    2 cores at N = 1,000). The rows are rewritten in place, atomically.
 
     python benchmarks/time_to_quality.py inception --results benchmarks/time_to_quality/results.jsonl --last
+
+6. `posthoc` judges post-hoc EMAs (Karras et al. 2024) of a recipe trained with --posthoc_ema_every: each width
+   is exported from the recipe's last checkpoint (`annotated-pipeline export --sigma_rel`) and judged as in 3,
+   one row each, as the recipe "NAME post-hoc S".
+
+    python benchmarks/time_to_quality.py posthoc --results R.jsonl --recipe NAME --sigma_rel 0.05 0.1 0.2
 """
 
 from __future__ import annotations
@@ -58,13 +64,13 @@ CARD_DISTANCE = 7.581  # frechet_distance_dpmsolver20_n1000 of the shipped model
 SET_BY_PROTOCOL = ("--output_dir", "--checkpointing_steps", "--resume_from_checkpoint", "--checkpoints_total_limit")
 
 
-def wsd_b64(learning_rate: str, cooldown: int, steps: int) -> list[str]:
+def wsd_b64(learning_rate: str, cooldown: int, steps: int, *extra: str) -> list[str]:
     """The shipped recipe at batch 64 under warmup-stable-decay: 200 warmup steps, the rate held at
-    `learning_rate`, then cooled linearly to 0 over the last `cooldown` of `steps`."""
+    `learning_rate`, then cooled linearly to 0 over the last `cooldown` of `steps`; `extra` arguments after."""
     return ["--train_data_dir", "/usr/share/datasets/fashion-mnist", "--train_batch_size", "64",
             "--learning_rate", learning_rate, "--lr_scheduler", "warmup_stable_decay", "--lr_warmup_steps", "200",
             "--lr_cooldown_steps", str(cooldown), "--snr_gamma", "5", "--label_column", "label",
-            "--class_dropout_prob", "0.1", "--use_ema", "--max_train_steps", str(steps), "--logger", "none"]
+            "--class_dropout_prob", "0.1", "--use_ema", "--max_train_steps", str(steps), "--logger", "none", *extra]
 
 
 # The shipped model's recipe (pretrained/train_reference.sh) in one process, less the options
@@ -84,6 +90,13 @@ RECIPES = {
     # The same for the shipped recipe's whole CPU time (about 107 minutes): 11,000 steps, the last 4,400 cooling.
     # Not kept: 7.75 at 86 CPU minutes, behind the 6,000-step run (RESULTS.md, "Time to quality").
     "wsd-b64-lr2e-3-long": wsd_b64("2e-3", cooldown=4400, steps=11000),
+    # A wider U-Net (widths 24 / 48 / 96, 1.88M parameters; about twice the CPU per step) for the same CPU time:
+    # 5,600 steps at a rate scaled down with the width, the last 2,240 cooling.
+    "wsd-b64-dim24": wsd_b64("1.5e-3", 2240, 5600, "--dim", "24"),
+    # wsd-b64-lr2e-3-long again, keeping post-hoc EMA snapshots (Karras et al. 2024) every 500 steps: the same
+    # training (the averages change nothing in it), and the length of the weights' average chosen afterwards
+    # (`posthoc` below).
+    "wsd-b64-lr2e-3-long-posthoc": wsd_b64("2e-3", 4400, 11000, "--posthoc_ema_every", "500"),
 }
 
 
@@ -291,6 +304,34 @@ def add_inception(results: Path, recipes: list[str] | None = None, last_only: bo
     return len(chosen)
 
 
+def add_posthoc(results: Path, recipe: str, sigma_rels: list[float], last_only: bool = True, device: str = "cpu") -> int:
+    """Judge post-hoc EMAs of a recipe's checkpoints (a run trained with --posthoc_ema_every): for each width, the
+    library's `export --sigma_rel` into CHECKPOINT/../posthoc-STEP-sigma-S/, judged like a checkpoint. Each is a
+    row of the recipe "RECIPE post-hoc S" at its checkpoint's CPU time (the averages' cost is in the run's);
+    returns the count."""
+    from annotated_pipeline.commands.export import export
+
+    rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    chosen = sorted((row for row in rows if row["recipe"] == recipe and "sigma_rel" not in row), key=lambda r: r["step"])
+    if not chosen:
+        raise ValueError(f"{results} has no rows of recipe {recipe!r}")
+    count = 0
+    for row in chosen[-1:] if last_only else chosen:
+        for sigma_rel in sigma_rels:
+            out = Path(row["checkpoint"]).parent / f"posthoc-{row['step']}-sigma-{sigma_rel:g}"
+            if not out.is_dir():
+                export(row["checkpoint"], str(out), sigma_rel=sigma_rel, num_samples=0)
+            judged = judge(str(out), row["num_samples"], row.get("data_root"), device=device)
+            new = {**{k: v for k, v in row.items() if not k.startswith("inception_")}, **judged,
+                   "recipe": f"{recipe} post-hoc {sigma_rel:g}", "sigma_rel": sigma_rel, "checkpoint": str(out)}
+            with open(results, "a") as f:
+                f.write(json.dumps(new) + "\n")
+            print(f"{new['recipe']} step {new['step']:6d}  {new['cpu_minutes']:8.2f} CPU min  distance "
+                  f"{new['frechet_distance']:.3f}", flush=True)
+            count += 1
+    return count
+
+
 # ----------------------------------------------------------------------------------------------------
 # the plot
 
@@ -385,6 +426,11 @@ def main(argv=None) -> int:
     add.add_argument("--results", type=Path, required=True)
     add.add_argument("--recipe", action="append", default=None, help="only this recipe's rows (repeat)")
     add.add_argument("--last", action="store_true", help="only each recipe's last checkpoint")
+    posthoc = sub.add_parser("posthoc", help="judge post-hoc EMAs of a recipe's checkpoints (--posthoc_ema_every runs)")
+    posthoc.add_argument("--results", type=Path, required=True)
+    posthoc.add_argument("--recipe", required=True)
+    posthoc.add_argument("--sigma_rel", type=float, nargs="+", required=True, help="the widths to synthesize and judge")
+    posthoc.add_argument("--all", dest="last_only", action="store_false", help="every checkpoint, not only the last")
     draw = sub.add_parser("plot", help="draw distance against CPU minutes from a results file")
     draw.add_argument("--results", type=Path, required=True)
     draw.add_argument("--output", type=Path, required=True)
@@ -397,6 +443,11 @@ def main(argv=None) -> int:
             if not args.results.is_file():
                 raise ValueError(f"--results {args.results} is not a file")
             add_inception(args.results, args.recipe, args.last)
+            return 0
+        if args.command == "posthoc":
+            if not args.results.is_file():
+                raise ValueError(f"--results {args.results} is not a file")
+            add_posthoc(args.results, args.recipe, args.sigma_rel, args.last_only)
             return 0
         recipes = load_recipes(args.recipe_file)
         unknown = [name for name in args.recipe if name not in recipes]

@@ -33,6 +33,9 @@ PAGES = (
     # not the paper: the faster forms the U-Net runs, each with the test that proves it equal (SPEED_VARIANTS)
     ("speed", "10. Speed variants",
      ("annotated_pipeline.unet.fused",)),
+    # beyond the blog: a later paper's answer to "which average of the weights to sample from"
+    ("posthoc-ema", "11. Post-hoc EMA (Karras et al. 2024)",
+     ("annotated_pipeline.training.posthoc_ema",)),
 )
 
 # Figures, each beside the code it illustrates: key -> (page slug, qualified name of the section, caption).

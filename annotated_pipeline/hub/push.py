@@ -22,6 +22,7 @@ IGNORE_PATTERNS = [
     "__pycache__/*", "*/__pycache__/*", "*.pyc",
     ".cache/*", ".ipynb_checkpoints/*",
     ".train.lock",  # the running train's lock (training/ownership.py)
+    "posthoc_ema/*",  # post-hoc EMA snapshots (training/posthoc_ema.py): training state, like checkpoints
 ]
 
 # Remote files of the kinds a saved pipeline is made of (weights, the configs diffusers writes, code).

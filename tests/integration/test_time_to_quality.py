@@ -29,11 +29,12 @@ N = 16
 
 
 def tiny_recipe(data_dir):
-    """A class-conditional 28x28 U-Net at dim 8 with label dropout (so the card's guidance applies)."""
+    """A class-conditional 28x28 U-Net at dim 8 with label dropout (so the card's guidance applies), keeping
+    post-hoc EMA snapshots."""
     return ["--train_data_dir", str(data_dir), "--resolution", "28", "--dim", "8", "--dim_mults", "1,2",
             "--train_batch_size", "4", "--learning_rate", "1e-3", "--lr_warmup_steps", "2",
             "--label_column", "label", "--class_dropout_prob", "0.2", "--max_train_steps", "100000",
-            "--save_model_epochs", "100000", "--logger", "none"]
+            "--save_model_epochs", "100000", "--logger", "none", "--posthoc_ema_every", str(EVERY)]
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +124,34 @@ def test_inception_adds_the_fields_units_to_the_last_row_of_each_recipe(protocol
     assert judged[0]["inception_fid"] == pytest.approx(report["frechet_distance"], rel=1e-6)
     assert judged[0]["inception_fid_floor"] == pytest.approx(report["frechet_distance_floor"], rel=1e-6)
     assert ttq.add_inception(copy, last_only=True) == 0  # each recipe's newest is judged: nothing left
+
+
+@pytest.mark.slow
+def test_posthoc_judges_the_synthesized_averages_of_the_last_checkpoint(protocol, tmp_path, capsys):
+    from annotated_pipeline import AnnotatedDDPMPipeline
+    from annotated_pipeline.evaluation.evaluate import evaluate
+    from annotated_pipeline.training.posthoc_ema import synthesize
+
+    rows, results, reference, root = protocol
+    copy = tmp_path / "results.jsonl"
+    copy.write_text(results.read_text())
+    assert ttq.main(["posthoc", "--results", str(copy), "--recipe", "tiny", "--sigma_rel", "0.1", "0.2"]) == 0
+    added = [json.loads(line) for line in copy.read_text().splitlines()][len(rows) + 1:]
+    assert [(row["recipe"], row["sigma_rel"], row["step"]) for row in added] == [
+        ("tiny post-hoc 0.1", 0.1, rows[-1]["step"]), ("tiny post-hoc 0.2", 0.2, rows[-1]["step"])]
+    for row in added:
+        assert row["cpu_seconds"] == rows[-1]["cpu_seconds"]
+        theta_hat, _ = synthesize(root / "work" / "tiny", row["sigma_rel"], row["step"])
+        unet = AnnotatedDDPMPipeline.from_pretrained(row["checkpoint"]).unet
+        assert all(p.detach().equal(theta_hat[name]) for name, p in unet.named_parameters())
+        report = evaluate(row["checkpoint"], num_samples=N, scheduler="dpmsolver", num_inference_steps=20, seed=0,
+                          data_root=str(reference), guidance_scale=2.0, guidance_interval=(200, 700),
+                          kid_subset_size=N)
+        assert row["frechet_distance"] == pytest.approx(report["frechet_distance"], rel=1e-9)
+    assert added[0]["frechet_distance"] != added[1]["frechet_distance"]  # two different averages
+    with pytest.raises(SystemExit) as exit_info:
+        ttq.main(["posthoc", "--results", str(copy), "--recipe", "nope", "--sigma_rel", "0.1"])
+    assert exit_info.value.code == 2 and "has no rows of recipe 'nope'" in capsys.readouterr().err
 
 
 def test_last_means_each_recipes_newest_checkpoint_even_once_it_is_judged(tmp_path):

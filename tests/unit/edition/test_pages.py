@@ -77,7 +77,7 @@ def test_the_pages_name_modules_only_in_the_table():
 
 def test_reading_order_is_the_blogs():
     assert [slug for slug, _, _ in PAGES] == ["schedules", "forward", "unet", "loss", "training-step", "reverse-step",
-                                              "sampling", "guidance", "editing", "speed"]
+                                              "sampling", "guidance", "editing", "speed", "posthoc-ema"]
     assert reading_order().count("\n- [") == len(PAGES)  # and the notebook
 
 

@@ -48,6 +48,7 @@ def make_output_dir(root: Path) -> dict[str, bytes]:
         "runs/x.log": b"log",
         "optimizer.pt": b"pickle",
         "unet/__pycache__/unet_2d.cpython-311.pyc": b"bytecode",
+        "posthoc_ema/snapshot-00000010.safetensors": b"post-hoc EMA snapshot",
     }
     for rel, data in {**pipeline, **local_only}.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
