@@ -367,7 +367,17 @@ def plot(results: Path, output: Path):
     if not recipes:
         raise ValueError(f"{results} holds no results")
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    posthoc = {name: rows for name, rows in recipes.items() if all("sigma_rel" in r for r in rows)}
+    if posthoc:  # the post-hoc averages of one checkpoint: one series of points, each marked with its width
+        points = sorted((r for rows in posthoc.values() for r in rows), key=lambda r: r["sigma_rel"])
+        ax.plot([r["cpu_minutes"] for r in points], [r["frechet_distance"] for r in points], linestyle="none",
+                marker="x", color="black", label="post-hoc EMA of a last checkpoint (sigma_rel marked)")
+        for r in points:
+            ax.annotate(f"{r['sigma_rel']:g}", (r["cpu_minutes"], r["frechet_distance"]), textcoords="offset points",
+                        xytext=(-14, -3), fontsize=6)
     for name, rows in recipes.items():
+        if name in posthoc:
+            continue
         ax.plot([r["cpu_minutes"] for r in rows], [r["frechet_distance"] for r in rows], marker="o", label=name)
         for r in rows:
             if r.get("inception_fid") is not None:

@@ -149,6 +149,11 @@ def test_posthoc_judges_the_synthesized_averages_of_the_last_checkpoint(protocol
                           kid_subset_size=N)
         assert row["frechet_distance"] == pytest.approx(report["frechet_distance"], rel=1e-9)
     assert added[0]["frechet_distance"] != added[1]["frechet_distance"]  # two different averages
+    (axes,) = ttq.plot(copy, tmp_path / "quality.png").axes
+    drawn = {line.get_label(): line for line in axes.lines}
+    assert "tiny post-hoc 0.1" not in drawn  # one series of marked points, not a line per width
+    points = drawn["post-hoc EMA of a last checkpoint (sigma_rel marked)"]
+    assert list(points.get_ydata()) == [row["frechet_distance"] for row in added]
     with pytest.raises(SystemExit) as exit_info:
         ttq.main(["posthoc", "--results", str(copy), "--recipe", "nope", "--sigma_rel", "0.1"])
     assert exit_info.value.code == 2 and "has no rows of recipe 'nope'" in capsys.readouterr().err
