@@ -190,8 +190,6 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
             state.ema.step(state.model.parameters())
         if state.posthoc is not None:
             state.posthoc.step(state.model.parameters())
-            if global_step % args.posthoc_ema_every == 0:
-                save_snapshot(args, accelerator, state, global_step)
         logs = {
             "loss": loss_sum / num_batches,
             "lr": state.lr_scheduler.get_last_lr()[0],
@@ -206,7 +204,9 @@ def run_epoch(args, accelerator, state, plan, epoch, global_step, progress_bar):
 
         path = None
         if global_step % args.checkpointing_steps == 0 or global_step >= plan.max_train_steps:  # the last step too
-            path = checkpoint(args, accelerator, state, global_step)
+            path = checkpoint(args, accelerator, state, global_step)  # with its post-hoc EMA snapshot
+        elif state.posthoc is not None and global_step % args.posthoc_ema_every == 0:
+            save_snapshot(args, accelerator, state, global_step)
         maybe_evaluate(args, accelerator, state, global_step)
         maybe_validate(args, accelerator, state, global_step)
         signum = state.stop.requested() if state.stop is not None else None

@@ -115,13 +115,10 @@ class PowerEMA:
         return {f"{k}/{name}": a.detach().contiguous().cpu()
                 for k, average in enumerate(self.averages) for name, a in zip(self.names, average)}
 
-    def metadata(self):
-        return {"step": str(self.t), "sigma_rels": json.dumps(self.sigma_rels), "gammas": json.dumps(self.gammas)}
-
     def save(self, path):
-        """Write the averages and t to `path` (safetensors), atomically: a rename of a finished file."""
+        """Write the averages, t and the sigma_rels to `path` (safetensors), atomically: a rename of a finished file."""
         incomplete = f"{path}.incomplete"
-        save_file(self.tensors(), incomplete, metadata=self.metadata())
+        save_file(self.tensors(), incomplete, metadata={"step": str(self.t), "sigma_rels": json.dumps(self.sigma_rels)})
         os.replace(incomplete, path)
 
     def load(self, path):
@@ -131,7 +128,9 @@ class PowerEMA:
             if tuple(json.loads(meta["sigma_rels"])) != self.sigma_rels:
                 raise ValueError(f"{path} holds post-hoc EMA profiles sigma_rel {json.loads(meta['sigma_rels'])}, this run "
                                  f"asks for {list(self.sigma_rels)}: resume with the same --posthoc_ema_sigma_rels")
-            missing = [key for key in self.tensors() if key not in f.keys()]
+            stored = set(f.keys())
+            missing = [f"{k}/{name}" for k in range(len(self.averages)) for name in self.names
+                       if f"{k}/{name}" not in stored]
             if missing:
                 raise ValueError(f"{path} does not hold this model's parameters (e.g. no {missing[0]})")
             for k, average in enumerate(self.averages):
@@ -175,8 +174,8 @@ def synthesize(output_dir, sigma_rel, step):
     for snapshot_step, path in snapshots:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata()
-        for k, (s, gamma) in enumerate(zip(json.loads(meta["sigma_rels"]), json.loads(meta["gammas"]))):
-            profiles.append((snapshot_step, gamma))
+        for k, s in enumerate(json.loads(meta["sigma_rels"])):
+            profiles.append((snapshot_step, gamma_of_sigma_rel(s)))
             files.append((path, k, s))
     x = synthesis_weights(profiles, step, gamma_r)
     theta_hat = {}
