@@ -218,6 +218,7 @@ def test_a_machine_that_stops_answering_is_given_up_after_the_ddp_timeout(tmp_pa
     assert 9 < took < 120, took
 
 
+SLURM_LIMIT = 420  # seconds: above torchrun's 300 s exit barrier, as finish() above
 FAKE_SRUN = """#!/usr/bin/env bash
 # srun on one machine: the task once per node, SLURM_NODEID = 0 .. SLURM_NNODES - 1, all at once
 while [[ "$1" == --* ]]; do shift; done
@@ -234,11 +235,12 @@ exit $status
 
 def test_the_slurm_template_runs_one_launch_per_machine_with_the_same_result(tmp_path, data, two_machines):
     """scripts/slurm_train.sbatch under a stand-in srun that runs its task for node 0 and node 1 on this machine
-    (scontrol names localhost as the first node): the weights of the two-machine run above."""
+    (scontrol names 127.0.0.1 as the first node): the weights of the two-machine run above."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "srun").write_text(FAKE_SRUN)
-    (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\nprintf 'localhost\\nlocalhost\\n'\n")
+    # the first node by address, as the other multi-machine tests name it ("localhost" may resolve to ::1 first)
+    (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\nprintf '127.0.0.1\\n127.0.0.1\\n'\n")
     for tool in ("srun", "scontrol"):
         (bin_dir / tool).chmod(0o755)
     env = {**environment(tmp_path / "hf_home"), "SLURM_NNODES": "2", "SLURM_JOB_NODELIST": "node[1-2]",
@@ -246,12 +248,29 @@ def test_the_slurm_template_runs_one_launch_per_machine_with_the_same_result(tmp
            "FAKE_SLURM_LOGS": str(tmp_path), "PATH": f"{bin_dir}:{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("ACCELERATE_USE_CPU")  # the template sets it on a node without GPUs
     out = tmp_path / "out"
-    result = subprocess.run(["bash", str(REPO / "scripts" / "slurm_train.sbatch"), "--train_data_dir", str(data),
-                             "--output_dir", str(out), *RUN], env=env, cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600)
+    # its own session, so that a run past the limit is stopped whole (srun's tasks, their launchers, the workers)
+    # and the test reports where each node was, rather than leaving processes behind for the tests after it
+    job = subprocess.Popen(["bash", str(REPO / "scripts" / "slurm_train.sbatch"), "--train_data_dir", str(data),
+                            "--output_dir", str(out), *RUN], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        _, stderr = job.communicate(timeout=SLURM_LIMIT)
+    except subprocess.TimeoutExpired:
+        left = processes_of(job)  # torchrun's workers are in sessions of their own: killed one by one
+        alive = [describe(process) for process in left]
+        os.killpg(job.pid, signal.SIGKILL)
+        for process in left:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        job.communicate()
+        logs = "\n".join(f"node {n}:\n{(tmp_path / f'node{n}.log').read_text()[-3000:]}" for n in (0, 1)
+                         if (tmp_path / f"node{n}.log").exists())
+        pytest.fail(f"the template ran past {SLURM_LIMIT} s; processes {alive}\n{logs}")
     node0 = (tmp_path / "node0.log").read_text()
-    assert result.returncode == 0, result.stderr[-2000:] + node0[-3000:] + (tmp_path / "node1.log").read_text()[-2000:]
-    assert "slurm_train.sbatch: 2 machines x 1 processes, main localhost" in result.stderr
+    assert job.returncode == 0, stderr[-2000:] + node0[-3000:] + (tmp_path / "node1.log").read_text()[-2000:]
+    assert "slurm_train.sbatch: 2 machines x 1 processes, main 127.0.0.1" in stderr
     assert "Processes = 2" in node0 and f"Finished training: {STEPS} optimizer steps" in node0
     assert_same_weights(out / f"checkpoint-{STEPS}", two_machines[0] / f"checkpoint-{STEPS}")
 
