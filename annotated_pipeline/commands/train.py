@@ -6,14 +6,13 @@
 `--help` lists every option. The run itself lives in annotated_pipeline/training/loop.py.
 """
 
-import os
 import sys
 
 from ..utils.tokens import redact
 from ..training.args import TrainingConfigError, parse_args
 from ..training.checkpointing import CheckpointWriteError
 from ..training.interrupt import TrainingInterrupted
-from ..training.distributed import collective_timeout_message, is_collective_timeout
+from ..training.distributed import collective_timeout_message, end_process_without_teardown, in_process_group, is_collective_timeout
 from ..training.push import HubPushError
 from ..training.loop import main as train
 from ..training.safeguards import TrainingDiverged
@@ -22,7 +21,15 @@ from ..training.safeguards import TrainingDiverged
 def main(argv=None, prog=None):
     """Parse, train, and report a failure as one line on stderr, not a traceback. Returns the exit
     status: 0 trained, 2 a bad configuration (found before training), 1 a failure during or after it,
-    130/143 stopped by SIGINT/SIGTERM after checkpointing the step in progress."""
+    130/143 stopped by SIGINT/SIGTERM after checkpointing the step in progress. A process of a multi-process
+    run ends here with that status, skipping Python's teardown (training/distributed.py says why)."""
+    status = run(argv, prog)
+    if in_process_group():
+        end_process_without_teardown(status)
+    return status
+
+
+def run(argv, prog):
     prog = prog or "annotated-pipeline train"
     try:
         args = parse_args(argv, prog=prog)
@@ -41,8 +48,7 @@ def main(argv=None, prog=None):
         if not is_collective_timeout(error):
             raise
         print(f"{prog}: error: {collective_timeout_message(error, args.ddp_timeout)}", file=sys.stderr)
-        sys.stderr.flush()
-        os._exit(1)  # destroying a process group whose peer hangs would block again
+        end_process_without_teardown(1)  # destroying a process group whose peer hangs would block again
     return 0
 
 

@@ -34,3 +34,48 @@ def test_other_errors_are_not_a_lost_peer(group):
 
 def test_without_a_process_group_nothing_is_a_lost_peer():
     assert not is_collective_timeout(RESET) and not is_collective_timeout(TIMEOUT)
+
+
+# ------------------------------------------------------------------------------------------------
+# How a process of a multi-process run ends: with its status, flushed, without Python's teardown
+# ------------------------------------------------------------------------------------------------
+
+ENDS = """
+import logging, sys, threading
+from annotated_pipeline.training.distributed import end_process_without_teardown
+
+logging.basicConfig(level=logging.INFO, format="%(message)s")
+logging.info("a logged line")
+print("a printed line")                  # stdout is a pipe here: block-buffered until flushed
+print("an error line", file=sys.stderr)
+threading.Thread(target=threading.Event().wait, daemon=False).start()  # a teardown would wait for it forever
+end_process_without_teardown(3)
+"""
+
+
+def test_ending_without_teardown_keeps_the_status_and_what_was_printed(tmp_path):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", ENDS], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 3
+    assert result.stdout == "a printed line\n" and result.stderr == "a logged line\nan error line\n"
+
+
+def test_the_train_command_ends_a_process_of_a_group_so_with_its_exit_status(group, monkeypatch):
+    from annotated_pipeline.commands import train as command
+
+    ended = []
+    monkeypatch.setattr(command, "end_process_without_teardown", ended.append)
+    monkeypatch.setattr(command, "train", lambda args: None)
+    assert command.main(["--output_dir", "out", "--logger", "none"]) == 0
+    assert command.main(["--output_dir", "out", "--learning_rate", "-1"]) == 2
+    assert ended == [0, 2]
+
+
+def test_a_single_process_run_returns_as_usual(monkeypatch):
+    from annotated_pipeline.commands import train as command
+
+    monkeypatch.setattr(command, "end_process_without_teardown", lambda status: pytest.fail("ended the process"))
+    monkeypatch.setattr(command, "train", lambda args: None)
+    assert command.main(["--output_dir", "out", "--logger", "none"]) == 0
