@@ -216,7 +216,7 @@ def main():
     parser.add_argument("--final_stage", type=int, default=11000)
     parser.add_argument("--target", default="pretrained/ddpm-fashion-mnist")
     parser.add_argument("--ddpm_samples", type=int, default=200)
-    parser.add_argument("--curve_n", type=int, default=500, help="N of the stage evaluations (EVAL_N of train_reference.sh)")
+    parser.add_argument("--curve_n", type=int, default=500, help="N of a staged run's stage evaluations (stage-*/eval-ddim50-nN-whole.json)")
     parser.add_argument("--training_minutes", type=float, default=None,
                         help="wall-clock training time of the run (default: the stages' sum in RUN/timing.tsv)")
     parser.add_argument("--guidance_scale", type=float, default=1.0,

@@ -236,3 +236,6 @@ def test_package_reference_describes_the_recipe_from_the_recorded_arguments():
                                                   "--class_dropout_prob", "0.1"]))
     assert package_reference.recipe(conditional).endswith(", huber loss, class-conditional on the 'label' column "
                                                           "with 10% label dropout")
+    posthoc = args_for_model_card(parse_args(["--logger", "none", "--use_ema", "--posthoc_ema_every", "500"]))
+    assert package_reference.recipe(posthoc).endswith(", EMA, power-function EMA snapshots every 500 steps "
+                                                      "(Karras et al. 2024)")
