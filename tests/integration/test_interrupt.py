@@ -92,7 +92,10 @@ def test_ctrl_c_on_a_two_process_launch_checkpoints_the_step_and_resumes(tmp_pat
         os.killpg(launcher.pid, signal.SIGINT)  # what Ctrl-C does
         time.sleep(0.5)
         for worker in workers:  # torchrun's agent passes the signal on too; here surely after the first one was seen
-            worker.send_signal(signal.SIGINT)
+            try:
+                worker.send_signal(signal.SIGINT)
+            except psutil.NoSuchProcess:  # it already checkpointed the step and ended (no teardown to wait for)
+                pass
         _, err = launcher.communicate(timeout=240)
     finally:
         if launcher.poll() is None:
