@@ -7,12 +7,14 @@
 """
 
 import sys
+import traceback
 
 from ..utils.tokens import redact
 from ..training.args import TrainingConfigError, parse_args
 from ..training.checkpointing import CheckpointWriteError
 from ..training.interrupt import TrainingInterrupted
-from ..training.distributed import collective_timeout_message, end_process_without_teardown, in_process_group, is_collective_timeout
+from ..training.distributed import (collective_timeout_message, end_process_without_teardown, in_process_group,
+                                   is_collective_timeout)
 from ..training.push import HubPushError
 from ..training.loop import main as train
 from ..training.safeguards import TrainingDiverged
@@ -22,14 +24,22 @@ def main(argv=None, prog=None):
     """Parse, train, and report a failure as one line on stderr, not a traceback. Returns the exit
     status: 0 trained, 2 a bad configuration (found before training), 1 a failure during or after it,
     130/143 stopped by SIGINT/SIGTERM after checkpointing the step in progress. A process of a multi-process
-    run ends here with that status, skipping Python's teardown (training/distributed.py says why)."""
-    status = run(argv, prog)
+    run ends here with that status, skipping Python's teardown (training/distributed.py says why); an
+    unexpected error there is printed as its traceback and ends the process with status 1."""
+    try:
+        status = run(argv, prog)
+    except Exception:
+        if not in_process_group():
+            raise
+        traceback.print_exc()
+        status = 1
     if in_process_group():
         end_process_without_teardown(status)
     return status
 
 
 def run(argv, prog):
+    """Parse the arguments and train; each expected failure becomes one line on stderr and its exit status."""
     prog = prog or "annotated-pipeline train"
     try:
         args = parse_args(argv, prog=prog)

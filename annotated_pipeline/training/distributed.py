@@ -14,8 +14,7 @@ wait until --ddp_timeout.
 And how such a process ends once its work is written: at once, without Python's teardown. The teardown frees
 DDP's Reducer while holding the GIL, and the Reducer can hold the last reference to gloo's process group,
 whose destructor joins gloo's worker threads; one of them may still be freeing a finished collective's
-tensors, which needs the GIL, so both wait forever (pytorch/pytorch#56297). Seen here about once in six
-two-process runs, after "Finished training".
+tensors, which needs the GIL, so both wait forever (pytorch/pytorch#56297).
 """
 
 import logging
@@ -25,13 +24,20 @@ import sys
 PEER_LOST = ("connection reset by peer", "connection closed by peer")
 
 
+def in_process_group():
+    """True in a process of a multi-process run (torch.distributed initialized)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
 def is_collective_timeout(error):
     """True for torch.distributed's error when a peer did not answer within the process group's timeout, or
     closed its connection (died) during a collective."""
     import torch.distributed as dist
 
     text = str(error).lower()
-    return (dist.is_available() and dist.is_initialized()
+    return (in_process_group()
             and ("timed out" in text or "timeout" in text or isinstance(error, getattr(dist, "DistError", ()))
                  or any(lost in text for lost in PEER_LOST)))
 
@@ -50,13 +56,6 @@ def collective_timeout_message(error, timeout_s):
     return (f"process {rank} of {world} waited more than --ddp_timeout {timeout_s} s for rank(s) {others} in a "
             f"collective operation: a peer died or stopped responding; the run stops here (resume with "
             f"--resume_from_checkpoint latest). {first_line}")
-
-
-def in_process_group():
-    """True in a process of a multi-process run (torch.distributed initialized)."""
-    import torch.distributed as dist
-
-    return dist.is_available() and dist.is_initialized()
 
 
 def end_process_without_teardown(status):

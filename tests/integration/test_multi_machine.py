@@ -77,7 +77,10 @@ def describe(process):
         return f"{process.pid} gone"
 
 
-def finish(machines, timeout=420):
+EXIT_LIMIT = 420  # seconds a launch may take to end: above torchrun's exit barrier (300 s), see finish()
+
+
+def finish(machines, timeout=EXIT_LIMIT):
     """Wait for every machine; kill what is left of any (only processes these tests started). A machine
     still running after `timeout` fails the test with every machine's processes and the end of its log.
 
@@ -218,7 +221,6 @@ def test_a_machine_that_stops_answering_is_given_up_after_the_ddp_timeout(tmp_pa
     assert 9 < took < 120, took
 
 
-SLURM_LIMIT = 420  # seconds: above torchrun's 300 s exit barrier, as finish() above
 FAKE_SRUN = """#!/usr/bin/env bash
 # srun on one machine: the task once per node, SLURM_NODEID = 0 .. SLURM_NNODES - 1, all at once
 while [[ "$1" == --* ]]; do shift; done
@@ -254,7 +256,7 @@ def test_the_slurm_template_runs_one_launch_per_machine_with_the_same_result(tmp
                             "--output_dir", str(out), *RUN], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        _, stderr = job.communicate(timeout=SLURM_LIMIT)
+        _, stderr = job.communicate(timeout=EXIT_LIMIT)
     except subprocess.TimeoutExpired:
         left = processes_of(job)  # torchrun's workers are in sessions of their own: killed one by one
         alive = [describe(process) for process in left]
@@ -267,7 +269,7 @@ def test_the_slurm_template_runs_one_launch_per_machine_with_the_same_result(tmp
         job.communicate()
         logs = "\n".join(f"node {n}:\n{(tmp_path / f'node{n}.log').read_text()[-3000:]}" for n in (0, 1)
                          if (tmp_path / f"node{n}.log").exists())
-        pytest.fail(f"the template ran past {SLURM_LIMIT} s; processes {alive}\n{logs}")
+        pytest.fail(f"the template ran past {EXIT_LIMIT} s; processes {alive}\n{logs}")
     node0 = (tmp_path / "node0.log").read_text()
     assert job.returncode == 0, stderr[-2000:] + node0[-3000:] + (tmp_path / "node1.log").read_text()[-2000:]
     assert "slurm_train.sbatch: 2 machines x 1 processes, main 127.0.0.1" in stderr

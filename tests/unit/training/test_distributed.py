@@ -73,9 +73,36 @@ def test_the_train_command_ends_a_process_of_a_group_so_with_its_exit_status(gro
     assert ended == [0, 2]
 
 
+def test_an_unexpected_error_in_a_process_of_a_group_prints_its_traceback_and_ends_with_1(group, monkeypatch, capsys):
+    from annotated_pipeline.commands import train as command
+
+    def fails(args):
+        raise KeyError("an unforeseen key")
+
+    ended = []
+    monkeypatch.setattr(command, "end_process_without_teardown", ended.append)
+    monkeypatch.setattr(command, "train", fails)
+    command.main(["--output_dir", "out", "--logger", "none"])
+    assert ended == [1]
+    error = capsys.readouterr().err
+    assert error.startswith("Traceback (most recent call last):") and "KeyError: 'an unforeseen key'" in error
+
+
 def test_a_single_process_run_returns_as_usual(monkeypatch):
     from annotated_pipeline.commands import train as command
 
     monkeypatch.setattr(command, "end_process_without_teardown", lambda status: pytest.fail("ended the process"))
     monkeypatch.setattr(command, "train", lambda args: None)
     assert command.main(["--output_dir", "out", "--logger", "none"]) == 0
+
+
+def test_an_unexpected_error_in_a_single_process_run_is_raised_as_usual(monkeypatch):
+    from annotated_pipeline.commands import train as command
+
+    def fails(args):
+        raise KeyError("an unforeseen key")
+
+    monkeypatch.setattr(command, "end_process_without_teardown", lambda status: pytest.fail("ended the process"))
+    monkeypatch.setattr(command, "train", fails)
+    with pytest.raises(KeyError, match="an unforeseen key"):
+        command.main(["--output_dir", "out", "--logger", "none"])
