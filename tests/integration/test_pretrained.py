@@ -1,5 +1,6 @@
 """The shipped reference pipeline (pretrained/ddpm-fashion-mnist): loads by both routes, same images, a card that parses."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -239,3 +240,45 @@ def test_package_reference_describes_the_recipe_from_the_recorded_arguments():
     posthoc = args_for_model_card(parse_args(["--logger", "none", "--use_ema", "--posthoc_ema_every", "500"]))
     assert package_reference.recipe(posthoc).endswith(", EMA, power-function EMA snapshots every 500 steps "
                                                       "(Karras et al. 2024)")
+
+
+def test_add_inception_keeps_one_row_per_sampler_and_n_and_replaces_a_remeasured_one(tmp_path):
+    """`package_reference.py --add_inception REPORT.json` on a copy of the shipped folder: a second N adds a
+    row, its four metrics and its command beside the first; the same sampler and N again replaces its row."""
+    from huggingface_hub import ModelCard
+
+    package_reference = load_package_reference()
+    folder = tmp_path / "model"
+    shutil.copytree(PRETRAINED, folder)
+    evaluation = json.loads((folder / "evaluation.json").read_text())
+    (first_key,) = [key for key in evaluation if key.startswith("inception_")]
+    first = evaluation[first_key]
+    second = {**first, "num_samples": 10000, "scheduler": "ddim", "num_inference_steps": 50, "frechet_distance": 12.5,
+              "frechet_distance_floor": 2.5, "kid": 0.0055, "total_seconds": 1800.0, "processor": "CPU a test one"}
+    (tmp_path / "second.json").write_text(json.dumps(second))
+    package_reference.add_inception(folder, tmp_path / "second.json")
+    card = (folder / "README.md").read_text()
+    section = card[card.index(package_reference.INCEPTION_HEADING):]
+    rows = [line for line in section.splitlines() if line.startswith("| 1")]
+    assert [row.split(" | ")[2] for row in rows] == [f"{first['frechet_distance']:.2f}", "12.50"]
+    assert rows[1].startswith("| 10,000 | ddim, 50 steps, guidance 2 at t in 200..700, bf16 |") and rows[1].endswith("| 30 |")
+    assert "--num_samples 1000 --scheduler dpmsolver" in section and "--num_samples 10000 --scheduler ddim" in section
+    assert "CPU a test one" in section and card.count(package_reference.INCEPTION_HEADING) == 1
+    metrics = {result.metric_name.split(" ")[0]: result.metric_value
+               for result in ModelCard.load(folder / "README.md").data.eval_results if result.metric_type in ("FID", "KID")}
+    assert metrics == {"inception_fid_dpmsolver20_n1000": round(first["frechet_distance"], 3),
+                       "inception_fid_floor_n1000": round(first["frechet_distance_floor"], 3),
+                       "inception_kid_dpmsolver20_n1000": float(f"{first['kid']:.4g}"),
+                       "inception_kid_floor_n1000": float(f"{first['kid_floor']:.4g}"),
+                       "inception_fid_ddim50_n10000": 12.5, "inception_fid_floor_n10000": 2.5,
+                       "inception_kid_ddim50_n10000": 0.0055,
+                       "inception_kid_floor_n10000": float(f"{first['kid_floor']:.4g}")}
+    stored = json.loads((folder / "evaluation.json").read_text())
+    assert stored["inception_ddim50_n10000"]["frechet_distance"] == 12.5 and first_key in stored
+
+    remeasured = {**second, "frechet_distance": 11.0}
+    (tmp_path / "again.json").write_text(json.dumps(remeasured))
+    package_reference.add_inception(folder, tmp_path / "again.json")
+    section = (folder / "README.md").read_text().split(package_reference.INCEPTION_HEADING)[1]
+    assert [line.split(" | ")[2] for line in section.splitlines() if line.startswith("| 1")] == \
+        [f"{first['frechet_distance']:.2f}", "11.00"]

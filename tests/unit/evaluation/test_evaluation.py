@@ -398,6 +398,11 @@ def test_evaluate_is_deterministic_and_reports_the_floor(sample, classifier, ref
     assert first["frechet_distance_floor"] == pytest.approx(expected_floor, rel=1e-9)
     assert first["frechet_distance"] > 0 and first["class_coverage"]["counts"] and sum(first["class_coverage"]["counts"]) == 16
     assert "NOT comparable" in first["note"]
+    # the seconds name the processor they were measured on
+    from annotated_pipeline.utils.hardware import describe_processor
+    assert first["processor"] == describe_processor("cpu") and first["processor"].startswith("CPU ")
+    assert f"s on {first['processor']}" in next(line for line in format_report(first).splitlines()
+                                                 if line.startswith("total time"))
     with pytest.raises(ValueError, match="only 16"):
         evaluate(tiny_pipeline(), classifier=classifier, **{**kwargs, "num_samples": 17})
     with pytest.raises(ValueError, match="unknown scheduler"):
