@@ -20,6 +20,12 @@ guidance `--guidance_scale s` (every final-stage row, the grid and the card's sn
 for the classes in turn), and its DPM-Solver++ rows are also measured without guidance;
 `--guidance_interval T_LOW T_HIGH` limits that guidance to those timesteps.
 
+    python pretrained/package_reference.py --add_inception REPORT.json
+
+adds an `evaluate --features inception --json REPORT.json` report of the target to its card: one row (and one
+command) per sampler and N in the card's Inception section, four model-index metrics each; a report of the same
+sampler and N replaces the earlier one.
+
     python pretrained/package_reference.py --code_only
 
 rewrites only the code files of the target folder (pipeline.py, unet/unet_2d.py,

@@ -13,7 +13,7 @@ from ..utils.tokens import redact
 from ..training.args import TrainingConfigError, parse_args
 from ..training.checkpointing import CheckpointWriteError
 from ..training.interrupt import TrainingInterrupted
-from ..training.distributed import (collective_timeout_message, end_process_without_teardown, in_process_group,
+from ..training.distributed import (collective_timeout_message, end_process_without_teardown, in_multi_process_run,
                                    is_collective_timeout)
 from ..training.push import HubPushError
 from ..training.loop import main as train
@@ -29,11 +29,11 @@ def main(argv=None, prog=None):
     try:
         status = run(argv, prog)
     except Exception:
-        if not in_process_group():
+        if not in_multi_process_run():
             raise
         traceback.print_exc()
         status = 1
-    if in_process_group():
+    if in_multi_process_run():
         end_process_without_teardown(status)
     return status
 

@@ -27,6 +27,7 @@ from .args import TrainingConfigError
 from .base_model import load_base_model
 from .precision import accelerate_mixed_precision, fit_threads
 from .bounds import check_memory
+from .distributed import keep_process_group
 from .safeguards import check_output_dir
 from .settings import replaced
 
@@ -55,6 +56,7 @@ def make_accelerator(args):
         # A collective that waits longer than this (a peer died or stopped) raises instead of hanging.
         kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=args.ddp_timeout))],
     )
+    keep_process_group()  # never freed in this process: distributed.py says why
     launched = int(os.environ.get("WORLD_SIZE", "1"))
     if launched > accelerator.num_processes:
         # torchrun started several processes, but without GPUs each one would train alone.

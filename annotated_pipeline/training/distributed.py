@@ -11,10 +11,13 @@ instead (gloo: "Connection reset by peer" / "Connection closed by peer"); that e
 with its own line. A machine that is switched off or cut from the network closes nothing: its peers
 wait until --ddp_timeout.
 
-And how such a process ends once its work is written: at once, without Python's teardown. The teardown frees
-DDP's Reducer while holding the GIL, and the Reducer can hold the last reference to gloo's process group,
-whose destructor joins gloo's worker threads; one of them may still be freeing a finished collective's
-tensors, which needs the GIL, so both wait forever (pytorch/pytorch#56297).
+And how such a process ends: holding its process group to the last, then at once, without Python's
+teardown. Whatever frees the last reference to a gloo group runs the group's destructor in that thread, holding
+the GIL, and the destructor joins gloo's worker threads; one of them may still be freeing a finished
+collective's tensors, which needs the GIL, so both wait forever (pytorch/pytorch#56297). Accelerate's
+`end_training` destroys the group, after which DDP's Reducer holds the last reference: freed when the training
+function returns (its frame goes) or in the teardown. So `keep_process_group` holds the group from the start,
+and `end_process_without_teardown` ends the process without freeing anything.
 """
 
 import logging
@@ -22,13 +25,28 @@ import os
 import sys
 
 PEER_LOST = ("connection reset by peer", "connection closed by peer")
+KEPT_GROUPS = []  # this process's default group, held until the process ends (keep_process_group)
 
 
 def in_process_group():
-    """True in a process of a multi-process run (torch.distributed initialized)."""
+    """True while this process is in a process group (torch.distributed initialized)."""
     import torch.distributed as dist
 
     return dist.is_available() and dist.is_initialized()
+
+
+def keep_process_group():
+    """Hold this process's default process group until the process ends, so that no frame, no `del` and no
+    teardown frees it (the deadlock above). Called as soon as the group exists."""
+    import torch.distributed as dist
+
+    if in_process_group() and not KEPT_GROUPS:
+        KEPT_GROUPS.append(dist.group.WORLD)
+
+
+def in_multi_process_run():
+    """True in a process that joined a process group, even after `end_training` destroyed the group."""
+    return bool(KEPT_GROUPS) or in_process_group()
 
 
 def is_collective_timeout(error):

@@ -82,15 +82,17 @@ EXIT_LIMIT = 420  # seconds a launch may take to end: above torchrun's exit barr
 
 def finish(machines, timeout=EXIT_LIMIT):
     """Wait for every machine; kill what is left of any (only processes these tests started). A machine
-    still running after `timeout` fails the test with every machine's processes and the end of its log.
+    still running `timeout` seconds after the wait began fails the test with every machine's processes and the
+    end of its log.
 
     The limit is above torchrun's exit barrier (300 s): when the agents race on the TCP store at exit
     (pytorch/pytorch#69520), machine 0's agent waits out that barrier after its worker has finished,
     logs "Error waiting on exit barrier" and exits with the workers' code."""
+    deadline = time.monotonic() + timeout  # for all machines together
     try:
         for machine, _ in machines:
             try:
-                machine.wait(timeout=timeout)
+                machine.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 report = []
                 for rank, (other, log) in enumerate(machines):

@@ -1,6 +1,7 @@
 """training/distributed.py: which errors mean "a peer is gone", and the one line each gets."""
 
 import pytest
+import torch
 import torch.distributed as dist
 
 from annotated_pipeline.training.distributed import collective_timeout_message, is_collective_timeout
@@ -12,10 +13,15 @@ TIMEOUT = RuntimeError("[gloo/transport/tcp/unbound_buffer.cc:78] Timed out wait
 
 
 @pytest.fixture
-def group(tmp_path):
+def group(tmp_path, monkeypatch):
+    """A one-process gloo group, and an empty list of kept groups (what keep_process_group fills)."""
+    from annotated_pipeline.training import distributed
+
+    monkeypatch.setattr(distributed, "KEPT_GROUPS", [])
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
     yield
-    dist.destroy_process_group()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def test_a_closed_connection_is_a_lost_peer_with_its_own_line(group):
@@ -86,6 +92,32 @@ def test_an_unexpected_error_in_a_process_of_a_group_prints_its_traceback_and_en
     assert ended == [1]
     error = capsys.readouterr().err
     assert error.startswith("Traceback (most recent call last):") and "KeyError: 'an unforeseen key'" in error
+
+
+def test_the_group_is_kept_past_end_training_and_the_process_still_ends_without_teardown(group, monkeypatch):
+    """Accelerate's end_training destroys the group; DDP's Reducer would then free it (a deadlock, see
+    distributed.py) when the training function returns. The group stays held, and the train command still
+    knows the process was part of a multi-process run."""
+    from accelerate.state import PartialState
+    from annotated_pipeline.commands import train as command
+    from annotated_pipeline.training import distributed
+
+    world = dist.group.WORLD
+    distributed.keep_process_group()
+    distributed.keep_process_group()  # once is enough
+    assert distributed.KEPT_GROUPS == [world]
+
+    def trains_and_ends(args):
+        model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(2, 2))
+        model(torch.ones(1, 2)).sum().backward()
+        PartialState().destroy_process_group()  # what end_training does
+        assert not distributed.in_process_group() and distributed.in_multi_process_run()
+
+    ended = []
+    monkeypatch.setattr(command, "end_process_without_teardown", ended.append)
+    monkeypatch.setattr(command, "train", trains_and_ends)
+    assert command.main(["--output_dir", "out", "--logger", "none"]) == 0
+    assert ended == [0] and distributed.KEPT_GROUPS[0] is world
 
 
 def test_a_single_process_run_returns_as_usual(monkeypatch):
