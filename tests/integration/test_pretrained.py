@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -243,42 +244,48 @@ def test_package_reference_describes_the_recipe_from_the_recorded_arguments():
 
 
 def test_add_inception_keeps_one_row_per_sampler_and_n_and_replaces_a_remeasured_one(tmp_path):
-    """`package_reference.py --add_inception REPORT.json` on a copy of the shipped folder: a second N adds a
-    row, its four metrics and its command beside the first; the same sampler and N again replaces its row."""
-    from huggingface_hub import ModelCard
-
+    """`package_reference.py --add_inception REPORT.json` on a copy of the shipped folder: a new sampler and N
+    adds a row, its four metrics and its command beside the card's; the same sampler and N again replaces its row."""
     package_reference = load_package_reference()
     folder = tmp_path / "model"
     shutil.copytree(PRETRAINED, folder)
-    evaluation = json.loads((folder / "evaluation.json").read_text())
-    (first_key,) = [key for key in evaluation if key.startswith("inception_")]
-    first = evaluation[first_key]
-    second = {**first, "num_samples": 10000, "scheduler": "ddim", "num_inference_steps": 50, "frechet_distance": 12.5,
-              "frechet_distance_floor": 2.5, "kid": 0.0055, "total_seconds": 1800.0, "processor": "CPU a test one"}
-    (tmp_path / "second.json").write_text(json.dumps(second))
-    package_reference.add_inception(folder, tmp_path / "second.json")
-    card = (folder / "README.md").read_text()
-    section = card[card.index(package_reference.INCEPTION_HEADING):]
-    rows = [line for line in section.splitlines() if line.startswith("| 1")]
-    assert [row.split(" | ")[2] for row in rows] == [f"{first['frechet_distance']:.2f}", "12.50"]
-    assert rows[1].startswith("| 10,000 | ddim, 50 steps, guidance 2 at t in 200..700, bf16 |") and rows[1].endswith("| 30 |")
-    assert "--num_samples 1000 --scheduler dpmsolver" in section and "--num_samples 10000 --scheduler ddim" in section
-    assert "CPU a test one" in section and card.count(package_reference.INCEPTION_HEADING) == 1
-    metrics = {result.metric_name.split(" ")[0]: result.metric_value
-               for result in ModelCard.load(folder / "README.md").data.eval_results if result.metric_type in ("FID", "KID")}
-    assert metrics == {"inception_fid_dpmsolver20_n1000": round(first["frechet_distance"], 3),
-                       "inception_fid_floor_n1000": round(first["frechet_distance_floor"], 3),
-                       "inception_kid_dpmsolver20_n1000": float(f"{first['kid']:.4g}"),
-                       "inception_kid_floor_n1000": float(f"{first['kid_floor']:.4g}"),
-                       "inception_fid_ddim50_n10000": 12.5, "inception_fid_floor_n10000": 2.5,
-                       "inception_kid_ddim50_n10000": 0.0055,
-                       "inception_kid_floor_n10000": float(f"{first['kid_floor']:.4g}")}
-    stored = json.loads((folder / "evaluation.json").read_text())
-    assert stored["inception_ddim50_n10000"]["frechet_distance"] == 12.5 and first_key in stored
 
-    remeasured = {**second, "frechet_distance": 11.0}
-    (tmp_path / "again.json").write_text(json.dumps(remeasured))
+    def rows():
+        section = (folder / "README.md").read_text().split(package_reference.INCEPTION_HEADING)[1]
+        return [line.split(" | ") for line in section.split("```")[0].splitlines() if re.match(r"\| \d", line)]
+
+    def inception_metrics():
+        return {result.metric_name.split(" ")[0]: result.metric_value
+                for result in ModelCard.load(folder / "README.md").data.eval_results if result.metric_type in ("FID", "KID")}
+
+    shipped = json.loads((folder / "evaluation.json").read_text())
+    before, metrics_before = rows(), inception_metrics()
+    assert len(before) == len([key for key in shipped if key.startswith("inception_")]) >= 1
+    first = next(value for key, value in shipped.items() if key.startswith("inception_"))
+    new = {**first, "num_samples": 300, "scheduler": "ddim", "num_inference_steps": 7, "frechet_distance": 40.5,
+           "frechet_distance_floor": 30.25, "kid": 0.0123, "kid_floor": 0.0001, "total_seconds": 120.0,
+           "processor": "CPU a test one"}
+    (tmp_path / "new.json").write_text(json.dumps(new))
+    package_reference.add_inception(folder, tmp_path / "new.json")
+    after = rows()
+    assert after[0][:4] == ["| 300", "ddim, 7 steps, guidance 2 at t in 200..700, bf16", "40.50", "30.25"]
+    assert after[0][-1] == "2 |" and after[1:] == before  # smallest N first; the card's rows unchanged
+    card = (folder / "README.md").read_text()
+    assert "--num_samples 300 --scheduler ddim --num_inference_steps 7" in card and "CPU a test one" in card
+    assert card.count(package_reference.INCEPTION_HEADING) == 1
+    assert inception_metrics() == {**metrics_before, "inception_fid_ddim7_n300": 40.5, "inception_fid_floor_n300": 30.25,
+                                   "inception_kid_ddim7_n300": 0.0123, "inception_kid_floor_n300": 0.0001}
+    assert json.loads((folder / "evaluation.json").read_text())["inception_ddim7_n300"] == new
+
+    (tmp_path / "again.json").write_text(json.dumps({**new, "frechet_distance": 39.0}))
     package_reference.add_inception(folder, tmp_path / "again.json")
-    section = (folder / "README.md").read_text().split(package_reference.INCEPTION_HEADING)[1]
-    assert [line.split(" | ")[2] for line in section.splitlines() if line.startswith("| 1")] == \
-        [f"{first['frechet_distance']:.2f}", "11.00"]
+    assert [row[2] for row in rows()] == ["39.00"] + [row[2] for row in before]
+
+
+def test_the_readmes_inception_headline_is_the_cards_measurement():
+    readme = (PRETRAINED.parents[1] / "README.md").read_text()
+    row = next(line for line in readme.splitlines() if line.startswith("| shipped model: Inception FID / KID at N = "))
+    n = int(re.search(r"N = ([\d,]+), ", row).group(1).replace(",", ""))
+    report = json.loads((PRETRAINED / "evaluation.json").read_text())[f"inception_dpmsolver20_n{n}"]
+    assert row.endswith(f"| {report['frechet_distance']:.1f} / {report['kid']:.4f} "
+                        f"({report['frechet_distance_floor']:.1f} / {report['kid_floor']:.4f}) |"), row
