@@ -22,13 +22,24 @@ CAP_VARIABLES = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"
 REPO = Path(__file__).resolve().parents[3]
 
 
+def aten_level(capabilities) -> str:
+    """The vector level torch dispatches to on a CPU with these capabilities, uncapped."""
+    if any(capabilities.get(name) for name in ("avx512_f", "avx512_bf16", "amx_bf16")):
+        return "AVX512"
+    return "AVX2" if capabilities.get("avx2") else "DEFAULT"
+
+
 @pytest.fixture
 def cpu(monkeypatch):
-    """Pretend to run on a CPU with the given cpuinfo capabilities."""
+    """Pretend to run on a CPU with the given cpuinfo capabilities, and with the vector level torch would dispatch to
+    there (the real machine's level would otherwise cap a pretended feature: "AVX2" rules out avx512_bf16)."""
     def use(capabilities):
         monkeypatch.setattr(hardware, "cpu_capabilities", lambda: dict(capabilities))
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: aten_level(capabilities))
         hardware.warn_emulated_bf16.cache_clear()
     monkeypatch.delenv("ACCELERATE_MIXED_PRECISION", raising=False)
+    for variable in hardware.ONEDNN_CAP_VARIABLES:  # a cap this test process runs under is not the pretended CPU's
+        monkeypatch.delenv(variable, raising=False)
     yield use
     hardware.warn_emulated_bf16.cache_clear()
 
